@@ -1,0 +1,354 @@
+/*
+ * state.c — the model state file (see vaegan.h for the layout).
+ *
+ * Everything is written in the machine's byte order behind an order marker;
+ * a file from a machine of the other order is refused as foreign rather than
+ * misread.  The CRC-32 (zlib) covers every byte before it, so a flipped bit
+ * anywhere, or a file cut short, is refused.  Saving never leaves a partial
+ * file under the real name: it writes "<path>.tmp", fsyncs it, renames it
+ * over the old file and fsyncs the directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "model/internal.h"
+#include "model/vaegan.h"
+
+#define STATE_MAGIC "VAEGANST"
+#define STATE_VERSION 1u
+#define ORDER_MARK 0x01020304u
+
+typedef struct {
+    FILE *f;
+    uLong crc;
+    int failed;
+} wstream_t;
+
+static void put(wstream_t *s, const void *p, size_t n)
+{
+    if (s->failed || n == 0)
+        return;
+    if (fwrite(p, 1, n, s->f) != n) {
+        s->failed = 1;
+        return;
+    }
+    /* zlib's crc32 takes uInt lengths: feed large arrays in pieces */
+    const unsigned char *b = p;
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        s->crc = crc32(s->crc, b, k);
+        b += k;
+        n -= k;
+    }
+}
+
+static void put_u32(wstream_t *s, uint32_t v) { put(s, &v, sizeof v); }
+static void put_u64(wstream_t *s, uint64_t v) { put(s, &v, sizeof v); }
+static void put_f64(wstream_t *s, double v) { put(s, &v, sizeof v); }
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void put_cfg(wstream_t *s, const vg_model_t *m)
+{
+    const vg_model_cfg_t *c = &m->cfg;
+    put_u32(s, (uint32_t)c->variant);
+    put_u32(s, (uint32_t)c->likelihood);
+    put_u32(s, (uint32_t)m->n_items);
+    put_u32(s, (uint32_t)c->hidden);
+    put_u32(s, (uint32_t)c->latent);
+    put_u32(s, (uint32_t)c->disc_hidden);
+    put_f64(s, c->alpha_cap);
+    put_f64(s, c->anneal_steps);
+    put_f64(s, c->beta);
+    put_f64(s, c->lambda);
+    put_f64(s, c->dropout);
+    put_f64(s, c->lr);
+    put_f64(s, c->noise_input);
+    put_f64(s, c->noise_hidden);
+    put_u64(s, c->seed);
+}
+
+int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return fail(err, errlen, VG_EINVAL, "state file path too long: %s", path);
+    wstream_t s = {fopen(tmp, "wb"), crc32(0L, Z_NULL, 0), 0};
+    if (!s.f)
+        return fail(err, errlen, VG_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    put(&s, STATE_MAGIC, 8);
+    put_u32(&s, STATE_VERSION);
+    put_u32(&s, ORDER_MARK);
+    put_u32(&s, (uint32_t)sizeof(vg_real));
+    put_cfg(&s, m);
+    put_u64(&s, (uint64_t)m->step);
+    put(&s, m->rng.s, sizeof m->rng.s);
+    put_u32(&s, (uint32_t)m->vocab.n);
+    for (int i = 0; i < m->vocab.n; i++) {
+        uint32_t len = (uint32_t)strlen(m->vocab.ids[i]);
+        put_u32(&s, len);
+        put(&s, m->vocab.ids[i], len);
+    }
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        const vg_param_t *p = &m->p[i];
+        size_t n = p->rows * p->cols;
+        put_u64(&s, p->rows);
+        put_u64(&s, p->cols);
+        put(&s, p->w, n * sizeof(vg_real));
+        put(&s, p->m, n * sizeof(vg_real));
+        put(&s, p->v, n * sizeof(vg_real));
+    }
+    uint32_t crc = (uint32_t)s.crc;
+    if (!s.failed && fwrite(&crc, sizeof crc, 1, s.f) != 1)
+        s.failed = 1;
+    int e = errno;
+    if (!s.failed && (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0)) {
+        s.failed = 1;
+        e = errno;
+    }
+    if (fclose(s.f) != 0 && !s.failed) {
+        s.failed = 1;
+        e = errno;
+    }
+    if (s.failed) {
+        unlink(tmp);
+        return fail(err, errlen, VG_EIO, "cannot write %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return fail(err, errlen, VG_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+    }
+    /* make the rename itself durable */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+typedef struct {
+    FILE *f;
+    uLong crc;
+    const char *path;
+    char *err;
+    size_t errlen;
+} rstream_t;
+
+/* Reads n bytes; returns 0 or VG_ECORRUPT naming what was cut short. */
+static int get(rstream_t *s, void *p, size_t n, const char *what)
+{
+    if (n == 0)
+        return 0;
+    if (fread(p, 1, n, s->f) != n) {
+        if (ferror(s->f))
+            return fail(s->err, s->errlen, VG_EIO, "%s: read error in %s: %s", s->path, what, strerror(errno));
+        return fail(s->err, s->errlen, VG_ECORRUPT, "%s: truncated (file ends inside %s)", s->path, what);
+    }
+    unsigned char *b = p;
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        s->crc = crc32(s->crc, b, k);
+        b += k;
+        n -= k;
+    }
+    return 0;
+}
+
+#define GET(var, what)                                                                             \
+    do {                                                                                           \
+        int rc_ = get(&s, &(var), sizeof(var), what);                                             \
+        if (rc_) {                                                                                 \
+            rc = rc_;                                                                              \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect, int max_batch, char *err,
+                  size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    vg_vocab_init(&m->vocab);
+    rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen};
+    if (!s.f)
+        return fail(err, errlen, VG_EIO, "cannot open state file %s: %s", path, strerror(errno));
+    int rc = 0;
+    char magic[8];
+    uint32_t version, order, rsize, variant, lik, n_items, hidden, latent, dh;
+    GET(magic, "the header");
+    if (memcmp(magic, STATE_MAGIC, 8) != 0) {
+        rc = fail(err, errlen, VG_EFORMAT, "%s: not a vaegan model state file (bad magic)", path);
+        goto out;
+    }
+    GET(version, "the header");
+    GET(order, "the header");
+    if (order != ORDER_MARK) {
+        rc = fail(err, errlen, VG_EFORMAT, "%s: written on a machine of another byte order", path);
+        goto out;
+    }
+    if (version != STATE_VERSION) {
+        rc = fail(err, errlen, VG_EVERSION, "%s: format version %u is not supported (this build reads %u)", path,
+                  version, STATE_VERSION);
+        goto out;
+    }
+    GET(rsize, "the header");
+    if (rsize != sizeof(vg_real)) {
+        rc = fail(err, errlen, VG_EMISMATCH, "%s: stores %u-byte reals, this build uses %zu", path, rsize,
+                  sizeof(vg_real));
+        goto out;
+    }
+    vg_model_cfg_t c;
+    memset(&c, 0, sizeof c);
+    GET(variant, "the architecture");
+    GET(lik, "the architecture");
+    GET(n_items, "the architecture");
+    GET(hidden, "the architecture");
+    GET(latent, "the architecture");
+    GET(dh, "the architecture");
+    GET(c.alpha_cap, "the hyperparameters");
+    GET(c.anneal_steps, "the hyperparameters");
+    GET(c.beta, "the hyperparameters");
+    GET(c.lambda, "the hyperparameters");
+    GET(c.dropout, "the hyperparameters");
+    GET(c.lr, "the hyperparameters");
+    GET(c.noise_input, "the hyperparameters");
+    GET(c.noise_hidden, "the hyperparameters");
+    GET(c.seed, "the hyperparameters");
+    if (variant > VG_VARIANT_AVB_D_C || lik > VG_LIK_LOGISTIC || n_items < 1 || n_items > (1u << 30) ||
+        hidden < 1 || hidden > 65536 || latent < 1 || latent > 65536 || dh < 1 || dh > 65536) {
+        rc = fail(err, errlen, VG_ECORRUPT, "%s: corrupt architecture fields", path);
+        goto out;
+    }
+    c.variant = (vg_variant_t)variant;
+    c.likelihood = (vg_likelihood_t)lik;
+    c.hidden = (int)hidden;
+    c.latent = (int)latent;
+    c.disc_hidden = (int)dh;
+    if (expect) {
+        const char *what = NULL;
+        long have = 0, want = 0;
+        if (expect->variant != c.variant)
+            what = "variant", have = (long)c.variant, want = (long)expect->variant;
+        else if (expect->likelihood != c.likelihood)
+            what = "likelihood", have = (long)c.likelihood, want = (long)expect->likelihood;
+        else if (expect->hidden != c.hidden)
+            what = "hidden", have = c.hidden, want = expect->hidden;
+        else if (expect->latent != c.latent)
+            what = "latent", have = c.latent, want = expect->latent;
+        else if (expect->disc_hidden != c.disc_hidden)
+            what = "disc_hidden", have = c.disc_hidden, want = expect->disc_hidden;
+        if (what) {
+            if (!strcmp(what, "variant"))
+                rc = fail(err, errlen, VG_EMISMATCH, "%s: model variant is %s in the file, %s configured", path,
+                          vg_variant_name(c.variant), vg_variant_name(expect->variant));
+            else if (!strcmp(what, "likelihood"))
+                rc = fail(err, errlen, VG_EMISMATCH, "%s: likelihood is %s in the file, %s configured", path,
+                          vg_likelihood_name(c.likelihood), vg_likelihood_name(expect->likelihood));
+            else
+                rc = fail(err, errlen, VG_EMISMATCH, "%s: %s is %ld in the file, %ld configured", path, what, have,
+                          want);
+            goto out;
+        }
+        /* training hyperparameters follow the configuration; noise_input resolved per N */
+        double noise = c.noise_input;
+        c.alpha_cap = expect->alpha_cap;
+        c.anneal_steps = expect->anneal_steps;
+        c.beta = expect->beta;
+        c.lambda = expect->lambda;
+        c.dropout = expect->dropout;
+        c.lr = expect->lr;
+        c.noise_hidden = expect->noise_hidden;
+        c.noise_input = expect->noise_input < 0 ? noise : expect->noise_input;
+        c.seed = expect->seed;
+    }
+    m->cfg = c;
+    m->n_items = (int)n_items;
+    m->gen_terms = VG_TERM_ALL;
+    uint64_t step;
+    GET(step, "the step counter");
+    m->step = (int64_t)step;
+    GET(m->rng.s, "the RNG state");
+    uint32_t nv;
+    GET(nv, "the item vocabulary");
+    if (nv > n_items) {
+        rc = fail(err, errlen, VG_ECORRUPT, "%s: vocabulary of %u ids for %u items", path, nv, n_items);
+        goto out;
+    }
+    for (uint32_t i = 0; i < nv; i++) {
+        uint32_t len;
+        char id[VG_VOCAB_ID_MAX];
+        GET(len, "the item vocabulary");
+        if (len < 1 || len > VG_VOCAB_ID_MAX) {
+            rc = fail(err, errlen, VG_ECORRUPT, "%s: item id %u has a bad length %u", path, i, len);
+            goto out;
+        }
+        if ((rc = get(&s, id, len, "the item vocabulary")))
+            goto out;
+        int added = 0;
+        if (vg_vocab_add(&m->vocab, id, len, &added) != (int32_t)i || !added) {
+            rc = fail(err, errlen, VG_ECORRUPT, "%s: item id %u is invalid or repeated", path, i);
+            goto out;
+        }
+    }
+    if ((rc = vg_model_alloc_(m, max_batch))) {
+        fail(err, errlen, rc, "%s: cannot allocate the model: %s", path, vg_strerror(rc));
+        goto out;
+    }
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        vg_param_t *p = &m->p[i];
+        uint64_t rows, cols;
+        GET(rows, p->name);
+        GET(cols, p->name);
+        if (rows != p->rows || cols != p->cols) {
+            rc = fail(err, errlen, VG_ECORRUPT, "%s: tensor %s is %llux%llu, expected %zux%zu", path, p->name,
+                      (unsigned long long)rows, (unsigned long long)cols, p->rows, p->cols);
+            goto out;
+        }
+        size_t n = p->rows * p->cols * sizeof(vg_real);
+        if ((rc = get(&s, p->w, n, p->name)) || (rc = get(&s, p->m, n, p->name)) ||
+            (rc = get(&s, p->v, n, p->name)))
+            goto out;
+    }
+    uLong crc_calc = s.crc;
+    uint32_t crc_file;
+    if (fread(&crc_file, sizeof crc_file, 1, s.f) != 1) {
+        rc = fail(err, errlen, VG_ECORRUPT, "%s: truncated (checksum missing)", path);
+        goto out;
+    }
+    if ((uint32_t)crc_calc != crc_file) {
+        rc = fail(err, errlen, VG_ECORRUPT, "%s: checksum mismatch (file corrupt)", path);
+        goto out;
+    }
+    if (fgetc(s.f) != EOF) {
+        rc = fail(err, errlen, VG_ECORRUPT, "%s: trailing bytes after the checksum", path);
+        goto out;
+    }
+out:
+    fclose(s.f);
+    if (rc)
+        vg_model_close(m);
+    return rc;
+}

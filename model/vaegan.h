@@ -1,0 +1,197 @@
+/*
+ * vaegan.h — the VAEGAN collaborative-filtering model (MODEL.md) and its
+ * Mult-VAE baseline: parameters, one training update, noise-free scoring,
+ * annealing, and the model state file.
+ *
+ * Use:
+ *     vg_model_cfg_t cfg;
+ *     vg_model_cfg_default(&cfg, VG_VARIANT_AVB_D_C);
+ *     vg_model_t m;
+ *     if (vg_model_init(&m, &cfg, n_items, max_batch) < 0) ...
+ *     for each mini-batch X (a vg_csr_t of users' 0/1 histories):
+ *         vg_model_train_step(&m, &X, &stats);
+ *     vg_model_score(&m, &Y, scores, work);   // any users, even unseen ones
+ *     vg_model_save(&m, "model.ckpt", err, sizeof err);
+ *     vg_model_close(&m);
+ *
+ * The three players (encoder+decoder "G", latent discriminator "T", user
+ * conditioner + reconstruction discriminator "D") are updated simultaneously
+ * from ONE forward pass per batch: each player's gradient is that of its own
+ * loss with respect to its own parameters only (MODEL.md allows this; it is
+ * the cheaper order).  Every parameter has its own Adam moments.
+ *
+ * Layout: matrices are row-major vg_real arrays.  Every matrix that has one
+ * row per item (enc1 E1 N×H, dec2 W4 N×H and its bias, T's A, q_xi's C, D's P)
+ * is item-major, so the first layers on sparse input gather rows (O(nnz·H))
+ * and a growing catalogue appends rows.
+ *
+ * Threads: a model is used by one thread at a time, except that
+ * vg_model_score() only reads the model, so several threads may score with
+ * one model (each with its own `work`) while nobody trains it.
+ * No global mutable state: any number of models may live in one process.
+ */
+#ifndef VG_VAEGAN_H
+#define VG_VAEGAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/common.h"
+#include "model/csr.h"
+#include "model/rng.h"
+#include "model/vocab.h"
+
+typedef enum {
+    VG_VARIANT_MULT_VAE = 0, /* Gaussian encoder + KL (Liang et al.) */
+    VG_VARIANT_AVB = 1,      /* implicit encoder + adversary T (beta = lambda = 0) */
+    VG_VARIANT_AVB_D = 2,    /* + reconstruction discriminator D (lambda = 0) */
+    VG_VARIANT_AVB_D_C = 3,  /* + contractive penalty */
+} vg_variant_t;
+
+typedef enum { VG_LIK_MULTINOMIAL = 0, VG_LIK_LOGISTIC = 1 } vg_likelihood_t;
+
+typedef struct vg_model_cfg {
+    vg_variant_t variant;
+    vg_likelihood_t likelihood;
+    int hidden;          /* H, default 600 */
+    int latent;          /* K, default 200 (also the width of z_c) */
+    int disc_hidden;     /* H_d, default 200 */
+    double alpha_cap;    /* cap of alpha (mult-vae: cap of the KL weight), 0.2 */
+    double anneal_steps; /* t at which alpha reaches its cap; default 200000 */
+    double beta;         /* weight of the D term, 0.2 */
+    double lambda;       /* weight of the contractive term, 3e-4 */
+    double dropout;      /* input dropout p, 0.5 */
+    double lr;           /* Adam learning rate, 1e-3 */
+    double noise_input;  /* s1; a negative value means 1/sqrt(N) (default) */
+    double noise_hidden; /* s2, 0.1 */
+    uint64_t seed;
+} vg_model_cfg_t;
+
+/* Fills MODEL.md's defaults for a variant. */
+void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v);
+/* "mult-vae", "avb", "avb+d", "avb+d+c"; returns 0 or VG_EINVAL. */
+int vg_variant_parse(const char *name, vg_variant_t *out);
+const char *vg_variant_name(vg_variant_t v);
+/* "multinomial", "logistic"; returns 0 or VG_EINVAL. */
+int vg_likelihood_parse(const char *name, vg_likelihood_t *out);
+const char *vg_likelihood_name(vg_likelihood_t l);
+
+/* One parameter tensor with its gradient and Adam moments (all rows×cols).
+ * Item-major tensors (item_rows = 1) have one row per item and capacity for
+ * cap_rows before they must be reallocated. */
+typedef struct vg_param {
+    const char *name;
+    vg_real *w, *g, *m, *v;
+    size_t rows, cols, cap_rows;
+    int item_rows;
+    int player; /* VG_PLAYER_* */
+} vg_param_t;
+
+enum { VG_PLAYER_G = 0, VG_PLAYER_T = 1, VG_PLAYER_D = 2 };
+
+/* Parameter slots (fixed order; also the order in the state file). */
+enum {
+    VG_P_E1, VG_P_B1, VG_P_W2, VG_P_B2, VG_P_W3, VG_P_B3, VG_P_W4, VG_P_B4, /* G */
+    VG_P_TA, VG_P_TC, VG_P_TB, VG_P_TW, VG_P_TD,                           /* T */
+    VG_P_QC, VG_P_QE, VG_P_DP, VG_P_DR, VG_P_DQ, VG_P_DW, VG_P_DS,         /* D */
+    VG_P_COUNT
+};
+
+/* Terms of the generator objective (for vg_model_cfg-independent tests). */
+enum {
+    VG_TERM_LIK = 1, /* -log p(x|z) */
+    VG_TERM_KL = 2,  /* mult-vae's KL */
+    VG_TERM_T = 4,   /* alpha * T(x, z_q) */
+    VG_TERM_D = 8,   /* -beta * log sigma(D(fake | z_c)) */
+    VG_TERM_C = 16,  /* lambda * ||dz/dx||_F^2 */
+    VG_TERM_ALL = 31
+};
+
+typedef struct vg_step_stats {
+    double loss_g;   /* the generator's objective */
+    double nll;      /* -mean log p(x|z) */
+    double kl;       /* mult-vae: mean KL */
+    double t_q;      /* mean T(x, z_q) */
+    double loss_t;   /* the T player's loss */
+    double loss_d;   /* the D player's loss */
+    double d_real;   /* mean sigma(D(x | z_c)) */
+    double d_fake;   /* mean sigma(D(fake | z_c)) */
+    double contr;    /* mean ||dz/dx||_F^2 */
+    double alpha;    /* alpha (mult-vae: KL weight) used in this step */
+} vg_step_stats_t;
+
+typedef struct vg_model {
+    vg_model_cfg_t cfg; /* as given, with noise_input resolved */
+    int n_items;        /* N */
+    int max_batch;      /* largest batch the workspace holds */
+    int64_t step;       /* generator updates so far: t of the annealing */
+    vg_rng_t rng;
+    vg_vocab_t vocab;   /* item ids (may be empty when the caller indexes items itself) */
+    vg_param_t p[VG_P_COUNT]; /* unused slots of a variant have rows = 0 */
+    unsigned gen_terms; /* VG_TERM_* mask of the generator objective; default all */
+    int frozen_noise;   /* tests only: 1 = draw no noise/dropout (use what is in the workspace) */
+    struct vg_work *work; /* training workspace (owned) */
+} vg_model_t;
+
+/* Sets up a model for n_items items with fresh weights (Xavier-uniform,
+ * biases N(0, 0.001^2), as Mult-VAE) drawn from cfg->seed, and a training
+ * workspace for batches of up to max_batch users.  Returns 0, VG_EINVAL (a bad
+ * configuration) or VG_ENOMEM.  The model owns everything it allocates. */
+int vg_model_init(vg_model_t *m, const vg_model_cfg_t *cfg, int n_items, int max_batch);
+void vg_model_close(vg_model_t *m);
+
+/* alpha (mult-vae: KL weight) at the model's current step. */
+double vg_model_alpha(const vg_model_t *m);
+
+/* One simultaneous update of all players on the users of X (X->rows <=
+ * max_batch, X->cols == n_items, no empty rows needed: empty rows are
+ * allowed and contribute nothing to the likelihood).  Increments step.
+ * stats may be NULL.  Returns 0 or VG_EINVAL. */
+int vg_model_train_step(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *stats);
+
+/* Loss and gradients of the three players on X without updating (the
+ * gradient checks and train_step use it).  Gradients land in p[].g.  The
+ * random draws (dropout, noise, prior samples) come from m->rng unless
+ * m->frozen_noise is set, in which case the previous call's draws are reused. */
+int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *stats);
+
+/* Applies one Adam update of every parameter from p[].g and increments step. */
+void vg_model_adam(vg_model_t *m);
+
+/* Noise-free scores (decoder logits) of the users of X into
+ * scores[X->rows * n_items].  `work` is caller-owned scratch of
+ * vg_model_score_work_size(m, X->rows) reals.  Reads the model only.
+ * Returns 0 or VG_EINVAL. */
+int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_real *work);
+size_t vg_model_score_work_size(const vg_model_t *m, int rows);
+
+/* Grows the catalogue to n_items (>= current): item rows of every
+ * item-major tensor are appended with fresh initialisation and zero moments;
+ * capacity doubles so growth is amortised.  Returns 0 or VG_ENOMEM. */
+int vg_model_grow(vg_model_t *m, int n_items);
+
+/* FLOPs of the dense matrix products of one training step on B users (for
+ * benchmarks' GFLOP/s figures; sparse first layers are not counted). */
+double vg_model_step_flops(const vg_model_t *m, int B);
+
+/* ---- the model state file ----------------------------------------------
+ * Header: magic "VAEGANST", format version, scalar size, architecture
+ * (variant, likelihood, N, H, K, H_d), hyperparameters, step, RNG state; then
+ * the item vocabulary; then every tensor's weights and Adam moments; then a
+ * CRC-32 (zlib) of everything before it.  Written to "<path>.tmp", fsynced,
+ * renamed over path, directory fsynced. */
+
+/* Returns 0 or VG_EIO, with the reason in err. */
+int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen);
+
+/* Loads a state file into a fresh model (m must not be initialised).  When
+ * expect is not NULL, the file's architecture (variant, likelihood, H, K,
+ * H_d) must equal expect's, else VG_EMISMATCH naming the first difference.
+ * Other hyperparameters (lr, beta, ...) are taken from expect when given,
+ * from the file otherwise.  A truncated or corrupt file is VG_ECORRUPT, a
+ * foreign file VG_EFORMAT, an unknown version VG_EVERSION, a missing one
+ * VG_EIO; err says which and where.  max_batch sizes the workspace. */
+int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect, int max_batch,
+                  char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * vocab.c — open-addressing hash table (FNV-1a, linear probing, load <= 1/2)
+ * over an append-only array of id strings.
+ */
+#include "model/vocab.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/common.h"
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void vg_vocab_init(vg_vocab_t *v) { memset(v, 0, sizeof *v); }
+
+void vg_vocab_free(vg_vocab_t *v)
+{
+    for (int i = 0; i < v->n; i++)
+        free(v->ids[i]);
+    free(v->ids);
+    free(v->slots);
+    memset(v, 0, sizeof *v);
+}
+
+static size_t probe(const vg_vocab_t *v, const char *id, size_t len)
+{
+    size_t mask = v->n_slots - 1, s = (size_t)fnv1a(id, len) & mask;
+    for (;;) {
+        int32_t k = v->slots[s];
+        if (k < 0 || (strlen(v->ids[k]) == len && memcmp(v->ids[k], id, len) == 0))
+            return s;
+        s = (s + 1) & mask;
+    }
+}
+
+int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len)
+{
+    if (!v->n_slots)
+        return -1;
+    return v->slots[probe(v, id, len)];
+}
+
+static int rehash(vg_vocab_t *v, size_t n_slots)
+{
+    int32_t *slots = malloc(n_slots * sizeof *slots);
+    if (!slots)
+        return VG_ENOMEM;
+    memset(slots, 0xff, n_slots * sizeof *slots);
+    free(v->slots);
+    v->slots = slots;
+    v->n_slots = n_slots;
+    for (int i = 0; i < v->n; i++)
+        v->slots[probe(v, v->ids[i], strlen(v->ids[i]))] = i;
+    return 0;
+}
+
+int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
+{
+    if (added)
+        *added = 0;
+    if (len == 0 || len > VG_VOCAB_ID_MAX || memchr(id, 0, len))
+        return VG_EINVAL;
+    if ((size_t)(v->n + 1) * 2 > v->n_slots) {
+        int rc = rehash(v, v->n_slots ? 2 * v->n_slots : 64);
+        if (rc)
+            return rc;
+    }
+    size_t s = probe(v, id, len);
+    if (v->slots[s] >= 0)
+        return v->slots[s];
+    if (v->n == v->cap) {
+        int cap = v->cap ? 2 * v->cap : 64;
+        char **ids = realloc(v->ids, (size_t)cap * sizeof *ids);
+        if (!ids)
+            return VG_ENOMEM;
+        v->ids = ids;
+        v->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return VG_ENOMEM;
+    memcpy(copy, id, len);
+    copy[len] = 0;
+    v->ids[v->n] = copy;
+    v->slots[s] = v->n;
+    if (added)
+        *added = 1;
+    return v->n++;
+}

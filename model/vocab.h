@@ -1,0 +1,33 @@
+/*
+ * vocab.h — the item vocabulary: item id text <-> dense index 0..n-1.
+ *
+ * Indices are handed out in order of first sight and never change, so the
+ * rows of the model's item-sized matrices stay aligned with them as the
+ * catalogue grows.  Lookups are O(1) (open addressing).  The vocabulary owns
+ * copies of the id texts.  Ids are 1..VG_VOCAB_ID_MAX bytes (no NUL).
+ */
+#ifndef VG_VOCAB_H
+#define VG_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VG_VOCAB_ID_MAX 128
+
+typedef struct vg_vocab {
+    int n, cap;          /* ids in use, capacity of `ids` */
+    char **ids;          /* ids[i] = NUL-terminated text of item i (owned) */
+    int32_t *slots;      /* hash table of indices, -1 = empty */
+    size_t n_slots;      /* power of two */
+} vg_vocab_t;
+
+void vg_vocab_init(vg_vocab_t *v);
+void vg_vocab_free(vg_vocab_t *v);
+/* Index of `id` (len bytes), or -1 when absent. */
+int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len);
+/* Index of `id`, adding it when absent (*added set to 1 then).
+ * Returns the index (>= 0) or VG_ENOMEM / VG_EINVAL (empty or too long id). */
+int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added);
+static inline const char *vg_vocab_id(const vg_vocab_t *v, int32_t i) { return v->ids[i]; }
+
+#endif
