@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds (Release, -Werror) and
+# runs every ctest label, then builds the unit tests again with
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -L unit         # extra arguments go to both ctest runs
+#
+# Accuracy tests need MovieLens-100K: VAEGAN_ML100K=<path to u.data>
+# (default: ../shared/data/ml-100k/u.data beside the checkout, when present);
+# without it they are skipped, and say so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+if [ -z "${VAEGAN_ML100K:-}" ] && [ -f ../shared/data/ml-100k/u.data ]; then
+  VAEGAN_ML100K=$(cd ../shared/data/ml-100k && pwd)/u.data
+fi
+export VAEGAN_ML100K=${VAEGAN_ML100K:-}
+jobs=$(nproc)
+
+echo "== build (Release) in build/"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVG_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== ctest (all labels)"
+ctest --test-dir build --output-on-failure "$@"
+
+echo "== build (ASan + UBSan) in build-asan/"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVG_WERROR=ON -DVG_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== ctest -L unit under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure "$@"

@@ -1,0 +1,412 @@
+/*
+ * test_model.c — the model library as its users see it: it learns, it is
+ * reproducible, its state file round-trips and refuses damage, the catalogue
+ * grows, top-N selection and the vocabulary behave.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/topn.h"
+#include "model/vaegan.h"
+#include "model/vocab.h"
+
+/* 200 users in two taste groups: group 0 likes items 0..19, group 1 items
+ * 20..39; each user has 8 random items of their group. 10 noise items. */
+static vg_csr_t two_groups(uint64_t seed, int users)
+{
+    vg_rng_t r;
+    vg_rng_seed(&r, seed);
+    int32_t *rows = malloc((size_t)users * 8 * sizeof *rows), *cols = malloc((size_t)users * 8 * sizeof *cols);
+    size_t n = 0;
+    for (int u = 0; u < users; u++)
+        for (int k = 0; k < 8; k++) {
+            rows[n] = u;
+            cols[n++] = (int32_t)((u % 2) * 20 + (int)vg_rng_below(&r, 20));
+        }
+    vg_csr_t X;
+    cr_assert_eq(vg_csr_from_pairs(&X, users, 50, n, rows, cols), 0);
+    free(rows);
+    free(cols);
+    return X;
+}
+
+static void small_cfg(vg_model_cfg_t *c, vg_variant_t v)
+{
+    vg_model_cfg_default(c, v);
+    c->hidden = 32;
+    c->latent = 8;
+    c->disc_hidden = 16;
+    c->anneal_steps = 100;
+    c->lr = 3e-3;
+    c->seed = 3;
+}
+
+static void train(vg_model_t *m, const vg_csr_t *X, int steps, int batch, vg_step_stats_t *last)
+{
+    vg_csr_t b = {0};
+    int *sel = malloc((size_t)batch * sizeof *sel);
+    for (int s = 0; s < steps; s++) {
+        for (int k = 0; k < batch; k++)
+            sel[k] = (s * batch + k) % X->rows;
+        cr_assert_eq(vg_csr_gather(&b, X, sel, batch), 0);
+        cr_assert_eq(vg_model_train_step(m, &b, last), 0);
+    }
+    free(sel);
+    vg_csr_free(&b);
+}
+
+static void learns(vg_variant_t v)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, v);
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 40), 0);
+    vg_csr_t X = two_groups(1, 200);
+    vg_step_stats_t first, last;
+    train(&m, &X, 1, 40, &first);
+    train(&m, &X, 300, 40, &last);
+    cr_assert_lt(last.nll, first.nll - 1.0, "%s: nll %f -> %f", vg_variant_name(v), first.nll, last.nll);
+    cr_assert(isfinite(last.loss_g) && isfinite(last.loss_t) && isfinite(last.loss_d));
+    /* a new user who liked three group-1 items gets group-1 items first */
+    int32_t r[3] = {0, 0, 0}, cols[3] = {21, 25, 33};
+    vg_csr_t U;
+    cr_assert_eq(vg_csr_from_pairs(&U, 1, 50, 3, r, cols), 0);
+    vg_real scores[50], *work = malloc(vg_model_score_work_size(&m, 1) * sizeof *work);
+    cr_assert_eq(vg_model_score(&m, &U, scores, work), 0);
+    int32_t top[10];
+    cr_assert_eq(vg_topn(scores, 50, cols, 3, 10, top, NULL), 10);
+    int in_group = 0;
+    for (int k = 0; k < 10; k++) {
+        cr_assert(top[k] != 21 && top[k] != 25 && top[k] != 33, "history item recommended");
+        in_group += top[k] >= 20 && top[k] < 40;
+    }
+    cr_assert_geq(in_group, 9, "%s: only %d of the top 10 are of the user's group", vg_variant_name(v), in_group);
+    free(work);
+    vg_csr_free(&U);
+    vg_csr_free(&X);
+    vg_model_close(&m);
+}
+
+Test(model, multvae_learns) { learns(VG_VARIANT_MULT_VAE); }
+Test(model, avb_d_c_learns) { learns(VG_VARIANT_AVB_D_C); }
+
+static int same_weights(const vg_model_t *a, const vg_model_t *b)
+{
+    for (int p = 0; p < VG_P_COUNT; p++) {
+        size_t n = a->p[p].rows * a->p[p].cols;
+        if (n != b->p[p].rows * b->p[p].cols || memcmp(a->p[p].w, b->p[p].w, n * sizeof(vg_real)) ||
+            memcmp(a->p[p].m, b->p[p].m, n * sizeof(vg_real)) || memcmp(a->p[p].v, b->p[p].v, n * sizeof(vg_real)))
+            return 0;
+    }
+    return a->step == b->step && !memcmp(&a->rng, &b->rng, sizeof a->rng);
+}
+
+Test(model, reproducible_and_independent)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    vg_model_t a, b, d;
+    cr_assert_eq(vg_model_init(&a, &c, 50, 20), 0);
+    cr_assert_eq(vg_model_init(&b, &c, 50, 20), 0);
+    c.seed = 4;
+    cr_assert_eq(vg_model_init(&d, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(2, 100);
+    for (int s = 0; s < 5; s++) { /* interleaved: no shared state between models */
+        train(&a, &X, 1, 20, NULL);
+        train(&d, &X, 1, 20, NULL);
+        train(&b, &X, 1, 20, NULL);
+    }
+    cr_assert(same_weights(&a, &b), "same seed, same data: same model");
+    cr_assert(!same_weights(&a, &d), "another seed: another model");
+    vg_csr_free(&X);
+    vg_model_close(&a);
+    vg_model_close(&b);
+    vg_model_close(&d);
+}
+
+Test(model, scoring_is_noise_free_and_batch_invariant)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D);
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(3, 20);
+    train(&m, &X, 10, 20, NULL);
+    vg_real *all = malloc(20 * 50 * sizeof *all), one[50], again[50];
+    vg_real *work = malloc(vg_model_score_work_size(&m, 20) * sizeof *work);
+    cr_assert_eq(vg_model_score(&m, &X, all, work), 0);
+    int sel = 7;
+    vg_csr_t U = {0};
+    cr_assert_eq(vg_csr_gather(&U, &X, &sel, 1), 0);
+    cr_assert_eq(vg_model_score(&m, &U, one, work), 0);
+    cr_assert_eq(vg_model_score(&m, &U, again, work), 0);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(one[i], again[i]);
+        cr_assert_float_eq(one[i], all[7 * 50 + i], 1e-4);
+    }
+    free(all);
+    free(work);
+    vg_csr_free(&U);
+    vg_csr_free(&X);
+    vg_model_close(&m);
+}
+
+Test(model, alpha_anneals_linearly_to_cap)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB);
+    c.anneal_steps = 10;
+    c.alpha_cap = 0.2;
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    cr_assert_float_eq(vg_model_alpha(&m), 0.0, 1e-12);
+    m.step = 5;
+    cr_assert_float_eq(vg_model_alpha(&m), 0.1, 1e-12);
+    m.step = 50;
+    cr_assert_float_eq(vg_model_alpha(&m), 0.2, 1e-12);
+    vg_model_close(&m);
+}
+
+Test(model, rejects_bad_configuration)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB);
+    vg_model_t m;
+    c.dropout = 1.0;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
+    small_cfg(&c, VG_VARIANT_AVB);
+    c.hidden = 0;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
+    small_cfg(&c, VG_VARIANT_AVB);
+    cr_assert_eq(vg_model_init(&m, &c, 0, 20), VG_EINVAL);
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(1, 30);
+    cr_assert_eq(vg_model_train_step(&m, &X, NULL), VG_EINVAL, "batch over max_batch");
+    vg_csr_free(&X);
+    vg_model_close(&m);
+}
+
+/* ---- the state file ---- */
+
+static char tmpdir[64];
+
+static void mk_tmpdir(void)
+{
+    strcpy(tmpdir, "/tmp/vg-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void trained_model(vg_model_t *m)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    cr_assert_eq(vg_model_init(m, &c, 50, 20), 0);
+    char id[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "item-%d", i);
+        cr_assert_eq(vg_vocab_add(&m->vocab, id, strlen(id), NULL), i);
+    }
+    vg_csr_t X = two_groups(5, 40);
+    train(m, &X, 7, 20, NULL);
+    vg_csr_free(&X);
+}
+
+Test(state, roundtrip_and_resume_equals_uninterrupted, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+    vg_model_t a, b;
+    trained_model(&a);
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/model.ckpt", tmpdir);
+    cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(access(path, F_OK), 0);
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    cr_assert_neq(access(tmp, F_OK), 0, "the temporary file is renamed away");
+    cr_assert_eq(vg_model_load(&b, path, &a.cfg, 20, err, sizeof err), 0, "%s", err);
+    cr_assert(same_weights(&a, &b));
+    cr_assert_eq(b.step, 7);
+    cr_assert_float_eq(vg_model_alpha(&b), vg_model_alpha(&a), 1e-12);
+    cr_assert_eq(b.vocab.n, 50);
+    cr_assert_str_eq(vg_vocab_id(&b.vocab, 42), "item-42");
+    cr_assert_eq(vg_vocab_find(&b.vocab, "item-13", 7), 13);
+    /* training on from the file draws what the uninterrupted model draws */
+    vg_csr_t X = two_groups(6, 40);
+    train(&a, &X, 3, 20, NULL);
+    train(&b, &X, 3, 20, NULL);
+    cr_assert(same_weights(&a, &b), "resumed run diverged from the uninterrupted one");
+    vg_csr_free(&X);
+    vg_model_close(&a);
+    vg_model_close(&b);
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static void patch(const char *path, long off, unsigned char x)
+{
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, off, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ x, f);
+    fclose(f);
+}
+
+Test(state, refuses_damage_with_a_reason, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+    vg_model_t a, b;
+    trained_model(&a);
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/model.ckpt", tmpdir);
+    cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
+    long size = file_size(path);
+
+    patch(path, size / 2, 0x10); /* a flipped bit in the weights */
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_ECORRUPT);
+    cr_assert(strstr(err, "checksum") && strstr(err, path), "%s", err);
+    patch(path, size / 2, 0x10);
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), 0, "%s", err);
+    vg_model_close(&b);
+
+    cr_assert_eq(truncate(path, size - 1000), 0);
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_ECORRUPT);
+    cr_assert(strstr(err, "truncated"), "%s", err);
+
+    cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
+    patch(path, 8, 0x07); /* format version */
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_EVERSION);
+    cr_assert(strstr(err, "version"), "%s", err);
+    patch(path, 0, 0x20); /* magic */
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_EFORMAT);
+    cr_assert(strstr(err, "not a vaegan"), "%s", err);
+
+    cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
+    vg_model_cfg_t other = a.cfg;
+    other.hidden = 64;
+    cr_assert_eq(vg_model_load(&b, path, &other, 20, err, sizeof err), VG_EMISMATCH);
+    cr_assert(strstr(err, "hidden is 32 in the file, 64 configured"), "%s", err);
+    other = a.cfg;
+    other.variant = VG_VARIANT_AVB;
+    cr_assert_eq(vg_model_load(&b, path, &other, 20, err, sizeof err), VG_EMISMATCH);
+    cr_assert(strstr(err, "avb+d+c"), "%s", err);
+
+    snprintf(path, sizeof path, "%s/none.ckpt", tmpdir);
+    cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_EIO);
+    cr_assert(strstr(err, "No such file"), "%s", err);
+    vg_model_close(&a);
+}
+
+Test(model, catalogue_grows)
+{
+    vg_model_t m;
+    trained_model(&m);
+    vg_real e1_17 = m.p[VG_P_E1].w[17 * 32 + 3], b4_49 = m.p[VG_P_B4].w[49];
+    for (int n = 51; n <= 120; n++) /* one by one: amortised by capacity doubling */
+        cr_assert_eq(vg_model_grow(&m, n), 0);
+    cr_assert_eq(m.n_items, 120);
+    cr_assert_geq(m.p[VG_P_W4].cap_rows, 120);
+    cr_assert_lt(m.p[VG_P_W4].cap_rows, 240);
+    cr_assert_eq(m.p[VG_P_E1].w[17 * 32 + 3], e1_17, "old rows kept");
+    cr_assert_eq(m.p[VG_P_B4].w[49], b4_49);
+    double s = 0;
+    for (int j = 0; j < 32; j++)
+        s += fabs(m.p[VG_P_W4].w[110 * 32 + j]);
+    cr_assert_gt(s, 0, "new rows initialised");
+    /* a user of new items trains and scores */
+    int32_t r[4] = {0, 0, 1, 1}, c[4] = {3, 119, 60, 100};
+    vg_csr_t X;
+    cr_assert_eq(vg_csr_from_pairs(&X, 2, 120, 4, r, c), 0);
+    vg_step_stats_t st;
+    cr_assert_eq(vg_model_train_step(&m, &X, &st), 0);
+    cr_assert(isfinite(st.loss_g));
+    vg_real scores[240], *work = malloc(vg_model_score_work_size(&m, 2) * sizeof *work);
+    cr_assert_eq(vg_model_score(&m, &X, scores, work), 0);
+    for (int i = 0; i < 240; i++)
+        cr_assert(isfinite(scores[i]));
+    free(work);
+    vg_csr_free(&X);
+    vg_model_close(&m);
+}
+
+/* ---- top-N ---- */
+
+static const vg_real *sort_scores;
+static int by_score_desc(const void *a, const void *b)
+{
+    const vg_real *sc = sort_scores;
+    int i = *(const int *)a, j = *(const int *)b;
+    if (sc[i] != sc[j])
+        return sc[i] < sc[j] ? 1 : -1;
+    return i - j;
+}
+
+Test(topn, equals_full_sort_with_exclusions_and_ties)
+{
+    vg_rng_t r;
+    vg_rng_seed(&r, 11);
+    enum { N = 1000 };
+    vg_real s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (vg_real)(vg_rng_below(&r, 200)) / 10; /* many ties */
+    int32_t ex[50];
+    int n_ex = 0;
+    for (int i = 0; i < N; i += 20)
+        ex[n_ex++] = i;
+    int ord[N], n_ord = 0;
+    for (int i = 0; i < N; i++)
+        if (i % 20)
+            ord[n_ord++] = i;
+    sort_scores = s;
+    qsort(ord, (size_t)n_ord, sizeof *ord, by_score_desc);
+    int32_t top[100];
+    vg_real ts[100];
+    cr_assert_eq(vg_topn(s, N, ex, n_ex, 100, top, ts), 100);
+    for (int k = 0; k < 100; k++) {
+        cr_assert_eq(top[k], ord[k], "rank %d", k);
+        cr_assert_eq(ts[k], s[ord[k]]);
+    }
+    /* fewer candidates than asked */
+    cr_assert_eq(vg_topn(s, 10, ex, 1, 100, top, NULL), 9);
+    cr_assert_eq(vg_topn(s, N, ex, n_ex, 0, top, NULL), 0);
+}
+
+Test(vocab, add_find_and_reject)
+{
+    vg_vocab_t v;
+    vg_vocab_init(&v);
+    char id[32];
+    int added;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof id, "i%d", i);
+        cr_assert_eq(vg_vocab_add(&v, id, strlen(id), &added), i);
+        cr_assert_eq(added, 1);
+    }
+    cr_assert_eq(vg_vocab_add(&v, "i77", 3, &added), 77);
+    cr_assert_eq(added, 0);
+    cr_assert_eq(vg_vocab_find(&v, "i4999", 5), 4999);
+    cr_assert_eq(vg_vocab_find(&v, "i5000", 5), -1);
+    cr_assert_eq(vg_vocab_add(&v, "", 0, NULL), VG_EINVAL);
+    char longid[200];
+    memset(longid, 'x', sizeof longid);
+    cr_assert_eq(vg_vocab_add(&v, longid, 129, NULL), VG_EINVAL);
+    cr_assert_eq(vg_vocab_add(&v, longid, 128, NULL), 5000);
+    vg_vocab_free(&v);
+}
