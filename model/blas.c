@@ -17,6 +17,8 @@
  */
 #include "model/blas.h"
 
+#include <omp.h>
+
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -71,6 +73,7 @@ void vg_blas_set_threads(int n)
 {
     vg_assert(n >= 1);
     openblas_set_num_threads(n);
+    omp_set_num_threads(n); /* the model's own element-wise loops */
 }
 
 int vg_blas_threads(void) { return openblas_get_num_threads(); }

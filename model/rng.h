@@ -26,6 +26,10 @@ double vg_rng_uniform(vg_rng_t *r);
 uint64_t vg_rng_below(vg_rng_t *r, uint64_t n);
 /* Fills x[0..n-1] with independent N(0, scale^2) draws (Box–Muller). */
 void vg_rng_normal(vg_rng_t *r, vg_real *x, size_t n, vg_real scale);
+/* The same for large n, on all OpenMP threads: one draw of r seeds a
+ * stream per 65,536-value chunk, so the values do not depend on the
+ * number of threads. */
+void vg_rng_normal_par(vg_rng_t *r, vg_real *x, size_t n, vg_real scale);
 /* Fills x[0..n-1] with independent U(-a, a) draws. */
 void vg_rng_uniform_fill(vg_rng_t *r, vg_real *x, size_t n, vg_real a);
 /* Fisher–Yates shuffle of p[0..n-1]. */

@@ -528,9 +528,13 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     const double alpha = vg_model_alpha(m);
     s.alpha = alpha;
     vg_param_t *P = m->p;
-    for (int i = 0; i < VG_P_COUNT; i++)
-        if (P[i].rows)
-            memset(P[i].g, 0, P[i].rows * P[i].cols * sizeof(vg_real));
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        vg_real *g = P[i].g;
+        long n = (long)(P[i].rows * P[i].cols);
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (long k = 0; k < n; k++)
+            g[k] = 0;
+    }
 
     /* inputs: 1/sqrt(n_b), dropout, x̄ */
     const vg_real keepv = (vg_real)(1.0 / (1.0 - c->dropout));
@@ -550,7 +554,7 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     memcpy(w->h, w->pre0, (size_t)B * H * sizeof(vg_real));
     if (w->eps1) {
         if (!m->frozen_noise)
-            vg_rng_normal(&m->rng, w->eps1, (size_t)B * N, 1);
+            vg_rng_normal_par(&m->rng, w->eps1, (size_t)B * N, 1);
         gemm(0, 0, B, H, N, (vg_real)c->noise_input, w->eps1, N, P[VG_P_E1].w, H, 1, w->h, H);
     }
     tanh_inplace(w->h, (size_t)B * H);
@@ -584,6 +588,7 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     /* reconstruction likelihood: nll and dl = d(-mean log p)/dl */
     double nll = 0;
     const vg_real lik_w = (terms & VG_TERM_LIK) ? invB : 0;
+#pragma omp parallel for schedule(static) reduction(+ : nll)
     for (int b = 0; b < B; b++) {
         const vg_real *l = w->logits + (size_t)b * N;
         vg_real *dl = w->dl + (size_t)b * N;
@@ -850,6 +855,7 @@ void vg_model_adam(vg_model_t *m)
         vg_param_t *p = &m->p[i];
         size_t n = p->rows * p->cols;
         vg_real *w = p->w, *g = p->g, *mo = p->m, *v = p->v;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t k = 0; k < n; k++) {
             vg_real gk = g[k];
             mo[k] = B1 * mo[k] + (1 - B1) * gk;
