@@ -83,7 +83,7 @@ void vg_rng_normal_par(vg_rng_t *r, vg_real *x, size_t n, vg_real scale)
     const size_t chunk = 1 << 16;
     const uint64_t base = vg_rng_next(r);
     const long n_chunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > ((size_t)1 << 22))
     for (long c = 0; c < n_chunks; c++) {
         vg_rng_t rc;
         vg_rng_seed(&rc, base ^ ((uint64_t)c * 0xd1342543de82ef95ULL));

@@ -97,6 +97,11 @@ const char *vg_likelihood_name(vg_likelihood_t l) { return (unsigned)l < 2 ? lik
 
 /* ---- small dense helpers ------------------------------------------------ */
 
+/* Element-wise loops go parallel (OpenMP) only above this many elements:
+ * below it, waking the threads costs more than it saves, and OpenMP's
+ * spinning workers would slow the BLAS threads that run next. */
+#define VG_PAR_MIN (1L << 22)
+
 static inline void gemm(int ta, int tb, int M, int N, int K, vg_real alpha, const vg_real *A, int lda,
                         const vg_real *B, int ldb, vg_real beta, vg_real *C, int ldc)
 {
@@ -531,7 +536,7 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_real *g = P[i].g;
         long n = (long)(P[i].rows * P[i].cols);
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > VG_PAR_MIN)
         for (long k = 0; k < n; k++)
             g[k] = 0;
     }
@@ -588,7 +593,7 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     /* reconstruction likelihood: nll and dl = d(-mean log p)/dl */
     double nll = 0;
     const vg_real lik_w = (terms & VG_TERM_LIK) ? invB : 0;
-#pragma omp parallel for schedule(static) reduction(+ : nll)
+#pragma omp parallel for schedule(static) reduction(+ : nll) if ((long)B * N > VG_PAR_MIN)
     for (int b = 0; b < B; b++) {
         const vg_real *l = w->logits + (size_t)b * N;
         vg_real *dl = w->dl + (size_t)b * N;
@@ -687,7 +692,6 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
         set_rows(w->zc, P[VG_P_QE].w, B, K);
         sp_gather(X, w->xv, P[VG_P_QC].w, K, w->zc);
         tanh_inplace(w->zc, (size_t)B * K);
-        memset(w->eq, 0, (size_t)B * Hd * sizeof(vg_real));
         gemm(0, 0, B, Hd, K, 1, w->zc, K, P[VG_P_DQ].w, Hd, 0, w->eq, Hd);
         for (int b = 0; b < B; b++)
             for (int64_t k = X->indptr[b]; k < X->indptr[b + 1]; k++)
@@ -855,7 +859,7 @@ void vg_model_adam(vg_model_t *m)
         vg_param_t *p = &m->p[i];
         size_t n = p->rows * p->cols;
         vg_real *w = p->w, *g = p->g, *mo = p->m, *v = p->v;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > VG_PAR_MIN)
         for (size_t k = 0; k < n; k++) {
             vg_real gk = g[k];
             mo[k] = B1 * mo[k] + (1 - B1) * gk;
