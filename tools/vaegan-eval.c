@@ -207,8 +207,13 @@ int main(int argc, char **argv)
         case '?': usage(stderr); return 2;
         default: break;
         }
-        if (bad_num || !isfinite(num))
-            die("option --%s: not a number: \"%s\"", longopts[0].name ? argv[optind - 1] + 2 : "?", optarg);
+        if (bad_num || !isfinite(num)) {
+            const char *name = "?";
+            for (const struct option *l = longopts; l->name; l++)
+                if (l->val == c)
+                    name = l->name;
+            die("option --%s: not a number: \"%s\"", name, optarg);
+        }
         switch (c) {
         case 'e': o.epochs = (int)num; break;
         case 's': o.seed = (int)num; break;
