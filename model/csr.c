@@ -95,19 +95,6 @@ int vg_csr_gather(vg_csr_t *out, const vg_csr_t *src, const int *sel, int n)
     return 0;
 }
 
-int vg_csr_copy(vg_csr_t *out, const vg_csr_t *src)
-{
-    memset(out, 0, sizeof *out);
-    int rc = reserve(out, (size_t)src->rows, (size_t)vg_csr_nnz(src));
-    if (rc)
-        return rc;
-    out->rows = src->rows;
-    out->cols = src->cols;
-    memcpy(out->indptr, src->indptr, ((size_t)src->rows + 1) * sizeof(int64_t));
-    memcpy(out->indices, src->indices, (size_t)vg_csr_nnz(src) * sizeof(int32_t));
-    return 0;
-}
-
 int vg_csr_has(const vg_csr_t *m, int r, int32_t c)
 {
     int64_t lo = m->indptr[r], hi = m->indptr[r + 1];

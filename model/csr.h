@@ -32,9 +32,6 @@ int vg_csr_from_pairs(vg_csr_t *out, int rows, int cols, size_t n, const int32_t
  * previous batch: its arrays are reused and grown.  Returns 0 or VG_ENOMEM. */
 int vg_csr_gather(vg_csr_t *out, const vg_csr_t *src, const int *sel, int n);
 
-/* Deep copy.  Returns 0 or VG_ENOMEM. */
-int vg_csr_copy(vg_csr_t *out, const vg_csr_t *src);
-
 /* 1 if row r contains column c (binary search), else 0. */
 int vg_csr_has(const vg_csr_t *m, int r, int32_t c);
 
