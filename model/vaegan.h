@@ -144,8 +144,8 @@ void vg_model_close(vg_model_t *m);
 double vg_model_alpha(const vg_model_t *m);
 
 /* One simultaneous update of all players on the users of X (X->rows <=
- * max_batch, X->cols == n_items, no empty rows needed: empty rows are
- * allowed and contribute nothing to the likelihood).  Increments step.
+ * max_batch, X->cols == n_items; an empty row is allowed and contributes
+ * nothing to the likelihood).  Increments step.
  * stats may be NULL.  Returns 0 or VG_EINVAL. */
 int vg_model_train_step(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *stats);
 

@@ -8,25 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static void setup(void)
-{
-    strcpy(dir, "/tmp/vg-eval-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+#include "tests/tmpdir.h"
 
 static const char *write_file(const char *name, const char *text)
 {
     static char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", vg_tmpdir, name);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
@@ -56,12 +43,12 @@ static void expect_refused(const char *path, const char *format, const char *nee
     cr_assert(strstr(out, needle), "message lacks \"%s\":\n%s", needle, out);
 }
 
-TestSuite(eval_cli, .init = setup, .fini = teardown);
+TestSuite(eval_cli, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove);
 
 Test(eval_cli, missing_file)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/none.data", dir);
+    snprintf(path, sizeof path, "%s/none.data", vg_tmpdir);
     expect_refused(path, "ml100k", "cannot open");
     expect_refused(path, "ml100k", "none.data");
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "model/topn.h"
+#include "tests/tmpdir.h"
 #include "model/vaegan.h"
 #include "model/vocab.h"
 
@@ -191,21 +192,6 @@ Test(model, rejects_bad_configuration)
 
 /* ---- the state file ---- */
 
-static char tmpdir[64];
-
-static void mk_tmpdir(void)
-{
-    strcpy(tmpdir, "/tmp/vg-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void rm_tmpdir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
 static void trained_model(vg_model_t *m)
 {
     vg_model_cfg_t c;
@@ -221,12 +207,12 @@ static void trained_model(vg_model_t *m)
     vg_csr_free(&X);
 }
 
-Test(state, roundtrip_and_resume_equals_uninterrupted, .init = mk_tmpdir, .fini = rm_tmpdir)
+Test(state, roundtrip_and_resume_equals_uninterrupted, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)
 {
     vg_model_t a, b;
     trained_model(&a);
     char path[128], err[256];
-    snprintf(path, sizeof path, "%s/model.ckpt", tmpdir);
+    snprintf(path, sizeof path, "%s/model.ckpt", vg_tmpdir);
     cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
     cr_assert_eq(access(path, F_OK), 0);
     char tmp[140];
@@ -270,12 +256,12 @@ static void patch(const char *path, long off, unsigned char x)
     fclose(f);
 }
 
-Test(state, refuses_damage_with_a_reason, .init = mk_tmpdir, .fini = rm_tmpdir)
+Test(state, refuses_damage_with_a_reason, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)
 {
     vg_model_t a, b;
     trained_model(&a);
     char path[128], err[256];
-    snprintf(path, sizeof path, "%s/model.ckpt", tmpdir);
+    snprintf(path, sizeof path, "%s/model.ckpt", vg_tmpdir);
     cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
     long size = file_size(path);
 
@@ -308,7 +294,7 @@ Test(state, refuses_damage_with_a_reason, .init = mk_tmpdir, .fini = rm_tmpdir)
     cr_assert_eq(vg_model_load(&b, path, &other, 20, err, sizeof err), VG_EMISMATCH);
     cr_assert(strstr(err, "avb+d+c"), "%s", err);
 
-    snprintf(path, sizeof path, "%s/none.ckpt", tmpdir);
+    snprintf(path, sizeof path, "%s/none.ckpt", vg_tmpdir);
     cr_assert_eq(vg_model_load(&b, path, NULL, 20, err, sizeof err), VG_EIO);
     cr_assert(strstr(err, "No such file"), "%s", err);
     vg_model_close(&a);
