@@ -38,7 +38,7 @@
 
 #include <stddef.h>
 
-#include "model/common.h"
+#include "common/errors.h"
 
 #define VG_ID_MAX 128  /* longest id, bytes */
 #define VG_TYPE_MAX 32 /* longest event type, bytes */

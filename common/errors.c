@@ -1,5 +1,5 @@
-/* errors.c — names of the VG_E* codes (the X-macro table in common.h). */
-#include "model/common.h"
+/* errors.c — names of the VG_E* codes (the X-macro table in errors.h). */
+#include "common/errors.h"
 
 const char *vg_strerror(int err)
 {

@@ -1,0 +1,1 @@
+# see the root CMakeLists.txt

@@ -1,0 +1,17 @@
+/*
+ * log.h — the logging hook shared by stream/ and cache/.
+ *
+ * Library modules never print: they report through a vg_log_fn given in
+ * their configuration (NULL = silent).  The daemon's implementation
+ * (daemon/log.h) writes journald-friendly lines to stderr or a log file.
+ * The message is one line without a trailing newline, valid only during the
+ * call.
+ */
+#ifndef VG_LOG_H
+#define VG_LOG_H
+
+enum { VG_LOG_DEBUG = 0, VG_LOG_INFO = 1, VG_LOG_WARN = 2, VG_LOG_ERROR = 3 };
+
+typedef void (*vg_log_fn)(void *ud, int level, const char *msg);
+
+#endif
