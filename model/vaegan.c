@@ -444,6 +444,33 @@ void vg_model_close(vg_model_t *m)
     vg_vocab_free(&m->vocab);
 }
 
+int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src)
+{
+    static const int gen[] = {VG_P_E1, VG_P_B1, VG_P_W2, VG_P_B2, VG_P_W3, VG_P_B3, VG_P_W4, VG_P_B4};
+    memset(dst, 0, sizeof *dst);
+    dst->cfg = src->cfg;
+    dst->n_items = src->n_items;
+    dst->step = src->step;
+    dst->rng = src->rng;
+    dst->gen_terms = src->gen_terms;
+    vg_vocab_init(&dst->vocab);
+    for (size_t k = 0; k < sizeof gen / sizeof gen[0]; k++) {
+        const vg_param_t *p = &src->p[gen[k]];
+        vg_param_t *q = &dst->p[gen[k]];
+        *q = *p;
+        q->g = q->m = q->v = NULL;
+        q->cap_rows = p->rows;
+        size_t n = p->rows * p->cols;
+        q->w = malloc((n ? n : 1) * sizeof(vg_real));
+        if (!q->w) {
+            vg_model_close(dst);
+            return VG_ENOMEM;
+        }
+        memcpy(q->w, p->w, n * sizeof(vg_real));
+    }
+    return 0;
+}
+
 int vg_model_grow(vg_model_t *m, int n_items)
 {
     if (n_items <= m->n_items)
@@ -518,6 +545,8 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
     const vg_model_cfg_t *c = &m->cfg;
     vg_work_t *w = m->work;
     const int B = X->rows, N = m->n_items, H = c->hidden, K = c->latent, Hd = c->disc_hidden;
+    if (!w)
+        return VG_EINVAL; /* a scoring snapshot cannot be trained */
     const int mv = c->variant == VG_VARIANT_MULT_VAE;
     const int avb = !mv, use_d = c->variant >= VG_VARIANT_AVB_D, use_c = c->variant == VG_VARIANT_AVB_D_C;
     const int Kout = mv ? 2 * K : K;

@@ -165,6 +165,13 @@ void vg_model_adam(vg_model_t *m);
 int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_real *work);
 size_t vg_model_score_work_size(const vg_model_t *m, int rows);
 
+/* Copies what scoring needs (configuration, step, the generator's weights;
+ * no gradients, moments or workspace) of src into dst (not initialised), for
+ * readers on other threads while src keeps training.  vg_model_score() works
+ * on dst; training it returns VG_EINVAL; vg_model_close() frees it.
+ * Returns 0 or VG_ENOMEM. */
+int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src);
+
 /* Grows the catalogue to n_items (>= current): item rows of every
  * item-major tensor are appended with fresh initialisation and zero moments;
  * capacity doubles so growth is amortised.  Returns 0 or VG_ENOMEM. */

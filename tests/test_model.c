@@ -155,6 +155,32 @@ Test(model, scoring_is_noise_free_and_batch_invariant)
     vg_model_close(&m);
 }
 
+Test(model, snapshot_scores_like_the_original_and_stays_put)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    vg_model_t m, snap;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(4, 20);
+    train(&m, &X, 5, 20, NULL);
+    cr_assert_eq(vg_model_snapshot(&snap, &m), 0);
+    cr_assert_eq(snap.step, m.step);
+    vg_real *a = malloc(20 * 50 * sizeof *a), *b = malloc(20 * 50 * sizeof *b);
+    vg_real *work = malloc(vg_model_score_work_size(&m, 20) * sizeof *work);
+    cr_assert_eq(vg_model_score(&m, &X, a, work), 0);
+    train(&m, &X, 3, 20, NULL); /* the original moves on; the snapshot must not */
+    cr_assert_eq(vg_model_score(&snap, &X, b, work), 0);
+    for (int i = 0; i < 20 * 50; i++)
+        cr_assert_eq(a[i], b[i]);
+    cr_assert_eq(vg_model_train_step(&snap, &X, NULL), VG_EINVAL);
+    free(a);
+    free(b);
+    free(work);
+    vg_csr_free(&X);
+    vg_model_close(&snap);
+    vg_model_close(&m);
+}
+
 Test(model, alpha_anneals_linearly_to_cap)
 {
     vg_model_cfg_t c;
