@@ -1,0 +1,882 @@
+/*
+ * config.c — loading vaegand's INI configuration (config.h).
+ *
+ * One static table, `keys`, describes every key: its name, kind, where it
+ * lives in vg_config_t and its allowed range.  Parsing, the duplicate and
+ * unknown-key checks, the dump and the list of known keys (for the test that
+ * config/vaegand.conf documents them all) all walk that table, so a key added
+ * there is handled everywhere at once; its order is the order of the dump and
+ * of config/vaegand.conf.
+ *
+ * inih does the INI syntax.  It reads through our line reader, which counts
+ * lines (inih 55 does not pass line numbers to the handler), refuses lines
+ * longer than inih's buffer (inih would silently split them) and keeps the
+ * raw line, so an indented line — which inih takes as the continuation of the
+ * previous value — is refused instead of silently changing that value.
+ * The first error wins: after it the handler ignores everything; a syntax
+ * error inih finds on an earlier line than ours is reported instead.
+ */
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "daemon/log.h"
+
+/* ---- the key table ------------------------------------------------------ */
+
+enum {
+    K_STR,     /* string, may be empty */
+    K_STR_NE,  /* string, must not be empty */
+    K_INT,     /* int in [imin, imax] */
+    K_DBL,     /* finite double in [dmin, dmax] (open ends per dflags) */
+    K_U64,     /* uint64_t */
+    K_VARIANT, /* vg_variant_t by name */
+    K_LIK,     /* vg_likelihood_t by name */
+    K_LEVEL,   /* VG_LOG_* by name */
+    K_NOISE,   /* "auto" (stored as -1) or a double >= 0 */
+    K_LISTEN,  /* "" or HOST:PORT */
+    K_OPTION,  /* kafka.option.<name>: pass-through family */
+};
+
+enum { OPEN_MIN = 1, OPEN_MAX = 2 };
+
+typedef struct key_def {
+    const char *key; /* "section.name" */
+    int kind;
+    size_t off; /* offset in vg_config_t */
+    long long imin, imax;
+    double dmin, dmax;
+    int dflags;
+} key_def_t;
+
+#define OFF(field) offsetof(vg_config_t, field)
+#define STR(k, f) {k, K_STR, OFF(f), 0, 0, 0, 0, 0}
+#define STR_NE(k, f) {k, K_STR_NE, OFF(f), 0, 0, 0, 0, 0}
+#define INT(k, f, lo, hi) {k, K_INT, OFF(f), lo, hi, 0, 0, 0}
+#define DBL(k, f, lo, hi, fl) {k, K_DBL, OFF(f), 0, 0, lo, hi, fl}
+#define OTHER(k, kind, f) {k, kind, OFF(f), 0, 0, 0, 0, 0}
+
+static const key_def_t keys[] = {
+    STR_NE("kafka.brokers", kafka.brokers),
+    STR_NE("kafka.topic", kafka.topic),
+    STR_NE("kafka.group", kafka.group),
+    STR("kafka.dlq_topic", kafka.dlq_topic),
+    INT("kafka.commit_interval_ms", kafka.commit_interval_ms, 1, INT_MAX),
+    INT("kafka.max_pending", kafka.max_pending, 1, INT_MAX),
+    OTHER("kafka.option.*", K_OPTION, kafka.options),
+
+    STR("redis.host", redis.host),
+    INT("redis.port", redis.port, 1, 65535),
+    STR("redis.socket", redis.socket),
+    STR("redis.password", redis.password),
+    INT("redis.db", redis.db, 0, INT_MAX),
+    STR("redis.prefix", redis.prefix),
+
+    INT("history.max_items", history.max_items, 1, 1000000),
+
+    INT("serve.top_n", serve.top_n, 1, 10000),
+    INT("serve.rec_ttl_s", serve.rec_ttl_s, 0, INT_MAX),
+    INT("serve.refresh_s", serve.refresh_s, 1, INT_MAX),
+    INT("serve.batch", serve.batch, 1, 65536),
+    INT("serve.threads", serve.threads, 1, 256),
+
+    STR_NE("state.dir", state.dir),
+    INT("state.checkpoint_interval_s", state.checkpoint_interval_s, 1, INT_MAX),
+
+    INT("train.interval_ms", train.interval_ms, 1, INT_MAX),
+    INT("train.min_new_events", train.min_new_events, 0, INT_MAX),
+    INT("train.steps_per_round", train.steps_per_round, 0, 1000000),
+    DBL("train.recent_fraction", train.recent_fraction, 0, 1, 0),
+    INT("train.threads", train.threads, 1, 256),
+
+    OTHER("model.variant", K_VARIANT, model.cfg.variant),
+    INT("model.hidden", model.cfg.hidden, 1, 100000),
+    INT("model.latent", model.cfg.latent, 1, 100000),
+    INT("model.disc_hidden", model.cfg.disc_hidden, 1, 100000),
+    OTHER("model.likelihood", K_LIK, model.cfg.likelihood),
+    DBL("model.alpha_cap", model.cfg.alpha_cap, 0, INFINITY, 0),
+    DBL("model.anneal_steps", model.cfg.anneal_steps, 0, INFINITY, 0),
+    DBL("model.beta", model.cfg.beta, 0, INFINITY, 0),
+    DBL("model.lambda", model.cfg.lambda, 0, INFINITY, 0),
+    DBL("model.dropout", model.cfg.dropout, 0, 1, OPEN_MAX),
+    DBL("model.lr", model.cfg.lr, 0, INFINITY, OPEN_MIN),
+    INT("model.batch", model.batch, 1, 1000000),
+    OTHER("model.noise_input", K_NOISE, model.cfg.noise_input),
+    DBL("model.noise_hidden", model.cfg.noise_hidden, 0, INFINITY, 0),
+    OTHER("model.seed", K_U64, model.cfg.seed),
+
+    OTHER("log.level", K_LEVEL, log.level),
+    STR("log.file", log.file),
+
+    OTHER("metrics.listen", K_LISTEN, metrics.listen),
+};
+
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static const char *const sections[] = {"kafka", "redis", "history", "serve", "state",
+                                       "train", "model", "log",     "metrics"};
+#define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+#define OPTION_PREFIX "kafka.option."
+
+/* librdkafka properties that a first-class key or the daemon itself owns. */
+static const struct {
+    const char *name, *why;
+} owned_options[] = {
+    {"bootstrap.servers", "set kafka.brokers instead"},
+    {"metadata.broker.list", "set kafka.brokers instead"},
+    {"group.id", "set kafka.group instead"},
+    {"auto.commit.interval.ms", "set kafka.commit_interval_ms instead"},
+    {"enable.auto.commit", "vaegand manages offsets itself (at-least-once delivery)"},
+    {"enable.auto.offset.store", "vaegand manages offsets itself (at-least-once delivery)"},
+};
+
+const char *vg_config_key(size_t i) { return i < N_KEYS ? keys[i].key : NULL; }
+
+/* ---- defaults and freeing --------------------------------------------------- */
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        fputs("vaegand: out of memory\n", stderr);
+        abort();
+    }
+    return d;
+}
+
+void vg_config_default(vg_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->kafka.brokers = xstrdup("127.0.0.1:9092");
+    c->kafka.topic = xstrdup("clicks");
+    c->kafka.group = xstrdup("vaegand");
+    c->kafka.dlq_topic = xstrdup("");
+    c->kafka.commit_interval_ms = 1000;
+    c->kafka.max_pending = 100000;
+    c->redis.host = xstrdup("127.0.0.1");
+    c->redis.port = 6379;
+    c->redis.socket = xstrdup("");
+    c->redis.password = xstrdup("");
+    c->redis.db = 0;
+    c->redis.prefix = xstrdup("");
+    c->history.max_items = 500;
+    c->serve.top_n = 100;
+    c->serve.rec_ttl_s = 0;
+    c->serve.refresh_s = 600;
+    c->serve.batch = 256;
+    c->serve.threads = 1;
+    c->state.dir = xstrdup("/var/lib/vaegand");
+    c->state.checkpoint_interval_s = 300;
+    c->train.interval_ms = 1000;
+    c->train.min_new_events = 1000;
+    c->train.steps_per_round = 10;
+    c->train.recent_fraction = 0.5;
+    c->train.threads = 1;
+    vg_model_cfg_default(&c->model.cfg, VG_VARIANT_AVB_D_C);
+    c->model.batch = 500;
+    c->log.level = VG_LOG_INFO;
+    c->log.file = xstrdup("");
+    c->metrics.listen = xstrdup("127.0.0.1:9464");
+    c->path = NULL;
+}
+
+void vg_config_free(vg_config_t *c)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].kind == K_STR || keys[i].kind == K_STR_NE || keys[i].kind == K_LISTEN) {
+            char **s = (char **)((char *)c + keys[i].off);
+            free(*s);
+            *s = NULL;
+        }
+    for (size_t i = 0; i < 2 * c->kafka.n_options; i++)
+        free(c->kafka.options[i]);
+    free(c->kafka.options);
+    c->kafka.options = NULL;
+    c->kafka.n_options = 0;
+    free(c->path);
+    c->path = NULL;
+}
+
+/* ---- host:port ---------------------------------------------------------- */
+
+int vg_hostport_parse(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || !colon[1])
+        return VG_EINVAL;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (hl > 0 && s[0] == '[') { /* [v6]:port */
+        if (hl < 3 || s[hl - 1] != ']')
+            return VG_EINVAL;
+        h = s + 1;
+        hl -= 2;
+    } else if (memchr(s, ':', hl) || memchr(s, '[', hl) || memchr(s, ']', hl)) {
+        return VG_EINVAL; /* a bare IPv6 address, or stray brackets */
+    }
+    if (hl == 0 || hl >= hostlen)
+        return VG_EINVAL;
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)h[i] <= ' ' || h[i] == '/')
+            return VG_EINVAL;
+    long p = 0;
+    for (const char *d = colon + 1; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return VG_EINVAL;
+        p = p * 10 + (*d - '0');
+        if (p > 65535)
+            return VG_EINVAL;
+    }
+    if (p < 1)
+        return VG_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+typedef struct load_ctx {
+    vg_config_t *c;
+    const char *path;
+    char *err;
+    size_t errlen;
+    int rc;       /* first error, 0 = none yet */
+    int err_line; /* its line (0 = none) */
+    FILE *f;
+    char *buf; /* the current raw line (getline's buffer) */
+    size_t cap;
+    int line;      /* number of the current line */
+    int io_errno;  /* a read error */
+    int seen[N_KEYS]; /* line where a key was set, 0 = not set */
+    int *opt_line;    /* line of each kafka option */
+    size_t opt_cap;   /* capacity of options (pairs) and opt_line */
+    char last_key[256]; /* key of the previous handler call */
+} load_ctx_t;
+
+/* Records the first error: "FILE:LINE: <fmt>" (or "FILE: <fmt>" when line is 0). */
+__attribute__((format(printf, 4, 5))) static void fail(load_ctx_t *x, int rc, int line, const char *fmt, ...)
+{
+    if (x->rc)
+        return;
+    x->rc = rc;
+    x->err_line = line;
+    if (!x->err || !x->errlen)
+        return;
+    int n = line > 0 ? snprintf(x->err, x->errlen, "%s:%d: ", x->path, line) : snprintf(x->err, x->errlen, "%s: ", x->path);
+    if (n < 0 || (size_t)n >= x->errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* Values are quoted in messages; long ones are cut. */
+#define VAL_FMT "\"%.60s%s\""
+#define VAL_ARG(v) (v), (strlen(v) > 60 ? "..." : "")
+
+/* Reads one line for inih: counts it, keeps it raw in x->buf and refuses
+ * lines longer than inih's buffer (num - 1 characters). */
+static char *read_line(char *str, int num, void *stream)
+{
+    load_ctx_t *x = stream;
+    ssize_t n = getline(&x->buf, &x->cap, x->f);
+    if (n < 0) {
+        if (ferror(x->f))
+            x->io_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    x->line++;
+    size_t len = (size_t)n;
+    if (len > 0 && x->buf[len - 1] == '\n')
+        x->buf[--len] = '\0';
+    if (len > 0 && x->buf[len - 1] == '\r')
+        x->buf[--len] = '\0';
+    if (len > (size_t)num - 1) {
+        fail(x, VG_ECONFIG, x->line, "line is longer than %d characters", num - 1);
+        len = (size_t)num - 1;
+    }
+    memcpy(str, x->buf, len);
+    str[len] = '\0';
+    return str;
+}
+
+/* Levenshtein distance of two short strings (at most 63 characters each). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The known key of `section` closest to name (distance <= 2), or NULL. */
+static const char *suggest_key(const char *section, const char *name)
+{
+    size_t sl = strlen(section), best = 3;
+    const char *hit = NULL;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].kind == K_OPTION || strncmp(keys[i].key, section, sl) != 0 || keys[i].key[sl] != '.')
+            continue;
+        size_t d = edit_distance(name, keys[i].key + sl + 1);
+        if (d < best) {
+            best = d;
+            hit = keys[i].key;
+        }
+    }
+    return hit;
+}
+
+static const char *suggest_section(const char *section)
+{
+    size_t best = 3;
+    const char *hit = NULL;
+    for (size_t i = 0; i < N_SECTIONS; i++) {
+        size_t d = edit_distance(section, sections[i]);
+        if (d < best) {
+            best = d;
+            hit = sections[i];
+        }
+    }
+    return hit;
+}
+
+/* Parses a whole decimal integer; returns NULL or the reason it is not one. */
+static const char *parse_ll(const char *v, long long *out)
+{
+    if (!*v)
+        return "empty value: an integer is required";
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (end == v)
+        return "not an integer";
+    if (*end)
+        return "not an integer (trailing characters)";
+    if (errno == ERANGE)
+        return "out of range";
+    *out = n;
+    return NULL;
+}
+
+static const char *parse_double(const char *v, double *out)
+{
+    if (!*v)
+        return "empty value: a number is required";
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v)
+        return "not a number";
+    if (*end)
+        return "not a number (trailing characters)";
+    if (!isfinite(d)) /* "inf", "nan", or an overflow */
+        return "not a finite number";
+    *out = d;
+    return NULL;
+}
+
+/* Describes a double range as "must be ..." into buf. */
+static void dbl_range_text(const key_def_t *k, char *buf, size_t len)
+{
+    int lo_open = k->dflags & OPEN_MIN, hi_open = k->dflags & OPEN_MAX;
+    if (isinf(k->dmax))
+        snprintf(buf, len, lo_open ? "must be greater than %g" : "must be at least %g", k->dmin);
+    else if (!lo_open && !hi_open)
+        snprintf(buf, len, "must be between %g and %g", k->dmin, k->dmax);
+    else
+        snprintf(buf, len, "must be %s %g and %s %g", lo_open ? "greater than" : "at least", k->dmin,
+                 hi_open ? "less than" : "at most", k->dmax);
+}
+
+static int set_string(load_ctx_t *x, char **slot, const char *v)
+{
+    char *d = strdup(v);
+    if (!d) {
+        fail(x, VG_ENOMEM, x->line, "out of memory");
+        return VG_ENOMEM;
+    }
+    free(*slot);
+    *slot = d;
+    return 0;
+}
+
+/* Sets one table key from its text. */
+static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
+{
+    void *slot = (char *)x->c + k->off;
+    const char *why = NULL;
+    char range[128];
+    switch (k->kind) {
+    case K_STR_NE:
+        if (!*v) {
+            why = "must not be empty";
+            break;
+        }
+        /* fall through */
+    case K_STR:
+        set_string(x, slot, v);
+        return;
+    case K_INT: {
+        long long n = 0;
+        why = parse_ll(v, &n);
+        if (why && strcmp(why, "out of range") != 0)
+            break;
+        if (why || n < k->imin || n > k->imax) {
+            if (k->imax == INT_MAX)
+                snprintf(range, sizeof range, "must be at least %lld", k->imin);
+            else
+                snprintf(range, sizeof range, "must be between %lld and %lld", k->imin, k->imax);
+            why = range;
+            break;
+        }
+        *(int *)slot = (int)n;
+        return;
+    }
+    case K_DBL: {
+        double d = 0;
+        why = parse_double(v, &d);
+        if (why && strcmp(why, "out of range") != 0)
+            break;
+        if (why || d < k->dmin || d > k->dmax || (d == k->dmin && (k->dflags & OPEN_MIN)) ||
+            (d == k->dmax && (k->dflags & OPEN_MAX))) {
+            dbl_range_text(k, range, sizeof range);
+            why = range;
+            break;
+        }
+        *(double *)slot = d;
+        return;
+    }
+    case K_NOISE: {
+        if (strcmp(v, "auto") == 0) {
+            *(double *)slot = -1.0;
+            return;
+        }
+        double d = 0;
+        why = parse_double(v, &d);
+        if (!why && d < 0)
+            why = "must be \"auto\" or a number of at least 0";
+        if (why)
+            break;
+        *(double *)slot = d;
+        return;
+    }
+    case K_U64: {
+        const char *p = v;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*v) {
+            why = "empty value: an integer is required";
+            break;
+        }
+        if (*p == '-') {
+            why = "must be at least 0";
+            break;
+        }
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (end == v)
+            why = "not an integer";
+        else if (*end)
+            why = "not an integer (trailing characters)";
+        else if (errno == ERANGE)
+            why = "must be between 0 and 18446744073709551615";
+        if (why)
+            break;
+        *(uint64_t *)slot = (uint64_t)n;
+        return;
+    }
+    case K_VARIANT: {
+        vg_variant_t var;
+        if (vg_variant_parse(v, &var) < 0) {
+            why = "must be one of mult-vae, avb, avb+d, avb+d+c";
+            break;
+        }
+        *(vg_variant_t *)slot = var;
+        return;
+    }
+    case K_LIK: {
+        vg_likelihood_t lik;
+        if (vg_likelihood_parse(v, &lik) < 0) {
+            why = "must be multinomial or logistic";
+            break;
+        }
+        *(vg_likelihood_t *)slot = lik;
+        return;
+    }
+    case K_LEVEL: {
+        int level;
+        if (vg_log_level_parse(v, &level) < 0) {
+            why = "must be one of debug, info, warn, error";
+            break;
+        }
+        *(int *)slot = level;
+        return;
+    }
+    case K_LISTEN: {
+        char host[256];
+        int port;
+        if (*v && vg_hostport_parse(v, host, sizeof host, &port) < 0) {
+            why = "must be empty (off) or HOST:PORT with a port between 1 and 65535 "
+                  "(IPv6 in brackets: [::1]:9464)";
+            break;
+        }
+        set_string(x, slot, v);
+        return;
+    }
+    default:
+        vg_assert(!"unreachable");
+    }
+    fail(x, VG_ECONFIG, x->line, "%s = " VAL_FMT ": %s", k->key, VAL_ARG(v), why);
+}
+
+/* kafka.option.<name> = value */
+static void apply_option(load_ctx_t *x, const char *key, const char *v)
+{
+    const char *name = key + strlen(OPTION_PREFIX);
+    vg_config_t *c = x->c;
+    if (!*name) {
+        fail(x, VG_ECONFIG, x->line, "%s: the librdkafka property name must not be empty", key);
+        return;
+    }
+    for (size_t i = 0; i < sizeof owned_options / sizeof owned_options[0]; i++)
+        if (strcmp(name, owned_options[i].name) == 0) {
+            fail(x, VG_ECONFIG, x->line, "%s: %s", key, owned_options[i].why);
+            return;
+        }
+    for (size_t i = 0; i < c->kafka.n_options; i++)
+        if (strcmp(c->kafka.options[2 * i], name) == 0) {
+            fail(x, VG_ECONFIG, x->line, "%s: set twice (first on line %d)", key, x->opt_line[i]);
+            return;
+        }
+    if (c->kafka.n_options == x->opt_cap) {
+        size_t cap = x->opt_cap ? 2 * x->opt_cap : 8;
+        char **o = realloc(c->kafka.options, 2 * cap * sizeof *o);
+        if (o)
+            c->kafka.options = o;
+        int *l = o ? realloc(x->opt_line, cap * sizeof *l) : NULL;
+        if (!l) {
+            fail(x, VG_ENOMEM, x->line, "out of memory");
+            return;
+        }
+        x->opt_line = l;
+        x->opt_cap = cap;
+    }
+    char *n = strdup(name), *val = strdup(v);
+    if (!n || !val) {
+        free(n);
+        free(val);
+        fail(x, VG_ENOMEM, x->line, "out of memory");
+        return;
+    }
+    size_t k = c->kafka.n_options++;
+    c->kafka.options[2 * k] = n;
+    c->kafka.options[2 * k + 1] = val;
+    x->opt_line[k] = x->line;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    load_ctx_t *x = user;
+    if (x->rc)
+        return 1; /* only the first problem is reported */
+
+    /* "[ serve ]": inih keeps the blanks inside the brackets */
+    while (*section == ' ' || *section == '\t')
+        section++;
+    size_t sl = strlen(section);
+    while (sl > 0 && (section[sl - 1] == ' ' || section[sl - 1] == '\t'))
+        sl--;
+
+    char key[256];
+    int kl = snprintf(key, sizeof key, "%.*s.%s", (int)sl, section, name);
+    if (kl < 0 || (size_t)kl >= sizeof key) {
+        fail(x, VG_ECONFIG, x->line, "%.60s...: unknown key", key);
+        return 0;
+    }
+    /* inih reads an indented line as the continuation of the previous value */
+    if ((x->buf[0] == ' ' || x->buf[0] == '\t') && strcmp(key, x->last_key) == 0) {
+        fail(x, VG_ECONFIG, x->line,
+             "%s: an indented line continues the value of the line before it; multi-line values are not "
+             "supported: remove the indentation",
+             key);
+        return 0;
+    }
+    snprintf(x->last_key, sizeof x->last_key, "%s", key);
+
+    if (sl == 0) {
+        fail(x, VG_ECONFIG, x->line, "%s: key outside of any [section]", name);
+        return 0;
+    }
+    if (!*name) {
+        fail(x, VG_ECONFIG, x->line, "[%.*s]: a line without a key name", (int)sl, section);
+        return 0;
+    }
+    char sec[64];
+    int known = 0;
+    if (sl < sizeof sec) {
+        memcpy(sec, section, sl);
+        sec[sl] = '\0';
+        for (size_t i = 0; i < N_SECTIONS; i++)
+            known |= strcmp(sec, sections[i]) == 0;
+    } else {
+        snprintf(sec, sizeof sec, "%.*s", (int)(sizeof sec - 1), section);
+    }
+    if (!known) {
+        const char *s = suggest_section(sec);
+        if (s)
+            fail(x, VG_ECONFIG, x->line, "%s: unknown section [%s] (did you mean [%s]?)", key, sec, s);
+        else
+            fail(x, VG_ECONFIG, x->line, "%s: unknown section [%s]", key, sec);
+        return 0;
+    }
+    if (strncmp(key, OPTION_PREFIX, strlen(OPTION_PREFIX)) == 0) {
+        apply_option(x, key, value);
+        return x->rc ? 0 : 1;
+    }
+    size_t i;
+    for (i = 0; i < N_KEYS && (keys[i].kind == K_OPTION || strcmp(keys[i].key, key) != 0); i++)
+        ;
+    if (i == N_KEYS) {
+        const char *s = suggest_key(sec, name);
+        if (s)
+            fail(x, VG_ECONFIG, x->line, "%s: unknown key (did you mean %s?)", key, s);
+        else
+            fail(x, VG_ECONFIG, x->line, "%s: unknown key", key);
+        return 0;
+    }
+    if (x->seen[i]) {
+        fail(x, VG_ECONFIG, x->line, "%s: set twice (first on line %d)", key, x->seen[i]);
+        return 0;
+    }
+    x->seen[i] = x->line;
+    apply(x, &keys[i], value);
+    return x->rc ? 0 : 1;
+}
+
+static size_t key_index(const char *key)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].key, key) == 0)
+            return i;
+    vg_assert(!"key not in the table");
+    return 0;
+}
+
+static size_t kind_size(int kind)
+{
+    switch (kind) {
+    case K_INT:
+        return sizeof(int);
+    case K_DBL:
+    case K_NOISE:
+        return sizeof(double);
+    case K_U64:
+        return sizeof(uint64_t);
+    case K_VARIANT:
+        return sizeof(vg_variant_t);
+    case K_LIK:
+        return sizeof(vg_likelihood_t);
+    default:
+        vg_assert(!"not a model key kind");
+        return 0;
+    }
+}
+
+/* The model's defaults depend on the variant: rebuild them for the variant
+ * the file chose and put back what the file set itself. */
+static void apply_variant_defaults(load_ctx_t *x)
+{
+    vg_config_t *c = x->c;
+    if (!x->seen[key_index("model.variant")])
+        return;
+    const vg_model_cfg_t got = c->model.cfg;
+    vg_model_cfg_default(&c->model.cfg, got.variant);
+    const size_t lo = offsetof(vg_config_t, model.cfg), hi = lo + sizeof(vg_model_cfg_t);
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (x->seen[i] && keys[i].off >= lo && keys[i].off < hi)
+            memcpy((char *)c + keys[i].off, (const char *)&got + (keys[i].off - lo), kind_size(keys[i].kind));
+}
+
+/* Checks across keys, after the whole file was read. */
+static void check_whole(load_ctx_t *x)
+{
+    vg_config_t *c = x->c;
+    if (!*c->redis.host && !*c->redis.socket) {
+        fail(x, VG_ECONFIG, x->seen[key_index("redis.host")], "redis.host: must not be empty when redis.socket is empty");
+        return;
+    }
+    if (strcmp(c->kafka.dlq_topic, c->kafka.topic) == 0) {
+        int line = x->seen[key_index("kafka.dlq_topic")];
+        fail(x, VG_ECONFIG, line, "kafka.dlq_topic = " VAL_FMT ": must differ from kafka.topic",
+             VAL_ARG(c->kafka.dlq_topic));
+        return;
+    }
+}
+
+/* Line `line` of the file, for a message ("" if it cannot be read again). */
+static const char *line_text(load_ctx_t *x, int line)
+{
+    rewind(x->f);
+    for (int i = 0; i < line; i++)
+        if (getline(&x->buf, &x->cap, x->f) < 0)
+            return "";
+    size_t len = strcspn(x->buf, "\r\n");
+    x->buf[len] = '\0';
+    return x->buf;
+}
+
+int vg_config_load(vg_config_t *c, const char *path, char *err, size_t errlen)
+{
+    vg_config_default(c);
+    if (err && errlen)
+        err[0] = '\0';
+    c->path = strdup(path);
+    if (!c->path) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", path);
+        return VG_ENOMEM;
+    }
+    load_ctx_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", path);
+        return VG_ENOMEM;
+    }
+    x->c = c;
+    x->path = path;
+    x->err = err;
+    x->errlen = errlen;
+    x->f = fopen(path, "r");
+    if (!x->f) {
+        fail(x, VG_EIO, 0, "cannot read: %s", strerror(errno));
+        int rc = x->rc;
+        free(x);
+        return rc;
+    }
+    x->last_key[0] = '\0';
+    int r = ini_parse_stream(read_line, x, handler, x);
+    if (x->io_errno) {
+        x->rc = 0; /* a read error beats anything seen in a partial file */
+        fail(x, VG_EIO, 0, "cannot read: %s", strerror(x->io_errno));
+    } else if (r == -2) {
+        x->rc = 0;
+        fail(x, VG_ENOMEM, 0, "out of memory");
+    } else if (r > 0 && (!x->rc || r < x->err_line)) {
+        /* a line inih itself could not read, before any problem of ours */
+        x->rc = 0;
+        const char *text = line_text(x, r);
+        fail(x, VG_ECONFIG, r, "syntax error in " VAL_FMT ": expected \"[section]\", \"key = value\" or a comment",
+             VAL_ARG(text));
+    }
+    if (!x->rc) {
+        apply_variant_defaults(x);
+        check_whole(x);
+    }
+    int rc = x->rc;
+    fclose(x->f);
+    free(x->buf);
+    free(x->opt_line);
+    free(x);
+    return rc;
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+/* Shortest %g form that reads back as the same double. */
+static void fmt_double(double d, char *buf, size_t len)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
+static int secret_option(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, ".pem");
+}
+
+void vg_config_dump(const vg_config_t *c, FILE *f)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_def_t *k = &keys[i];
+        const void *slot = (const char *)c + k->off;
+        char num[64];
+        const char *v = num;
+        switch (k->kind) {
+        case K_STR:
+        case K_STR_NE:
+        case K_LISTEN:
+            v = *(char *const *)slot ? *(char *const *)slot : "";
+            if (strcmp(k->key, "redis.password") == 0 && *v)
+                v = "***";
+            break;
+        case K_INT:
+            snprintf(num, sizeof num, "%d", *(const int *)slot);
+            break;
+        case K_DBL:
+            fmt_double(*(const double *)slot, num, sizeof num);
+            break;
+        case K_NOISE:
+            if (*(const double *)slot < 0)
+                v = "auto";
+            else
+                fmt_double(*(const double *)slot, num, sizeof num);
+            break;
+        case K_U64:
+            snprintf(num, sizeof num, "%llu", (unsigned long long)*(const uint64_t *)slot);
+            break;
+        case K_VARIANT:
+            v = vg_variant_name(*(const vg_variant_t *)slot);
+            break;
+        case K_LIK:
+            v = vg_likelihood_name(*(const vg_likelihood_t *)slot);
+            break;
+        case K_LEVEL:
+            v = vg_log_level_name(*(const int *)slot);
+            break;
+        case K_OPTION:
+            for (size_t j = 0; j < c->kafka.n_options; j++) {
+                const char *name = c->kafka.options[2 * j];
+                fprintf(f, "%s%s = %s\n", OPTION_PREFIX, name, secret_option(name) ? "***" : c->kafka.options[2 * j + 1]);
+            }
+            continue;
+        default:
+            vg_assert(!"unreachable");
+        }
+        fprintf(f, "%s =%s%s\n", k->key, *v ? " " : "", v);
+    }
+}

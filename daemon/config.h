@@ -1,0 +1,132 @@
+/*
+ * config.h — vaegand's configuration: the INI file of DESIGN.md
+ * (config/vaegand.conf documents every key with its default).
+ *
+ * Use:
+ *     vg_config_t c;
+ *     char err[512];
+ *     int rc = vg_config_load(&c, "/etc/vaegand/vaegand.conf", err, sizeof err);
+ *     if (rc < 0) { fprintf(stderr, "%s\n", err); vg_config_free(&c); exit(1); }
+ *     vg_config_dump(&c, stdout);            // --check-config, start-up log
+ *     ...
+ *     vg_config_free(&c);
+ *
+ * The file is parsed by inih (Debian's libinih 55: `;` and `#` start a comment
+ * line; after a value only a `;` preceded by whitespace starts a comment; an
+ * indented line would continue the previous value and is refused; lines are
+ * at most 199 characters).  Each key is `section.key`; unknown sections and
+ * keys, keys set twice, empty numbers, trailing garbage ("12abc") and values
+ * out of range are errors that name FILE:LINE and the key.  Only the first
+ * problem is reported.
+ *
+ * The model.* keys whose default depends on model.variant (beta, lambda,
+ * noise_*) take the default of the variant the file chooses unless the file
+ * sets them itself: `model.variant = avb` alone gives beta = lambda = 0.
+ *
+ * Not thread-safe; a loaded configuration is read-only afterwards and may be
+ * read from any thread.
+ */
+#ifndef VG_DAEMON_CONFIG_H
+#define VG_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/log.h"
+#include "model/vaegan.h"
+
+typedef struct vg_config {
+    struct {
+        char *brokers;   /* kafka.brokers: bootstrap list or "embedded"; never empty */
+        char *topic;     /* kafka.topic; never empty */
+        char *group;     /* kafka.group; never empty */
+        char *dlq_topic; /* kafka.dlq_topic; "" = no dead-letter topic; never equal to topic */
+        char **options;  /* options[2k] name, [2k+1] value, from kafka.option.<name> keys, in file order */
+        size_t n_options;
+        int commit_interval_ms; /* kafka.commit_interval_ms, default 1000 */
+        int max_pending;        /* kafka.max_pending: events read but not yet in Redis before consumption pauses, default 100000 */
+    } kafka;
+    struct {
+        char *host;     /* redis.host (may be "" only when socket is set) */
+        int port;       /* redis.port, 1..65535 */
+        char *socket;   /* redis.socket: a unix socket path; "" = use host/port; wins over host/port */
+        char *password; /* redis.password; "" = no AUTH */
+        int db;         /* redis.db, >= 0 */
+        char *prefix;   /* redis.prefix of every key, may be "" */
+    } redis;
+    struct {
+        int max_items; /* history.max_items, 1..1000000 */
+    } history;
+    struct {
+        int top_n;     /* serve.top_n, 1..10000 */
+        int rec_ttl_s; /* serve.rec_ttl_s, 0 = no TTL */
+        int refresh_s; /* serve.refresh_s: max model age of a list, >= 1 */
+        int batch;     /* serve.batch: users per scoring GEMM, default 256 */
+        int threads;   /* serve.threads, default 1 */
+    } serve;
+    struct {
+        char *dir;                 /* state.dir; never empty */
+        int checkpoint_interval_s; /* >= 1 */
+    } state;
+    struct {
+        int interval_ms;        /* train.interval_ms, default 1000 */
+        int min_new_events;     /* train.min_new_events, default 1000 (0 allowed) */
+        int steps_per_round;    /* train.steps_per_round, default 10; 0 turns the trainer off */
+        double recent_fraction; /* train.recent_fraction in [0,1], default 0.5 */
+        int threads;            /* train.threads, default 1 */
+    } train;
+    struct {
+        vg_model_cfg_t cfg; /* model.*; cfg.noise_input < 0 means "auto" (1/sqrt(N)) */
+        int batch;          /* model.batch, default 500 */
+    } model;
+    struct {
+        int level;  /* log.level: VG_LOG_* of common/log.h, default VG_LOG_INFO */
+        char *file; /* log.file, "" = stderr */
+    } log;
+    struct {
+        char *listen; /* metrics.listen: "" = off, otherwise HOST:PORT (see vg_hostport_parse) */
+    } metrics;
+    char *path; /* the file it came from (NULL for a configuration made by vg_config_default) */
+} vg_config_t;
+
+/* Fills c with every default of DESIGN.md and MODEL.md (model.variant
+ * avb+d+c).  c need not be initialised; its strings are owned by c (free them
+ * with vg_config_free).  Aborts if the few small allocations fail. */
+void vg_config_default(vg_config_t *c);
+
+/* Fills c with the defaults (vg_config_default — do NOT call it yourself
+ * first, that would leak) and loads the file at path over them.
+ * Returns 0; VG_EIO when the file cannot be read (err: "cannot read FILE:
+ * <errno text>"); VG_ENOMEM; or VG_ECONFIG with
+ * err = "FILE:LINE: section.key = \"value\": reason", e.g.
+ *   `vaegand.conf:14: serve.top_n = "abc": not an integer`,
+ *   `vaegand.conf:15: serve.topn: unknown key (did you mean serve.top_n?)`,
+ *   `vaegand.conf:3: redis.port = "70000": must be between 1 and 65535`,
+ * or, for a check across keys where no single line is to blame,
+ *   `vaegand.conf: redis.host: must not be empty when redis.socket is empty`.
+ * Only the first problem is reported.  Whatever the result, c is valid
+ * afterwards and must be released with vg_config_free. */
+int vg_config_load(vg_config_t *c, const char *path, char *err, size_t errlen);
+
+/* Frees every string of c and zeroes it; safe to call twice. */
+void vg_config_free(vg_config_t *c);
+
+/* Writes every effective setting as "section.key = value" lines, in the
+ * order of config/vaegand.conf, kafka.option.* in file order.  Passwords are
+ * shown as "***" (redis.password when set, and kafka.option.* whose name
+ * contains "password", "secret" or ".pem").  model.noise_input < 0 is shown
+ * as "auto".  For --check-config and the start-up log. */
+void vg_config_dump(const vg_config_t *c, FILE *f);
+
+/* The keys the loader knows, as "section.key", for i = 0, 1, ...; NULL past
+ * the end.  The pass-through family is listed once as "kafka.option.*".
+ * (Used by the test that config/vaegand.conf documents every key.) */
+const char *vg_config_key(size_t i);
+
+/* Splits "HOST:PORT" (IPv6 hosts in brackets: "[::1]:9464") into host
+ * (without brackets, NUL-terminated, at most hostlen - 1 bytes) and port
+ * (1..65535).  The host must not be empty.  Returns 0 or VG_EINVAL.  This
+ * is the form metrics.listen is checked against. */
+int vg_hostport_parse(const char *s, char *host, size_t hostlen, int *port);
+
+#endif
