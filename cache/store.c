@@ -1,0 +1,1341 @@
+/*
+ * store.c — the Redis store: one hiredis async connection on the caller's
+ * libuv loop, a FIFO of jobs, reconnect with backoff.
+ *
+ * A job owns its commands as RESP bytes formatted once (binary-safe: every
+ * argument carries its length) plus the offsets of its commands; they are
+ * written with redisAsyncFormattedCommand, so a re-send after a reconnect
+ * costs no formatting.  A write job is one allocation (header, offsets,
+ * bytes), built in a reusable scratch buffer and copied at its exact size.
+ *
+ * Invariants (s->send is the first job not completely written on the current
+ * connection):
+ *   - jobs before s->send are completely written, s->send is partially
+ *     written or not at all, jobs after it are not written;
+ *   - replies arrive in order on one connection, so jobs complete in FIFO
+ *     order: a job whose last reply arrives is always s->head;
+ *   - s->inflight = commands written and unanswered on the current connection;
+ *   - when the connection is lost (any path) s->ac is set to NULL first, then
+ *     every written job is reset (write jobs from their first command, the
+ *     load from its first unanswered one) and s->send = s->head.  Reply
+ *     callbacks of a dead context (hiredis calls them with NULL when it frees
+ *     it) are recognised by reply == NULL or ac != s->ac and ignored.
+ *   - the store's memory is freed only in the close callback of its timer,
+ *     i.e. after any hiredis callback of the current loop iteration returned,
+ *     so hiredis may still call back into a closing store safely.
+ *
+ * hiredis is bound to libuv here (st_uv_*), not by its 0.14.1 adapter, which
+ * hangs on libuv's error status (see store.h).
+ *
+ * A load job differs from write jobs: its buffer is rebuilt per round (the
+ * ZRANGE of a chunk of vaegan:users, then one ZRANGE WITHSCORES per user of
+ * the chunk) and the pump does not pass it until its round is answered.
+ */
+#include "cache/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#define ST_DEF_INFLIGHT 4096
+#define ST_DEF_RMIN 100
+#define ST_DEF_RMAX 5000
+#define ST_DEF_CONNECT_TIMEOUT 10000
+#define ST_RL_MS 10000  /* one warning per window and kind */
+#define ST_LOAD_CHUNK 1000
+#define ST_ARG_OVH 25   /* '$', <= 20 digits, CRLF, CRLF */
+#define ST_HDR_OVH 23   /* '*', <= 20 digits, CRLF */
+#define ST_NUM_MAX 32   /* longest formatted double */
+
+enum { ST_DOWN = 0, ST_HANDSHAKE = 1, ST_READY = 2 };
+enum { JOB_WRITE = 0, JOB_LOAD = 1 };
+enum { LOAD_USERS = 0, LOAD_HISTS = 1 };
+enum { CL_OK = 0, CL_PERMANENT = 1, CL_TRANSIENT = 2 };
+
+typedef struct st_job {
+    struct st_job *next;
+    int kind;
+    int status;         /* VG_EREDIS once a permanent error arrived in this pass */
+    vg_store_cb cb;     /* on_done for a load */
+    void *ud;
+    uint32_t ncmds;     /* commands in buf */
+    uint32_t nsent;     /* commands written on the current connection */
+    uint32_t nanswered; /* replies received for them */
+    uint32_t *off;      /* ncmds + 1 offsets into buf */
+    char *buf;
+    size_t bytes;       /* accounted in s->pending_bytes */
+} st_job_t;
+
+typedef void (*st_user_fn)(void *ud, const char *user, size_t user_len, const char *const *items,
+                           const size_t *item_lens, const double *ts, size_t n);
+
+typedef struct st_load {
+    st_job_t job; /* first member: a st_job_t * is a st_load_t * when kind is JOB_LOAD */
+    st_user_fn on_user;
+    int phase;
+    int failed;           /* some hist:<user> could not be read */
+    int rc;               /* VG_ENOMEM once a history could not be delivered */
+    size_t rank;          /* rank of the first user of the current chunk */
+    size_t chunk_n;       /* users the current chunk's ZRANGE returned */
+    uint32_t *uoff, *ulen; /* per HISTS command: the user inside buf */
+    size_t bufcap, cmdcap;
+} st_load_t;
+
+typedef struct st_rl {
+    uint64_t last;
+    unsigned long suppressed;
+    int used;
+} st_rl_t;
+
+typedef struct st_ev {
+    const char *user;
+    size_t ulen;
+    size_t i;
+} st_ev_t;
+
+struct vg_store {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    redisAsyncContext *ac;
+    int state;
+    int closing;
+    int ever_up;
+    int hs_left;        /* handshake replies still expected */
+    unsigned attempts;  /* failed attempts since the last ready connection */
+    unsigned streak;    /* connections dropped for a server-state error since the
+                           last good reply (READONLY, OOM, ...): backs off too */
+    uint64_t down_since;
+
+    /* configuration (copies) */
+    char *host, *sock, *pass, *prefix;
+    size_t plen;
+    int port, db;
+    int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
+    char rank_stop[24]; /* "-(history_max+1)" */
+    char ttl[24];
+    char where[300];    /* for messages */
+    void (*on_up)(void *ud, int up);
+    vg_log_fn log;
+    void *ud;
+
+    /* the queue */
+    st_job_t *head, *tail, *send;
+    size_t njobs, pending_bytes, inflight;
+
+    /* scratch, reused across calls */
+    char *sbuf;
+    size_t scap;
+    uint32_t *soff;
+    size_t socap;
+    st_ev_t *sev;
+    size_t sevcap;
+    const char **litems;
+    size_t *llens;
+    double *lts;
+    size_t lcap;
+
+    st_rl_t rl_conn, rl_cmd, rl_load;
+    uint64_t commands, replies, errors, reconnects, connect_failures, resent_jobs, jobs_done;
+    char errstr[256];
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void st_log(vg_store_t *s, int level, const char *fmt, ...)
+{
+    if (!s->log)
+        return;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->log(s->ud, level, msg);
+}
+
+/* 1 if a message of this kind may be logged now; *supp = how many were
+ * suppressed since the last one. */
+static int st_rl_ok(vg_store_t *s, st_rl_t *rl, unsigned long *supp)
+{
+    uint64_t now = uv_now(s->loop);
+    if (!rl->used || now - rl->last >= ST_RL_MS) {
+        rl->used = 1;
+        rl->last = now;
+        *supp = rl->suppressed;
+        rl->suppressed = 0;
+        return 1;
+    }
+    rl->suppressed++;
+    return 0;
+}
+
+static char *st_strdup(const char *p)
+{
+    if (!p || !*p)
+        return NULL;
+    size_t n = strlen(p) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, p, n);
+    return d;
+}
+
+static int st_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q)
+        return VG_ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* ---- RESP formatting ---------------------------------------------------------------------- */
+
+static char *w_u64(char *p, uint64_t v)
+{
+    char t[20];
+    int n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = t[--n];
+    return p;
+}
+
+static char *w_hdr(char *p, size_t argc)
+{
+    *p++ = '*';
+    p = w_u64(p, argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* One argument made of up to three parts (prefix, "hist:", user). */
+static char *w_arg3(char *p, const char *a, size_t an, const char *b, size_t bn, const char *c,
+                    size_t cn)
+{
+    *p++ = '$';
+    p = w_u64(p, an + bn + cn);
+    *p++ = '\r';
+    *p++ = '\n';
+    if (an)
+        memcpy(p, a, an);
+    p += an;
+    if (bn)
+        memcpy(p, b, bn);
+    p += bn;
+    if (cn)
+        memcpy(p, c, cn);
+    p += cn;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static char *w_arg(char *p, const char *a, size_t n) { return w_arg3(p, a, n, NULL, 0, NULL, 0); }
+
+static char *w_str(char *p, const char *a) { return w_arg(p, a, strlen(a)); }
+
+/* A finite double as short text that strtod() reads back exactly. */
+static size_t fmt_num(char out[ST_NUM_MAX], double v)
+{
+    if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(long long)v) {
+        char *p = out;
+        long long k = (long long)v;
+        uint64_t u = (uint64_t)k;
+        if (k < 0) {
+            *p++ = '-';
+            u = (uint64_t)0 - u;
+        }
+        return (size_t)(w_u64(p, u) - out);
+    }
+    int n = snprintf(out, ST_NUM_MAX, "%.15g", v);
+    if (strtod(out, NULL) != v)
+        n = snprintf(out, ST_NUM_MAX, "%.17g", v);
+    return (size_t)n;
+}
+
+static char *w_num(char *p, double v)
+{
+    char t[ST_NUM_MAX];
+    return w_arg(p, t, fmt_num(t, v));
+}
+
+/* Makes sure the scratch holds bytes and ncmds + 1 offsets. */
+static int st_scratch(vg_store_t *s, size_t bytes, size_t ncmds)
+{
+    if (bytes > UINT32_MAX || ncmds >= UINT32_MAX)
+        return VG_EINVAL;
+    if (st_grow((void **)&s->sbuf, &s->scap, bytes, 1) ||
+        st_grow((void **)&s->soff, &s->socap, ncmds + 1, sizeof(uint32_t)))
+        return VG_ENOMEM;
+    return 0;
+}
+
+/* "NAME KEY" of the RESP command at cmd (for log lines), into out. */
+static void st_describe(const char *cmd, size_t len, char *out, size_t outlen)
+{
+    const char *p = cmd, *end = cmd + len;
+    size_t w = 0;
+    out[0] = '\0';
+    if (p >= end || *p != '*')
+        return;
+    p = memchr(p, '\n', (size_t)(end - p));
+    for (int arg = 0; p && arg < 2; arg++) {
+        p++;
+        if (p >= end || *p != '$')
+            break;
+        char *e;
+        unsigned long n = strtoul(p + 1, &e, 10);
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (!p || (size_t)(end - p - 1) < n)
+            break;
+        p++;
+        size_t take = n > 80 ? 80 : n;
+        if (w + take + 2 >= outlen)
+            break;
+        if (arg)
+            out[w++] = ' ';
+        memcpy(out + w, p, take);
+        w += take;
+        out[w] = '\0';
+        p += n + 1; /* at '\n' of the CRLF */
+    }
+    for (size_t i = 0; i < w; i++)
+        if ((unsigned char)out[i] < 0x20)
+            out[i] = '?';
+}
+
+/* ---- reply classification ----------------------------------------------------------------- */
+
+static int st_transient_err(const char *msg, size_t len)
+{
+    static const char *const codes[] = {"LOADING",  "BUSY",    "MISCONF",    "OOM",
+                                        "READONLY", "MASTERDOWN", "TRYAGAIN", "NOAUTH",
+                                        "NOREPLICAS", "CLUSTERDOWN"};
+    size_t w = 0;
+    while (w < len && msg[w] != ' ')
+        w++;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strlen(codes[i]) == w && memcmp(codes[i], msg, w) == 0)
+            return 1;
+    return 0;
+}
+
+/* CL_OK, CL_PERMANENT or CL_TRANSIENT; *msg = the error text if not OK.  An
+ * array (EXEC's reply) is looked into one level deep: an error inside a
+ * transaction comes back as an element (NOTES.md). */
+static int st_classify(const redisReply *r, const char **msg)
+{
+    const redisReply *e = NULL;
+    if (r->type == REDIS_REPLY_ERROR) {
+        e = r;
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i] && r->element[i]->type == REDIS_REPLY_ERROR) {
+                e = r->element[i];
+                if (st_transient_err(e->str, e->len))
+                    break;
+            }
+    }
+    if (!e)
+        return CL_OK;
+    *msg = e->str;
+    return st_transient_err(e->str, e->len) ? CL_TRANSIENT : CL_PERMANENT;
+}
+
+/* ---- the queue ---------------------------------------------------------------------------- */
+
+static void st_job_free(st_job_t *j)
+{
+    if (j->kind == JOB_LOAD) {
+        st_load_t *L = (st_load_t *)j;
+        free(j->buf);
+        free(j->off);
+        free(L->uoff);
+        free(L->ulen);
+    }
+    free(j);
+}
+
+static void st_pump(vg_store_t *s);
+static void st_on_reply(redisAsyncContext *ac, void *r, void *priv);
+static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static void st_enqueue(vg_store_t *s, st_job_t *j)
+{
+    j->next = NULL;
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    if (!s->send)
+        s->send = j;
+    s->njobs++;
+    s->pending_bytes += j->bytes;
+    st_pump(s);
+}
+
+/* Pops the head (which must be j), frees it and calls its callback. */
+static void st_finish_head(vg_store_t *s, st_job_t *j)
+{
+    vg_assert(j == s->head);
+    s->head = j->next;
+    if (!s->head)
+        s->tail = NULL;
+    if (s->send == j)
+        s->send = j->next;
+    s->njobs--;
+    s->pending_bytes -= j->bytes;
+    s->jobs_done++;
+    vg_store_cb cb = j->cb;
+    void *ud = j->ud;
+    int status = j->status;
+    st_job_free(j);
+    if (cb)
+        cb(ud, status);
+}
+
+/* A write job built in the scratch (len bytes, ncmds commands whose offsets
+ * are in s->soff) -> a heap job of exact size, enqueued. */
+static int st_submit(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud)
+{
+    size_t offb = (size_t)(ncmds + 1) * sizeof(uint32_t);
+    st_job_t *j = malloc(sizeof *j + offb + len);
+    if (!j)
+        return VG_ENOMEM;
+    memset(j, 0, sizeof *j);
+    j->kind = JOB_WRITE;
+    j->cb = cb;
+    j->ud = ud;
+    j->ncmds = ncmds;
+    j->off = (uint32_t *)(j + 1);
+    j->buf = (char *)j->off + offb;
+    s->soff[ncmds] = (uint32_t)len;
+    memcpy(j->off, s->soff, offb);
+    memcpy(j->buf, s->sbuf, len);
+    j->bytes = sizeof *j + offb + len;
+    st_enqueue(s, j);
+    return 0;
+}
+
+/* Writes commands while the connection is ready and the window allows. */
+static void st_pump(vg_store_t *s)
+{
+    if (s->state != ST_READY || s->closing)
+        return;
+    while (s->send && s->inflight < (size_t)s->max_inflight) {
+        st_job_t *j = s->send;
+        if (j->nsent == j->ncmds) {
+            if (j->kind == JOB_LOAD)
+                break; /* its round is out; the next one is built from the replies */
+            s->send = j->next;
+            continue;
+        }
+        uint32_t i = j->nsent;
+        if (redisAsyncFormattedCommand(s->ac, j->kind == JOB_LOAD ? st_on_load_reply : st_on_reply,
+                                       j, j->buf + j->off[i], j->off[i + 1] - j->off[i]) != REDIS_OK)
+            break; /* the context is going down; the disconnect path re-queues */
+        j->nsent++;
+        s->inflight++;
+        s->commands++;
+        if (j->nsent == j->ncmds && j->kind == JOB_WRITE)
+            s->send = j->next;
+    }
+}
+
+/* ---- the libuv binding of hiredis ---------------------------------------------------------
+ *
+ * Not <hiredis/adapters/libuv.h>: in 0.14.1 its poll callback returns on a
+ * non-zero status, and libuv reports POLLERR (a refused TCP connect, a reset
+ * connection) exactly so, with UV_EBADF after stopping the handle — the
+ * connection then hangs forever and no reconnect ever happens.  This is the
+ * same adapter with the fix hiredis 1.x made: on an error status, run the
+ * handlers of the events we wait for, so hiredis meets the error in
+ * connect/read/write and tears the connection down. */
+
+typedef struct st_uv {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    uv_poll_t handle;
+    int events;
+} st_uv_t;
+
+static void st_uv_poll(uv_poll_t *h, int status, int events)
+{
+    st_uv_t *p = h->data;
+    int ev = status ? p->events : events;
+    if (p->ac && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void st_uv_update(st_uv_t *p, int add, int del)
+{
+    p->events = (p->events | add) & ~del;
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, st_uv_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void st_uv_add_read(void *d) { st_uv_update(d, UV_READABLE, 0); }
+static void st_uv_del_read(void *d) { st_uv_update(d, 0, UV_READABLE); }
+static void st_uv_add_write(void *d) { st_uv_update(d, UV_WRITABLE, 0); }
+static void st_uv_del_write(void *d) { st_uv_update(d, 0, UV_WRITABLE); }
+static void st_uv_closed(uv_handle_t *h) { free(h->data); }
+
+static void st_uv_cleanup(void *d)
+{
+    st_uv_t *p = d;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->handle, st_uv_closed);
+}
+
+static int st_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    st_uv_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return REDIS_ERR;
+    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return REDIS_ERR;
+    }
+    p->ac = ac;
+    p->handle.data = p;
+    ac->ev.addRead = st_uv_add_read;
+    ac->ev.delRead = st_uv_del_read;
+    ac->ev.addWrite = st_uv_add_write;
+    ac->ev.delWrite = st_uv_del_write;
+    ac->ev.cleanup = st_uv_cleanup;
+    ac->ev.data = p;
+    return REDIS_OK;
+}
+
+/* ---- connection --------------------------------------------------------------------------- */
+
+static void st_connect(vg_store_t *s);
+static void st_abort(vg_store_t *s, const char *why);
+
+/* One timer: the reconnect delay while down, the connect + handshake
+ * deadline while connecting (hiredis 0.14 has no timeouts of its own). */
+static void st_on_timer(uv_timer_t *t)
+{
+    vg_store_t *s = t->data;
+    if (s->closing)
+        return;
+    if (s->state == ST_DOWN && !s->ac)
+        st_connect(s);
+    else if (s->state == ST_HANDSHAKE && s->ac)
+        st_abort(s, "connect/handshake timed out");
+}
+
+/* Next attempt: at once for the very first, rmin after losing a ready
+ * connection, rmin * 2^(k-1) capped at rmax after k failures (failed
+ * attempts plus drops for server-state errors). */
+static void st_schedule(vg_store_t *s)
+{
+    uint64_t d = (uint64_t)s->rmin;
+    unsigned k = s->attempts + s->streak;
+    for (unsigned i = 1; i < k && d < (uint64_t)s->rmax; i++)
+        d *= 2;
+    if (d > (uint64_t)s->rmax)
+        d = (uint64_t)s->rmax;
+    if (k == 0 && !s->ever_up)
+        d = 0;
+    uv_timer_start(&s->timer, st_on_timer, d, 0);
+}
+
+/* The connection s->ac is gone or being dropped (the caller frees it if
+ * hiredis will not): forget it, re-queue what was written on it, schedule a
+ * reconnect, tell the owner. */
+static void st_lost(vg_store_t *s, const char *why)
+{
+    int was_up = s->state == ST_READY;
+    s->ac = NULL;
+    s->state = ST_DOWN;
+    s->inflight = 0;
+    s->hs_left = 0;
+    snprintf(s->errstr, sizeof s->errstr, "%s", why && *why ? why : "unknown error");
+
+    st_job_t *end = s->send ? s->send->next : NULL;
+    size_t requeued = 0;
+    for (st_job_t *j = s->head; j != end; j = j->next) {
+        if (j->nsent == 0 && j->nanswered == 0)
+            continue;
+        if (j->kind == JOB_LOAD) {
+            j->nsent = j->nanswered; /* its answered replies were consumed */
+        } else {
+            j->nsent = j->nanswered = 0;
+            j->status = 0;
+        }
+        requeued++;
+    }
+    s->send = s->head;
+    s->resent_jobs += requeued;
+
+    unsigned long supp = 0;
+    if (was_up) {
+        s->attempts = 0;
+        s->down_since = uv_now(s->loop);
+        if (st_rl_ok(s, &s->rl_conn, &supp))
+            st_log(s, VG_LOG_WARN,
+                   "redis %s: connection lost: %s; %zu jobs pending (%zu re-queued), "
+                   "reconnecting%s",
+                   s->where, s->errstr, s->njobs, requeued,
+                   supp ? " (similar messages were suppressed)" : "");
+    } else {
+        s->attempts++;
+        s->connect_failures++;
+        if (st_rl_ok(s, &s->rl_conn, &supp))
+            st_log(s, VG_LOG_WARN, "redis %s: cannot connect: %s (attempt %u, %zu jobs pending%s)",
+                   s->where, s->errstr, s->attempts, s->njobs,
+                   supp ? "; similar messages were suppressed" : "");
+    }
+    st_schedule(s);
+    if (was_up && s->on_up)
+        s->on_up(s->ud, 0);
+}
+
+/* Drops the live connection ourselves (error reply that needs a reconnect). */
+static void st_abort(vg_store_t *s, const char *why)
+{
+    redisAsyncContext *ac = s->ac;
+    st_lost(s, why);
+    redisAsyncFree(ac); /* deferred by hiredis when called from its callback */
+}
+
+static void st_ready(vg_store_t *s)
+{
+    s->state = ST_READY;
+    if (s->streak) {
+        st_log(s, VG_LOG_DEBUG, "redis %s: reconnected; server was not writable (%u times)",
+               s->where, s->streak);
+    } else if (s->ever_up) {
+        s->reconnects++;
+        st_log(s, VG_LOG_INFO,
+               "redis %s: reconnected (down %.1f s, %u failed attempts); re-sending %zu pending "
+               "jobs",
+               s->where, (double)(uv_now(s->loop) - s->down_since) / 1000.0, s->attempts,
+               s->njobs);
+    } else {
+        st_log(s, VG_LOG_INFO, "redis %s: connected (db %d, %u failed attempts before)", s->where,
+               s->db, s->attempts);
+    }
+    if (s->ever_up && !s->streak)
+        s->rl_conn.used = 0; /* recovered: the next trouble is reported at once */
+    s->ever_up = 1;
+    s->attempts = 0;
+    uv_timer_stop(&s->timer); /* the handshake deadline */
+    if (s->on_up)
+        s->on_up(s->ud, 1);
+    if (!s->closing)
+        st_pump(s);
+}
+
+static void st_on_hs(redisAsyncContext *ac, void *r, void *priv)
+{
+    vg_store_t *s = ac->data;
+    redisReply *reply = r;
+    if (!reply || s->closing || ac != s->ac || s->state != ST_HANDSHAKE)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[256];
+        snprintf(why, sizeof why, "%s: %s", (const char *)priv, reply->str);
+        s->errors++;
+        st_abort(s, why);
+        return;
+    }
+    if (--s->hs_left == 0)
+        st_ready(s);
+}
+
+static void st_on_connect(const redisAsyncContext *ac, int status)
+{
+    vg_store_t *s = ac->data;
+    if (s->closing || ac != s->ac || status == REDIS_OK)
+        return;
+    /* hiredis frees the context after this callback. */
+    st_lost(s, ac->c.errstr[0] ? ac->c.errstr : "connect failed");
+}
+
+static void st_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    vg_store_t *s = ac->data;
+    (void)status;
+    if (s->closing || ac != s->ac)
+        return;
+    st_lost(s, ac->c.errstr[0] ? ac->c.errstr : "connection closed");
+}
+
+static void st_connect(vg_store_t *s)
+{
+    redisAsyncContext *ac =
+        s->sock ? redisAsyncConnectUnix(s->sock) : redisAsyncConnect(s->host, s->port);
+    s->state = ST_HANDSHAKE; /* so that a failure below counts as a connect failure */
+    if (!ac) {
+        st_lost(s, "out of memory");
+        return;
+    }
+    if (ac->err) {
+        char why[160];
+        snprintf(why, sizeof why, "%s", ac->errstr);
+        redisAsyncFree(ac);
+        st_lost(s, why);
+        return;
+    }
+    ac->data = s;
+    if (st_uv_attach(ac, s->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        st_lost(s, "cannot attach to the loop");
+        return;
+    }
+    s->ac = ac;
+    redisAsyncSetConnectCallback(ac, st_on_connect);
+    redisAsyncSetDisconnectCallback(ac, st_on_disconnect);
+
+    s->hs_left = 0;
+    if (s->pass) {
+        const char *argv[2] = {"AUTH", s->pass};
+        size_t lens[2] = {4, strlen(s->pass)};
+        if (redisAsyncCommandArgv(ac, st_on_hs, (void *)"AUTH", 2, argv, lens) == REDIS_OK)
+            s->hs_left++;
+    }
+    if (s->db) {
+        char db[16];
+        int n = snprintf(db, sizeof db, "%d", s->db);
+        const char *argv[2] = {"SELECT", db};
+        size_t lens[2] = {6, (size_t)n};
+        if (redisAsyncCommandArgv(ac, st_on_hs, (void *)"SELECT", 2, argv, lens) == REDIS_OK)
+            s->hs_left++;
+    }
+    const char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    if (redisAsyncCommandArgv(ac, st_on_hs, (void *)"PING", 1, argv, lens) == REDIS_OK)
+        s->hs_left++;
+    s->commands += (uint64_t)s->hs_left;
+    uv_timer_start(&s->timer, st_on_timer, (uint64_t)s->connect_timeout, 0);
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *msg)
+{
+    unsigned long supp = 0;
+    if (!st_rl_ok(s, &s->rl_cmd, &supp))
+        return;
+    char what[200], key[200] = "";
+    st_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
+    if (!strchr(what, ' ') && j->ncmds > 1 && idx != 1) /* EXEC: name the key of the DEL */
+        st_describe(j->buf + j->off[1], j->off[2] - j->off[1], key, sizeof key);
+    st_log(s, VG_LOG_ERROR, "redis %s: error on %s%s%s%s: %s (not retried%s)", s->where, what,
+           key[0] ? " (" : "", key, key[0] ? ")" : "", msg,
+           supp ? "; similar errors were suppressed" : "");
+}
+
+/* A reply that was not a server-state error: the server takes commands. */
+static void st_good_reply(vg_store_t *s)
+{
+    if (!s->streak)
+        return;
+    st_log(s, VG_LOG_INFO, "redis %s: server takes writes again after %u retries", s->where,
+           s->streak);
+    s->streak = 0;
+    s->rl_conn.used = 0;
+}
+
+static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    vg_store_t *s = ac->data;
+    redisReply *reply = r;
+    if (!reply || s->closing || ac != s->ac)
+        return;
+    st_job_t *j = priv;
+    s->replies++;
+    s->inflight--;
+    uint32_t idx = j->nanswered++;
+    const char *msg = NULL;
+    switch (st_classify(reply, &msg)) {
+    case CL_TRANSIENT: {
+        char why[256];
+        s->errors++;
+        snprintf(why, sizeof why, "server not writable: %s", msg);
+        s->streak++;
+        st_abort(s, why);
+        return;
+    }
+    case CL_PERMANENT:
+        s->errors++;
+        j->status = VG_EREDIS;
+        st_cmd_error(s, j, idx, msg);
+        break;
+    default:
+        break;
+    }
+    st_good_reply(s);
+    if (j->nanswered == j->ncmds) {
+        st_finish_head(s, j);
+        if (s->closing)
+            return;
+    }
+    st_pump(s);
+}
+
+/* ---- load --------------------------------------------------------------------------------- */
+
+/* Builds the USERS round: ZRANGE <p>vaegan:users rank rank+CHUNK-1. */
+static int st_load_users_round(vg_store_t *s, st_load_t *L)
+{
+    st_job_t *j = &L->job;
+    size_t need = 4 * ST_HDR_OVH + 4 * (ST_ARG_OVH + ST_NUM_MAX) + s->plen + 16;
+    if (st_grow((void **)&j->buf, &L->bufcap, need, 1) ||
+        st_grow((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
+        return VG_ENOMEM;
+    char *p = j->buf;
+    p = w_hdr(p, 4);
+    p = w_str(p, "ZRANGE");
+    p = w_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = w_num(p, (double)L->rank);
+    p = w_num(p, (double)(L->rank + ST_LOAD_CHUNK - 1));
+    j->off[0] = 0;
+    j->off[1] = (uint32_t)(p - j->buf);
+    j->ncmds = 1;
+    j->nsent = j->nanswered = 0;
+    L->phase = LOAD_USERS;
+    return 0;
+}
+
+/* Builds the HISTS round from the users reply. */
+static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *users)
+{
+    st_job_t *j = &L->job;
+    size_t need = 0, nu = 0;
+    for (size_t i = 0; i < users->elements; i++) {
+        const redisReply *u = users->element[i];
+        if (u->type != REDIS_REPLY_STRING)
+            continue;
+        need += ST_HDR_OVH + 3 * ST_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len;
+        nu++;
+    }
+    if (need > UINT32_MAX)
+        return VG_ENOMEM;
+    if (st_grow((void **)&j->buf, &L->bufcap, need + 1, 1) ||
+        st_grow((void **)&j->off, &L->cmdcap, nu + 1, sizeof(uint32_t)))
+        return VG_ENOMEM;
+    free(L->uoff);
+    free(L->ulen);
+    L->uoff = malloc((nu + 1) * sizeof(uint32_t));
+    L->ulen = malloc((nu + 1) * sizeof(uint32_t));
+    if (!L->uoff || !L->ulen)
+        return VG_ENOMEM;
+    char *p = j->buf;
+    uint32_t k = 0;
+    for (size_t i = 0; i < users->elements; i++) {
+        const redisReply *u = users->element[i];
+        if (u->type != REDIS_REPLY_STRING)
+            continue;
+        j->off[k] = (uint32_t)(p - j->buf);
+        p = w_hdr(p, 5);
+        p = w_str(p, "ZRANGE");
+        char *key = w_arg3(p, s->prefix, s->plen, "hist:", 5, u->str, u->len);
+        L->uoff[k] = (uint32_t)(key - 2 - u->len - j->buf); /* the user is the key's tail */
+        L->ulen[k] = (uint32_t)u->len;
+        p = w_str(key, "0");
+        p = w_str(p, "-1");
+        p = w_str(p, "WITHSCORES");
+        k++;
+    }
+    j->off[k] = (uint32_t)(p - j->buf);
+    j->ncmds = k;
+    j->nsent = j->nanswered = 0;
+    L->phase = LOAD_HISTS;
+    return 0;
+}
+
+static void st_load_finish(vg_store_t *s, st_load_t *L, int status)
+{
+    if (status == 0 && L->failed)
+        status = VG_EREDIS;
+    L->job.status = status;
+    st_finish_head(s, &L->job);
+}
+
+/* Delivers one history reply; returns 0 or VG_ENOMEM. */
+static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redisReply *h)
+{
+    const char *user = L->job.buf + L->uoff[idx];
+    size_t ulen = L->ulen[idx];
+    const char *msg = NULL;
+    if (st_classify(h, &msg) != CL_OK || h->type != REDIS_REPLY_ARRAY || h->elements % 2) {
+        unsigned long supp = 0;
+        L->failed = 1;
+        if (h->type == REDIS_REPLY_ERROR)
+            s->errors++;
+        if (st_rl_ok(s, &s->rl_load, &supp))
+            st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %shist:%.*s: %s (user skipped%s)",
+                   s->where, s->prefix ? s->prefix : "", (int)(ulen > 128 ? 128 : ulen), user,
+                   msg ? msg : "unexpected reply",
+                   supp ? "; similar errors were suppressed" : "");
+        return 0;
+    }
+    size_t n = h->elements / 2;
+    if (n > s->lcap) {
+        size_t c = s->lcap;
+        if (st_grow((void **)&s->litems, &c, n, sizeof *s->litems))
+            return VG_ENOMEM;
+        c = s->lcap;
+        if (st_grow((void **)&s->llens, &c, n, sizeof *s->llens))
+            return VG_ENOMEM;
+        c = s->lcap;
+        if (st_grow((void **)&s->lts, &c, n, sizeof *s->lts))
+            return VG_ENOMEM;
+        s->lcap = c;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *it = h->element[2 * i], *sc = h->element[2 * i + 1];
+        if (it->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING)
+            continue;
+        s->litems[m] = it->str;
+        s->llens[m] = it->len;
+        s->lts[m] = strtod(sc->str, NULL);
+        m++;
+    }
+    L->on_user(L->job.ud, user, ulen, s->litems, s->llens, s->lts, m);
+    return 0;
+}
+
+static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    vg_store_t *s = ac->data;
+    redisReply *reply = r;
+    if (!reply || s->closing || ac != s->ac)
+        return;
+    st_load_t *L = priv;
+    s->replies++;
+    s->inflight--;
+    uint32_t idx = L->job.nanswered++;
+    const char *msg = NULL;
+    int cl = st_classify(reply, &msg);
+    if (cl == CL_TRANSIENT) {
+        char why[256];
+        s->errors++;
+        snprintf(why, sizeof why, "server not ready: %s", msg);
+        s->streak++;
+        st_abort(s, why);
+        return;
+    }
+    st_good_reply(s);
+    if (L->phase == LOAD_USERS) {
+        if (cl != CL_OK || reply->type != REDIS_REPLY_ARRAY) {
+            if (cl != CL_OK)
+                s->errors++;
+            st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %svaegan:users: %s", s->where,
+                   s->prefix ? s->prefix : "", msg ? msg : "unexpected reply");
+            st_load_finish(s, L, VG_EREDIS);
+        } else if (reply->elements == 0) {
+            st_load_finish(s, L, 0);
+        } else {
+            L->chunk_n = reply->elements;
+            int rc = st_load_hists_round(s, L, reply);
+            if (rc) {
+                st_load_finish(s, L, rc);
+            } else if (L->job.ncmds == 0) { /* no string member: nothing to read */
+                st_load_finish(s, L, 0);
+            }
+        }
+    } else {
+        int rc = st_load_deliver(s, L, idx, reply);
+        if (s->closing)
+            return;
+        if (rc && !L->rc)
+            L->rc = rc; /* the rest of the round is still answered; finish after it */
+        if (L->job.nanswered == L->job.ncmds) {
+            if (L->rc) {
+                st_load_finish(s, L, L->rc);
+            } else if (L->chunk_n < ST_LOAD_CHUNK) {
+                st_load_finish(s, L, 0);
+            } else {
+                L->rank += ST_LOAD_CHUNK;
+                rc = st_load_users_round(s, L);
+                if (rc)
+                    st_load_finish(s, L, rc);
+            }
+        }
+    }
+    if (!s->closing)
+        st_pump(s);
+}
+
+/* ---- public API --------------------------------------------------------------------------- */
+
+static int st_cfg_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+    return VG_EINVAL;
+}
+
+static void st_free_mem(vg_store_t *s)
+{
+    free(s->host);
+    free(s->sock);
+    free(s->pass);
+    free(s->prefix);
+    free(s->sbuf);
+    free(s->soff);
+    free(s->sev);
+    free(s->litems);
+    free(s->llens);
+    free(s->lts);
+    free(s);
+}
+
+int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, char *err,
+                  size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out || !loop || !cfg)
+        return st_cfg_err(err, errlen, "store: NULL argument");
+    *out = NULL;
+    int sock = cfg->socket && *cfg->socket;
+    if (!sock && (cfg->port < 0 || cfg->port > 65535))
+        return st_cfg_err(err, errlen, "redis.port must be 0..65535");
+    if (cfg->db < 0)
+        return st_cfg_err(err, errlen, "redis.db must be >= 0");
+    if (cfg->rec_ttl_s < 0)
+        return st_cfg_err(err, errlen, "serve.rec_ttl_s must be >= 0");
+    if (cfg->max_inflight < 0)
+        return st_cfg_err(err, errlen, "store: max_inflight must be >= 0");
+    if (cfg->connect_timeout_ms < 0)
+        return st_cfg_err(err, errlen, "store: connect_timeout_ms must be >= 0");
+    int rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : ST_DEF_RMIN;
+    int rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : ST_DEF_RMAX;
+    if (rmin < 1 || rmax < rmin)
+        return st_cfg_err(err, errlen, "store: need 1 <= reconnect_min_ms <= reconnect_max_ms");
+
+    vg_store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return VG_ENOMEM;
+    s->loop = loop;
+    s->port = cfg->port ? cfg->port : 6379;
+    s->db = cfg->db;
+    s->history_max = cfg->history_max > 0 ? cfg->history_max : 0;
+    s->rec_ttl_s = cfg->rec_ttl_s;
+    s->max_inflight = cfg->max_inflight ? cfg->max_inflight : ST_DEF_INFLIGHT;
+    s->rmin = rmin;
+    s->rmax = rmax;
+    s->connect_timeout = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : ST_DEF_CONNECT_TIMEOUT;
+    s->on_up = cfg->on_up;
+    s->log = cfg->log;
+    s->ud = cfg->ud;
+    if (sock) {
+        s->sock = st_strdup(cfg->socket);
+    } else {
+        s->host = st_strdup(cfg->host && *cfg->host ? cfg->host : "127.0.0.1");
+    }
+    s->pass = st_strdup(cfg->password);
+    s->prefix = st_strdup(cfg->prefix);
+    if ((sock && !s->sock) || (!sock && !s->host) ||
+        (cfg->password && *cfg->password && !s->pass) ||
+        (cfg->prefix && *cfg->prefix && !s->prefix)) {
+        st_free_mem(s);
+        return VG_ENOMEM;
+    }
+    s->plen = s->prefix ? strlen(s->prefix) : 0;
+    snprintf(s->rank_stop, sizeof s->rank_stop, "-%lld", (long long)s->history_max + 1);
+    snprintf(s->ttl, sizeof s->ttl, "%d", s->rec_ttl_s);
+    if (sock)
+        snprintf(s->where, sizeof s->where, "unix:%s", s->sock);
+    else
+        snprintf(s->where, sizeof s->where, "%s:%d", s->host, s->port);
+
+    /* hiredis 0.14 writes with write(2): a peer that closed would kill the
+     * process with SIGPIPE on the next write. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGPIPE, &sa, NULL) == 0)
+            st_log(s, VG_LOG_DEBUG, "store: SIGPIPE was at its default; now ignored");
+    }
+
+    int rc = uv_timer_init(loop, &s->timer);
+    if (rc) {
+        st_free_mem(s);
+        if (err && errlen)
+            snprintf(err, errlen, "uv_timer_init: %s", uv_strerror(rc));
+        return VG_EIO;
+    }
+    s->timer.data = s;
+    st_schedule(s); /* connects from the loop at once */
+    *out = s;
+    return 0;
+}
+
+static int st_ev_cmp(const void *a, const void *b)
+{
+    const st_ev_t *x = a, *y = b;
+    size_t m = x->ulen < y->ulen ? x->ulen : y->ulen;
+    int c = m ? memcmp(x->user, y->user, m) : 0;
+    if (c)
+        return c;
+    if (x->ulen != y->ulen)
+        return x->ulen < y->ulen ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int st_same_user(const st_ev_t *a, const st_ev_t *b)
+{
+    return a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0);
+}
+
+int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
+                        void *ud)
+{
+    if (!s || s->closing || (n && !ev))
+        return VG_EINVAL;
+    if (n == 0) {
+        if (st_scratch(s, 64, 1))
+            return VG_ENOMEM;
+        char *p = w_hdr(s->sbuf, 1);
+        p = w_str(p, "PING");
+        s->soff[0] = 0;
+        return st_submit(s, (size_t)(p - s->sbuf), 1, cb, ud);
+    }
+    if (n > UINT32_MAX / 2 - 1)
+        return VG_EINVAL;
+    if (st_grow((void **)&s->sev, &s->sevcap, n, sizeof *s->sev))
+        return VG_ENOMEM;
+    size_t bound = 256 + 2 * s->plen;
+    for (size_t i = 0; i < n; i++) {
+        const vg_store_event_t *e = &ev[i];
+        if (!e->user || !e->item || !isfinite(e->ts))
+            return VG_EINVAL;
+        s->sev[i].user = e->user;
+        s->sev[i].ulen = e->user_len;
+        s->sev[i].i = i;
+        bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len;
+    }
+    int rc = st_scratch(s, bound, 2 * n + 1);
+    if (rc)
+        return rc;
+
+
+    /* group the events by user: one ZADD (+ ZREMRANGEBYRANK) per user */
+    qsort(s->sev, n, sizeof *s->sev, st_ev_cmp);
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    size_t nusers = 0;
+    for (size_t a = 0, b; a < n; a = b) {
+        const st_ev_t *g = &s->sev[a];
+        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
+            ;
+        nusers++;
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = w_hdr(p, 3 + 2 * (b - a));
+        p = w_arg(p, "ZADD", 4);
+        p = w_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+        p = w_arg(p, "GT", 2);
+        for (size_t k = a; k < b; k++) {
+            const vg_store_event_t *e = &ev[s->sev[k].i];
+            p = w_num(p, e->ts);
+            p = w_arg(p, e->item, e->item_len);
+        }
+        if (s->history_max > 0) {
+            s->soff[nc++] = (uint32_t)(p - s->sbuf);
+            p = w_hdr(p, 4);
+            p = w_arg(p, "ZREMRANGEBYRANK", 15);
+            p = w_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+            p = w_arg(p, "0", 1);
+            p = w_str(p, s->rank_stop);
+        }
+    }
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = w_hdr(p, 3 + 2 * nusers);
+    p = w_arg(p, "ZADD", 4);
+    p = w_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = w_arg(p, "GT", 2);
+    for (size_t a = 0, b; a < n; a = b) {
+        const st_ev_t *g = &s->sev[a];
+        double ts = ev[g->i].ts;
+        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
+            if (ev[s->sev[b].i].ts > ts)
+                ts = ev[s->sev[b].i].ts;
+        p = w_num(p, ts);
+        p = w_arg(p, g->user, g->ulen);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return st_submit(s, (size_t)(p - s->sbuf), nc, cb, ud);
+}
+
+int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
+                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
+                     void *ud)
+{
+    if (!s || s->closing || !user || (n && (!items || !item_lens || !scores)))
+        return VG_EINVAL;
+    if (n > UINT32_MAX / 2 - 8)
+        return VG_EINVAL;
+    size_t key = ST_ARG_OVH + s->plen + 4 + user_len;
+    size_t bound = 5 * (ST_HDR_OVH + ST_ARG_OVH + 8) + 3 * key + 2 * (ST_ARG_OVH + ST_NUM_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i] || !isfinite(scores[i]))
+            return VG_EINVAL;
+        bound += 2 * ST_ARG_OVH + ST_NUM_MAX + item_lens[i];
+    }
+    int rc = st_scratch(s, bound, 5);
+    if (rc)
+        return rc;
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    if (n) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = w_hdr(p, 1);
+        p = w_arg(p, "MULTI", 5);
+    }
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = w_hdr(p, 2);
+    p = w_arg(p, "DEL", 3);
+    p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    if (n) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = w_hdr(p, 2 + 2 * n);
+        p = w_arg(p, "ZADD", 4);
+        p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+        for (size_t i = 0; i < n; i++) {
+            p = w_num(p, scores[i]);
+            p = w_arg(p, items[i], item_lens[i]);
+        }
+        if (s->rec_ttl_s > 0) {
+            s->soff[nc++] = (uint32_t)(p - s->sbuf);
+            p = w_hdr(p, 3);
+            p = w_arg(p, "EXPIRE", 6);
+            p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+            p = w_str(p, s->ttl);
+        }
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = w_hdr(p, 1);
+        p = w_arg(p, "EXEC", 4);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return st_submit(s, (size_t)(p - s->sbuf), nc, cb, ud);
+}
+
+int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
+                       size_t n, vg_store_cb cb, void *ud)
+{
+    if (!s || s->closing || n == 0 || !fields || !values || n > UINT32_MAX / 4)
+        return VG_EINVAL;
+    size_t bound = ST_HDR_OVH + 2 * ST_ARG_OVH + 4 + s->plen + 12;
+    for (size_t i = 0; i < n; i++) {
+        if (!fields[i] || !values[i])
+            return VG_EINVAL;
+        bound += 2 * ST_ARG_OVH + strlen(fields[i]) + strlen(values[i]);
+    }
+    int rc = st_scratch(s, bound, 1);
+    if (rc)
+        return rc;
+    char *p = w_hdr(s->sbuf, 2 + 2 * n);
+    p = w_arg(p, "HSET", 4);
+    p = w_arg3(p, s->prefix, s->plen, "vaegan:model", 12, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        p = w_str(p, fields[i]);
+        p = w_str(p, values[i]);
+    }
+    s->soff[0] = 0;
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return st_submit(s, (size_t)(p - s->sbuf), 1, cb, ud);
+}
+
+int vg_store_load(vg_store_t *s, st_user_fn on_user, vg_store_cb on_done, void *ud)
+{
+    if (!s || s->closing || !on_user)
+        return VG_EINVAL;
+    st_load_t *L = calloc(1, sizeof *L);
+    if (!L)
+        return VG_ENOMEM;
+    L->job.kind = JOB_LOAD;
+    L->job.cb = on_done;
+    L->job.ud = ud;
+    L->on_user = on_user;
+    if (st_load_users_round(s, L)) {
+        st_job_free(&L->job);
+        return VG_ENOMEM;
+    }
+    L->job.bytes = sizeof *L;
+    st_enqueue(s, &L->job);
+    return 0;
+}
+
+int vg_store_is_up(const vg_store_t *s) { return s && s->state == ST_READY && !s->closing; }
+
+size_t vg_store_pending(const vg_store_t *s) { return s ? s->njobs : 0; }
+
+void vg_store_stats(const vg_store_t *s, vg_store_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!s)
+        return;
+    st->commands = s->commands;
+    st->replies = s->replies;
+    st->errors = s->errors;
+    st->reconnects = s->reconnects;
+    st->connect_failures = s->connect_failures;
+    st->resent_jobs = s->resent_jobs;
+    st->jobs_done = s->jobs_done;
+    st->pending = s->njobs;
+    st->pending_bytes = s->pending_bytes;
+    st->inflight = s->inflight;
+    st->up = vg_store_is_up(s);
+}
+
+const char *vg_store_errstr(const vg_store_t *s) { return s ? s->errstr : ""; }
+
+static void st_on_closed(uv_handle_t *h) { st_free_mem(h->data); }
+
+void vg_store_close(vg_store_t *s)
+{
+    if (!s || s->closing)
+        return;
+    s->closing = 1;
+    s->state = ST_DOWN;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        redisAsyncFree(ac); /* its callbacks see s->closing and return */
+    }
+    while (s->head) {
+        st_job_t *j = s->head;
+        s->head = j->next;
+        st_job_free(j);
+    }
+    s->tail = s->send = NULL;
+    s->njobs = 0;
+    s->pending_bytes = 0;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, st_on_closed);
+}

@@ -1,0 +1,211 @@
+/*
+ * store.h — the Redis store of vaegan: history writes, recommendation lists,
+ * model metadata and the start-up load of every history, over one
+ * asynchronous hiredis connection driven by the caller's libuv loop.
+ *
+ * Keys (DESIGN.md "Redis schema"; <p> = cfg->prefix, empty by default):
+ *   <p>hist:<user>   ZSET item -> latest event ts, capped to history_max
+ *   <p>rec:<user>    ZSET item -> model score, replaced atomically
+ *   <p>vaegan:users  ZSET user -> latest event ts
+ *   <p>vaegan:model  HASH field -> value
+ *
+ * Delivery.  Every call that writes (add_events, put_rec, set_model) or reads
+ * (load) becomes a *job*: a list of Redis commands, formatted once and kept by
+ * the store until Redis has answered every one of them.  Jobs form one FIFO;
+ * at most cfg->max_inflight commands are written and unanswered at a time,
+ * the rest wait in the queue.  When the connection drops, every job not yet
+ * fully answered is re-sent from its first command, in the original order,
+ * after reconnecting (exponential backoff, re-AUTH, re-SELECT).  All writes
+ * are idempotent (ZADD GT, ZREMRANGEBYRANK, MULTI/DEL/ZADD/EXEC, HSET), so a
+ * re-sent job changes nothing that already happened.  Hence each job's
+ * callback fires exactly once, in submission order, and no accepted write is
+ * lost across a Redis restart (as far as Redis itself persisted it).  A job
+ * callback with status 0 is Redis's acknowledgement of the whole job: the
+ * point where the daemon may store the Kafka offsets of its events.
+ * Memory is bounded only by the caller: vg_store_pending() and
+ * vg_store_stats().pending_bytes tell how much waits, so the daemon can pause
+ * its input (DESIGN.md "Redis unreachable").
+ *
+ * Errors Redis answers.  An error that belongs to the command (WRONGTYPE, a
+ * bad argument, ...) is permanent: logged (rate-limited), not retried, and
+ * the job's callback gets VG_EREDIS once all its replies are in (the job's
+ * other commands still ran).  An error that describes the *server's* state
+ * (LOADING, BUSY, MISCONF, OOM, READONLY, MASTERDOWN, TRYAGAIN, NOAUTH,
+ * NOREPLICAS, CLUSTERDOWN) is treated like a lost connection: the store drops
+ * the connection, backs off and re-sends — such a server cannot take writes
+ * now but may soon, and a job must not be dropped for it.  A server that
+ * stays read-only or out of memory therefore stalls the queue (with a warning
+ * per backoff window) instead of losing data.  The connection is declared up
+ * only after AUTH, SELECT and a PING succeeded (a Redis loading its AOF
+ * answers -LOADING and is retried).
+ *
+ * Threads and reentrancy.  Everything runs on the loop thread given to
+ * vg_store_init(); no function may be called from another thread.  Callbacks
+ * run on the loop thread from inside the store.  From a job callback, on_user,
+ * on_done or on_up the caller MAY call vg_store_add_events/put_rec/set_model/
+ * load (the new job goes to the end of the queue) and vg_store_close (no
+ * further callback of any kind follows, including the remaining on_user calls
+ * of a load).  The log callback must not call the store at all.  Nothing but
+ * log is called back from inside vg_store_init or a submitting call: the
+ * first job callback, on_user or on_up comes from the loop.
+ *
+ * Process-wide effect: hiredis 0.14 writes with write(2), so a write to a
+ * connection Redis closed raises SIGPIPE; vg_store_init() sets SIGPIPE to
+ * SIG_IGN if it is at its default (SIG_DFL), and leaves any other disposition
+ * alone (a program that installs its own handler keeps it).
+ *
+ * Limits of hiredis 0.14: it has no timeouts (NOTES.md).  The store bounds
+ * connect + handshake itself (cfg->connect_timeout_ms), but a server that
+ * stops answering on a ready connection stalls the queue until TCP gives up
+ * (vg_store_stats().inflight stays > 0 with no progress in replies); a TCP
+ * host name is resolved with a blocking getaddrinfo() on each (re)connect, so
+ * prefer an address or a unix socket.  The store binds hiredis to libuv
+ * itself, not with <hiredis/adapters/libuv.h>, whose 0.14.1 version ignores
+ * libuv's error status and so hangs forever on a refused or reset
+ * connection.
+ */
+#ifndef VG_STORE_H
+#define VG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+
+typedef struct vg_store vg_store_t;
+
+typedef struct vg_store_cfg {
+    const char *host;     /* NULL/"" = "127.0.0.1" */
+    int port;             /* 0 = 6379 */
+    const char *socket;   /* unix socket path; non-empty wins over host/port */
+    const char *password; /* NULL/"" = no AUTH */
+    int db;               /* SELECTed after connecting unless 0; 0..INT_MAX */
+    const char *prefix;   /* key prefix; NULL/"" = none */
+    int history_max;      /* cap of hist:<user> (most recent by ts); <= 0 = no cap */
+    int rec_ttl_s;        /* TTL of rec:<user> in seconds; 0 = none; < 0 invalid */
+    int max_inflight;     /* commands written and unanswered before further ones
+                             wait in the store's queue; 0 = 4096 */
+    int reconnect_min_ms; /* first reconnect delay, doubled per failure; 0 = 100 */
+    int reconnect_max_ms; /* cap of the delay; 0 = 5000 */
+    int connect_timeout_ms; /* deadline of connect + AUTH/SELECT/PING; 0 = 10000 */
+    /* 1: connected and ready (AUTH/SELECT/PING done); 0: the ready connection
+     * was lost.  Calls alternate, starting with 1.  May be NULL. */
+    void (*on_up)(void *ud, int up);
+    vg_log_fn log; /* NULL = silent */
+    void *ud;      /* passed to on_up and log */
+} vg_store_cfg_t;
+
+/* A job's completion: status 0 = every command succeeded; VG_EREDIS = Redis
+ * answered a (permanent) error to at least one of them (logged; the others
+ * ran).  Called exactly once per accepted job, in submission order, unless
+ * the store is closed first. */
+typedef void (*vg_store_cb)(void *ud, int status);
+
+typedef struct vg_store_event {
+    const char *user; /* user_len bytes, need not be NUL-terminated */
+    size_t user_len;
+    const char *item; /* item_len bytes */
+    size_t item_len;
+    double ts; /* finite */
+} vg_store_event_t;
+
+/* Creates a store on loop from cfg (strings are copied; cfg is free after the
+ * call).  Returns at once: the connection is made in the background from the
+ * loop and kept (reconnecting with backoff) until vg_store_close().
+ * Returns 0 and *out, or VG_EINVAL (bad cfg: message in err) or VG_ENOMEM;
+ * err[0..errlen) (may be NULL if errlen is 0) gets "" on success.
+ * The store belongs to the caller, who ends it with vg_store_close(). */
+int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, char *err,
+                  size_t errlen);
+
+/* History writes for a batch of n events, one job:
+ *   for each user in the batch (in no particular order)
+ *     ZADD <p>hist:<user> GT ts item [ts item ...]   (all of its events)
+ *     ZREMRANGEBYRANK <p>hist:<user> 0 -(history_max+1)   (if history_max > 0)
+ *   ZADD <p>vaegan:users GT ts user [ts user ...]  (each user once, its latest ts)
+ * all pipelined.  GT keeps the latest ts of an item whatever the order of
+ * events.  n = 0 is a barrier: one PING, so cb fires once every job accepted
+ * before it is done.  cb (may be NULL) fires once, when every reply of the
+ * job has arrived.  The store copies what it needs: ev and the strings it
+ * points to are the caller's again after the call.
+ * Returns 0 (accepted), VG_EINVAL (s NULL, ev NULL with n > 0, a NULL id, a
+ * non-finite ts; nothing accepted) or VG_ENOMEM. */
+int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
+                        void *ud);
+
+/* Replaces <p>rec:<user> atomically with the n pairs (items[i], scores[i]):
+ * MULTI, DEL, ZADD score item ..., EXPIRE (if rec_ttl_s > 0), EXEC.  n = 0
+ * deletes the key (DEL alone).  A reader never sees a partial list.  Arrays
+ * and strings are copied; they are the caller's again after the call.
+ * cb may be NULL.  Returns 0, VG_EINVAL (NULL user, NULL arrays with n > 0,
+ * a NULL item, a non-finite score) or VG_ENOMEM. */
+int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
+                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
+                     void *ud);
+
+/* HSET <p>vaegan:model fields[0] values[0] ... (NUL-terminated strings,
+ * copied).  cb may be NULL.  Returns 0, VG_EINVAL (n = 0 or a NULL string)
+ * or VG_ENOMEM. */
+int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
+                       size_t n, vg_store_cb cb, void *ud);
+
+/* Reads every member of <p>vaegan:users (ascending by latest ts) and its
+ * <p>hist:<user> with scores, 1,000 users per round (ZRANGE of the users,
+ * then their ZRANGE ... 0 -1 WITHSCORES pipelined), so memory stays bounded.
+ * on_user(ud, user, ..., n) is called once per user (n = 0 if the history is
+ * empty or missing; items in ascending ts order); every pointer is valid
+ * during that call only.  Then on_done(ud, status) once: 0, or VG_EREDIS if
+ * vaegan:users could not be read (stops the load) or some hist:<user> could
+ * not be read (that user is skipped, logged; the others are delivered), or
+ * VG_ENOMEM.  on_done may be NULL.
+ *
+ * The load is one job of the FIFO: jobs submitted after it wait until it is
+ * done, jobs before it are written first.  Meant to run at start before any
+ * writes.  It survives a reconnect: the current round resumes where its
+ * replies stopped (ranks, not cursors), so no user is delivered twice as long
+ * as nobody else changes vaegan:users meanwhile.
+ * Returns 0, VG_EINVAL (s or on_user NULL) or VG_ENOMEM. */
+int vg_store_load(vg_store_t *s,
+                  void (*on_user)(void *ud, const char *user, size_t user_len,
+                                  const char *const *items, const size_t *item_lens,
+                                  const double *ts, size_t n),
+                  vg_store_cb on_done, void *ud);
+
+/* 1 if the connection is up and ready (handshake done), else 0. */
+int vg_store_is_up(const vg_store_t *s);
+
+/* Jobs accepted and not yet completed (queued + in flight). */
+size_t vg_store_pending(const vg_store_t *s);
+
+typedef struct vg_store_stats {
+    uint64_t commands;         /* commands written to Redis (re-sends and handshake included) */
+    uint64_t replies;          /* replies received to job commands */
+    uint64_t errors;           /* error replies (permanent and transient, handshake included) */
+    uint64_t reconnects;       /* times the store became ready again after having been up */
+    uint64_t connect_failures; /* connection attempts that failed (incl. handshake errors) */
+    uint64_t resent_jobs;      /* jobs re-queued because their connection was lost */
+    uint64_t jobs_done;        /* jobs completed (callback fired) */
+    size_t pending;            /* = vg_store_pending() */
+    size_t pending_bytes;      /* command bytes held by pending jobs */
+    size_t inflight;           /* commands written and unanswered now */
+    int up;                    /* = vg_store_is_up() */
+} vg_store_stats_t;
+
+/* Fills *st with the counters since vg_store_init(). */
+void vg_store_stats(const vg_store_t *s, vg_store_stats_t *st);
+
+/* The last connection error text ("" if none yet), e.g. "Connection refused"
+ * or "AUTH: WRONGPASS invalid username-password pair ...".  Owned by the
+ * store; valid until the next loop iteration. */
+const char *vg_store_errstr(const vg_store_t *s);
+
+/* Disconnects and ends the store.  Pending jobs are dropped without their
+ * callbacks; no callback of any kind fires after this call.  Handles close
+ * asynchronously: the caller runs the loop until it ends (uv_run) and the
+ * memory is freed in the close callbacks.  May be called from inside a
+ * store callback.  s may be NULL.  Call it once. */
+void vg_store_close(vg_store_t *s);
+
+#endif

@@ -1,0 +1,891 @@
+/*
+ * test_store.c — cache/store.c against a real redis-server started per test
+ * (tests/redis_util.h): history writes (GT, cap, users), prefix/db/password,
+ * atomic recommendation lists with TTL, model metadata, the start-up load
+ * (also across a killed connection), delivery across a Redis restart,
+ * error replies (permanent and server-state), backoff, close, and a
+ * throughput measurement (printed, not asserted).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cache/store.h"
+#include "tests/redis_util.h"
+#include "tests/tmpdir.h"
+
+/* ---- harness ---------------------------------------------------------------------------- */
+
+static uv_loop_t loop;
+static vgt_redis_t R;
+static vg_store_t *S;
+static int ups, downs;
+static int nlog[4];
+static char logbuf[65536];
+static size_t loglen;
+
+static void test_log(void *ud, int level, const char *msg)
+{
+    (void)ud;
+    if (level >= 0 && level < 4)
+        nlog[level]++;
+    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%d %s\n", level, msg);
+    if (n > 0 && (size_t)n < sizeof logbuf - loglen)
+        loglen += (size_t)n;
+    if (getenv("VG_TEST_VERBOSE"))
+        fprintf(stderr, "[store %d] %s\n", level, msg);
+}
+
+static void on_up(void *ud, int up)
+{
+    (void)ud;
+    if (up)
+        ups++;
+    else
+        downs++;
+}
+
+static void setup(void)
+{
+    vg_tmpdir_make();
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    memset(&R, 0, sizeof R);
+}
+
+static void teardown(void)
+{
+    vgt_redis_stop(&R);
+    vg_tmpdir_remove();
+}
+
+static void start_redis(int aof) { cr_assert_eq(vgt_redis_start(&R, vg_tmpdir, aof), 0); }
+
+static vg_store_cfg_t base_cfg(void)
+{
+    vg_store_cfg_t c;
+    memset(&c, 0, sizeof c);
+    c.socket = R.sock;
+    c.history_max = 500;
+    c.reconnect_min_ms = 50;
+    c.reconnect_max_ms = 400;
+    c.on_up = on_up;
+    c.log = test_log;
+    return c;
+}
+
+static vg_store_t *open_store(const vg_store_cfg_t *c)
+{
+    vg_store_t *s = NULL;
+    char err[256];
+    int rc = vg_store_init(&s, &loop, c, err, sizeof err);
+    cr_assert_eq(rc, 0, "vg_store_init: %s", err);
+    cr_assert_str_eq(err, "");
+    return s;
+}
+
+static void noop_timer(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop until pred(arg) holds or ms pass; returns pred(arg). */
+static int wait_for(int (*pred)(void *), void *arg, int ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, noop_timer, 5, 5);
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
+    while (!pred(arg) && uv_hrtime() < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return pred(arg);
+}
+
+static int never(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void spin(int ms) { wait_for(never, NULL, ms); }
+
+static int is_up(void *arg) { return vg_store_is_up(arg); }
+
+static int is_idle(void *arg) { return vg_store_pending(arg) == 0; }
+
+/* Closes the store and runs the loop to its end; asserts nothing is left. */
+static void close_store(vg_store_t *s)
+{
+    vg_store_close(s);
+    cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
+}
+
+typedef struct job {
+    int calls;
+    int status;
+    int order;
+} job_t;
+static int job_seq;
+
+static void job_cb(void *ud, int status)
+{
+    job_t *j = ud;
+    j->calls++;
+    j->status = status;
+    j->order = job_seq++;
+}
+
+static int job_done(void *arg) { return ((job_t *)arg)->calls > 0; }
+
+static vg_store_event_t EV(const char *u, const char *i, double ts)
+{
+    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts};
+    return e;
+}
+
+/* ---- synchronous checks ------------------------------------------------------------------ */
+
+static redisContext *cli(const char *pass, int db)
+{
+    redisContext *c = vgt_redis_connect(&R);
+    cr_assert_not_null(c);
+    redisReply *r;
+    if (pass) {
+        r = redisCommand(c, "AUTH %s", pass);
+        cr_assert(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    if (db) {
+        r = redisCommand(c, "SELECT %d", db);
+        cr_assert(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+static void cmd_ok(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r);
+    cr_assert_neq(r->type, REDIS_REPLY_ERROR, "%s: %s", fmt, r->str);
+    freeReplyObject(r);
+}
+
+static long long cmd_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", fmt);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* A score as short text that reads back exactly ("0.1", "-1.25", "40"). */
+static void fmt_score(char *out, size_t n, const char *redis_text)
+{
+    double v = strtod(redis_text, NULL);
+    snprintf(out, n, "%.15g", v);
+    if (strtod(out, NULL) != v)
+        snprintf(out, n, "%.17g", v);
+}
+
+/* "member:score ..." of ZRANGE key 0 -1 WITHSCORES (ascending), into a static buffer. */
+static const char *zset(redisContext *c, const char *key)
+{
+    static char out[8192];
+    redisReply *r = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "ZRANGE %s: %s", key, r ? r->str : "?");
+    size_t w = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        char sc[64];
+        fmt_score(sc, sizeof sc, r->element[i + 1]->str);
+        w += (size_t)snprintf(out + w, sizeof out - w, "%s%s:%s", i ? " " : "",
+                              r->element[i]->str, sc);
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+/* ---- history writes ---------------------------------------------------------------------- */
+
+Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.history_max = 3;
+    S = open_store(&cfg);
+    cr_assert_eq(vg_store_is_up(S), 0, "up before the loop ran");
+    cr_assert(wait_for(is_up, S, 5000), "never up: %s", vg_store_errstr(S));
+    cr_assert_eq(ups, 1);
+
+    job_t j1 = {0}, j2 = {0}, j3 = {0}, j4 = {0};
+    vg_store_event_t b1[] = {EV("u1", "a", 10), EV("u1", "b", 20), EV("u1", "a", 5),
+                             EV("u2", "x", 7), EV("u3", "a", 10)};
+    cr_assert_eq(vg_store_add_events(S, b1, 5, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_pending(S), 1);
+    cr_assert_eq(j1.calls, 0, "callback from inside the call");
+    cr_assert(wait_for(job_done, &j1, 5000));
+    cr_assert_eq(j1.status, 0);
+
+    redisContext *c = cli(NULL, 0);
+    cr_assert_str_eq(zset(c, "hist:u1"), "a:10 b:20", "GT within one batch");
+
+    vg_store_event_t b2[] = {EV("u1", "a", 3),  EV("u1", "c", 30), EV("u1", "d", 40),
+                             EV("u2", "y", 1),  EV("u3", "a", 50), EV("u3", "b", 2)};
+    cr_assert_eq(vg_store_add_events(S, b2, 6, job_cb, &j2), 0);
+    /* binary-safe ids: CR, LF, space and '*' inside an item */
+    const char weird[] = "i\r\n *3$";
+    vg_store_event_t b3[] = {{"u4", 2, weird, sizeof weird - 1, 1.5}};
+    cr_assert_eq(vg_store_add_events(S, b3, 1, job_cb, &j3), 0);
+    cr_assert_eq(vg_store_add_events(S, NULL, 0, job_cb, &j4), 0); /* barrier */
+    cr_assert(wait_for(job_done, &j4, 5000));
+    cr_assert_eq(j2.calls, 1);
+    cr_assert_eq(j3.calls, 1);
+    cr_assert_eq(j4.calls, 1);
+    cr_assert(j1.order < j2.order && j2.order < j3.order && j3.order < j4.order,
+              "callbacks out of order");
+    cr_assert_eq(j2.status + j3.status + j4.status, 0);
+
+    cr_assert_str_eq(zset(c, "hist:u1"), "b:20 c:30 d:40", "cap keeps the 3 most recent");
+    cr_assert_str_eq(zset(c, "hist:u2"), "y:1 x:7");
+    cr_assert_str_eq(zset(c, "hist:u3"), "b:2 a:50", "GT raises, never lowers");
+    cr_assert_str_eq(zset(c, "vaegan:users"), "u4:1.5 u2:7 u1:40 u3:50");
+    redisReply *r = redisCommand(c, "ZSCORE hist:u4 %b", weird, sizeof weird - 1);
+    cr_assert(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "1.5") == 0);
+    freeReplyObject(r);
+
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.jobs_done, 4);
+    cr_assert_eq(st.pending, 0);
+    cr_assert_eq(st.pending_bytes, 0);
+    cr_assert_eq(st.errors, 0);
+    cr_assert_eq(st.up, 1);
+    cr_assert(st.replies >= 4 + 3 * 2 + 2 + 1, "replies %llu", (unsigned long long)st.replies);
+
+    /* bad arguments are refused and nothing is queued */
+    vg_store_event_t bad = EV("u", "i", NAN);
+    cr_assert_eq(vg_store_add_events(S, &bad, 1, job_cb, &j1), VG_EINVAL);
+    cr_assert_eq(vg_store_add_events(S, NULL, 3, job_cb, &j1), VG_EINVAL);
+    cr_assert_eq(vg_store_set_model(S, NULL, NULL, 0, NULL, NULL), VG_EINVAL);
+    cr_assert_eq(vg_store_pending(S), 0);
+
+    redisFree(c);
+    close_store(S);
+    cr_assert_eq(j1.calls, 1);
+    cr_assert_eq(downs, 0, "on_up(0) at close");
+}
+
+Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "CONFIG SET requirepass s3cret");
+    redisFree(c);
+
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.password = "s3cret";
+    cfg.db = 5;
+    cfg.prefix = "pf:";
+    S = open_store(&cfg);
+    job_t j1 = {0}, j2 = {0}, j3 = {0};
+    vg_store_event_t ev[] = {EV("u1", "a", 1), EV("u1", "b", 2)};
+    cr_assert_eq(vg_store_add_events(S, ev, 2, job_cb, &j1), 0); /* queued before connecting */
+    const char *items[] = {"x"};
+    size_t lens[] = {1};
+    double sc[] = {0.5};
+    cr_assert_eq(vg_store_put_rec(S, "u1", 2, items, lens, sc, 1, job_cb, &j2), 0);
+    const char *f[] = {"step"}, *v[] = {"7"};
+    cr_assert_eq(vg_store_set_model(S, f, v, 1, job_cb, &j3), 0);
+    cr_assert(wait_for(job_done, &j3, 5000), "%s", vg_store_errstr(S));
+    cr_assert_eq(j1.status + j2.status + j3.status, 0);
+
+    c = cli("s3cret", 5);
+    cr_assert_str_eq(zset(c, "pf:hist:u1"), "a:1 b:2");
+    cr_assert_str_eq(zset(c, "pf:vaegan:users"), "u1:2");
+    cr_assert_str_eq(zset(c, "pf:rec:u1"), "x:0.5");
+    redisReply *r = redisCommand(c, "HGET pf:vaegan:model step");
+    cr_assert(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "7") == 0);
+    freeReplyObject(r);
+    cr_assert_eq(cmd_int(c, "DBSIZE"), 4);
+    cr_assert_eq(cmd_int(c, "EXISTS hist:u1"), 0);
+    cmd_ok(c, "SELECT 0");
+    cr_assert_eq(cmd_int(c, "DBSIZE"), 0, "written to db 0");
+    redisFree(c);
+    close_store(S);
+}
+
+Test(store, wrong_password_retries_until_fixed, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "CONFIG SET requirepass s3cret");
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.password = "nope";
+    cfg.reconnect_min_ms = 20;
+    cfg.reconnect_max_ms = 100;
+    S = open_store(&cfg);
+    job_t j = {0};
+    vg_store_event_t ev[] = {EV("u", "i", 1)};
+    cr_assert_eq(vg_store_add_events(S, ev, 1, job_cb, &j), 0);
+    spin(700);
+    cr_assert_eq(vg_store_is_up(S), 0);
+    cr_assert_eq(ups, 0);
+    cr_assert_eq(j.calls, 0);
+    cr_assert_eq(vg_store_pending(S), 1);
+    cr_assert(strstr(vg_store_errstr(S), "AUTH") != NULL, "errstr: %s", vg_store_errstr(S));
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert(st.connect_failures >= 3, "failures %llu", (unsigned long long)st.connect_failures);
+    cr_assert(nlog[VG_LOG_WARN] <= 2, "warnings not rate-limited: %d", nlog[VG_LOG_WARN]);
+
+    /* the operator fixes the password: the queued job goes through */
+    redisReply *r = redisCommand(c, "AUTH s3cret");
+    freeReplyObject(r);
+    cmd_ok(c, "CONFIG SET requirepass nope");
+    cr_assert(wait_for(job_done, &j, 5000));
+    cr_assert_eq(j.status, 0);
+    cr_assert_eq(ups, 1);
+    cr_assert_str_eq(zset(c, "hist:u"), "i:1");
+    redisFree(c);
+    close_store(S);
+}
+
+Test(store, unreachable_backs_off, .init = setup, .fini = teardown, .timeout = 30)
+{
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.socket = NULL;
+    cfg.host = "127.0.0.1";
+    cfg.port = 1; /* nothing listens there */
+    cfg.reconnect_min_ms = 20;
+    cfg.reconnect_max_ms = 80;
+    S = open_store(&cfg);
+    spin(700);
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.up, 0);
+    /* 20, 40, 80, 80, ... ms: about 10 attempts in 700 ms, not hundreds */
+    cr_assert(st.connect_failures >= 4 && st.connect_failures <= 20, "attempts %llu",
+              (unsigned long long)st.connect_failures);
+    cr_assert(strlen(vg_store_errstr(S)) > 0);
+    cr_assert(nlog[VG_LOG_WARN] >= 1 && nlog[VG_LOG_WARN] <= 2, "warnings %d", nlog[VG_LOG_WARN]);
+    cr_assert(strstr(logbuf, "127.0.0.1:1") != NULL, "%s", logbuf);
+    close_store(S);
+}
+
+Test(store, silent_server_times_out_the_handshake, .init = setup, .fini = teardown, .timeout = 30)
+{
+    /* a unix socket that accepts connections (backlog) and never answers */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/mute.sock", vg_tmpdir);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.socket = sa.sun_path;
+    cfg.connect_timeout_ms = 150;
+    cfg.reconnect_min_ms = 20;
+    cfg.reconnect_max_ms = 40;
+    S = open_store(&cfg);
+    spin(800);
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.up, 0);
+    cr_assert(st.connect_failures >= 2 && st.connect_failures <= 8, "attempts %llu",
+              (unsigned long long)st.connect_failures);
+    cr_assert(strstr(vg_store_errstr(S), "timed out"), "errstr: %s", vg_store_errstr(S));
+    close_store(S);
+    close(fd);
+}
+
+/* ---- recommendation lists and model metadata ----------------------------------------------- */
+
+Test(store, put_rec_replaces_atomically_with_ttl, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.rec_ttl_s = 100;
+    S = open_store(&cfg);
+    redisContext *c = cli(NULL, 0);
+
+    job_t j1 = {0}, j2 = {0}, j3 = {0};
+    const char *it5[] = {"i1", "i2", "i3", "i4", "i5"};
+    size_t l5[] = {2, 2, 2, 2, 2};
+    double s5[] = {5, 4, 3, 2.5, -1.25};
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it5, l5, s5, 5, job_cb, &j1), 0);
+    cr_assert(wait_for(job_done, &j1, 5000));
+    cr_assert_eq(j1.status, 0);
+    cr_assert_str_eq(zset(c, "rec:u"), "i5:-1.25 i4:2.5 i3:3 i2:4 i1:5");
+    long long ttl = cmd_int(c, "TTL rec:u");
+    cr_assert(ttl > 0 && ttl <= 100, "ttl %lld", ttl);
+
+    const char *it2[] = {"j1", "i1"};
+    size_t l2[] = {2, 2};
+    double s2[] = {0.1, 9};
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it2, l2, s2, 2, job_cb, &j2), 0);
+    cr_assert(wait_for(job_done, &j2, 5000));
+    cr_assert_eq(j2.status, 0);
+    cr_assert_str_eq(zset(c, "rec:u"), "j1:0.1 i1:9", "stale members left");
+    ttl = cmd_int(c, "TTL rec:u");
+    cr_assert(ttl > 0 && ttl <= 100, "ttl %lld", ttl);
+
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, NULL, NULL, NULL, 0, job_cb, &j3), 0);
+    cr_assert(wait_for(job_done, &j3, 5000));
+    cr_assert_eq(j3.status, 0);
+    cr_assert_eq(cmd_int(c, "EXISTS rec:u"), 0, "n = 0 must delete");
+
+    /* cb may be NULL */
+    cr_assert_eq(vg_store_put_rec(S, "w", 1, it2, l2, s2, 2, NULL, NULL), 0);
+    cr_assert(wait_for(is_idle, S, 5000));
+    cr_assert_str_eq(zset(c, "rec:w"), "j1:0.1 i1:9");
+    close_store(S);
+
+    /* without a TTL the list does not expire */
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cfg.rec_ttl_s = 0;
+    S = open_store(&cfg);
+    cr_assert_eq(vg_store_put_rec(S, "v", 1, it2, l2, s2, 2, job_cb, &j1), 0);
+    cr_assert(wait_for(is_idle, S, 5000));
+    cr_assert_eq(cmd_int(c, "TTL rec:v"), -1);
+    redisFree(c);
+    close_store(S);
+}
+
+Test(store, set_model_fields, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    const char *f[] = {"step", "epoch", "alpha", "format"};
+    const char *v[] = {"100", "2", "0.25", "1"};
+    job_t j1 = {0}, j2 = {0};
+    cr_assert_eq(vg_store_set_model(S, f, v, 4, job_cb, &j1), 0);
+    const char *f2[] = {"step"}, *v2[] = {"200"};
+    cr_assert_eq(vg_store_set_model(S, f2, v2, 1, job_cb, &j2), 0);
+    cr_assert(wait_for(job_done, &j2, 5000));
+    cr_assert_eq(j1.status + j2.status, 0);
+    redisContext *c = cli(NULL, 0);
+    redisReply *r = redisCommand(c, "HMGET vaegan:model step epoch alpha format");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 4);
+    cr_assert_str_eq(r->element[0]->str, "200");
+    cr_assert_str_eq(r->element[1]->str, "2");
+    cr_assert_str_eq(r->element[2]->str, "0.25");
+    cr_assert_str_eq(r->element[3]->str, "1");
+    freeReplyObject(r);
+    cr_assert_eq(cmd_int(c, "HLEN vaegan:model"), 4);
+    redisFree(c);
+    close_store(S);
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+Test(store, wrongtype_is_permanent_and_isolated, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "SET hist:bad x");
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    job_t a = {0}, b = {0};
+    vg_store_event_t ea[] = {EV("bad", "i", 1), EV("good1", "i", 2)};
+    vg_store_event_t eb[] = {EV("good2", "i", 3)};
+    cr_assert_eq(vg_store_add_events(S, ea, 2, job_cb, &a), 0);
+    cr_assert_eq(vg_store_add_events(S, eb, 1, job_cb, &b), 0);
+    cr_assert(wait_for(job_done, &b, 5000));
+    cr_assert_eq(a.calls, 1);
+    cr_assert_eq(a.status, VG_EREDIS);
+    cr_assert_eq(b.status, 0);
+    cr_assert_str_eq(zset(c, "hist:good1"), "i:2", "the job's other commands ran");
+    cr_assert_str_eq(zset(c, "hist:good2"), "i:3");
+    cr_assert_str_eq(zset(c, "vaegan:users"), "bad:1 good1:2 good2:3");
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.errors, 2); /* ZADD and ZREMRANGEBYRANK of hist:bad */
+    cr_assert_eq(st.reconnects, 0, "a permanent error must not reconnect");
+    cr_assert_eq(st.up, 1);
+    cr_assert(strstr(logbuf, "WRONGTYPE") && strstr(logbuf, "hist:bad"), "%s", logbuf);
+    redisFree(c);
+    close_store(S);
+}
+
+Test(store, readonly_server_is_retried_not_failed, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000));
+    cmd_ok(c, "REPLICAOF 127.0.0.1 1"); /* a replica of nothing: -READONLY to writes */
+    job_t j = {0};
+    vg_store_event_t ev[] = {EV("u", "i", 1)};
+    cr_assert_eq(vg_store_add_events(S, ev, 1, job_cb, &j), 0);
+    spin(800);
+    cr_assert_eq(j.calls, 0, "a server-state error must not fail the job");
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert(st.errors >= 1);
+    cr_assert(st.errors <= 12, "no backoff: %llu errors", (unsigned long long)st.errors);
+    cmd_ok(c, "REPLICAOF NO ONE");
+    cr_assert(wait_for(job_done, &j, 5000));
+    cr_assert_eq(j.status, 0);
+    cr_assert_str_eq(zset(c, "hist:u"), "i:1");
+    cr_assert(strstr(logbuf, "READONLY") != NULL, "%s", logbuf);
+    redisFree(c);
+    close_store(S);
+}
+
+/* ---- load --------------------------------------------------------------------------------- */
+
+#define LOAD_USERS 2345
+static unsigned char seen[LOAD_USERS + 2];
+static int delivered, load_status = 1, load_done, load_bad, killed;
+
+static void load_user(void *ud, const char *user, size_t ulen, const char *const *items,
+                      const size_t *lens, const double *ts, size_t n)
+{
+    (void)ud;
+    char u[64];
+    cr_assert(ulen < sizeof u);
+    memcpy(u, user, ulen);
+    u[ulen] = '\0';
+    delivered++;
+    if (strcmp(u, "ghost") == 0) {
+        if (n != 0 || seen[LOAD_USERS]++)
+            load_bad++;
+    } else if (strcmp(u, "broken") == 0) {
+        load_bad++;
+    } else {
+        int k = atoi(u + 1);
+        if (u[0] != 'u' || k < 0 || k >= LOAD_USERS || seen[k]++) {
+            load_bad++;
+            return;
+        }
+        if (n != (size_t)(k % 5 + 1)) {
+            load_bad++;
+            return;
+        }
+        for (size_t j = 0; j < n; j++) {
+            char want[32];
+            snprintf(want, sizeof want, "i%zu", j);
+            if (lens[j] != strlen(want) || memcmp(items[j], want, lens[j]) != 0 ||
+                ts[j] != (double)k * 10 + (double)j)
+                load_bad++;
+        }
+    }
+    if (delivered == 1500 && !killed) { /* drop the store's connection mid-load */
+        redisContext *c = cli(NULL, 0);
+        long long n_killed = cmd_int(c, "CLIENT KILL TYPE normal");
+        killed = (int)n_killed;
+        redisFree(c);
+    }
+}
+
+static void load_end(void *ud, int status)
+{
+    (void)ud;
+    load_status = status;
+    load_done++;
+}
+
+static int load_finished(void *arg)
+{
+    (void)arg;
+    return load_done > 0;
+}
+
+Test(store, load_returns_everything_across_a_killed_connection, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    static char ubuf[LOAD_USERS][16], ibuf[5][8];
+    static vg_store_event_t ev[LOAD_USERS * 5];
+    size_t n = 0;
+    for (int j = 0; j < 5; j++)
+        snprintf(ibuf[j], sizeof ibuf[j], "i%d", j);
+    for (int k = 0; k < LOAD_USERS; k++) {
+        snprintf(ubuf[k], sizeof ubuf[k], "u%d", k);
+        for (int j = 0; j <= k % 5; j++)
+            ev[n++] = EV(ubuf[k], ibuf[j], (double)k * 10 + j);
+    }
+    for (size_t off = 0; off < n; off += 1000)
+        cr_assert_eq(vg_store_add_events(S, ev + off, n - off < 1000 ? n - off : 1000, NULL, NULL),
+                     0);
+    cr_assert(wait_for(is_idle, S, 20000));
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "ZADD vaegan:users 1 ghost 2 broken"); /* no history; history of the wrong type */
+    cmd_ok(c, "SET hist:broken x");
+    redisFree(c);
+    close_store(S);
+
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    ups = downs = 0;
+    S = open_store(&cfg);
+    cr_assert_eq(vg_store_load(S, load_user, load_end, NULL), 0);
+    cr_assert(wait_for(load_finished, NULL, 30000), "load never finished");
+    cr_assert_eq(load_done, 1);
+    cr_assert_eq(load_bad, 0, "wrong or duplicate deliveries");
+    cr_assert_eq(delivered, LOAD_USERS + 1, "delivered %d", delivered);
+    for (int k = 0; k <= LOAD_USERS; k++)
+        cr_assert_eq(seen[k], 1, "user %d delivered %d times", k, seen[k]);
+    cr_assert_eq(load_status, VG_EREDIS, "the unreadable history must be reported");
+    cr_assert(killed >= 1, "CLIENT KILL found no client");
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert(st.reconnects >= 1, "the load did not go through a reconnect");
+    cr_assert_eq(downs, 1);
+    cr_assert(strstr(logbuf, "hist:broken") != NULL, "%s", logbuf);
+    close_store(S);
+}
+
+/* ---- delivery across a Redis restart --------------------------------------------------- */
+
+#define RS_BATCHES 40
+#define RS_BATCH 1000
+#define RS_USERS 500
+static job_t rs_jobs[RS_BATCHES];
+static int rs_done, rs_stopped_pending = -1, rs_restarted;
+static uv_timer_t rs_timer;
+
+static void rs_restart(uv_timer_t *t)
+{
+    (void)t;
+    rs_restarted = vgt_redis_restart(&R) == 0 ? 1 : -1;
+}
+
+static void rs_cb(void *ud, int status)
+{
+    job_cb(ud, status);
+    if (++rs_done == 5) {
+        /* Redis goes away with most batches still queued or in flight */
+        rs_stopped_pending = (int)vg_store_pending(S);
+        vgt_redis_stop(&R);
+        uv_timer_start(&rs_timer, rs_restart, 2000, 0);
+    }
+}
+
+static int rs_all(void *arg)
+{
+    (void)arg;
+    return rs_done >= RS_BATCHES;
+}
+
+Test(store, redis_restart_loses_nothing_and_calls_back_once, .init = setup, .fini = teardown,
+     .timeout = 60)
+{
+    start_redis(1);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.history_max = 0;
+    cfg.max_inflight = 256;
+    S = open_store(&cfg);
+    uv_timer_init(&loop, &rs_timer);
+    cr_assert(wait_for(is_up, S, 5000));
+
+    static char ubuf[RS_USERS][16], ibuf[RS_BATCH][16];
+    vg_store_event_t ev[RS_BATCH];
+    for (int u = 0; u < RS_USERS; u++)
+        snprintf(ubuf[u], sizeof ubuf[u], "u%d", u);
+    for (int b = 0; b < RS_BATCHES; b++) {
+        for (int i = 0; i < RS_BATCH; i++) {
+            int k = b * RS_BATCH + i;
+            snprintf(ibuf[i], sizeof ibuf[i], "i%d", k);
+            ev[i] = EV(ubuf[k % RS_USERS], ibuf[i], k + 1);
+        }
+        cr_assert_eq(vg_store_add_events(S, ev, RS_BATCH, rs_cb, &rs_jobs[b]), 0);
+    }
+    cr_assert(wait_for(rs_all, NULL, 40000), "only %d of %d callbacks", rs_done, RS_BATCHES);
+    spin(200); /* a late duplicate callback would show now */
+    cr_assert(rs_stopped_pending > 0, "nothing was pending when Redis stopped");
+    cr_assert_eq(rs_restarted, 1);
+    for (int b = 0; b < RS_BATCHES; b++) {
+        cr_assert_eq(rs_jobs[b].calls, 1, "batch %d: %d callbacks", b, rs_jobs[b].calls);
+        cr_assert_eq(rs_jobs[b].status, 0, "batch %d: status %d", b, rs_jobs[b].status);
+        cr_assert_eq(rs_jobs[b].order, b, "callback order");
+    }
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.reconnects, 1);
+    cr_assert(st.resent_jobs >= 1);
+    cr_assert_eq(ups, 2);
+    cr_assert_eq(downs, 1);
+    cr_assert(strstr(logbuf, "connection lost") && strstr(logbuf, "reconnected"), "%s", logbuf);
+
+    /* every event of every batch is in Redis */
+    redisContext *c = cli(NULL, 0);
+    cr_assert_eq(cmd_int(c, "ZCARD vaegan:users"), RS_USERS);
+    int per_user = RS_BATCHES * RS_BATCH / RS_USERS;
+    for (int u = 0; u < RS_USERS; u++) {
+        redisReply *r = redisCommand(c, "ZRANGE hist:u%d 0 -1 WITHSCORES", u);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        cr_assert_eq(r->elements, 2 * (size_t)per_user, "user %d has %zu items", u,
+                     r->elements / 2);
+        for (int j = 0; j < per_user; j++) {
+            int k = u + j * RS_USERS;
+            char want[16];
+            snprintf(want, sizeof want, "i%d", k);
+            cr_assert_str_eq(r->element[2 * j]->str, want);
+            cr_assert_eq(strtod(r->element[2 * j + 1]->str, NULL), (double)(k + 1));
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    uv_close((uv_handle_t *)&rs_timer, NULL);
+    close_store(S);
+}
+
+/* ---- close ------------------------------------------------------------------------------- */
+
+static int cl_calls;
+static void cl_cb(void *ud, int status)
+{
+    (void)ud;
+    (void)status;
+    cl_calls++;
+}
+
+static void cl_cb_closing(void *ud, int status)
+{
+    (void)status;
+    cl_calls++;
+    vg_store_close(ud);
+}
+
+Test(store, close_drops_pending_without_callbacks, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    static char ibuf[1000][16];
+    vg_store_event_t ev[1000];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(ibuf[i], sizeof ibuf[i], "i%d", i);
+        ev[i] = EV(i % 2 ? "a" : "b", ibuf[i], i);
+    }
+
+    /* 1: closed with jobs in flight */
+    S = open_store(&cfg);
+    for (int b = 0; b < 200; b++)
+        cr_assert_eq(vg_store_add_events(S, ev, 1000, cl_cb, NULL), 0);
+    while (cl_calls < 1)
+        uv_run(&loop, UV_RUN_ONCE);
+    int at_close = cl_calls;
+    cr_assert(vg_store_pending(S) > 0);
+    close_store(S);
+    cr_assert_eq(cl_calls, at_close, "callback after close");
+
+    /* 2: closed from inside a job callback */
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cl_calls = 0;
+    S = open_store(&cfg);
+    for (int b = 0; b < 10; b++)
+        cr_assert_eq(vg_store_add_events(S, ev, 1000, cl_cb_closing, S), 0);
+    cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    cr_assert_eq(cl_calls, 1, "callbacks after a close from a callback: %d", cl_calls);
+
+    /* 3: closed while Redis is unreachable, with queued jobs and a load */
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cl_calls = 0;
+    char nowhere[PATH_MAX + 16];
+    snprintf(nowhere, sizeof nowhere, "%s/none.sock", vg_tmpdir);
+    cfg.socket = nowhere;
+    S = open_store(&cfg);
+    cr_assert_eq(vg_store_add_events(S, ev, 1000, cl_cb, NULL), 0);
+    cr_assert_eq(vg_store_load(S, load_user, cl_cb, NULL), 0);
+    spin(200);
+    cr_assert_eq(vg_store_pending(S), 2);
+    close_store(S);
+    cr_assert_eq(cl_calls, 0);
+}
+
+/* ---- throughput -------------------------------------------------------------------------- */
+
+#define TP_EVENTS 100000
+#define TP_BATCH 1000
+#define TP_WINDOW 8
+static int tp_submitted, tp_done, tp_bad;
+static char tp_users[10000][12], tp_items[5000][12];
+static uint64_t tp_rng = 88172645463325252ull;
+
+static uint64_t tp_next(void)
+{
+    tp_rng ^= tp_rng << 13;
+    tp_rng ^= tp_rng >> 7;
+    tp_rng ^= tp_rng << 17;
+    return tp_rng;
+}
+
+static void tp_cb(void *ud, int status);
+
+static void tp_submit(void)
+{
+    vg_store_event_t ev[TP_BATCH];
+    for (int i = 0; i < TP_BATCH; i++) {
+        int k = tp_submitted * TP_BATCH + i;
+        ev[i] = EV(tp_users[tp_next() % 10000], tp_items[tp_next() % 5000], 1.7e9 + k);
+    }
+    cr_assert_eq(vg_store_add_events(S, ev, TP_BATCH, tp_cb, NULL), 0);
+    tp_submitted++;
+}
+
+static void tp_cb(void *ud, int status)
+{
+    (void)ud;
+    if (status)
+        tp_bad++;
+    tp_done++;
+    if (tp_submitted < TP_EVENTS / TP_BATCH)
+        tp_submit();
+}
+
+static int tp_all(void *arg)
+{
+    (void)arg;
+    return tp_done >= TP_EVENTS / TP_BATCH;
+}
+
+Test(store, throughput_100k_events, .init = setup, .fini = teardown, .timeout = 60)
+{
+    start_redis(0);
+    for (int i = 0; i < 10000; i++)
+        snprintf(tp_users[i], sizeof tp_users[i], "u%d", i);
+    for (int i = 0; i < 5000; i++)
+        snprintf(tp_items[i], sizeof tp_items[i], "i%d", i);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000));
+    uint64_t t0 = uv_hrtime();
+    for (int w = 0; w < TP_WINDOW; w++)
+        tp_submit();
+    cr_assert(wait_for(tp_all, NULL, 50000), "%d of %d batches", tp_done, TP_EVENTS / TP_BATCH);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    cr_assert_eq(tp_bad, 0);
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    fprintf(stderr,
+            "test_store: %d events in batches of %d (%d in flight): %.3f s, %.0f events/s, "
+            "%.0f commands/s\n",
+            TP_EVENTS, TP_BATCH, TP_WINDOW, secs, TP_EVENTS / secs, (double)st.commands / secs);
+    redisContext *c = cli(NULL, 0);
+    long long nu = cmd_int(c, "ZCARD vaegan:users");
+    cr_assert(nu > 9900 && nu <= 10000, "users %lld", nu);
+    redisFree(c);
+    close_store(S);
+}
