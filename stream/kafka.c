@@ -1,0 +1,1306 @@
+/*
+ * kafka.c — the librdkafka consumer driven by a libuv loop (see kafka.h).
+ *
+ * Wake-up: the consumer queue (which, after rd_kafka_poll_set_consumer and
+ * rd_kafka_set_log_queue, also carries rebalance, error, log and commit
+ * callbacks) signals an eventfd with an 8-byte payload whenever an op lands
+ * on an empty queue; a uv_poll reads the eventfd and drains the queue with
+ * rd_kafka_consumer_poll(rk, 0).  At most VG_KAFKA_BATCH messages are handled
+ * per wake-up; if the queue is not empty then, a uv_idle continues on the
+ * next loop iteration (librdkafka writes to the eventfd again only once the
+ * queue was emptied, so the idle must run until it is).  The commit timer
+ * drains too: a safety net, and it keeps max.poll.interval.ms happy while
+ * paused (nothing arrives then, so no wake-ups).
+ *
+ * Offset tracking: per partition a ring of delivered offsets (strictly
+ * increasing) with a done flag.  vg_kafka_done() finds the offset by binary
+ * search; when the front becomes done, the ring pops every done entry at the
+ * front and the low-water mark `next_store` becomes the last popped + 1.
+ * Invariants: ring offsets are increasing and > every offset popped before;
+ * `n_out` = undone entries in the ring; k->outstanding = sum of n_out;
+ * a message whose offset is <= last_delivered of its partition is dropped
+ * (delivery happens at most once per offset per assignment).
+ *
+ * Revoke: a small state machine (none -> waiting for outstanding ->
+ * committing -> unassigned) over one list of revoking partitions; one
+ * uv_timer serves both as the 10 s deadline and, restarted with 0 ms, as
+ * "continue on the next loop iteration" so that vg_kafka_done() never
+ * re-enters librdkafka from inside an app callback's stack.
+ *
+ * Fatal errors are recorded inside librdkafka's callbacks and reported by
+ * report_fatal() after the poll returned, so on_fatal never runs inside
+ * librdkafka.
+ */
+#include "stream/kafka.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define VG_KAFKA_BATCH 10000        /* messages per wake-up */
+#define VG_KAFKA_REVOKE_MS 10000    /* max wait for revoked partitions */
+#define VG_KAFKA_CLOSE_COMMIT_MS 10000
+#define VG_KAFKA_FLUSH_MS 5000
+#define VG_KAFKA_DLQ_POLL_MS 100
+#define VG_KAFKA_HOLD_MS 30000      /* max hold of periodic commits in a rebalance */
+#define VG_KAFKA_RL_WINDOW_MS 10000 /* rate limit of warnings: */
+#define VG_KAFKA_RL_MAX 5           /* at most 5 lines per window */
+
+typedef struct vg_kslot {
+    int64_t off;
+    int done;
+} vg_kslot_t;
+
+typedef struct vg_kpart {
+    int assigned, revoking;
+    vg_kslot_t *ring; /* delivered, not yet popped; increasing offsets */
+    size_t cap, head, len;
+    size_t n_out;           /* undone entries in ring */
+    int64_t last_delivered; /* -1 = none in this assignment */
+    int64_t next_store;     /* low-water mark to store, -1 = none */
+    int64_t stored;         /* last value stored, -1 = none */
+} vg_kpart_t;
+
+enum { REVOKE_NONE, REVOKE_WAIT, REVOKE_COMMIT };
+
+struct vg_kafka {
+    uv_loop_t *loop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *cq; /* the consumer queue */
+    rd_kafka_t *prod;     /* DLQ producer or NULL */
+    int efd;
+    uv_poll_t poll;
+    uv_idle_t idle;
+    uv_timer_t commit_timer, revoke_timer, dlq_timer;
+    int handles_open;
+
+    char *topic, *dlq_topic;
+    int commit_interval_ms;
+    void (*on_message)(void *ud, const vg_kafka_msg_t *m);
+    void (*on_assigned)(void *ud, int n);
+    void (*on_fatal)(void *ud, const char *reason);
+    vg_log_fn log;
+    void *ud;
+
+    vg_kpart_t *parts;
+    int32_t nparts; /* size of parts (max partition id + 1 seen) */
+    int n_assigned;
+
+    int paused, stopped, closing, in_drain;
+    int fatal, fatal_reported;
+    char fatal_reason[512];
+
+    rd_kafka_message_t **held; /* held[held_head..held_len): fetched while paused */
+    size_t held_head, held_len, held_cap;
+
+    int revoke_state;
+    int revoke_eager;           /* finish with rd_kafka_assign(NULL) */
+    int revoke_answered;        /* the revoke commit's result came */
+    uint64_t revoke_deadline;   /* uv_now() limit of the whole revoke */
+    rd_kafka_topic_partition_list_t *revoking;
+
+    int dirty_commit;      /* stored something since the last commit */
+    uint64_t commit_hold;  /* no periodic commit before this uv_now() (rebalancing) */
+    int hold_assigns;      /* assign callbacks that end the hold */
+    uint64_t rl_start;
+    unsigned rl_count, rl_suppressed;
+
+    vg_kafka_stats_t st;
+};
+
+/* ---- logging -------------------------------------------------------------- */
+
+static void klog(vg_kafka_t *k, int level, const char *fmt, ...)
+{
+    if (!k->log)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    k->log(k->ud, level, buf);
+}
+
+/* Warnings about the outside world: at most VG_KAFKA_RL_MAX per window. */
+static void kwarn_rl(vg_kafka_t *k, const char *fmt, ...)
+{
+    if (!k->log)
+        return;
+    uint64_t now = uv_now(k->loop);
+    if (k->rl_start == 0 || now - k->rl_start >= VG_KAFKA_RL_WINDOW_MS) {
+        if (k->rl_suppressed)
+            klog(k, VG_LOG_WARN, "kafka: %u similar warnings suppressed in the last %d s",
+                 k->rl_suppressed, VG_KAFKA_RL_WINDOW_MS / 1000);
+        k->rl_start = now ? now : 1;
+        k->rl_count = 0;
+        k->rl_suppressed = 0;
+    }
+    if (k->rl_count >= VG_KAFKA_RL_MAX) {
+        k->rl_suppressed++;
+        return;
+    }
+    k->rl_count++;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    k->log(k->ud, VG_LOG_WARN, buf);
+}
+
+/* "0,1,2" for a partition list (truncated with "..."). */
+static const char *plist(const rd_kafka_topic_partition_list_t *l, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; l && i < l->cnt; i++) {
+        int w = snprintf(buf + n, len - n, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
+        if (w < 0 || (size_t)w >= len - n) {
+            if (len > 4)
+                memcpy(buf + len - 4, "...", 4);
+            break;
+        }
+        n += (size_t)w;
+    }
+    return buf;
+}
+
+static void set_fatal(vg_kafka_t *k, const char *fmt, ...)
+{
+    if (k->fatal)
+        return;
+    k->fatal = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(k->fatal_reason, sizeof k->fatal_reason, fmt, ap);
+    va_end(ap);
+    klog(k, VG_LOG_ERROR, "kafka: fatal: %s", k->fatal_reason);
+}
+
+/* Called outside librdkafka's callbacks. */
+static void report_fatal(vg_kafka_t *k)
+{
+    if (!k->fatal || k->fatal_reported || k->closing)
+        return;
+    k->fatal_reported = 1;
+    if (k->on_fatal)
+        k->on_fatal(k->ud, k->fatal_reason);
+}
+
+static void check_error_obj(vg_kafka_t *k, rd_kafka_error_t *e, const char *what)
+{
+    if (!e)
+        return;
+    if (rd_kafka_error_is_fatal(e))
+        set_fatal(k, "%s: %s", what, rd_kafka_error_string(e));
+    else
+        klog(k, VG_LOG_ERROR, "kafka: %s: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+}
+
+/* ---- librdkafka callbacks (run inside a poll on the loop thread) --------- */
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    vg_kafka_t *k = rd_kafka_opaque(rk);
+    if (!k)
+        return;
+    const char *who = rk == k->prod ? "kafka dlq" : "kafka";
+    if (level <= 4) {
+        if ((rk == k->prod && !strcmp(fac, "CONFWARN")) /* consumer-only options */
+            || !strcmp(fac, "FAIL")) /* the same comes to error_cb */
+            klog(k, VG_LOG_DEBUG, "%s: [%s] %s", who, fac, buf);
+        else
+            kwarn_rl(k, "%s: [%s] %s", who, fac, buf);
+    } else {
+        klog(k, level <= 6 ? VG_LOG_INFO : VG_LOG_DEBUG, "%s: [%s] %s", who, fac, buf);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    vg_kafka_t *k = opaque;
+    const char *who = rk == k->prod ? "kafka dlq producer" : "kafka";
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[256];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        set_fatal(k, "%s: %s: %s", who, rd_kafka_err2name(orig), buf);
+        return;
+    }
+    k->st.errors++;
+    kwarn_rl(k, "%s: %s: %s", who, rd_kafka_err2name(err), reason);
+}
+
+/* A group rebalance is under way: a commit now could carry the old
+ * generation id and make librdkafka 2.0.2 drop the whole assignment as lost
+ * (ILLEGAL_GENERATION: it commits even while waiting for its JoinGroup), so
+ * periodic commits wait until `assigns` assign callbacks came (the rebalance
+ * completed), at most VG_KAFKA_HOLD_MS; offsets are still stored.  After our
+ * own cooperative unassign librdkafka calls assign (empty) and only then
+ * rejoins, so a revoke waits for two assign callbacks. */
+static void hold_commits(vg_kafka_t *k, int assigns)
+{
+    k->commit_hold = uv_now(k->loop) + VG_KAFKA_HOLD_MS;
+    if (k->hold_assigns < assigns)
+        k->hold_assigns = assigns;
+}
+
+static void commit_result(vg_kafka_t *k, rd_kafka_resp_err_t err,
+                          const rd_kafka_topic_partition_list_t *offsets, const char *what)
+{
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return;
+    if (!err) {
+        for (int i = 0; offsets && i < offsets->cnt; i++)
+            if (offsets->elems[i].err) {
+                err = offsets->elems[i].err;
+                break;
+            }
+    }
+    if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+        err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID)
+        hold_commits(k, 1); /* until the rebalance brings its assignment */
+    if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS) { /* retried after it; no error */
+        klog(k, VG_LOG_INFO, "kafka: %s commit deferred: the group is rebalancing", what);
+    } else if (err) {
+        k->st.commit_errors++;
+        kwarn_rl(k, "kafka: %s commit failed: %s", what, rd_kafka_err2str(err));
+    } else {
+        k->st.commits++;
+    }
+}
+
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    vg_kafka_t *k = opaque;
+    commit_result(k, err, offsets, "periodic");
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        k->dirty_commit = 1; /* retry on the next tick */
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    vg_kafka_t *k = opaque;
+    if (m->err) {
+        k->st.dlq_errors++;
+        kwarn_rl(k, "kafka: dead-letter delivery to %s failed: %s", k->dlq_topic,
+                 rd_kafka_err2str(m->err));
+    } else {
+        k->st.dlq_produced++;
+    }
+}
+
+/* ---- partitions ----------------------------------------------------------- */
+
+static vg_kpart_t *part_get(vg_kafka_t *k, int32_t p, int create)
+{
+    if (p < 0)
+        return NULL;
+    if (p >= k->nparts) {
+        if (!create)
+            return NULL;
+        int32_t n = p + 1;
+        vg_kpart_t *np = realloc(k->parts, (size_t)n * sizeof *np);
+        if (!np)
+            return NULL;
+        for (int32_t i = k->nparts; i < n; i++) {
+            memset(&np[i], 0, sizeof np[i]);
+            np[i].last_delivered = np[i].next_store = np[i].stored = -1;
+        }
+        k->parts = np;
+        k->nparts = n;
+    }
+    return &k->parts[p];
+}
+
+/* Forgets the partition's tracking (revoke, assign). */
+static void part_reset(vg_kafka_t *k, vg_kpart_t *pt)
+{
+    vg_assert(k->st.outstanding >= pt->n_out);
+    k->st.outstanding -= pt->n_out;
+    pt->n_out = 0;
+    pt->head = pt->len = 0;
+    pt->revoking = 0;
+    pt->last_delivered = pt->next_store = pt->stored = -1;
+}
+
+static vg_kslot_t *slot(vg_kpart_t *pt, size_t i)
+{
+    return &pt->ring[(pt->head + i) % pt->cap];
+}
+
+static int part_push(vg_kpart_t *pt, int64_t off)
+{
+    if (pt->len == pt->cap) {
+        size_t ncap = pt->cap ? pt->cap * 2 : 64;
+        vg_kslot_t *nr = malloc(ncap * sizeof *nr);
+        if (!nr)
+            return VG_ENOMEM;
+        for (size_t i = 0; i < pt->len; i++)
+            nr[i] = *slot(pt, i);
+        free(pt->ring);
+        pt->ring = nr;
+        pt->cap = ncap;
+        pt->head = 0;
+    }
+    vg_kslot_t *s = &pt->ring[(pt->head + pt->len) % pt->cap];
+    s->off = off;
+    s->done = 0;
+    pt->len++;
+    pt->n_out++;
+    pt->last_delivered = off;
+    return 0;
+}
+
+static void pause_list(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int pause)
+{
+    if (!l || l->cnt == 0)
+        return;
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(k->rk, l) : rd_kafka_resume_partitions(k->rk, l);
+    if (e)
+        klog(k, VG_LOG_WARN, "kafka: %s partitions: %s", pause ? "pausing" : "resuming",
+             rd_kafka_err2str(e));
+}
+
+/* All assigned partitions; with_revoking = 0 leaves out those being revoked.
+ * NULL on allocation failure. */
+static rd_kafka_topic_partition_list_t *assigned_list(vg_kafka_t *k, int with_revoking)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->n_assigned + 1);
+    for (int32_t p = 0; l && p < k->nparts; p++)
+        if (k->parts[p].assigned && (with_revoking || !k->parts[p].revoking))
+            rd_kafka_topic_partition_list_add(l, k->topic, p);
+    return l;
+}
+
+static void pause_all(vg_kafka_t *k, int pause)
+{
+    rd_kafka_topic_partition_list_t *l = assigned_list(k, !pause ? 0 : 1);
+    pause_list(k, l, pause);
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Stores the low-water marks that moved, for the assigned partitions (only
+ * those in `only` when not NULL).  Returns the number stored. */
+static int store_offsets(vg_kafka_t *k, const rd_kafka_topic_partition_list_t *only)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t p = 0; p < k->nparts; p++) {
+        vg_kpart_t *pt = &k->parts[p];
+        if (!pt->assigned || pt->next_store < 0 || pt->next_store <= pt->stored)
+            continue;
+        if (only && !rd_kafka_topic_partition_list_find(only, k->topic, p))
+            continue;
+        rd_kafka_topic_partition_list_add(l, k->topic, p)->offset = pt->next_store;
+    }
+    int n = 0;
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_offsets_store(k->rk, l);
+        if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            klog(k, VG_LOG_ERROR, "kafka: storing offsets: %s", rd_kafka_err2str(e));
+        for (int i = 0; i < l->cnt; i++) {
+            rd_kafka_topic_partition_t *e1 = &l->elems[i];
+            if (e1->err) {
+                kwarn_rl(k, "kafka: storing offset %s[%" PRId32 "]@%" PRId64 ": %s", k->topic,
+                         e1->partition, e1->offset, rd_kafka_err2str(e1->err));
+                continue;
+            }
+            k->parts[e1->partition].stored = e1->offset;
+            k->st.offsets_stored++;
+            n++;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    if (n)
+        k->dirty_commit = 1;
+    return n;
+}
+
+/* ---- revoke state machine ------------------------------------------------- */
+
+static void notify_assigned(vg_kafka_t *k)
+{
+    k->st.assigned = k->n_assigned;
+    if (k->on_assigned && !k->closing)
+        k->on_assigned(k->ud, k->n_assigned);
+}
+
+/* Drops held messages of partitions no longer deliverable. */
+static void held_filter(vg_kafka_t *k)
+{
+    size_t j = 0;
+    for (size_t i = k->held_head; i < k->held_len; i++) {
+        rd_kafka_message_t *m = k->held[i];
+        vg_kpart_t *pt = part_get(k, m->partition, 0);
+        if (pt && pt->assigned && !pt->revoking)
+            k->held[j++] = m;
+        else
+            rd_kafka_message_destroy(m);
+    }
+    k->held_head = 0;
+    k->held_len = j;
+}
+
+/* Removes the partitions in l from librdkafka's assignment and our state. */
+static void unassign_now(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int eager)
+{
+    char buf[256];
+    if (eager) {
+        rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, NULL);
+        if (e == RD_KAFKA_RESP_ERR__FATAL)
+            set_fatal(k, "unassign: %s", rd_kafka_err2str(e));
+        else if (e)
+            klog(k, VG_LOG_ERROR, "kafka: unassign: %s", rd_kafka_err2str(e));
+    } else {
+        check_error_obj(k, rd_kafka_incremental_unassign(k->rk, l), "incremental unassign");
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        vg_kpart_t *pt = part_get(k, l->elems[i].partition, 0);
+        if (!pt || !pt->assigned)
+            continue;
+        if (pt->n_out)
+            klog(k, VG_LOG_WARN,
+                 "kafka: partition %" PRId32 " revoked with %zu messages not done; "
+                 "the next owner redelivers them",
+                 l->elems[i].partition, pt->n_out);
+        part_reset(k, pt);
+        pt->assigned = 0;
+        k->n_assigned--;
+    }
+    held_filter(k);
+    klog(k, VG_LOG_INFO, "kafka: revoked %d partitions of %s [%s], %d assigned now", l->cnt,
+         k->topic, plist(l, buf, sizeof buf), k->n_assigned);
+    notify_assigned(k);
+}
+
+static void revoke_finish(vg_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t *l = k->revoking;
+    k->revoking = NULL;
+    k->revoke_state = REVOKE_NONE;
+    uv_timer_stop(&k->revoke_timer);
+    if (l) {
+        unassign_now(k, l, k->revoke_eager);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+
+static void revoke_timer_cb(uv_timer_t *t);
+
+/* Re-check the revoke on the next loop iteration. */
+static void revoke_kick(vg_kafka_t *k)
+{
+    if (!k->closing)
+        uv_timer_start(&k->revoke_timer, revoke_timer_cb, 0, 0);
+}
+
+static void revoke_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    vg_kafka_t *k = opaque;
+    commit_result(k, err, offsets, "revoke");
+    if (k->revoke_state == REVOKE_COMMIT) {
+        k->revoke_answered = 1;
+        revoke_kick(k);
+    }
+}
+
+static size_t revoking_outstanding(vg_kafka_t *k)
+{
+    size_t n = 0;
+    for (int i = 0; k->revoking && i < k->revoking->cnt; i++) {
+        vg_kpart_t *pt = part_get(k, k->revoking->elems[i].partition, 0);
+        if (pt && pt->assigned)
+            n += pt->n_out;
+    }
+    return n;
+}
+
+/* The revoked partitions are finished (or the deadline passed): store and
+ * commit their offsets; the unassign follows when the commit answered. */
+static void revoke_commit(vg_kafka_t *k)
+{
+    store_offsets(k, k->revoking);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->revoking->cnt);
+    for (int i = 0; i < k->revoking->cnt; i++) {
+        int32_t p = k->revoking->elems[i].partition;
+        vg_kpart_t *pt = part_get(k, p, 0);
+        if (pt && pt->assigned && pt->stored >= 0)
+            rd_kafka_topic_partition_list_add(l, k->topic, p)->offset = pt->stored;
+    }
+    if (l->cnt == 0) { /* nothing consumed: nothing to commit */
+        rd_kafka_topic_partition_list_destroy(l);
+        revoke_finish(k);
+        return;
+    }
+    k->revoke_state = REVOKE_COMMIT;
+    k->revoke_answered = 0;
+    rd_kafka_resp_err_t e = rd_kafka_commit_queue(k->rk, l, k->cq, revoke_commit_cb, k);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        k->st.commit_errors++;
+        kwarn_rl(k, "kafka: revoke commit failed: %s", rd_kafka_err2str(e));
+        revoke_finish(k);
+        return;
+    }
+    uint64_t now = uv_now(k->loop);
+    if (k->revoke_deadline < now + 2000) /* give the commit a moment even after the deadline */
+        k->revoke_deadline = now + 2000;
+    uv_timer_start(&k->revoke_timer, revoke_timer_cb, k->revoke_deadline - now, 0);
+}
+
+/* Fires when re-checking (0 ms) or at a deadline. */
+static void revoke_timer_cb(uv_timer_t *t)
+{
+    vg_kafka_t *k = t->data;
+    if (k->closing)
+        return;
+    uint64_t now = uv_now(k->loop);
+    int expired = now >= k->revoke_deadline;
+    if (k->revoke_state == REVOKE_COMMIT) {
+        if (k->revoke_answered || expired) {
+            if (!k->revoke_answered)
+                klog(k, VG_LOG_WARN, "kafka: revoke: no answer to the commit; unassigning");
+            revoke_finish(k);
+        } else { /* a kick replaced the deadline: set it again */
+            uv_timer_start(&k->revoke_timer, revoke_timer_cb, k->revoke_deadline - now, 0);
+        }
+        return;
+    }
+    if (k->revoke_state != REVOKE_WAIT)
+        return;
+    size_t n = revoking_outstanding(k);
+    if (n > 0 && !expired) {
+        uv_timer_start(&k->revoke_timer, revoke_timer_cb, k->revoke_deadline - now, 0);
+        return;
+    }
+    if (n > 0)
+        klog(k, VG_LOG_WARN,
+             "kafka: revoke: %zu messages still not done after %d s; committing what is done",
+             n, VG_KAFKA_REVOKE_MS / 1000);
+    revoke_commit(k);
+}
+
+/* ---- rebalance ------------------------------------------------------------ */
+
+static void on_assign(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int eager)
+{
+    char buf[256];
+    if (eager) {
+        rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, parts);
+        if (e == RD_KAFKA_RESP_ERR__FATAL)
+            set_fatal(k, "assign: %s", rd_kafka_err2str(e));
+        else if (e)
+            klog(k, VG_LOG_ERROR, "kafka: assign: %s", rd_kafka_err2str(e));
+    } else {
+        check_error_obj(k, rd_kafka_incremental_assign(k->rk, parts), "incremental assign");
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        vg_kpart_t *pt = part_get(k, parts->elems[i].partition, 1);
+        if (!pt) {
+            set_fatal(k, "out of memory tracking partition %" PRId32,
+                      parts->elems[i].partition);
+            continue;
+        }
+        part_reset(k, pt);
+        if (!pt->assigned)
+            k->n_assigned++;
+        pt->assigned = 1;
+    }
+    if (k->paused || k->stopped || k->fatal)
+        pause_list(k, parts, 1);
+    if (k->hold_assigns > 0 && --k->hold_assigns == 0)
+        k->commit_hold = 0; /* the rebalance is complete */
+    klog(k, VG_LOG_INFO, "kafka: assigned %d partitions of %s [%s]%s, %d assigned now",
+         parts->cnt, k->topic, plist(parts, buf, sizeof buf), k->paused ? " (paused)" : "",
+         k->n_assigned);
+    notify_assigned(k);
+}
+
+static void on_revoke(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int eager)
+{
+    char buf[256];
+    int lost = rd_kafka_assignment_lost(k->rk);
+    if (k->revoking) { /* should not happen: librdkafka waits for our unassign */
+        klog(k, VG_LOG_WARN, "kafka: revoke while a revoke is pending; finishing that first");
+        revoke_finish(k);
+    }
+    if (lost || k->closing || k->fatal) {
+        if (lost)
+            klog(k, VG_LOG_WARN, "kafka: partitions [%s] lost (session timed out?); "
+                 "not committing", plist(parts, buf, sizeof buf));
+        else if (!k->fatal)
+            store_offsets(k, parts); /* close has committed already */
+        unassign_now(k, parts, eager);
+        return;
+    }
+    hold_commits(k, eager ? 1 : 2); /* our unassign makes us rejoin: a new generation */
+    k->revoking = rd_kafka_topic_partition_list_copy(parts);
+    k->revoke_eager = eager;
+    k->revoke_state = REVOKE_WAIT;
+    k->revoke_deadline = uv_now(k->loop) + VG_KAFKA_REVOKE_MS;
+    for (int i = 0; i < parts->cnt; i++) {
+        vg_kpart_t *pt = part_get(k, parts->elems[i].partition, 0);
+        if (pt && pt->assigned)
+            pt->revoking = 1;
+    }
+    pause_list(k, parts, 1); /* nothing more from them; queued messages are discarded */
+    held_filter(k);
+    size_t n = revoking_outstanding(k);
+    klog(k, VG_LOG_INFO, "kafka: revoking %d partitions of %s [%s]; %zu messages to finish first",
+         parts->cnt, k->topic, plist(parts, buf, sizeof buf), n);
+    revoke_kick(k);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    vg_kafka_t *k = opaque;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int eager = !proto || strcmp(proto, "COOPERATIVE") != 0;
+    k->st.rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(k, parts, eager);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(k, parts, eager);
+    } else {
+        klog(k, VG_LOG_ERROR, "kafka: rebalance failed: %s; dropping the assignment",
+             rd_kafka_err2str(err));
+        if (k->revoking)
+            revoke_finish(k);
+        rd_kafka_assign(rk, NULL);
+        for (int32_t p = 0; p < k->nparts; p++)
+            if (k->parts[p].assigned) {
+                part_reset(k, &k->parts[p]);
+                k->parts[p].assigned = 0;
+            }
+        k->n_assigned = 0;
+        held_filter(k);
+        notify_assigned(k);
+    }
+}
+
+/* ---- delivery ------------------------------------------------------------- */
+
+static int held_push(vg_kafka_t *k, rd_kafka_message_t *m)
+{
+    if (k->held_len == k->held_cap && k->held_head > 0) {
+        memmove(k->held, k->held + k->held_head, (k->held_len - k->held_head) * sizeof *k->held);
+        k->held_len -= k->held_head;
+        k->held_head = 0;
+    }
+    if (k->held_len == k->held_cap) {
+        size_t ncap = k->held_cap ? k->held_cap * 2 : 64;
+        rd_kafka_message_t **nh = realloc(k->held, ncap * sizeof *nh);
+        if (!nh)
+            return VG_ENOMEM;
+        k->held = nh;
+        k->held_cap = ncap;
+    }
+    k->held[k->held_len++] = m;
+    k->st.held++;
+    return 0;
+}
+
+/* Hands one message to the app; takes ownership of m. */
+static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
+{
+    vg_kpart_t *pt = part_get(k, m->partition, 0);
+    if (!pt || !pt->assigned || pt->revoking || m->offset <= pt->last_delivered) {
+        klog(k, VG_LOG_DEBUG, "kafka: message %" PRId32 "@%" PRId64 " not delivered (%s)",
+             m->partition, m->offset,
+             !pt || !pt->assigned ? "not assigned" : pt->revoking ? "revoking" : "seen before");
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (part_push(pt, m->offset) != 0) {
+        set_fatal(k, "out of memory tracking offsets");
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    k->st.outstanding++;
+    k->st.consumed++;
+    vg_kafka_msg_t msg = {
+        .topic = rd_kafka_topic_name(m->rkt),
+        .partition = m->partition,
+        .offset = m->offset,
+        .key = m->key,
+        .key_len = m->key_len,
+        .value = m->payload,
+        .value_len = m->len,
+    };
+    k->on_message(k->ud, &msg);
+    rd_kafka_message_destroy(m);
+}
+
+static void handle(vg_kafka_t *k, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            char buf[256];
+            if (rd_kafka_fatal_error(k->rk, buf, sizeof buf)) {
+                set_fatal(k, "%s", buf);
+            } else {
+                k->st.errors++;
+                kwarn_rl(k, "kafka: consumer: %s", rd_kafka_message_errstr(m));
+            }
+        }
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (k->stopped || k->fatal) {
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    if (k->paused) {
+        vg_kpart_t *pt = part_get(k, m->partition, 0);
+        if (pt && pt->assigned && !pt->revoking && held_push(k, m) == 0)
+            return;
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    deliver(k, m);
+}
+
+static void idle_cb(uv_idle_t *h);
+
+static void drain(vg_kafka_t *k)
+{
+    if (k->closing || k->in_drain)
+        return;
+    k->in_drain = 1;
+    size_t n = 0;
+    /* held messages first, each taken out before on_message may pause/stop */
+    while (k->held_head < k->held_len && !k->paused && !k->stopped && !k->fatal &&
+           n < VG_KAFKA_BATCH) {
+        rd_kafka_message_t *m = k->held[k->held_head++];
+        if (k->held_head == k->held_len)
+            k->held_head = k->held_len = 0;
+        deliver(k, m);
+        n++;
+    }
+    int more = 0;
+    while (n < VG_KAFKA_BATCH) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 0);
+        if (!m)
+            break;
+        n++;
+        handle(k, m);
+        if (n == VG_KAFKA_BATCH)
+            more = 1;
+    }
+    if (k->held_head < k->held_len && !k->paused && !k->stopped && !k->fatal)
+        more = 1;
+    k->in_drain = 0;
+    if (more)
+        uv_idle_start(&k->idle, idle_cb);
+    else
+        uv_idle_stop(&k->idle);
+    report_fatal(k);
+}
+
+/* ---- uv callbacks ---------------------------------------------------------- */
+
+static void idle_cb(uv_idle_t *h)
+{
+    drain(h->data);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    vg_kafka_t *k = h->data;
+    (void)events;
+    if (status < 0) {
+        kwarn_rl(k, "kafka: poll on the wake-up fd: %s", uv_strerror(status));
+        return;
+    }
+    uint64_t v;
+    while (read(k->efd, &v, sizeof v) == (ssize_t)sizeof v) /* reset the eventfd */
+        ;
+    drain(k);
+}
+
+static void commit_timer_cb(uv_timer_t *t)
+{
+    vg_kafka_t *k = t->data;
+    if (k->closing)
+        return;
+    drain(k); /* safety net; keeps max.poll.interval.ms satisfied while paused */
+    store_offsets(k, NULL);
+    if (k->commit_hold && uv_now(k->loop) >= k->commit_hold) { /* hold expired */
+        k->commit_hold = 0;
+        k->hold_assigns = 0;
+    }
+    if (k->dirty_commit && !k->fatal && uv_now(k->loop) >= k->commit_hold) {
+        k->dirty_commit = 0;
+        rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, NULL, 1);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            k->st.commit_errors++;
+            kwarn_rl(k, "kafka: commit: %s", rd_kafka_err2str(e));
+        }
+    }
+}
+
+static void dlq_timer_cb(uv_timer_t *t)
+{
+    vg_kafka_t *k = t->data;
+    if (k->prod && !k->closing) {
+        rd_kafka_poll(k->prod, 0);
+        report_fatal(k);
+    }
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+void vg_kafka_done(vg_kafka_t *k, int32_t partition, int64_t offset)
+{
+    vg_kpart_t *pt = part_get(k, partition, 0);
+    if (!pt || !pt->assigned || pt->len == 0) {
+        klog(k, VG_LOG_DEBUG, "kafka: done for untracked %" PRId32 "@%" PRId64 " ignored",
+             partition, offset);
+        return;
+    }
+    size_t lo = 0, hi = pt->len; /* binary search in the increasing ring */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (slot(pt, mid)->off < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == pt->len || slot(pt, lo)->off != offset || slot(pt, lo)->done) {
+        klog(k, VG_LOG_DEBUG, "kafka: done for untracked %" PRId32 "@%" PRId64 " ignored",
+             partition, offset);
+        return;
+    }
+    slot(pt, lo)->done = 1;
+    pt->n_out--;
+    k->st.outstanding--;
+    if (lo == 0) {
+        while (pt->len && slot(pt, 0)->done) {
+            pt->next_store = slot(pt, 0)->off + 1;
+            pt->head = (pt->head + 1) % pt->cap;
+            pt->len--;
+        }
+    }
+    if (pt->revoking && pt->n_out == 0)
+        revoke_kick(k);
+}
+
+void vg_kafka_pause(vg_kafka_t *k)
+{
+    if (k->paused)
+        return;
+    k->paused = 1;
+    if (!k->closing && !k->stopped)
+        pause_all(k, 1);
+}
+
+void vg_kafka_resume(vg_kafka_t *k)
+{
+    if (!k->paused)
+        return;
+    k->paused = 0;
+    if (k->closing || k->stopped || k->fatal)
+        return;
+    pause_all(k, 0);
+    uv_idle_start(&k->idle, idle_cb); /* deliver what is held now */
+}
+
+int vg_kafka_paused(const vg_kafka_t *k)
+{
+    return k->paused;
+}
+
+int vg_kafka_dlq(vg_kafka_t *k, const vg_kafka_msg_t *m, const char *reason)
+{
+    if (!k->prod)
+        return 0;
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, m->partition);
+    snprintf(off, sizeof off, "%" PRId64, m->offset);
+    const char *topic = m->topic ? m->topic : "";
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->prod, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(m->key, m->key ? m->key_len : 0),
+        RD_KAFKA_V_VALUE((void *)m->value, m->value ? m->value_len : 0),
+        RD_KAFKA_V_HEADER("vaegan-error", reason ? reason : "", -1),
+        RD_KAFKA_V_HEADER("vaegan-topic", topic, -1),
+        RD_KAFKA_V_HEADER("vaegan-partition", part, -1),
+        RD_KAFKA_V_HEADER("vaegan-offset", off, -1), RD_KAFKA_V_END);
+    if (e) {
+        k->st.dlq_errors++;
+        kwarn_rl(k, "kafka: dead-letter copy of %s[%" PRId32 "]@%" PRId64 " failed: %s", topic,
+                 m->partition, m->offset, rd_kafka_err2str(e));
+        return VG_EKAFKA;
+    }
+    return 0;
+}
+
+size_t vg_kafka_outstanding(const vg_kafka_t *k)
+{
+    return k->st.outstanding;
+}
+
+void vg_kafka_stats(const vg_kafka_t *k, vg_kafka_stats_t *s)
+{
+    *s = k->st;
+    s->assigned = k->n_assigned;
+}
+
+void vg_kafka_stop(vg_kafka_t *k)
+{
+    if (k->stopped)
+        return;
+    k->stopped = 1;
+    if (!k->closing && !k->paused)
+        pause_all(k, 1);
+    for (size_t i = k->held_head; i < k->held_len; i++)
+        rd_kafka_message_destroy(k->held[i]);
+    k->held_head = k->held_len = 0;
+}
+
+/* ---- init / close ----------------------------------------------------------- */
+
+static void kfree(vg_kafka_t *k)
+{
+    for (int32_t p = 0; p < k->nparts; p++)
+        free(k->parts[p].ring);
+    free(k->parts);
+    free(k->held);
+    free(k->topic);
+    free(k->dlq_topic);
+    free(k);
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    vg_kafka_t *k = h->data;
+    if (h == (uv_handle_t *)&k->poll && k->efd >= 0) {
+        close(k->efd);
+        k->efd = -1;
+    }
+    if (--k->handles_open == 0)
+        kfree(k);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, int user,
+                    char *err, size_t errlen)
+{
+    char errstr[512];
+    rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr);
+    if (r == RD_KAFKA_CONF_OK)
+        return 0;
+    if (user)
+        snprintf(err, errlen, "kafka.option.%s: %s", name, errstr);
+    else
+        snprintf(err, errlen, "kafka: setting %s=%s: %s", name, value, errstr);
+    return VG_ECONFIG;
+}
+
+/* Our defaults, then the user's options (which win). */
+static int build_conf(const vg_kafka_cfg_t *cfg, vg_kafka_t *k, int consumer,
+                      rd_kafka_conf_t **out, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char interval[16];
+    snprintf(interval, sizeof interval, "%d", k->commit_interval_ms);
+    const char *defaults_c[] = {
+        "bootstrap.servers", cfg->brokers,
+        "group.id", cfg->group,
+        "enable.auto.offset.store", "false",
+        "enable.auto.commit", "false",
+        "partition.assignment.strategy", "cooperative-sticky",
+        "enable.partition.eof", "false",
+        "auto.offset.reset", "earliest",
+        "log.connection.close", "false",
+        "log.queue", "true",
+        "client.id", "vaegand",
+        NULL,
+    };
+    const char *defaults_p[] = {
+        "bootstrap.servers", cfg->brokers,
+        "client.id", "vaegand-dlq",
+        "log.connection.close", "false",
+        "log.queue", "true",
+        NULL,
+    };
+    const char **d = consumer ? defaults_c : defaults_p;
+    int rc = 0;
+    for (size_t i = 0; d[i] && rc == 0; i += 2)
+        rc = conf_set(conf, d[i], d[i + 1], 0, err, errlen);
+    for (size_t i = 0; i < cfg->n_options && rc == 0; i++) {
+        const char *name = cfg->options[2 * i], *value = cfg->options[2 * i + 1];
+        if (!name || !value) {
+            snprintf(err, errlen, "kafka.option #%zu: name or value missing", i);
+            rc = VG_ECONFIG;
+        } else {
+            rc = conf_set(conf, name, value, 1, err, errlen);
+        }
+    }
+    char v[16];
+    size_t vlen = sizeof v;
+    if (rc == 0 && consumer &&
+        rd_kafka_conf_get(conf, "enable.auto.offset.store", v, &vlen) == RD_KAFKA_CONF_OK &&
+        strcmp(v, "false") != 0) {
+        snprintf(err, errlen,
+                 "kafka.option.enable.auto.offset.store: must stay false (offsets are stored "
+                 "only once the events are durable)");
+        rc = VG_ECONFIG;
+    }
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (consumer) {
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
+    } else {
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    }
+    *out = conf;
+    return 0;
+}
+
+static rd_kafka_t *new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err,
+                              size_t errlen, int *rc)
+{
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        /* cross-property checks land here: a configuration matter */
+        snprintf(err, errlen, "kafka: %s", errstr);
+        *rc = VG_ECONFIG;
+        return NULL;
+    }
+    rd_kafka_set_log_queue(rk, NULL); /* logs are served by our polls, on the loop */
+    return rk;
+}
+
+int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, char *err,
+                  size_t errlen)
+{
+    if (!cfg || !cfg->brokers || !*cfg->brokers || !cfg->topic || !*cfg->topic || !cfg->group ||
+        !*cfg->group || !cfg->on_message || (cfg->n_options && !cfg->options)) {
+        snprintf(err, errlen, "kafka: brokers, topic, group and on_message are required");
+        return VG_EINVAL;
+    }
+    vg_kafka_t *k = calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "kafka: out of memory");
+        return VG_ENOMEM;
+    }
+    k->loop = loop;
+    k->efd = -1;
+    k->commit_interval_ms = cfg->commit_interval_ms > 0 ? cfg->commit_interval_ms : 1000;
+    k->on_message = cfg->on_message;
+    k->on_assigned = cfg->on_assigned;
+    k->on_fatal = cfg->on_fatal;
+    k->log = cfg->log;
+    k->ud = cfg->ud;
+    k->topic = strdup(cfg->topic);
+    if (cfg->dlq_topic && *cfg->dlq_topic)
+        k->dlq_topic = strdup(cfg->dlq_topic);
+    if (!k->topic || (cfg->dlq_topic && *cfg->dlq_topic && !k->dlq_topic)) {
+        kfree(k);
+        snprintf(err, errlen, "kafka: out of memory");
+        return VG_ENOMEM;
+    }
+
+    rd_kafka_conf_t *conf;
+    int rc = build_conf(cfg, k, 1, &conf, err, errlen);
+    if (rc) {
+        kfree(k);
+        return rc;
+    }
+    rd_kafka_conf_t *pconf = NULL;
+    if (k->dlq_topic && (rc = build_conf(cfg, k, 0, &pconf, err, errlen)) != 0) {
+        rd_kafka_conf_destroy(conf);
+        kfree(k);
+        return rc;
+    }
+    k->rk = new_handle(RD_KAFKA_CONSUMER, conf, err, errlen, &rc);
+    if (!k->rk) {
+        if (pconf)
+            rd_kafka_conf_destroy(pconf);
+        kfree(k);
+        return rc;
+    }
+    if (pconf && !(k->prod = new_handle(RD_KAFKA_PRODUCER, pconf, err, errlen, &rc)))
+        goto fail;
+
+    rd_kafka_poll_set_consumer(k->rk); /* main queue (logs, errors) -> consumer queue */
+    k->cq = rd_kafka_queue_get_consumer(k->rk);
+    k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!k->cq || k->efd < 0) {
+        snprintf(err, errlen, "kafka: eventfd: %s", k->cq ? strerror(errno) : "no consumer queue");
+        rc = VG_EKAFKA;
+        goto fail;
+    }
+    static const uint64_t one = 1; /* 8 bytes: an eventfd refuses anything else */
+    rd_kafka_queue_io_event_enable(k->cq, k->efd, &one, sizeof one);
+
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, k->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        snprintf(err, errlen, "kafka: subscribe to %s: %s", k->topic, rd_kafka_err2str(e));
+        rc = VG_EKAFKA;
+        goto fail;
+    }
+    int uvrc = uv_poll_init(loop, &k->poll, k->efd);
+    if (uvrc < 0) {
+        snprintf(err, errlen, "kafka: uv_poll_init: %s", uv_strerror(uvrc));
+        rc = VG_EKAFKA;
+        goto fail;
+    }
+
+    k->poll.data = k->idle.data = k->commit_timer.data = k->revoke_timer.data =
+        k->dlq_timer.data = k;
+    uv_idle_init(loop, &k->idle);
+    uv_timer_init(loop, &k->commit_timer);
+    uv_timer_init(loop, &k->revoke_timer);
+    uv_timer_init(loop, &k->dlq_timer);
+    k->handles_open = 5;
+    uv_poll_start(&k->poll, UV_READABLE, poll_cb);
+    uv_idle_start(&k->idle, idle_cb); /* anything queued before the eventfd was set */
+    uv_timer_start(&k->commit_timer, commit_timer_cb, (uint64_t)k->commit_interval_ms,
+                   (uint64_t)k->commit_interval_ms);
+    if (k->prod)
+        uv_timer_start(&k->dlq_timer, dlq_timer_cb, VG_KAFKA_DLQ_POLL_MS, VG_KAFKA_DLQ_POLL_MS);
+    klog(k, VG_LOG_INFO, "kafka: consuming %s as group %s from %s%s%s", k->topic, cfg->group,
+         cfg->brokers, k->dlq_topic ? ", dead letters to " : "",
+         k->dlq_topic ? k->dlq_topic : "");
+    *out = k;
+    return 0;
+
+fail:
+    k->closing = 1;
+    if (k->cq) {
+        rd_kafka_queue_io_event_enable(k->cq, -1, NULL, 0);
+        rd_kafka_queue_destroy(k->cq);
+    }
+    if (k->efd >= 0)
+        close(k->efd);
+    rd_kafka_destroy(k->rk);
+    if (k->prod)
+        rd_kafka_destroy(k->prod);
+    kfree(k);
+    return rc;
+}
+
+/* Commits the stored offsets, waiting at most ms for the answer. */
+static rd_kafka_resp_err_t commit_sync(vg_kafka_t *k, int ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_resp_err_t e = rd_kafka_commit_queue(k->rk, NULL, q, NULL, NULL);
+    uint64_t end = uv_hrtime() / 1000000 + (uint64_t)ms;
+    while (!e) {
+        uint64_t now = uv_hrtime() / 1000000;
+        if (now >= end) {
+            e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            break;
+        }
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(end - now));
+        if (!ev)
+            continue;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            e = rd_kafka_event_error(ev);
+            const rd_kafka_topic_partition_list_t *l = rd_kafka_event_topic_partition_list(ev);
+            for (int i = 0; !e && l && i < l->cnt; i++)
+                e = l->elems[i].err;
+            rd_kafka_event_destroy(ev);
+            break;
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    return e;
+}
+
+int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
+{
+    vg_assert(!k->in_drain); /* never from inside on_message & co */
+    int rc = 0;
+    char why[512] = "";
+    vg_kafka_stop(k);
+    k->closing = 1;
+    uv_poll_stop(&k->poll);
+    uv_idle_stop(&k->idle);
+    uv_timer_stop(&k->commit_timer);
+    uv_timer_stop(&k->revoke_timer);
+    uv_timer_stop(&k->dlq_timer);
+
+    /* offsets done so far, committed synchronously */
+    store_offsets(k, NULL);
+    if (!k->fatal) {
+        rd_kafka_resp_err_t e = commit_sync(k, VG_KAFKA_CLOSE_COMMIT_MS);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            k->st.commit_errors++;
+            snprintf(why, sizeof why, "final commit: %s", rd_kafka_err2str(e));
+            rc = VG_EKAFKA;
+        } else if (!e) {
+            k->st.commits++;
+        }
+    }
+    if (k->revoking) { /* a deferred revoke is overtaken by the close */
+        rd_kafka_topic_partition_list_destroy(k->revoking);
+        k->revoking = NULL;
+        k->revoke_state = REVOKE_NONE;
+    }
+    rd_kafka_queue_io_event_enable(k->cq, -1, NULL, 0);
+    /* leave the group; its final revoke comes to rebalance_cb, unassigned at once */
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(k->rk);
+    if (e && !rc) {
+        snprintf(why, sizeof why, "leaving the group: %s", rd_kafka_err2str(e));
+        rc = VG_EKAFKA;
+    }
+    rd_kafka_queue_destroy(k->cq);
+    k->cq = NULL;
+    rd_kafka_destroy(k->rk);
+    k->rk = NULL;
+
+    if (k->prod) {
+        rd_kafka_flush(k->prod, VG_KAFKA_FLUSH_MS);
+        int left = rd_kafka_outq_len(k->prod);
+        if (left > 0) {
+            k->st.dlq_errors += (uint64_t)left;
+            if (!rc) {
+                snprintf(why, sizeof why, "%d dead-letter messages not delivered within %d s",
+                         left, VG_KAFKA_FLUSH_MS / 1000);
+                rc = VG_EKAFKA;
+            }
+        }
+        rd_kafka_destroy(k->prod);
+        k->prod = NULL;
+    }
+    klog(k, rc ? VG_LOG_WARN : VG_LOG_INFO, "kafka: closed (%" PRIu64 " consumed, %" PRIu64
+         " commits)%s%s", k->st.consumed, k->st.commits, rc ? ": " : "", why);
+    if (rc)
+        snprintf(err, errlen, "kafka: %s", why);
+    uv_close((uv_handle_t *)&k->poll, close_cb);
+    uv_close((uv_handle_t *)&k->idle, close_cb);
+    uv_close((uv_handle_t *)&k->commit_timer, close_cb);
+    uv_close((uv_handle_t *)&k->revoke_timer, close_cb);
+    uv_close((uv_handle_t *)&k->dlq_timer, close_cb);
+    return rc;
+}

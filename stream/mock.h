@@ -1,0 +1,35 @@
+/*
+ * mock.h — an in-process Kafka-protocol broker: librdkafka's mock cluster
+ * (rdkafka_mock.h) with one broker on a random loopback port.
+ *
+ * Used by `kafka.brokers = embedded`, by vaegan-mockbroker and by tests.
+ * Real clients (kcat, other processes) can reach it: produce, consume,
+ * consumer groups and committed offsets work.  Limits of librdkafka 2.0.2's
+ * mock: it cannot be given a port (callers read the address), it keeps at
+ * most 5 MiB per partition (older data is dropped silently) and nothing
+ * survives vg_mock_stop().  Topics a producer writes to that do not exist
+ * are created on first use.
+ */
+#ifndef VG_MOCK_H
+#define VG_MOCK_H
+
+#include <stddef.h>
+
+#include "common/errors.h"
+
+typedef struct vg_mock vg_mock_t;
+
+/* Starts a one-broker mock cluster on a random loopback port; creates
+ * `topic` (if not NULL) with `partitions` partitions (>= 1); writes the
+ * bootstrap address "host:port" (NUL-terminated, truncated to addrlen) into
+ * addr.  The broker runs on librdkafka's own threads until vg_mock_stop().
+ * *out belongs to the caller.  Returns 0, or VG_EINVAL (partitions < 1) or
+ * VG_EKAFKA with the reason in err. */
+int vg_mock_start(vg_mock_t **out, const char *topic, int partitions, char *addr, size_t addrlen,
+                  char *err, size_t errlen);
+
+/* Stops the broker (clients connected to it see it go away) and frees m.
+ * NULL is ok. */
+void vg_mock_stop(vg_mock_t *m);
+
+#endif

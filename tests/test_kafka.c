@@ -1,0 +1,664 @@
+/*
+ * test_kafka.c — the consumer (stream/kafka.c) and the mock broker
+ * (stream/mock.c, vaegan-mockbroker) against a real Kafka-protocol broker.
+ *
+ * Each test drives vg_kafka on its own uv loop and checks what a broker
+ * says from the outside: committed offsets read with a fresh consumer
+ * (vgt_committed), redelivery to a second consumer of the same group, the
+ * dead-letter topic read back with a plain librdkafka consumer.  Both the
+ * vaegan-mockbroker binary (kafka_util.h) and the in-process vg_mock_start()
+ * are used.  VGT_LOG=1 in the environment prints every log line, VGT_DEBUG=1
+ * adds librdkafka's consumer-group debugging (debug=cgrp) to them.
+ */
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "stream/kafka.h"
+#include "stream/mock.h"
+#include "tests/kafka_util.h"
+
+#define MAXP 8
+
+typedef struct rec {
+    int32_t p;
+    int64_t off;
+    char key[32];
+    char val[32];
+} rec_t;
+
+typedef struct tctx {
+    uv_loop_t loop;
+    uv_timer_t check;
+    vg_kafka_t *k;
+    const char *name;
+    rec_t recs[512];
+    size_t n;
+    int assigned, assigned_calls;
+    int done_inline;     /* vg_kafka_done inside on_message */
+    size_t pause_at;     /* pause inside on_message when n reaches it (0 = never) */
+    int dlq_rc, dlq_calls;
+    int fatal;
+} tctx_t;
+
+static void tlog(void *ud, int level, const char *msg)
+{
+    tctx_t *t = ud;
+    if (level >= VG_LOG_WARN || getenv("VGT_LOG"))
+        fprintf(stderr, "[%s %d] %s\n", t ? t->name : "?", level, msg);
+}
+
+static void on_message(void *ud, const vg_kafka_msg_t *m)
+{
+    tctx_t *t = ud;
+    cr_assert_lt(t->n, sizeof t->recs / sizeof t->recs[0]);
+    rec_t *r = &t->recs[t->n++];
+    r->p = m->partition;
+    r->off = m->offset;
+    snprintf(r->key, sizeof r->key, "%.*s", (int)m->key_len, m->key ? m->key : "");
+    snprintf(r->val, sizeof r->val, "%.*s", (int)m->value_len, m->value ? m->value : "");
+    if (!strcmp(r->val, "bad")) {
+        t->dlq_calls++;
+        t->dlq_rc = vg_kafka_dlq(t->k, m, "not JSON");
+    }
+    if (t->done_inline)
+        vg_kafka_done(t->k, m->partition, m->offset);
+    if (t->pause_at && t->n == t->pause_at)
+        vg_kafka_pause(t->k);
+}
+
+static void on_assigned(void *ud, int n)
+{
+    tctx_t *t = ud;
+    t->assigned = n;
+    t->assigned_calls++;
+}
+
+static void on_fatal(void *ud, const char *reason)
+{
+    tctx_t *t = ud;
+    t->fatal = 1;
+    fprintf(stderr, "[%s] fatal: %s\n", t->name, reason);
+}
+
+static const char *const mock_opts[] = {"session.timeout.ms", "6000", "fetch.wait.max.ms", "10", "debug", "cgrp"};
+
+static vg_kafka_cfg_t cfg_for(tctx_t *t, const char *addr, const char *topic, const char *group)
+{
+    vg_kafka_cfg_t c = {
+        .brokers = addr,
+        .topic = topic,
+        .group = group,
+        .options = mock_opts,
+        .n_options = getenv("VGT_DEBUG") ? 3 : 2,
+        .commit_interval_ms = 100,
+        .on_message = on_message,
+        .on_assigned = on_assigned,
+        .on_fatal = on_fatal,
+        .log = tlog,
+        .ud = t,
+    };
+    return c;
+}
+
+static void tctx_init(tctx_t *t, const char *name)
+{
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    cr_assert_eq(uv_loop_init(&t->loop), 0);
+    uv_timer_init(&t->loop, &t->check);
+    t->check.data = t;
+}
+
+typedef int (*pred_fn)(tctx_t *t, void *arg);
+static pred_fn cur_pred;
+static void *cur_arg;
+static int pred_hit;
+
+static void check_cb(uv_timer_t *h)
+{
+    tctx_t *t = h->data;
+    if (cur_pred && cur_pred(t, cur_arg)) {
+        pred_hit = 1;
+        uv_stop(&t->loop);
+    }
+}
+
+static void deadline_cb(uv_timer_t *h)
+{
+    uv_stop(h->loop);
+}
+
+/* Runs the loop until pred holds (checked every 5 ms) or ms passed.
+ * pred NULL = just run for ms.  Returns whether pred held. */
+static int run_until(tctx_t *t, pred_fn pred, void *arg, int ms)
+{
+    uv_timer_t deadline;
+    uv_timer_init(&t->loop, &deadline);
+    cur_pred = pred;
+    cur_arg = arg;
+    pred_hit = 0;
+    uv_timer_start(&deadline, deadline_cb, (uint64_t)ms, 0);
+    if (pred)
+        uv_timer_start(&t->check, check_cb, 0, 5);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&t->check);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(&t->loop, UV_RUN_NOWAIT);
+    cur_pred = NULL;
+    return pred_hit;
+}
+
+static int have_n(tctx_t *t, void *arg)
+{
+    return t->n >= *(size_t *)arg;
+}
+
+static int is_assigned(tctx_t *t, void *arg)
+{
+    (void)arg;
+    return t->assigned > 0;
+}
+
+/* Closes t->k and runs the loop until every handle is closed. */
+static void close_consumer(tctx_t *t)
+{
+    char err[256] = "";
+    vg_kafka_stop(t->k);
+    int rc = vg_kafka_close(t->k, err, sizeof err);
+    cr_assert_eq(rc, 0, "close: %s", err);
+    t->k = NULL;
+}
+
+static void tctx_fini(tctx_t *t)
+{
+    uv_close((uv_handle_t *)&t->check, NULL);
+    uv_run(&t->loop, UV_RUN_DEFAULT); /* ends once the consumer's handles are closed */
+    cr_assert_eq(uv_loop_close(&t->loop), 0, "handles left on the loop");
+}
+
+static void produce_n(const char *addr, const char *topic, size_t from, size_t n)
+{
+    char kb[64][16], vb[64][16];
+    const char *keys[64], *vals[64];
+    for (size_t done = 0; done < n;) {
+        size_t m = n - done < 64 ? n - done : 64;
+        for (size_t i = 0; i < m; i++) {
+            snprintf(kb[i], sizeof kb[i], "u%zu", from + done + i);
+            snprintf(vb[i], sizeof vb[i], "v%zu", from + done + i);
+            keys[i] = kb[i];
+            vals[i] = vb[i];
+        }
+        cr_assert_eq(vgt_produce(addr, topic, keys, vals, NULL, m), 0, "produce failed");
+        done += m;
+    }
+}
+
+/* Per partition: the offsets received, in order; asserts they are strictly
+ * increasing and contiguous from `first[p]`; returns the counts. */
+static void by_partition(const tctx_t *t, const int64_t *first, size_t *count)
+{
+    int64_t next[MAXP];
+    for (int p = 0; p < MAXP; p++) {
+        next[p] = first ? first[p] : 0;
+        count[p] = 0;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        const rec_t *r = &t->recs[i];
+        cr_assert(r->p >= 0 && r->p < MAXP);
+        cr_assert_eq(r->off, next[r->p], "%s: partition %d: got offset %" PRId64 ", expected %" PRId64,
+                     t->name, r->p, r->off, next[r->p]);
+        next[r->p]++;
+        count[r->p]++;
+    }
+}
+
+/* ---- the mock itself ------------------------------------------------------ */
+
+Test(mock, address_parses_and_accepts, .timeout = 30)
+{
+    vg_mock_t *m;
+    char addr[128], err[256], host[64];
+    int port = 0;
+    cr_assert_eq(vg_mock_start(&m, "clicks", 3, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(vgt_split_addr(addr, host, sizeof host, &port), 0, "address '%s'", addr);
+    cr_assert_str_eq(host, "127.0.0.1");
+    cr_assert_gt(port, 0);
+    cr_assert_eq(vgt_tcp_open(addr), 0);
+    const char *v[] = {"x"};
+    cr_assert_eq(vgt_produce(addr, "clicks", NULL, v, NULL, 1), 0);
+    vg_mock_stop(m);
+    vg_mock_stop(NULL);
+    cr_assert_eq(vg_mock_start(&m, "clicks", 0, addr, sizeof addr, err, sizeof err), VG_EINVAL);
+}
+
+Test(mock, tool_prints_address, .timeout = 30)
+{
+    vgt_broker_t b;
+    cr_assert_eq(vgt_broker_start(&b, VG_MOCKBROKER_BIN, "clicks", 2), 0);
+    cr_assert_gt(b.pid, 0);
+    const char *v[] = {"a", "b"};
+    cr_assert_eq(vgt_produce(b.addr, "clicks", NULL, v, NULL, 2), 0);
+    vgt_broker_stop(&b);
+    cr_assert_eq(b.pid, 0);
+    cr_assert_neq(vgt_tcp_open(b.addr), 0, "broker still accepts after SIGTERM");
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+static int init_with(tctx_t *t, const char *const *opts, size_t n, char *err, size_t errlen)
+{
+    vg_kafka_cfg_t c = cfg_for(t, "127.0.0.1:1", "clicks", "g");
+    c.options = opts;
+    c.n_options = n;
+    return vg_kafka_init(&t->k, &t->loop, &c, err, errlen);
+}
+
+Test(kafka, bad_options_are_config_errors, .timeout = 30)
+{
+    tctx_t t;
+    char err[512];
+    tctx_init(&t, "cfg");
+
+    const char *const bad_name[] = {"fetch.wait.max.ms", "10", "fetch.wait.max.msx", "10"};
+    cr_assert_eq(init_with(&t, bad_name, 2, err, sizeof err), VG_ECONFIG);
+    cr_assert_str_eq(err, "kafka.option.fetch.wait.max.msx: No such configuration property: "
+                          "\"fetch.wait.max.msx\"");
+
+    const char *const bad_value[] = {"fetch.wait.max.ms", "soon"};
+    cr_assert_eq(init_with(&t, bad_value, 1, err, sizeof err), VG_ECONFIG);
+    cr_assert(strstr(err, "kafka.option.fetch.wait.max.ms: Invalid value") == err, "err: %s", err);
+
+    const char *const bad_enum[] = {"partition.assignment.strategy", "nonsense"};
+    cr_assert_eq(init_with(&t, bad_enum, 1, err, sizeof err), VG_ECONFIG, "err: %s", err);
+    cr_assert(strstr(err, "partition.assignment.strategy"), "err: %s", err);
+
+    const char *const autostore[] = {"enable.auto.offset.store", "true"};
+    cr_assert_eq(init_with(&t, autostore, 1, err, sizeof err), VG_ECONFIG);
+    cr_assert(strstr(err, "kafka.option.enable.auto.offset.store"), "err: %s", err);
+
+    vg_kafka_cfg_t c = cfg_for(&t, "127.0.0.1:1", "", "g");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+
+    cr_assert_eq(uv_loop_alive(&t.loop), 0, "a failed init left handles on the loop");
+    tctx_fini(&t);
+}
+
+/* ---- low-water marks, commit, resume -------------------------------------- */
+
+typedef struct stats_goal {
+    uint64_t commits;
+} stats_goal_t;
+
+static int commits_reached(tctx_t *t, void *arg)
+{
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t->k, &s);
+    return s.commits >= ((stats_goal_t *)arg)->commits;
+}
+
+Test(kafka, lowwater_commit_and_resume, .timeout = 90)
+{
+    enum { N = 120, P = 4 };
+    vgt_broker_t b;
+    cr_assert_eq(vgt_broker_start(&b, VG_MOCKBROKER_BIN, "t3", P), 0);
+    produce_n(b.addr, "t3", 0, N);
+
+    tctx_t a;
+    char err[512];
+    tctx_init(&a, "A");
+    vg_kafka_cfg_t c = cfg_for(&a, b.addr, "t3", "g3");
+    cr_assert_eq(vg_kafka_init(&a.k, &a.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t want = N;
+    long t0 = vgt_now_ms();
+    cr_assert(run_until(&a, have_n, &want, 30000), "A got %zu of %d", a.n, N);
+    fprintf(stderr, "lowwater: A consumed %d in %ld ms (join included)\n", N, vgt_now_ms() - t0);
+    run_until(&a, NULL, NULL, 300); /* nothing more arrives */
+    cr_assert_eq(a.n, (size_t)N);
+
+    size_t cnt[MAXP];
+    by_partition(&a, NULL, cnt); /* every message once, in partition order */
+    vg_kafka_stats_t s;
+    vg_kafka_stats(a.k, &s);
+    cr_assert_eq(s.consumed, (uint64_t)N);
+    cr_assert_eq(s.outstanding, (size_t)N);
+    cr_assert_eq(s.assigned, P);
+    cr_assert_eq(a.assigned, P);
+
+    /* The plan: partition 0 all done; partition 1 everything but its first
+     * message; the others everything but their middle one.  Expected
+     * committed offset = the hole (none for a hole at 0). */
+    int64_t hole[MAXP], expect[MAXP];
+    for (int p = 0; p < P; p++) {
+        cr_assert_geq(cnt[p], 3, "partition %d got only %zu messages", p, cnt[p]);
+        hole[p] = p == 0 ? -1 : p == 1 ? 0 : (int64_t)cnt[p] / 2;
+        expect[p] = p == 0 ? (int64_t)cnt[p] : p == 1 ? RD_KAFKA_OFFSET_INVALID : hole[p];
+    }
+    /* dones out of order within and across partitions: a fixed shuffle */
+    size_t order[N];
+    for (size_t i = 0; i < N; i++)
+        order[i] = i;
+    uint32_t rng = 12345;
+    for (size_t i = N - 1; i > 0; i--) {
+        rng = rng * 1103515245u + 12345u;
+        size_t j = (rng >> 8) % (i + 1);
+        size_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    size_t holes = 0;
+    for (size_t i = 0; i < N; i++) {
+        rec_t *r = &a.recs[order[i]];
+        if (r->off == hole[r->p]) {
+            holes++;
+            continue;
+        }
+        vg_kafka_done(a.k, r->p, r->off);
+        vg_kafka_done(a.k, r->p, r->off); /* a second done is ignored */
+    }
+    vg_kafka_done(a.k, 0, 1000000); /* unknown offsets are ignored */
+    vg_kafka_done(a.k, 77, 0);
+    cr_assert_eq(holes, (size_t)(P - 1));
+    cr_assert_eq(vg_kafka_outstanding(a.k), holes);
+
+    vg_kafka_stats(a.k, &s);
+    stats_goal_t goal = {s.commits + 1};
+    cr_assert(run_until(&a, commits_reached, &goal, 5000), "no commit after the dones");
+    run_until(&a, NULL, NULL, 300);
+    vg_kafka_stats(a.k, &s);
+    cr_assert_eq(s.offsets_stored, (uint64_t)(P - 1), "stored %" PRIu64, s.offsets_stored);
+    cr_assert_eq(s.commit_errors, 0);
+    for (int p = 0; p < P; p++)
+        cr_assert_eq(vgt_committed(b.addr, "g3", "t3", p), expect[p],
+                     "partition %d: committed %" PRId64 ", expected %" PRId64, p,
+                     vgt_committed(b.addr, "g3", "t3", p), expect[p]);
+
+    /* close with the holes still open: nothing beyond them is committed */
+    t0 = vgt_now_ms();
+    close_consumer(&a);
+    tctx_fini(&a);
+    fprintf(stderr, "lowwater: close took %ld ms\n", vgt_now_ms() - t0);
+    for (int p = 0; p < P; p++)
+        cr_assert_eq(vgt_committed(b.addr, "g3", "t3", p), expect[p]);
+
+    /* a new member of the group resumes exactly at the committed offsets */
+    tctx_t bb;
+    tctx_init(&bb, "B");
+    bb.done_inline = 1;
+    c = cfg_for(&bb, b.addr, "t3", "g3");
+    cr_assert_eq(vg_kafka_init(&bb.k, &bb.loop, &c, err, sizeof err), 0, "%s", err);
+    int64_t first[MAXP] = {0};
+    size_t redeliver = 0;
+    for (int p = 0; p < P; p++) {
+        first[p] = expect[p] < 0 ? 0 : expect[p];
+        redeliver += cnt[p] - (size_t)first[p];
+    }
+    t0 = vgt_now_ms();
+    cr_assert(run_until(&bb, have_n, &redeliver, 30000), "B got %zu of %zu", bb.n, redeliver);
+    fprintf(stderr, "lowwater: B got its %zu in %ld ms (rejoin included)\n", redeliver,
+            vgt_now_ms() - t0);
+    run_until(&bb, NULL, NULL, 500);
+    cr_assert_eq(bb.n, redeliver, "B got %zu, expected %zu", bb.n, redeliver);
+    size_t cnt2[MAXP];
+    by_partition(&bb, first, cnt2); /* starts at the committed offset, contiguous */
+    cr_assert_eq(cnt2[0], 0, "a fully done partition was redelivered");
+    stats_goal_t g2 = {1};
+    cr_assert(run_until(&bb, commits_reached, &g2, 5000));
+    close_consumer(&bb);
+    tctx_fini(&bb);
+    for (int p = 0; p < P; p++)
+        cr_assert_eq(vgt_committed(b.addr, "g3", "t3", p), (int64_t)cnt[p]);
+    vgt_broker_stop(&b);
+}
+
+/* ---- pause / resume ------------------------------------------------------- */
+
+Test(kafka, pause_and_resume, .timeout = 60)
+{
+    vg_mock_t *m;
+    char addr[128], err[512];
+    cr_assert_eq(vg_mock_start(&m, "t4", 2, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    produce_n(addr, "t4", 0, 60);
+
+    tctx_t t;
+    tctx_init(&t, "P");
+    t.done_inline = 1;
+    vg_kafka_cfg_t c = cfg_for(&t, addr, "t4", "g4");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+
+    /* paused before the group is joined: the assignment arrives paused */
+    vg_kafka_pause(t.k);
+    cr_assert_eq(vg_kafka_paused(t.k), 1);
+    cr_assert(run_until(&t, is_assigned, NULL, 20000), "never assigned");
+    run_until(&t, NULL, NULL, 1000);
+    cr_assert_eq(t.n, 0, "%zu messages delivered while paused", t.n);
+
+    /* resume; pause again from inside on_message at the 10th message */
+    t.pause_at = 10;
+    vg_kafka_resume(t.k);
+    cr_assert_eq(vg_kafka_paused(t.k), 0);
+    size_t ten = 10;
+    cr_assert(run_until(&t, have_n, &ten, 10000));
+    cr_assert_eq(vg_kafka_paused(t.k), 1);
+    run_until(&t, NULL, NULL, 1000);
+    cr_assert_eq(t.n, 10, "%zu messages delivered, the pause came at 10", t.n);
+    produce_n(addr, "t4", 60, 20); /* new data while paused stays put */
+    run_until(&t, NULL, NULL, 500);
+    cr_assert_eq(t.n, 10);
+
+    /* a message without a DLQ configured: vg_kafka_dlq is a no-op */
+    vg_kafka_msg_t fake = {.topic = "t4", .partition = 0, .offset = 0, .value = "x", .value_len = 1};
+    cr_assert_eq(vg_kafka_dlq(t.k, &fake, "test"), 0);
+
+    vg_kafka_resume(t.k);
+    size_t all = 80;
+    cr_assert(run_until(&t, have_n, &all, 10000), "after resume: %zu of 80", t.n);
+    run_until(&t, NULL, NULL, 300);
+    cr_assert_eq(t.n, 80);
+    size_t cnt[MAXP];
+    by_partition(&t, NULL, cnt); /* nothing lost, nothing twice, in order */
+    cr_assert_eq(cnt[0] + cnt[1], 80);
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t.k, &s);
+    cr_assert_eq(s.consumed, 80);
+    cr_assert_eq(s.outstanding, 0);
+    cr_assert_eq(s.dlq_produced + s.dlq_errors, 0);
+    fprintf(stderr, "pause: %" PRIu64 " messages were held across the pause (librdkafka "
+            "discards and re-fetches the rest)\n", s.held);
+    close_consumer(&t);
+    tctx_fini(&t);
+    vg_mock_stop(m);
+}
+
+/* ---- dead-letter topic ---------------------------------------------------- */
+
+static int dlq_acked(tctx_t *t, void *arg)
+{
+    (void)arg;
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t->k, &s);
+    return s.dlq_produced + s.dlq_errors >= 1;
+}
+
+static const char *header(rd_kafka_headers_t *h, const char *name, char *buf, size_t len)
+{
+    const void *v;
+    size_t n;
+    if (rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    snprintf(buf, len, "%.*s", (int)n, (const char *)v);
+    return buf;
+}
+
+Test(kafka, dead_letter_copy, .timeout = 60)
+{
+    vg_mock_t *m;
+    char addr[128], err[512];
+    cr_assert_eq(vg_mock_start(&m, "t5", 1, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    const char *keys[] = {"u1", "u2", "u3"}, *vals[] = {"good", "bad", "good"};
+    cr_assert_eq(vgt_produce(addr, "t5", keys, vals, NULL, 3), 0);
+
+    tctx_t t;
+    tctx_init(&t, "D");
+    t.done_inline = 1;
+    vg_kafka_cfg_t c = cfg_for(&t, addr, "t5", "g5");
+    c.dlq_topic = "t5-dlq";
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t three = 3;
+    cr_assert(run_until(&t, have_n, &three, 20000));
+    cr_assert_eq(t.dlq_calls, 1);
+    cr_assert_eq(t.dlq_rc, 0);
+    cr_assert(run_until(&t, dlq_acked, NULL, 10000), "no delivery report for the DLQ copy");
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t.k, &s);
+    cr_assert_eq(s.dlq_produced, 1);
+    cr_assert_eq(s.dlq_errors, 0);
+    close_consumer(&t);
+    tctx_fini(&t);
+
+    /* read it back with a plain consumer */
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, vgt_quiet_log);
+    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", addr, errstr, sizeof errstr), 0);
+    cr_assert_eq(rd_kafka_conf_set(conf, "group.id", "g5-reader", errstr, sizeof errstr), 0);
+    cr_assert_eq(rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof errstr), 0);
+    cr_assert_eq(rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, sizeof errstr), 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    cr_assert_not_null(rk, "%s", errstr);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, "t5-dlq", RD_KAFKA_PARTITION_UA);
+    cr_assert_eq(rd_kafka_subscribe(rk, sub), 0);
+    rd_kafka_topic_partition_list_destroy(sub);
+    rd_kafka_message_t *msg = NULL;
+    long end = vgt_now_ms() + 20000;
+    while (!msg && vgt_now_ms() < end) {
+        msg = rd_kafka_consumer_poll(rk, 200);
+        if (msg && msg->err) {
+            rd_kafka_message_destroy(msg);
+            msg = NULL;
+        }
+    }
+    cr_assert_not_null(msg, "nothing in the DLQ topic");
+    cr_assert_eq(msg->key_len, 2);
+    cr_assert_eq(memcmp(msg->key, "u2", 2), 0);
+    cr_assert_eq(msg->len, 3);
+    cr_assert_eq(memcmp(msg->payload, "bad", 3), 0);
+    rd_kafka_headers_t *h = NULL;
+    cr_assert_eq(rd_kafka_message_headers(msg, &h), 0);
+    char buf[64];
+    cr_assert_str_eq(header(h, "vaegan-error", buf, sizeof buf), "not JSON");
+    cr_assert_str_eq(header(h, "vaegan-topic", buf, sizeof buf), "t5");
+    cr_assert_str_eq(header(h, "vaegan-partition", buf, sizeof buf), "0");
+    cr_assert_str_eq(header(h, "vaegan-offset", buf, sizeof buf), "1");
+    rd_kafka_message_destroy(msg);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    vg_mock_stop(m);
+}
+
+/* ---- cooperative revoke waits for outstanding messages -------------------- */
+
+typedef struct two {
+    tctx_t *a, *b;
+} two_t;
+
+static int split_done(tctx_t *t, void *arg)
+{
+    (void)t;
+    two_t *w = arg;
+    return w->a->assigned > 0 && w->b->assigned > 0 &&
+           w->a->assigned + w->b->assigned == 4;
+}
+
+static int b_has(tctx_t *t, void *arg)
+{
+    (void)t;
+    two_t *w = arg;
+    return w->a->n + w->b->n >= 40 + 20;
+}
+
+Test(kafka, revoke_waits_for_outstanding, .timeout = 90)
+{
+    enum { P = 4, N = 40 };
+    vgt_broker_t br;
+    cr_assert_eq(vgt_broker_start(&br, VG_MOCKBROKER_BIN, "t6", P), 0);
+    produce_n(br.addr, "t6", 0, N);
+
+    /* A and B share one loop (t's loop); A consumes everything first */
+    tctx_t a, b;
+    char err[512];
+    tctx_init(&a, "A");
+    memset(&b, 0, sizeof b);
+    b.name = "B";
+    b.done_inline = 1;
+    vg_kafka_cfg_t c = cfg_for(&a, br.addr, "t6", "g6");
+    cr_assert_eq(vg_kafka_init(&a.k, &a.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t want = N;
+    cr_assert(run_until(&a, have_n, &want, 30000), "A got %zu", a.n);
+    size_t cnt[MAXP];
+    by_partition(&a, NULL, cnt);
+
+    /* everything done except the last message of each partition */
+    int64_t lastoff[MAXP];
+    for (int p = 0; p < P; p++)
+        lastoff[p] = (int64_t)cnt[p] - 1;
+    for (size_t i = 0; i < a.n; i++)
+        if (a.recs[i].off != lastoff[a.recs[i].p])
+            vg_kafka_done(a.k, a.recs[i].p, a.recs[i].off);
+    cr_assert_eq(vg_kafka_outstanding(a.k), (size_t)P);
+
+    /* B joins: A is asked to give up partitions but holds them until done */
+    c = cfg_for(&b, br.addr, "t6", "g6");
+    cr_assert_eq(vg_kafka_init(&b.k, &a.loop, &c, err, sizeof err), 0, "%s", err);
+    long t0 = vgt_now_ms();
+    vg_kafka_stats_t s;
+    for (int i = 0; i < 80; i++) { /* up to 8 s for the revoke to start */
+        run_until(&a, NULL, NULL, 100);
+        vg_kafka_stats(a.k, &s);
+        if (s.rebalances >= 2)
+            break;
+    }
+    cr_assert_geq(s.rebalances, 2, "A saw no revoke");
+    fprintf(stderr, "revoke: A got the revoke %ld ms after B started\n", vgt_now_ms() - t0);
+    run_until(&a, NULL, NULL, 2000);
+    cr_assert_eq(b.assigned, 0, "B got partitions while A still had them outstanding");
+    cr_assert_eq(a.assigned, P, "A let partitions go with messages outstanding");
+
+    /* A finishes: the revoked partitions are committed, then handed over */
+    for (int p = 0; p < P; p++)
+        vg_kafka_done(a.k, p, lastoff[p]);
+    two_t w = {&a, &b};
+    t0 = vgt_now_ms();
+    cr_assert(run_until(&a, split_done, &w, 30000), "no split: A %d, B %d", a.assigned,
+              b.assigned);
+    fprintf(stderr, "revoke: split %d/%d %ld ms after the dones\n", a.assigned, b.assigned,
+            vgt_now_ms() - t0);
+    run_until(&a, NULL, NULL, 500); /* A's periodic commit of the partitions it kept */
+    vg_kafka_stats(a.k, &s);
+    cr_assert_eq(s.rebalances, 4, "A: assign, revoke, assign after revoke, assign; got %" PRIu64,
+                 s.rebalances);
+    for (int p = 0; p < P; p++)
+        cr_assert_eq(vgt_committed(br.addr, "g6", "t6", p), (int64_t)cnt[p],
+                     "partition %d not committed at its end", p);
+
+    /* nothing is redelivered to B; new messages reach one of the two */
+    produce_n(br.addr, "t6", N, 20);
+    cr_assert(run_until(&a, b_has, &w, 15000), "A %zu + B %zu", a.n, b.n);
+    for (size_t i = N; i < a.n; i++) /* A's new ones are done too */
+        vg_kafka_done(a.k, a.recs[i].p, a.recs[i].off);
+    run_until(&a, NULL, NULL, 300);
+    cr_assert_eq(a.n + b.n, (size_t)(N + 20));
+    for (size_t i = 0; i < b.n; i++)
+        cr_assert_geq(b.recs[i].off, (int64_t)cnt[b.recs[i].p], "B got an old message");
+    cr_assert_eq(a.fatal + b.fatal, 0);
+
+    close_consumer(&b);
+    close_consumer(&a);
+    tctx_fini(&a);
+    vgt_broker_stop(&br);
+}
