@@ -9,7 +9,7 @@ PKGS=(
   libopenblas-dev zlib1g-dev libjansson-dev libcsv-dev
   libcriterion-dev
   librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev
-  redis-server kcat python3
+  redis-server kcat python3 systemd
 )
 
 missing=()
