@@ -2,6 +2,9 @@
 # Installs the Debian packages that building, testing and running vaegan
 # need, when any is missing.  Safe to run again: does nothing when all are
 # there.  Needs root (or sudo) only when something must be installed.
+#
+#   scripts/deps.sh                       what building and testing need
+#   scripts/deps.sh python3-matplotlib    ... plus extra packages (benchmarks, plots)
 set -euo pipefail
 
 PKGS=(
@@ -10,6 +13,7 @@ PKGS=(
   libcriterion-dev
   librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev
   redis-server kcat python3 systemd
+  "$@"
 )
 
 missing=()

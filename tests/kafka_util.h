@@ -34,12 +34,15 @@ typedef struct vgt_broker {
     char addr[128]; /* bootstrap "host:port" */
 } vgt_broker_t;
 
+#ifndef VGT_SLEEP_MS /* shared by the test helper headers */
+#define VGT_SLEEP_MS
 static inline void vgt_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+#endif
 
 static inline long vgt_now_ms(void)
 {
@@ -192,7 +195,8 @@ static inline int vgt_produce(const char *addr, const char *topic, const char *c
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, vgt_quiet_log);
     if (rd_kafka_conf_set(conf, "bootstrap.servers", addr, errstr, sizeof errstr) ||
-        rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof errstr)) {
+        rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "message.max.bytes", "10000000", errstr, sizeof errstr)) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }

@@ -40,12 +40,15 @@ typedef struct vgt_redis {
     int aof;
 } vgt_redis_t;
 
+#ifndef VGT_SLEEP_MS /* shared by the test helper headers */
+#define VGT_SLEEP_MS
 static inline void vgt_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
 }
+#endif
 
 /* A synchronous hiredis client on r's socket for assertions (the caller
  * frees it with redisFree), or NULL. */

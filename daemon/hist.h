@@ -1,0 +1,85 @@
+/*
+ * hist.h — the daemon's in-memory mirror of the Redis histories.
+ *
+ * The mirror holds, for every user, the same (item, ts) set as hist:<user>
+ * in Redis, the user and item vocabularies (id text <-> dense index, in
+ * order of first sight), how many users hold each item (the popularity
+ * ranking served before a model exists) and a ring of recently active users
+ * (the trainer's "recent" draws).
+ *
+ * Why it is consistent with Redis: it is filled from Redis at start
+ * (vg_store_load) and afterwards changed only by vg_hist_add() calls made when
+ * Redis acknowledged the very same writes, in the order they were sent.
+ * vg_hist_add() applies Redis' own rules: ZADD GT keeps the latest ts of an
+ * item, and the cap removes the lowest-ranked members (lowest ts, ties by
+ * binary member order) exactly as ZREMRANGEBYRANK 0 -(max+1) does.
+ *
+ * Threads: one writer (the loop thread) and any number of readers (scorer,
+ * trainer).  Writers call vg_hist_add() between vg_hist_wrlock() and
+ * vg_hist_unlock(); readers use vg_hist_rdlock() and copy what they need
+ * (vg_hist_rows), holding the lock for microseconds.  The writer may read
+ * without the lock (it is the only one changing anything).
+ */
+#ifndef VG_HIST_H
+#define VG_HIST_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "model/csr.h"
+#include "model/vocab.h"
+
+typedef struct vg_hist_entry {
+    int32_t item;
+    double ts;
+} vg_hist_entry_t;
+
+typedef struct vg_hist_user {
+    vg_hist_entry_t *e; /* unordered */
+    int n, cap;
+} vg_hist_user_t;
+
+#define VG_HIST_RECENT 65536 /* ring of recently active users */
+
+typedef struct vg_hist {
+    pthread_rwlock_t lock;
+    int max_items;          /* history.max_items */
+    vg_vocab_t users, items;
+    vg_hist_user_t *u;      /* users.n of them (capacity u_cap) */
+    int u_cap;
+    int64_t *pop;           /* pop[i] = users holding item i (capacity pop_cap) */
+    int pop_cap;
+    uint64_t version;       /* bumped by every change (cheap "did anything change" test) */
+    uint64_t entries;       /* total (user, item) entries */
+    int32_t recent[VG_HIST_RECENT];
+    uint64_t recent_total;  /* users appended to the ring so far */
+} vg_hist_t;
+
+/* Returns 0 or VG_ENOMEM. */
+int vg_hist_init(vg_hist_t *h, int max_items);
+void vg_hist_free(vg_hist_t *h);
+
+static inline void vg_hist_rdlock(vg_hist_t *h) { pthread_rwlock_rdlock(&h->lock); }
+static inline void vg_hist_wrlock(vg_hist_t *h) { pthread_rwlock_wrlock(&h->lock); }
+static inline void vg_hist_unlock(vg_hist_t *h) { pthread_rwlock_unlock(&h->lock); }
+
+/* Applies one acknowledged event (caller holds the write lock).  Ids must be
+ * valid (1..128 bytes).  *user_idx (may be NULL) gets the user's index.
+ * Returns 1 if the user's item set changed (a new item, or one evicted),
+ * 0 if only a ts moved or nothing changed, or VG_ENOMEM. */
+int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                double ts, int32_t *user_idx);
+
+/* Adds an item to the vocabulary without any history (the model's saved
+ * vocabulary is loaded this way so that indices stay aligned with its rows).
+ * Caller holds the write lock.  Returns the index or VG_ENOMEM/VG_EINVAL. */
+int32_t vg_hist_item(vg_hist_t *h, const char *item, size_t item_len);
+
+/* Copies the histories of users sel[0..n-1] into X (caller-owned, reused and
+ * grown like vg_csr_gather): row k = items of sel[k] with index < cols,
+ * sorted ascending.  When all_items is not NULL it receives the complete
+ * rows (every item, cols = items.n) for exclusions.  Caller holds a lock.
+ * Returns 0 or VG_ENOMEM. */
+int vg_hist_rows(const vg_hist_t *h, const int32_t *sel, int n, int cols, vg_csr_t *X, vg_csr_t *all_items);
+
+#endif

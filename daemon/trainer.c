@@ -1,0 +1,238 @@
+/*
+ * trainer.c — the background trainer thread (see trainer.h).
+ *
+ * The model's vocabulary always names exactly its first rows: the mirror
+ * hands out item indices in order of first sight and the model grows by
+ * appending rows, so syncing means copying the mirror's ids [vocab.n, N).
+ */
+#include "daemon/trainer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/errors.h"
+#include "daemon/log.h"
+
+struct vg_trainer {
+    vg_trainer_cfg_t cfg;
+    vg_model_t model;
+    int have_model;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;                /* under mu */
+    atomic_long new_events;
+    uint64_t users_trained;
+    double last_save;
+};
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double wall_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Caller holds the mirror's read lock. */
+static int sync_vocab(vg_model_t *m, const vg_hist_t *h, int upto)
+{
+    for (int i = m->vocab.n; i < upto; i++) {
+        const char *id = vg_vocab_id(&h->items, i);
+        if (vg_vocab_add(&m->vocab, id, strlen(id), NULL) != i)
+            return VG_ENOMEM;
+    }
+    return 0;
+}
+
+int vg_trainer_grow(vg_model_t *m, vg_hist_t *h)
+{
+    vg_hist_rdlock(h);
+    int n = h->items.n, rc = sync_vocab(m, h, n);
+    vg_hist_unlock(h);
+    return rc ? rc : vg_model_grow(m, n);
+}
+
+int vg_trainer_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)
+{
+    vg_hist_rdlock(h);
+    int rc = sync_vocab(m, h, m->n_items);
+    vg_hist_unlock(h);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", path, vg_strerror(rc));
+        return rc;
+    }
+    return vg_model_save(m, path, err, errlen);
+}
+
+void vg_trainer_events(vg_trainer_t *t, int n)
+{
+    if (atomic_fetch_add(&t->new_events, n) + n >= t->cfg.min_new_events) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+/* Draws a batch: recent_fraction from the ring of recent users, the rest
+ * uniformly over everyone.  Caller holds the read lock. */
+static int draw(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel)
+{
+    const vg_hist_t *h = t->cfg.hist;
+    int users = h->users.n, B = t->cfg.batch < users ? t->cfg.batch : users;
+    uint64_t ring = h->recent_total < VG_HIST_RECENT ? h->recent_total : VG_HIST_RECENT;
+    int n_recent = ring ? (int)(t->cfg.recent_fraction * B + 0.5) : 0;
+    for (int k = 0; k < B; k++) {
+        if (k < n_recent) {
+            uint64_t back = vg_rng_below(rng, ring); /* one of the last `ring` appended */
+            sel[k] = h->recent[(h->recent_total - 1 - back) % VG_HIST_RECENT];
+        } else {
+            sel[k] = (int32_t)vg_rng_below(rng, (uint64_t)users);
+        }
+    }
+    return B;
+}
+
+static void round_done(vg_trainer_t *t, int users)
+{
+    vg_snap_t *snap = vg_snap_new(&t->model);
+    vg_train_info_t info = {
+        .step = t->model.step,
+        .alpha = vg_model_alpha(&t->model),
+        .epoch = users ? (double)t->users_trained / users : 0,
+        .items = t->model.n_items,
+        .users = users,
+        .trained_at = wall_s(),
+    };
+    if (!snap)
+        vg_log(VG_LOG_WARN, "trainer: no memory for a model snapshot; serving the previous one");
+    t->cfg.on_round(t->cfg.ud, snap, &info);
+}
+
+static void *trainer_main(void *arg)
+{
+    vg_trainer_t *t = arg;
+    vg_csr_t X = {0};
+    int32_t *sel = malloc((size_t)t->cfg.batch * sizeof *sel);
+    vg_rng_t rng;
+    vg_rng_seed(&rng, t->cfg.model.seed ^ 0x7261696e6572ULL);
+    t->last_save = mono_s();
+    double next = mono_s();
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop && sel) {
+        double now = mono_s();
+        if (now < next && atomic_load(&t->new_events) < t->cfg.min_new_events) {
+            double wait = next - now;
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            long ns = until.tv_nsec + (long)((wait - (long)wait) * 1e9);
+            until.tv_sec += (time_t)wait + ns / 1000000000L;
+            until.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&t->cv, &t->mu, &until);
+            continue;
+        }
+        pthread_mutex_unlock(&t->mu);
+        next = mono_s() + t->cfg.interval_ms / 1000.0;
+        atomic_store(&t->new_events, 0);
+
+        vg_hist_rdlock(t->cfg.hist);
+        int users = t->cfg.hist->users.n, items = t->cfg.hist->items.n;
+        vg_hist_unlock(t->cfg.hist);
+        int rc = 0;
+        if (users > 0 && items > 0 && !t->have_model) {
+            rc = vg_model_init(&t->model, &t->cfg.model, items, t->cfg.batch);
+            t->have_model = rc == 0;
+            if (rc)
+                vg_log(VG_LOG_ERROR, "trainer: cannot create the model: %s", vg_strerror(rc));
+            else
+                vg_log(VG_LOG_INFO, "trainer: new model (%s, %d items)", vg_variant_name(t->cfg.model.variant), items);
+        }
+        if (t->have_model && users > 0 && (rc = vg_trainer_grow(&t->model, t->cfg.hist)) == 0) {
+            for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
+                vg_hist_rdlock(t->cfg.hist);
+                int B = draw(t, &rng, sel);
+                rc = vg_hist_rows(t->cfg.hist, sel, B, t->model.n_items, &X, NULL);
+                vg_hist_unlock(t->cfg.hist);
+                if (rc == 0)
+                    rc = vg_model_train_step(&t->model, &X, NULL);
+                t->users_trained += (uint64_t)B;
+                pthread_mutex_lock(&t->mu);
+                int stop = t->stop;
+                pthread_mutex_unlock(&t->mu);
+                if (stop)
+                    break;
+            }
+            if (rc)
+                vg_log(VG_LOG_ERROR, "trainer: round failed: %s", vg_strerror(rc));
+            else
+                round_done(t, users);
+        }
+        if (t->have_model && t->cfg.checkpoint_interval_s > 0 &&
+            mono_s() - t->last_save >= t->cfg.checkpoint_interval_s) {
+            char err[512];
+            if (vg_trainer_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err))
+                vg_log(VG_LOG_ERROR, "checkpoint: %s", err);
+            else
+                vg_log(VG_LOG_DEBUG, "checkpoint: step %lld saved to %s", (long long)t->model.step,
+                       t->cfg.state_path);
+            t->last_save = mono_s();
+        }
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    vg_csr_free(&X);
+    free(sel);
+    return NULL;
+}
+
+int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t *model)
+{
+    vg_trainer_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return VG_ENOMEM;
+    t->cfg = *cfg;
+    if (model) {
+        t->model = *model;
+        t->have_model = 1;
+    }
+    atomic_init(&t->new_events, 0);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (pthread_create(&t->th, NULL, trainer_main, t)) {
+        if (t->have_model)
+            vg_model_close(&t->model);
+        free(t);
+        return VG_ENOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen)
+{
+    if (!t)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    t->stop = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->th, NULL);
+    int rc = 0;
+    if (t->have_model) {
+        rc = vg_trainer_save(&t->model, t->cfg.hist, t->cfg.state_path, err, errlen);
+        vg_model_close(&t->model);
+    }
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/*
+ * trainer.h — the background trainer: keeps the VAEGAN model learning from
+ * the mirrored histories while the daemon serves.
+ *
+ * Every interval_ms, or sooner once min_new_events new events arrived, the
+ * trainer thread runs steps_per_round updates (vg_model_train_step) on
+ * mini-batches drawn from recently active users (recent_fraction of each
+ * batch) mixed with uniform draws over all users.  Before a round the model
+ * grows to the current catalogue (new items get fresh rows and join the
+ * saved vocabulary).  After a round it publishes an immutable snapshot
+ * through on_round and, every checkpoint_interval_s, saves the state file
+ * (atomically, model/state.c); vg_trainer_stop() saves once more.
+ *
+ * The trainer owns the training model; nobody else touches it.  It reads the
+ * mirror under its read lock only while copying a batch's rows.
+ */
+#ifndef VG_TRAINER_H
+#define VG_TRAINER_H
+
+#include <stdint.h>
+
+#include "daemon/hist.h"
+#include "daemon/scorer.h"
+#include "model/vaegan.h"
+
+typedef struct vg_train_info {
+    int64_t step;
+    double alpha, epoch; /* epoch = users trained on / users known */
+    int items, users;
+    double trained_at;   /* Unix seconds of the round's end */
+} vg_train_info_t;
+
+typedef struct vg_trainer_cfg {
+    vg_hist_t *hist;
+    vg_model_cfg_t model;
+    int batch, steps_per_round, interval_ms, min_new_events;
+    double recent_fraction;
+    const char *state_path;     /* where the state file goes */
+    int checkpoint_interval_s;
+    /* Trainer thread, after each round: snap carries one reference that the
+     * callee takes over; info describes the round. */
+    void (*on_round)(void *ud, vg_snap_t *snap, const vg_train_info_t *info);
+    void *ud;
+} vg_trainer_cfg_t;
+
+typedef struct vg_trainer vg_trainer_t;
+
+/* Starts the thread.  `model` (may be NULL: one is created once the first
+ * items exist) is a loaded or fresh model whose vocabulary equals the
+ * mirror's first items; the trainer takes it over (the struct is copied, the
+ * caller's copy must not be used afterwards).  Returns 0 or VG_ENOMEM. */
+int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t *model);
+/* n new events are in the mirror (any thread; never blocks on training). */
+void vg_trainer_events(vg_trainer_t *t, int n);
+/* Stops after the current step, joins, saves the state (when there is a
+ * model), frees.  Returns 0 or the save's error with err filled. */
+int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen);
+
+/* Saves m's state to path, first copying into m->vocab the mirror's ids of
+ * the items m has rows for and does not name yet.  Returns 0 or VG_EIO. */
+int vg_trainer_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen);
+
+/* Grows m to the mirror's catalogue (rows and vocabulary).  0 or VG_ENOMEM. */
+int vg_trainer_grow(vg_model_t *m, vg_hist_t *h);
+
+#endif

@@ -1,0 +1,196 @@
+/* test_core.c — the daemon's history mirror, ranking and trainer thread
+ * (no Kafka, no Redis: those are in the integration tests). */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/hist.h"
+#include "daemon/log.h"
+#include "daemon/scorer.h"
+#include "daemon/trainer.h"
+#include "tests/tmpdir.h"
+
+static void add(vg_hist_t *h, const char *u, const char *i, double ts, int expect)
+{
+    vg_hist_wrlock(h);
+    int rc = vg_hist_add(h, u, strlen(u), i, strlen(i), ts, NULL);
+    vg_hist_unlock(h);
+    cr_assert_eq(rc, expect, "add(%s, %s, %g) = %d", u, i, ts, rc);
+}
+
+static int has(vg_hist_t *h, const char *u, const char *i, double *ts)
+{
+    int32_t ui = vg_vocab_find(&h->users, u, strlen(u)), ii = vg_vocab_find(&h->items, i, strlen(i));
+    if (ui < 0 || ii < 0)
+        return 0;
+    for (int k = 0; k < h->u[ui].n; k++)
+        if (h->u[ui].e[k].item == ii) {
+            if (ts)
+                *ts = h->u[ui].e[k].ts;
+            return 1;
+        }
+    return 0;
+}
+
+Test(hist, keeps_the_latest_ts_and_caps_like_redis)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init(&h, 3), 0);
+    add(&h, "u", "b", 10, 1);
+    add(&h, "u", "b", 5, 0); /* ZADD GT: an older ts changes nothing */
+    double ts;
+    cr_assert(has(&h, "u", "b", &ts) && ts == 10);
+    add(&h, "u", "b", 12, 0);
+    cr_assert(has(&h, "u", "b", &ts) && ts == 12);
+    add(&h, "u", "c", 7, 1);
+    add(&h, "u", "a", 7, 1);
+    /* a fourth item evicts the lowest (ts, member): "a" at 7 before "c" at 7 */
+    add(&h, "u", "d", 20, 1);
+    cr_assert(!has(&h, "u", "a", NULL));
+    cr_assert(has(&h, "u", "c", NULL) && has(&h, "u", "b", NULL) && has(&h, "u", "d", NULL));
+    cr_assert_eq(h.pop[vg_vocab_find(&h.items, "a", 1)], 0);
+    cr_assert_eq(h.entries, 3);
+    /* an item older than everything kept goes in and out at once */
+    add(&h, "u", "e", 1, 1);
+    cr_assert(!has(&h, "u", "e", NULL));
+    cr_assert_eq(h.u[0].n, 3);
+    vg_hist_free(&h);
+}
+
+/* Items i0..i9 with popularity 10..1; user "x" holds i0 and i3. */
+static void popular(vg_hist_t *h)
+{
+    cr_assert_eq(vg_hist_init(h, 100), 0);
+    char u[16], it[16];
+    for (int i = 0; i < 10; i++)
+        for (int k = 0; k < 10 - i; k++) {
+            snprintf(u, sizeof u, "p%d", k);
+            snprintf(it, sizeof it, "i%d", i);
+            add(h, u, it, 1, 1);
+        }
+    add(h, "x", "i0", 1, 1);
+    add(h, "x", "i3", 1, 1);
+}
+
+Test(rank, popularity_without_a_model_excludes_history)
+{
+    vg_hist_t h;
+    popular(&h);
+    int32_t x = vg_vocab_find(&h.users, "x", 1);
+    vg_list_t l;
+    cr_assert_eq(vg_rank_users(&h, NULL, &x, 1, 5, &l), 0);
+    cr_assert_eq(l.n, 5);
+    const char *want[] = {"i1", "i2", "i4", "i5", "i6"};
+    for (int k = 0; k < 5; k++)
+        cr_assert_str_eq(vg_vocab_id(&h.items, l.items[k]), want[k]);
+    vg_list_free(&l);
+    /* asking for more than there is: items - history */
+    cr_assert_eq(vg_rank_users(&h, NULL, &x, 1, 100, &l), 0);
+    cr_assert_eq(l.n, 8);
+    vg_list_free(&l);
+    vg_hist_free(&h);
+}
+
+Test(rank, model_items_first_then_newer_items_by_popularity)
+{
+    vg_hist_t h;
+    popular(&h);
+    vg_model_cfg_t c;
+    vg_model_cfg_default(&c, VG_VARIANT_AVB_D_C);
+    c.hidden = 8;
+    c.latent = 4;
+    c.disc_hidden = 4;
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, 6, 4), 0); /* the model knows i0..i5 only */
+    vg_snap_t *s = vg_snap_new(&m);
+    cr_assert_not_null(s);
+    int32_t x = vg_vocab_find(&h.users, "x", 1);
+    vg_list_t l;
+    cr_assert_eq(vg_rank_users(&h, s, &x, 1, 7, &l), 0);
+    cr_assert_eq(l.n, 7);
+    for (int k = 0; k < 4; k++) /* the model's 4 non-history items first */
+        cr_assert(l.items[k] < 6 && l.items[k] != 0 && l.items[k] != 3);
+    cr_assert_str_eq(vg_vocab_id(&h.items, l.items[4]), "i6");
+    cr_assert_str_eq(vg_vocab_id(&h.items, l.items[5]), "i7");
+    cr_assert_str_eq(vg_vocab_id(&h.items, l.items[6]), "i8");
+    for (int k = 1; k < 7; k++)
+        cr_assert(l.scores[k] <= l.scores[k - 1], "scores descend");
+    vg_list_free(&l);
+    vg_snap_unref(s);
+    vg_model_close(&m);
+    vg_hist_free(&h);
+}
+
+typedef struct rounds {
+    atomic_int n;
+    atomic_llong step;
+    _Atomic double alpha;
+} rounds_t;
+
+static void on_round(void *ud, vg_snap_t *snap, const vg_train_info_t *info)
+{
+    rounds_t *r = ud;
+    cr_assert_not_null(snap);
+    cr_assert_eq(snap->m.step, info->step);
+    cr_assert_eq(snap->m.n_items, info->items);
+    atomic_store(&r->step, info->step);
+    atomic_store(&r->alpha, info->alpha);
+    atomic_fetch_add(&r->n, 1);
+    vg_snap_unref(snap);
+}
+
+static void run_trainer(vg_hist_t *h, vg_model_t *start, const char *path, rounds_t *r, int until_rounds)
+{
+    vg_trainer_cfg_t tc = {
+        .hist = h, .batch = 16, .steps_per_round = 3, .interval_ms = 10, .min_new_events = 1,
+        .recent_fraction = 0.5, .state_path = path, .checkpoint_interval_s = 3600, .on_round = on_round, .ud = r,
+    };
+    vg_model_cfg_default(&tc.model, VG_VARIANT_AVB_D_C);
+    tc.model.hidden = 16;
+    tc.model.latent = 8;
+    tc.model.disc_hidden = 8;
+    tc.model.anneal_steps = 100;
+    vg_trainer_t *t;
+    cr_assert_eq(vg_trainer_start(&t, &tc, start), 0);
+    for (int k = 0; k < 500 && atomic_load(&r->n) < until_rounds; k++) {
+        vg_trainer_events(t, 1);
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    char err[256];
+    cr_assert_eq(vg_trainer_stop(t, err, sizeof err), 0, "%s", err);
+    cr_assert_geq(atomic_load(&r->n), until_rounds);
+}
+
+Test(trainer, rounds_grow_the_catalogue_and_the_state_resumes, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)
+{
+    vg_log_open(NULL, VG_LOG_WARN);
+    vg_hist_t h;
+    popular(&h);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.ckpt", vg_tmpdir);
+    rounds_t r = {0};
+    run_trainer(&h, NULL, path, &r, 3);
+    long long t1 = atomic_load(&r.step);
+    double a1 = atomic_load(&r.alpha);
+    cr_assert_gt(t1, 0);
+    cr_assert_gt(a1, 0);
+
+    /* a new item appears; the restarted trainer continues from the saved step and grows */
+    add(&h, "x", "brand-new", 2, 1);
+    vg_model_t m;
+    char err[256];
+    cr_assert_eq(vg_model_load(&m, path, NULL, 16, err, sizeof err), 0, "%s", err);
+    cr_assert_geq(m.step, t1);
+    cr_assert_eq(m.vocab.n, 10);
+    rounds_t r2 = {0};
+    run_trainer(&h, &m, path, &r2, 2);
+    cr_assert_gt(atomic_load(&r2.step), t1);
+    cr_assert_geq(atomic_load(&r2.alpha), a1);
+    cr_assert_eq(vg_model_load(&m, path, NULL, 16, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(m.n_items, 11);
+    cr_assert_str_eq(vg_vocab_id(&m.vocab, 10), "brand-new");
+    vg_model_close(&m);
+    vg_hist_free(&h);
+}

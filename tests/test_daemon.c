@@ -1,0 +1,531 @@
+/* test_daemon.c — vaegand end to end (ctest label integration): a real
+ * redis-server and a real Kafka-protocol broker (vaegan-mockbroker) started
+ * here, the built vaegand run as a child process, the outcome read back from
+ * Redis.  Every test owns its servers, so they run in any order. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/kafka_util.h"
+#include "tests/redis_util.h"
+#include "tests/tmpdir.h"
+
+#define TOP_N 10
+#define N_ITEMS 300
+
+typedef struct env {
+    vgt_redis_t redis;
+    vgt_broker_t broker;
+    char conf[4200], log[4200], state[4200];
+    pid_t daemon;
+    int partitions;
+} env_t;
+
+static env_t E;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void write_conf(const char *path, const char *extra)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "[kafka]\nbrokers = %s\ntopic = clicks\ngroup = it\noption.session.timeout.ms = 6000\n"
+            "option.fetch.wait.max.ms = 10\noption.auto.offset.reset = earliest\n"
+            "[redis]\nsocket = %s\n"
+            "[serve]\ntop_n = %d\nbatch = 64\n"
+            "[state]\ndir = %s\ncheckpoint_interval_s = 2\n"
+            "[model]\nhidden = 32\nlatent = 16\nbatch = 64\n"
+            "[train]\ninterval_ms = 200\nsteps_per_round = 2\n"
+            "[log]\nlevel = info\n"
+            "[metrics]\nlisten =\n%s",
+            E.broker.addr, E.redis.sock, TOP_N, E.state, extra ? extra : "");
+    fclose(f);
+}
+
+static void setup(int partitions)
+{
+    vg_tmpdir_make();
+    memset(&E, 0, sizeof E);
+    E.partitions = partitions;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/redis", vg_tmpdir);
+    mkdir(dir, 0755);
+    cr_assert_eq(vgt_redis_start(&E.redis, dir, 1), 0, "redis-server did not start");
+    cr_assert_eq(vgt_broker_start(&E.broker, VG_MOCKBROKER_BIN, "clicks", partitions), 0, "no broker");
+    snprintf(E.conf, sizeof E.conf, "%s/vaegand.conf", vg_tmpdir);
+    snprintf(E.log, sizeof E.log, "%s/vaegand.log", vg_tmpdir);
+    snprintf(E.state, sizeof E.state, "%s/state", vg_tmpdir);
+    write_conf(E.conf, NULL);
+}
+
+static void setup16(void) { setup(16); }
+
+static void teardown(void)
+{
+    if (E.daemon > 0) {
+        kill(E.daemon, SIGKILL);
+        waitpid(E.daemon, NULL, 0);
+    }
+    vgt_broker_stop(&E.broker);
+    vgt_redis_stop(&E.redis);
+    if (getenv("KEEP_TMP"))
+        fprintf(stderr, "kept %s\n", vg_tmpdir);
+    else
+        vg_tmpdir_remove();
+}
+
+/* Starts vaegand -c conf [args...] with its output appended to E.log. */
+static pid_t spawn(const char *arg, ...)
+{
+    const char *argv[16] = {VG_VAEGAND_BIN, "-c", E.conf};
+    int n = 3;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a && n < 15; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid, double timeout)
+{
+    double end = now_s() + timeout;
+    int st;
+    while (now_s() < end) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        vgt_sleep_ms(20000 / 1000);
+    }
+    return -1;
+}
+
+/* ---- events ------------------------------------------------------------------- */
+
+typedef struct stream {
+    size_t n;
+    char **key, **val;
+    size_t *len;
+} stream_t;
+
+/* users u0..u{U-1}; user k clicks items of its own group (k % 10) mostly. */
+static void make_stream(stream_t *s, const char *prefix, int users, size_t n, unsigned seed)
+{
+    s->n = n;
+    s->key = calloc(n, sizeof *s->key);
+    s->val = calloc(n, sizeof *s->val);
+    s->len = calloc(n, sizeof *s->len);
+    srand(seed);
+    for (size_t k = 0; k < n; k++) {
+        int u = rand() % users, g = u % 10;
+        int item = rand() % 4 ? g * (N_ITEMS / 10) + rand() % (N_ITEMS / 10) : rand() % N_ITEMS;
+        char key[64], val[256];
+        snprintf(key, sizeof key, "%s%d", prefix, u);
+        snprintf(val, sizeof val, "{\"user\":\"%s\",\"item\":\"i%d\",\"ts\":%zu}", key, item, 1700000000 + k);
+        s->key[k] = strdup(key);
+        s->val[k] = strdup(val);
+        s->len[k] = strlen(val);
+    }
+}
+
+static void free_stream(stream_t *s)
+{
+    for (size_t k = 0; k < s->n; k++) {
+        free(s->key[k]);
+        free(s->val[k]);
+    }
+    free(s->key);
+    free(s->val);
+    free(s->len);
+}
+
+static void produce(const stream_t *s, size_t from, size_t to)
+{
+    int failed = vgt_produce(E.broker.addr, "clicks", (const char *const *)s->key + from,
+                             (const char *const *)s->val + from, s->len + from, to - from);
+    cr_assert_eq(failed, 0, "%d deliveries failed", failed);
+}
+
+/* Expected histories: user -> set of items, as a sorted "u\ti" list. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+typedef struct expect {
+    char **users;
+    int n_users;
+    size_t entries;
+} expect_t;
+
+static void expected(const stream_t *s, expect_t *x)
+{
+    char **pairs = malloc(s->n * sizeof *pairs);
+    for (size_t k = 0; k < s->n; k++) {
+        char *item = strstr(s->val[k], "\"item\":\"") + 8;
+        size_t il = (size_t)(strchr(item, '"') - item);
+        pairs[k] = malloc(strlen(s->key[k]) + il + 2);
+        sprintf(pairs[k], "%s\t%.*s", s->key[k], (int)il, item);
+    }
+    qsort(pairs, s->n, sizeof *pairs, cmp_str);
+    x->users = malloc(s->n * sizeof *x->users);
+    x->n_users = 0;
+    x->entries = 0;
+    for (size_t k = 0; k < s->n; k++) {
+        if (k && strcmp(pairs[k], pairs[k - 1]) == 0)
+            continue;
+        x->entries++;
+        size_t ul = (size_t)(strchr(pairs[k], '\t') - pairs[k]);
+        if (!x->n_users || strncmp(x->users[x->n_users - 1], pairs[k], ul) || x->users[x->n_users - 1][ul])
+            x->users[x->n_users++] = strndup(pairs[k], ul);
+    }
+    for (size_t k = 0; k < s->n; k++)
+        free(pairs[k]);
+    free(pairs);
+}
+
+static void free_expect(expect_t *x)
+{
+    for (int k = 0; k < x->n_users; k++)
+        free(x->users[k]);
+    free(x->users);
+}
+
+/* Histories in Redis equal to the stream's: returns how many users differ
+ * (missing or extra items), checking membership against the stream. */
+static int hist_wrong(redisContext *c, const stream_t *s, const expect_t *x)
+{
+    size_t total = 0;
+    for (int k = 0; k < x->n_users; k++)
+        redisAppendCommand(c, "ZCARD hist:%s", x->users[k]);
+    for (int k = 0; k < x->n_users; k++) {
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            return x->n_users;
+        total += (size_t)r->integer;
+        freeReplyObject(r);
+    }
+    if (total != x->entries)
+        return (int)(total > x->entries ? total - x->entries : x->entries - total);
+    int wrong = 0; /* same count: every event's item must be there */
+    for (size_t k = 0; k < s->n; k++) {
+        char *item = strstr(s->val[k], "\"item\":\"") + 8;
+        int il = (int)(strchr(item, '"') - item);
+        redisAppendCommand(c, "ZSCORE hist:%s %b", s->key[k], item, (size_t)il);
+    }
+    for (size_t k = 0; k < s->n; k++) {
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            return -1;
+        wrong += r->type != REDIS_REPLY_STRING;
+        freeReplyObject(r);
+    }
+    return wrong;
+}
+
+static int wait_hist(const stream_t *s, const expect_t *x, double timeout)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    double end = now_s() + timeout;
+    int wrong;
+    while ((wrong = hist_wrong(c, s, x)) != 0 && now_s() < end) {
+        vgt_sleep_ms(200000 / 1000);
+        if (c->err) { /* Redis restarted under us */
+            redisFree(c);
+            c = vgt_redis_connect(&E.redis);
+        }
+    }
+    redisFree(c);
+    return wrong;
+}
+
+/* Every user's rec list: present, top_n long (or items - history), no
+ * history item.  Returns the number of bad lists. */
+static int recs_bad(const expect_t *x, int n_items)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    int bad = 0;
+    for (int k = 0; k < x->n_users; k++) {
+        redisReply *r = redisCommand(c, "ZRANGE rec:%s 0 -1", x->users[k]);
+        redisReply *h = redisCommand(c, "ZCARD hist:%s", x->users[k]);
+        int want = TOP_N < n_items - (int)h->integer ? TOP_N : n_items - (int)h->integer;
+        int ok = r->type == REDIS_REPLY_ARRAY && (int)r->elements == want;
+        for (size_t j = 0; ok && j < r->elements; j++) {
+            redisReply *s = redisCommand(c, "ZSCORE hist:%s %s", x->users[k], r->element[j]->str);
+            ok = s->type == REDIS_REPLY_NIL;
+            freeReplyObject(s);
+        }
+        bad += !ok;
+        freeReplyObject(r);
+        freeReplyObject(h);
+    }
+    redisFree(c);
+    return bad;
+}
+
+static int wait_recs(const expect_t *x, double timeout)
+{
+    double end = now_s() + timeout;
+    int bad;
+    while ((bad = recs_bad(x, N_ITEMS)) != 0 && now_s() < end)
+        vgt_sleep_ms(300000 / 1000);
+    return bad;
+}
+
+static long long zcard(const char *key)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "ZCARD %s", key);
+    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+Test(daemon, fifty_thousand_events_from_several_producers, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "u", 2000, 50000, 1);
+    expect_t x;
+    expected(&s, &x);
+    E.daemon = spawn(NULL);
+    /* four producers at once */
+    pid_t kids[4];
+    for (int p = 0; p < 4; p++) {
+        kids[p] = fork();
+        if (kids[p] == 0)
+            _exit(vgt_produce(E.broker.addr, "clicks", (const char *const *)s.key + p * 12500,
+                              (const char *const *)s.val + p * 12500, s.len + p * 12500, 12500) ? 1 : 0);
+    }
+    for (int p = 0; p < 4; p++) {
+        int st;
+        waitpid(kids[p], &st, 0);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "producer %d failed", p);
+    }
+    cr_assert_eq(wait_hist(&s, &x, 120), 0, "histories differ from the stream");
+    cr_assert_eq(zcard("vaegan:users"), x.n_users);
+    cr_assert_eq(wait_recs(&x, 120), 0, "some rec:<user> lists are missing, short or hold history");
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(wait_exit(E.daemon, 60), 0, "SIGTERM exits 0");
+    E.daemon = 0;
+    cr_assert_eq(access(E.state, F_OK), 0);
+    char ckpt[4300];
+    snprintf(ckpt, sizeof ckpt, "%s/model.ckpt", E.state);
+    cr_assert_eq(access(ckpt, F_OK), 0, "the model state is saved on SIGTERM");
+    /* every offset committed: the group's committed offsets add up to the stream */
+    int64_t committed = 0;
+    for (int p = 0; p < E.partitions; p++) {
+        int64_t o = vgt_committed(E.broker.addr, "it", "clicks", p);
+        committed += o > 0 ? o : 0;
+    }
+    cr_assert_eq(committed, 50000, "committed offsets cover every event (%lld)", (long long)committed);
+    free_expect(&x);
+    free_stream(&s);
+}
+
+Test(daemon, kill_9_mid_stream_loses_nothing, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "k", 1000, 30000, 2);
+    expect_t x;
+    expected(&s, &x);
+    produce(&s, 0, 15000);
+    E.daemon = spawn(NULL);
+    double end = now_s() + 60;
+    while (zcard("vaegan:users") < 300 && now_s() < end)
+        vgt_sleep_ms(20000 / 1000);
+    kill(E.daemon, SIGKILL);
+    waitpid(E.daemon, NULL, 0);
+    produce(&s, 15000, 30000);
+    E.daemon = spawn(NULL);
+    cr_assert_eq(wait_hist(&s, &x, 180), 0, "histories differ from the stream after kill -9");
+    cr_assert_eq(zcard("vaegan:users"), x.n_users, "no stray or missing users");
+    cr_assert_eq(wait_recs(&x, 120), 0, "lists rebuilt for every user after the restart");
+    free_expect(&x);
+    free_stream(&s);
+}
+
+Test(daemon, redis_away_for_five_seconds_loses_nothing, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "r", 500, 20000, 3);
+    expect_t x;
+    expected(&s, &x);
+    E.daemon = spawn(NULL);
+    produce(&s, 0, 5000);
+    double end = now_s() + 60;
+    while (zcard("vaegan:users") < 100 && now_s() < end)
+        vgt_sleep_ms(20000 / 1000);
+    vgt_redis_stop(&E.redis);
+    produce(&s, 5000, 20000);
+    sleep(5);
+    cr_assert_eq(vgt_redis_restart(&E.redis), 0);
+    cr_assert_eq(wait_hist(&s, &x, 120), 0, "events produced while Redis was away all arrive");
+    cr_assert_eq(wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
+    free_expect(&x);
+    free_stream(&s);
+}
+
+Test(daemon, invalid_events_are_skipped_and_counted, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "v", 200, 3000, 4);
+    expect_t x;
+    expected(&s, &x);
+    static char big[(1 << 20) + 64];
+    memset(big, 0, sizeof big);
+    strcpy(big, "{\"user\":\"bad-9\",\"item\":\"");
+    memset(big + strlen(big), 'y', 1 << 20);
+    strcat(big, "\",\"ts\":1}");
+    const char *bad[] = {
+        "{not json", "{\"user\":\"bad-2\"}", "{\"user\":\"\",\"item\":\"i1\",\"ts\":1}",
+        "{\"user\":\"bad-5\",\"item\":\"i\\u0001x\",\"ts\":1}", "{\"user\":\"bad-6\",\"item\":\"i1\",\"ts\":\"now\"}",
+        "bad-7,i1", "\x01\x02\x03", big,
+        "{\"user\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",\"item\":\"i1\",\"ts\":1}",
+    };
+    const int n_bad = sizeof bad / sizeof bad[0];
+    size_t lens[16];
+    for (int k = 0; k < n_bad; k++)
+        lens[k] = strlen(bad[k]);
+    write_conf(E.conf, "listen = 127.0.0.1:0\n"); /* a second listen line: must be refused */
+    int rc = wait_exit(spawn("--check-config", NULL), 30);
+    cr_assert_neq(rc, 0, "a key set twice is refused");
+    write_conf(E.conf, NULL);
+    E.daemon = spawn(NULL);
+    produce(&s, 0, 1500);
+    cr_assert_eq(vgt_produce(E.broker.addr, "clicks", NULL, bad, lens, (size_t)n_bad), 0);
+    produce(&s, 1500, 3000);
+    cr_assert_eq(wait_hist(&s, &x, 120), 0, "every valid event processed");
+    cr_assert_eq(wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "KEYS hist:bad*");
+    cr_assert_eq(r->elements, 0, "no history for invalid events");
+    freeReplyObject(r);
+    redisFree(c);
+    cr_assert_eq(zcard("vaegan:users"), x.n_users);
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    E.daemon = 0;
+    /* the log counted them */
+    FILE *f = fopen(E.log, "r");
+    char line[4096];
+    int logged = 0;
+    while (fgets(line, sizeof line, f))
+        logged += strstr(line, "invalid event skipped") != NULL;
+    fclose(f);
+    cr_assert_eq(logged, n_bad, "each invalid event logged once (%d)", logged);
+    free_expect(&x);
+    free_stream(&s);
+}
+
+Test(daemon, bad_configuration_names_the_key, .init = setup16, .fini = teardown, .timeout = 60)
+{
+    write_conf(E.conf, "[serve]\ntopn = 5\n");
+    char out[4300];
+    snprintf(out, sizeof out, "%s.out", E.conf);
+    int rc = wait_exit(spawn("--check-config", NULL), 30);
+    cr_assert_neq(rc, 0);
+    FILE *f = fopen(E.log, "r");
+    char buf[8192] = {0};
+    fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cr_assert(strstr(buf, "serve.topn"), "the message names the key: %s", buf);
+    /* and the daemon itself refuses to start */
+    rc = wait_exit(spawn(NULL), 30);
+    cr_assert_neq(rc, 0);
+}
+
+/* READY=1 once the group is joined, STOPPING=1 on SIGTERM, on a socket bound here. */
+Test(daemon, notifies_systemd, .init = setup16, .fini = teardown, .timeout = 120)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/notify.sock", vg_tmpdir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(path), sizeof a.sun_path);
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    setenv("NOTIFY_SOCKET", path, 1);
+    E.daemon = spawn(NULL);
+    unsetenv("NOTIFY_SOCKET");
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int ready = 0, stopping = 0;
+    double end = now_s() + 60;
+    char buf[4096];
+    while (!ready && now_s() < end) {
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            ready = strstr(buf, "READY=1") != NULL;
+        }
+    }
+    cr_assert(ready, "READY=1 arrives");
+    kill(E.daemon, SIGTERM);
+    end = now_s() + 60;
+    while (!stopping && now_s() < end) {
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            stopping = strstr(buf, "STOPPING=1") != NULL;
+        }
+    }
+    cr_assert(stopping, "STOPPING=1 arrives");
+    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    E.daemon = 0;
+    close(fd);
+}
+
+Test(daemon, replay_backfills_histories_and_lists, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "p", 300, 6000, 5);
+    expect_t x;
+    expected(&s, &x);
+    char data[4300];
+    snprintf(data, sizeof data, "%s/events.json", vg_tmpdir);
+    FILE *f = fopen(data, "w");
+    for (size_t k = 0; k < s.n; k++)
+        fprintf(f, "%s\n", s.val[k]);
+    fprintf(f, "{broken\n");
+    fclose(f);
+    int rc = wait_exit(spawn("--replay", data, "--epochs", "2", NULL), 240);
+    cr_assert_eq(rc, 0, "--replay exits 0");
+    cr_assert_eq(wait_hist(&s, &x, 1), 0, "histories written");
+    cr_assert_eq(recs_bad(&x, N_ITEMS), 0, "a list for every user, excluding history");
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "HGET vaegan:model step");
+    cr_assert(r->type == REDIS_REPLY_STRING && atoll(r->str) > 0, "vaegan:model step written");
+    freeReplyObject(r);
+    redisFree(c);
+    free_expect(&x);
+    free_stream(&s);
+}
