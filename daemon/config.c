@@ -89,7 +89,6 @@ static const key_def_t keys[] = {
     INT("serve.rec_ttl_s", serve.rec_ttl_s, 0, INT_MAX),
     INT("serve.refresh_s", serve.refresh_s, 1, INT_MAX),
     INT("serve.batch", serve.batch, 1, 65536),
-    INT("serve.threads", serve.threads, 1, 256),
 
     STR_NE("state.dir", state.dir),
     INT("state.checkpoint_interval_s", state.checkpoint_interval_s, 1, INT_MAX),
@@ -176,7 +175,6 @@ void vg_config_default(vg_config_t *c)
     c->serve.rec_ttl_s = 0;
     c->serve.refresh_s = 600;
     c->serve.batch = 256;
-    c->serve.threads = 1;
     c->state.dir = xstrdup("/var/lib/vaegand");
     c->state.checkpoint_interval_s = 300;
     c->train.interval_ms = 1000;

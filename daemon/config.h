@@ -62,7 +62,6 @@ typedef struct vg_config {
         int rec_ttl_s; /* serve.rec_ttl_s, 0 = no TTL */
         int refresh_s; /* serve.refresh_s: max model age of a list, >= 1 */
         int batch;     /* serve.batch: users per scoring GEMM, default 256 */
-        int threads;   /* serve.threads, default 1 */
     } serve;
     struct {
         char *dir;                 /* state.dir; never empty */
@@ -73,7 +72,7 @@ typedef struct vg_config {
         int min_new_events;     /* train.min_new_events, default 1000 (0 allowed) */
         int steps_per_round;    /* train.steps_per_round, default 10; 0 turns the trainer off */
         double recent_fraction; /* train.recent_fraction in [0,1], default 0.5 */
-        int threads;            /* train.threads, default 1 */
+        int threads;            /* train.threads: OpenBLAS threads (trainer and scorer share them), default 1 */
     } train;
     struct {
         vg_model_cfg_t cfg; /* model.*; cfg.noise_input < 0 means "auto" (1/sqrt(N)) */

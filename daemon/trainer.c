@@ -76,7 +76,7 @@ int vg_trainer_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, si
 
 void vg_trainer_events(vg_trainer_t *t, int n)
 {
-    if (atomic_fetch_add(&t->new_events, n) + n >= t->cfg.min_new_events) {
+    if (t->cfg.min_new_events > 0 && atomic_fetch_add(&t->new_events, n) + n >= t->cfg.min_new_events) {
         pthread_mutex_lock(&t->mu);
         pthread_cond_signal(&t->cv);
         pthread_mutex_unlock(&t->mu);
@@ -130,7 +130,8 @@ static void *trainer_main(void *arg)
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
         double now = mono_s();
-        if (now < next && atomic_load(&t->new_events) < t->cfg.min_new_events) {
+        int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
+        if (now < next && !enough) {
             double wait = next - now;
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);

@@ -90,7 +90,6 @@ Test(config, defaults)
     cr_assert_eq(cfg.serve.rec_ttl_s, 0);
     cr_assert_eq(cfg.serve.refresh_s, 600);
     cr_assert_eq(cfg.serve.batch, 256);
-    cr_assert_eq(cfg.serve.threads, 1);
     cr_assert_str_eq(cfg.state.dir, "/var/lib/vaegand");
     cr_assert_eq(cfg.state.checkpoint_interval_s, 300);
     cr_assert_eq(cfg.train.interval_ms, 1000);
@@ -158,7 +157,6 @@ Test(config, full_file)
                   "rec_ttl_s = 86400\n"
                   "refresh_s = 30\n"
                   "batch = 128\n"
-                  "threads = 4\n"
                   "[state]\n"
                   "dir = /tmp/state dir\n"
                   "checkpoint_interval_s = 2\n"
@@ -208,7 +206,6 @@ Test(config, full_file)
     cr_assert_eq(cfg.serve.rec_ttl_s, 86400);
     cr_assert_eq(cfg.serve.refresh_s, 30);
     cr_assert_eq(cfg.serve.batch, 128);
-    cr_assert_eq(cfg.serve.threads, 4);
     cr_assert_str_eq(cfg.state.dir, "/tmp/state dir");
     cr_assert_eq(cfg.state.checkpoint_interval_s, 2);
     cr_assert_eq(cfg.train.interval_ms, 200);
@@ -391,7 +388,7 @@ Test(config, out_of_range)
     expect_bad("[model]\nseed = -1\n", 2, "model.seed = \"-1\"", "at least 0");
     expect_bad("[model]\nseed = 18446744073709551616\n", 2, "model.seed", "between 0 and");
     expect_bad("[kafka]\nmax_pending = 0\n", 2, "kafka.max_pending", "at least 1");
-    expect_bad("[serve]\nthreads = 0\n", 2, "serve.threads", "between 1 and 256");
+    expect_bad("[train]\nthreads = 0\n", 2, "train.threads", "between 1 and 256");
 }
 
 Test(config, duplicate_key)
