@@ -457,6 +457,16 @@ static void on_tick(uv_timer_t *t)
     vg_daemon_t *d = t->data;
     if (vg_notify_watchdog_usec())
         vg_notify("WATCHDOG=1");
+    if (vg_log_enabled(VG_LOG_DEBUG) && d->kafka) {
+        vg_kafka_stats_t ks;
+        vg_kafka_stats(d->kafka, &ks);
+        vg_log(VG_LOG_DEBUG, "progress: %llu events read, %llu invalid, %zu pending (store %zu jobs), "
+               "%llu lists written, %zu lists pending; kafka: %llu consumed, %zu outstanding, %d assigned%s%s",
+               (unsigned long long)d->events, (unsigned long long)d->invalid, d->pending_events,
+               vg_store_pending(d->store), (unsigned long long)d->lists, d->pending_lists,
+               (unsigned long long)ks.consumed, ks.outstanding, ks.assigned, d->paused ? ", paused" : "",
+               d->redis_up ? "" : ", Redis away");
+    }
     if (d->ready && !d->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
                    (unsigned long long)d->events, (unsigned long long)d->invalid, d->hist.users.n, d->hist.items.n,
@@ -640,8 +650,10 @@ static int start_streaming(vg_daemon_t *d)
     vg_log(VG_LOG_INFO, "consuming %s from %s as group %s", c->kafka.topic, brokers, c->kafka.group);
     vg_notify("STATUS=joining the consumer group");
     uint64_t wd = vg_notify_watchdog_usec();
-    uint64_t every = wd ? wd / 2000 : 5000;
-    uv_timer_start(&d->tick, on_tick, every, every > 5000 ? 5000 : every);
+    uint64_t every = wd ? wd / 2000 : 1000; /* ms: watchdog pings at half its period */
+    if (every > 1000)
+        every = 1000;
+    uv_timer_start(&d->tick, on_tick, every, every);
     update_flow(d);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds (Release, -Werror) and
-# runs every ctest label, then builds the unit tests again with
-# AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
+# runs every ctest label, then builds again with AddressSanitizer +
+# UndefinedBehaviorSanitizer and runs the unit and integration tests.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -L unit         # extra arguments go to both ctest runs
@@ -28,6 +28,6 @@ ctest --test-dir build --output-on-failure "$@"
 echo "== build (ASan + UBSan) in build-asan/"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVG_WERROR=ON -DVG_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
-echo "== ctest -L unit under ASan + UBSan"
+echo "== ctest -L 'unit|integration' under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan -L unit --output-on-failure "$@"
+  ctest --test-dir build-asan -L 'unit|integration' --output-on-failure "$@"

@@ -54,7 +54,7 @@ static void write_conf(const char *path, const char *extra)
             "[state]\ndir = %s\ncheckpoint_interval_s = 2\n"
             "[model]\nhidden = 32\nlatent = 16\nbatch = 64\n"
             "[train]\ninterval_ms = 200\nsteps_per_round = 2\n"
-            "[log]\nlevel = info\n"
+            "[log]\nlevel = debug\n"
             "[metrics]\nlisten =\n%s",
             E.broker.addr, E.redis.sock, TOP_N, E.state, extra ? extra : "");
     fclose(f);
