@@ -123,7 +123,7 @@ static int wait_exit(pid_t pid, double timeout)
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        vgt_sleep_ms(20000 / 1000);
+        vgt_sleep_ms(20);
     }
     return -1;
 }
@@ -248,19 +248,37 @@ static int hist_wrong(redisContext *c, const stream_t *s, const expect_t *x)
     return wrong;
 }
 
+/* On a failure: the daemon's last log lines on stderr (ctest shows them). */
+static void show_log(const char *why)
+{
+    FILE *f = fopen(E.log, "r");
+    if (!f)
+        return;
+    static char buf[1 << 16];
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f), from = n > (long)sizeof buf - 1 ? n - (long)sizeof buf + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    buf[got] = 0;
+    fclose(f);
+    fprintf(stderr, "---- %s: the end of %s ----\n%s\n----\n", why, E.log, buf);
+}
+
 static int wait_hist(const stream_t *s, const expect_t *x, double timeout)
 {
     redisContext *c = vgt_redis_connect(&E.redis);
     double end = now_s() + timeout;
     int wrong;
     while ((wrong = hist_wrong(c, s, x)) != 0 && now_s() < end) {
-        vgt_sleep_ms(200000 / 1000);
+        vgt_sleep_ms(200);
         if (c->err) { /* Redis restarted under us */
             redisFree(c);
             c = vgt_redis_connect(&E.redis);
         }
     }
     redisFree(c);
+    if (wrong)
+        show_log("histories incomplete");
     return wrong;
 }
 
@@ -293,7 +311,9 @@ static int wait_recs(const expect_t *x, double timeout)
     double end = now_s() + timeout;
     int bad;
     while ((bad = recs_bad(x, N_ITEMS)) != 0 && now_s() < end)
-        vgt_sleep_ms(300000 / 1000);
+        vgt_sleep_ms(300);
+    if (bad)
+        show_log("lists incomplete");
     return bad;
 }
 
@@ -360,7 +380,7 @@ Test(daemon, kill_9_mid_stream_loses_nothing, .init = setup16, .fini = teardown,
     E.daemon = spawn(NULL);
     double end = now_s() + 60;
     while (zcard("vaegan:users") < 300 && now_s() < end)
-        vgt_sleep_ms(20000 / 1000);
+        vgt_sleep_ms(20);
     kill(E.daemon, SIGKILL);
     waitpid(E.daemon, NULL, 0);
     produce(&s, 15000, 30000);
@@ -382,7 +402,7 @@ Test(daemon, redis_away_for_five_seconds_loses_nothing, .init = setup16, .fini =
     produce(&s, 0, 5000);
     double end = now_s() + 60;
     while (zcard("vaegan:users") < 100 && now_s() < end)
-        vgt_sleep_ms(20000 / 1000);
+        vgt_sleep_ms(20);
     vgt_redis_stop(&E.redis);
     produce(&s, 5000, 20000);
     sleep(5);
