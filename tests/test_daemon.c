@@ -549,3 +549,120 @@ Test(daemon, replay_backfills_histories_and_lists, .init = setup16, .fini = tear
     free_expect(&x);
     free_stream(&s);
 }
+
+/* ---- continuous training (issue: online training) ------------------------------ */
+
+static int model_field(const char *field, double *v)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "HGET vaegan:model %s", field);
+    int ok = r && r->type == REDIS_REPLY_STRING;
+    if (ok)
+        *v = atof(r->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+static double wait_step_above(double above, double timeout)
+{
+    double end = now_s() + timeout, step = -1;
+    while (now_s() < end && !(model_field("step", &step) && step > above))
+        vgt_sleep_ms(50);
+    return step;
+}
+
+static void del_model(void)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    freeReplyObject(redisCommand(c, "DEL vaegan:model"));
+    redisFree(c);
+}
+
+Test(training, state_survives_sigterm_and_kill_9, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "t", 300, 6000, 6);
+    produce(&s, 0, 3000);
+    E.daemon = spawn(NULL);
+    cr_assert_gt(wait_step_above(20, 120), 20, "the trainer advances vaegan:model step");
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    double t1, a1;
+    cr_assert(model_field("step", &t1) && model_field("alpha", &a1));
+    cr_assert_gt(a1, 0, "alpha anneals upward from 0");
+    del_model();
+
+    E.daemon = spawn(NULL);
+    double first = wait_step_above(-1, 120), fa;
+    cr_assert_geq(first, t1, "the first step written after a restart continues (%g after %g)", first, t1);
+    cr_assert(model_field("alpha", &fa) && fa >= a1, "alpha is not reset (%g after %g)", fa, a1);
+    produce(&s, 3000, 6000);
+    double t2 = wait_step_above(t1 + 10, 120);
+    cr_assert_gt(t2, t1 + 10);
+    vgt_sleep_ms(3000); /* a checkpoint (every 2 s) after t2 */
+    kill(E.daemon, SIGKILL);
+    waitpid(E.daemon, NULL, 0);
+    del_model();
+    E.daemon = spawn(NULL);
+    double t3 = wait_step_above(-1, 120);
+    cr_assert_geq(t3, t2, "after kill -9 the step resumes from the last checkpoint (%g, %g before)", t3, t2);
+    free_stream(&s);
+}
+
+Test(training, a_new_item_becomes_recommendable, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "n", 300, 6000, 7);
+    write_conf(E.conf, "[serve]\nrefresh_s = 5\n[train]\nmin_new_events = 1\n");
+    produce(&s, 0, 6000);
+    E.daemon = spawn(NULL);
+    cr_assert_gt(wait_step_above(10, 120), 10);
+    /* 100 users click an item nobody has seen; the others must get it from the daemon's refresh */
+    char *keys[100], *vals[100];
+    size_t lens[100];
+    for (int k = 0; k < 100; k++) {
+        char v[128];
+        keys[k] = s.key[k];
+        snprintf(v, sizeof v, "{\"user\":\"%s\",\"item\":\"brand-new\",\"ts\":1800000000}", s.key[k]);
+        vals[k] = strdup(v);
+        lens[k] = strlen(v);
+    }
+    cr_assert_eq(vgt_produce(E.broker.addr, "clicks", (const char *const *)keys, (const char *const *)vals, lens, 100), 0);
+    redisContext *c = vgt_redis_connect(&E.redis);
+    double end = now_s() + 180;
+    int seen = 0;
+    while (!seen && now_s() < end) {
+        for (int u = 0; u < 300 && !seen; u++) {
+            redisReply *r = redisCommand(c, "ZSCORE rec:n%d brand-new", u);
+            seen = r && r->type == REDIS_REPLY_STRING;
+            freeReplyObject(r);
+        }
+        vgt_sleep_ms(500);
+    }
+    redisFree(c);
+    cr_assert(seen, "brand-new appears in some rec:<user> list without a restart");
+    for (int k = 0; k < 100; k++)
+        free(vals[k]);
+    free_stream(&s);
+}
+
+Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardown, .timeout = 60)
+{
+    char path[4400];
+    mkdir(E.state, 0755);
+    snprintf(path, sizeof path, "%s/model.ckpt", E.state);
+    FILE *f = fopen(path, "w");
+    fputs("VAEGANST but not really a state file", f);
+    fclose(f);
+    int rc = wait_exit(spawn(NULL), 30);
+    cr_assert_neq(rc, 0, "a corrupt state file stops the start");
+    FILE *l = fopen(E.log, "r");
+    char buf[8192] = {0};
+    cr_assert_gt(fread(buf, 1, sizeof buf - 1, l), 0);
+    fclose(l);
+    cr_assert(strstr(buf, "model.ckpt") && strstr(buf, "--reset-model"), "the message names the file: %s", buf);
+    /* --reset-model starts afresh on purpose */
+    E.daemon = spawn("--reset-model", NULL);
+    cr_assert_eq(wait_exit(E.daemon, 8), -1, "running with --reset-model");
+}
