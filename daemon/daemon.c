@@ -8,6 +8,8 @@
  */
 #include "daemon/internal.h"
 
+#include "common/clock.h"
+
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -21,13 +23,6 @@
 
 #define STATE_FILE "model.ckpt"
 #define STOP_DRAIN_S 30.0 /* how long a stop waits for Redis to take the in-flight writes */
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- flow control ------------------------------------------------------------ */
 
@@ -184,7 +179,7 @@ static void on_list_done(void *ud, int status)
     d->lists++;
     vg_metric_inc(d->m_lists, 1);
     if (p->t_mark > 0)
-        vg_metric_observe(d->m_latency, mono_s() - p->t_mark);
+        vg_metric_observe(d->m_latency, vg_mono_s() - p->t_mark);
     if (p->release && d->scorer)
         vg_scorer_release(d->scorer, 1);
     free(p);
@@ -437,7 +432,7 @@ int vg_d_wait_loaded(vg_daemon_t *d)
     if (d->stopping)
         return VG_EAGAIN;
     vg_notify("STATUS=loading histories from Redis");
-    double t0 = mono_s();
+    double t0 = vg_mono_s();
     int rc = vg_store_load(d->store, on_user_loaded, on_loaded, d);
     if (rc)
         return rc;
@@ -446,7 +441,7 @@ int vg_d_wait_loaded(vg_daemon_t *d)
     if (d->exit_code || d->stopping)
         return d->exit_code ? VG_EREDIS : VG_EAGAIN;
     vg_log(VG_LOG_INFO, "loaded %d users, %d items, %llu history entries from Redis in %.1f s", d->hist.users.n,
-           d->hist.items.n, (unsigned long long)d->hist.entries, mono_s() - t0);
+           d->hist.items.n, (unsigned long long)d->hist.entries, vg_mono_s() - t0);
     return 0;
 }
 
@@ -497,7 +492,7 @@ static void on_stop_timer(uv_timer_t *t)
 {
     vg_daemon_t *d = t->data;
     int drained = d->pending_events == 0 && (!d->kafka || vg_kafka_outstanding(d->kafka) == 0);
-    if (!drained && mono_s() - d->stop_started < STOP_DRAIN_S)
+    if (!drained && vg_mono_s() - d->stop_started < STOP_DRAIN_S)
         return;
     if (!drained)
         vg_log(VG_LOG_WARN, "stop: %zu events still unacknowledged by Redis after %.0f s; they will be read again "
@@ -519,7 +514,7 @@ static void on_signal(uv_signal_t *s, int sig)
     if (sig)
         vg_log(VG_LOG_INFO, "%s: stopping (draining in-flight writes)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     d->stopping = 1;
-    d->stop_started = mono_s();
+    d->stop_started = vg_mono_s();
     vg_notify("STOPPING=1");
     if (d->kafka) {
         vg_kafka_stop(d->kafka);
@@ -558,8 +553,8 @@ static void finish_stop(vg_daemon_t *d)
 void vg_d_teardown(vg_daemon_t *d)
 {
     /* lists already handed over get a moment to reach Redis */
-    double t0 = mono_s();
-    while (d->store && d->pending_lists && vg_store_is_up(d->store) && mono_s() - t0 < 5)
+    double t0 = vg_mono_s();
+    while (d->store && d->pending_lists && vg_store_is_up(d->store) && vg_mono_s() - t0 < 5)
         uv_run(&d->loop, UV_RUN_ONCE);
     if (d->scorer)
         vg_scorer_stop(d->scorer);

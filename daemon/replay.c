@@ -13,6 +13,8 @@
  */
 #include "daemon/internal.h"
 
+#include "common/clock.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +36,6 @@ typedef struct replay {
     size_t n, cap, sent;
     vg_ratelimit_t rl;
 } replay_t;
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Ids get their vocabulary index at once (the mirror's vocabularies; this
  * thread is the only writer); histories enter the mirror only on Redis'
@@ -114,7 +109,7 @@ static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
     for (int u = 0; u < users; u++)
         order[u] = u;
     for (int ep = 0; ep < epochs && rc == 0 && !d->stopping; ep++) {
-        double t0 = mono_s(), nll = 0;
+        double t0 = vg_mono_s(), nll = 0;
         int batches = 0;
         vg_rng_shuffle(&m->rng, order, users);
         for (int s = 0; s < users && rc == 0; s += B) {
@@ -130,7 +125,7 @@ static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
             uv_run(&d->loop, UV_RUN_NOWAIT); /* signals */
         }
         vg_log(VG_LOG_INFO, "replay: epoch %d/%d: nll %.3f, alpha %.4f, %.2f s", ep + 1, epochs,
-               batches ? nll / batches : 0, vg_model_alpha(m), mono_s() - t0);
+               batches ? nll / batches : 0, vg_model_alpha(m), vg_mono_s() - t0);
     }
     vg_csr_free(&X);
     free(order);
@@ -142,7 +137,7 @@ int vg_replay_run(vg_daemon_t *d)
 {
     const vg_config_t *c = d->cfg;
     const vg_run_opts_t *o = d->opts;
-    double t0 = mono_s();
+    double t0 = vg_mono_s();
     replay_t r = {.d = d, .rl = {.interval_s = 10, .burst = 20}};
     vg_reader_opts_t ro = {.min_rating = o->min_rating, .on_event = on_event, .on_invalid = on_invalid, .ud = &r};
     if (vg_format_from_name(o->format, &ro.format)) {
@@ -159,10 +154,10 @@ int vg_replay_run(vg_daemon_t *d)
     }
     vg_log(VG_LOG_INFO, "replay: read %llu events (%llu invalid, %llu below --min-rating) in %.1f s",
            (unsigned long long)rs.events, (unsigned long long)rs.invalid, (unsigned long long)rs.filtered,
-           mono_s() - t0);
+           vg_mono_s() - t0);
 
     /* 2. histories into Redis and the mirror */
-    double t1 = mono_s();
+    double t1 = vg_mono_s();
     send_more(&r);
     while ((r.sent < r.n || d->pending_events) && !d->stopping) {
         uv_run(&d->loop, UV_RUN_ONCE);
@@ -171,7 +166,7 @@ int vg_replay_run(vg_daemon_t *d)
     free(r.ev);
     if (d->stopping)
         return VG_EAGAIN;
-    vg_log(VG_LOG_INFO, "replay: histories written to Redis in %.1f s (%d users, %d items)", mono_s() - t1,
+    vg_log(VG_LOG_INFO, "replay: histories written to Redis in %.1f s (%d users, %d items)", vg_mono_s() - t1,
            d->hist.users.n, d->hist.items.n);
 
     /* 3. training */
@@ -186,10 +181,10 @@ int vg_replay_run(vg_daemon_t *d)
     if ((rc = vg_trainer_grow(m, &d->hist)))
         return rc;
     vg_blas_set_threads(c->train.threads);
-    double t2 = mono_s();
+    double t2 = vg_mono_s();
     if ((rc = train(d, m, o->epochs)))
         return rc;
-    double train_s = mono_s() - t2;
+    double train_s = vg_mono_s() - t2;
     if ((rc = vg_trainer_save(m, &d->hist, d->state_path, err, sizeof err))) {
         vg_log(VG_LOG_ERROR, "replay: saving the model state: %s", err);
         return rc;
@@ -228,9 +223,9 @@ int vg_replay_run(vg_daemon_t *d)
     printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"users\":%d,\"items\":%d,\"epochs\":%d,"
            "\"step\":%lld,\"lists\":%llu,\"train_s\":%.2f,\"seconds\":%.2f}\n",
            (unsigned long long)rs.events, (unsigned long long)rs.invalid, (unsigned long long)rs.filtered, users,
-           d->hist.items.n, o->epochs, (long long)m->step, (unsigned long long)d->lists, train_s, mono_s() - t0);
+           d->hist.items.n, o->epochs, (long long)m->step, (unsigned long long)d->lists, train_s, vg_mono_s() - t0);
     fflush(stdout);
     vg_log(VG_LOG_INFO, "replay: done: %d users, %d items, %d epochs, %.1f s", users, d->hist.items.n, o->epochs,
-           mono_s() - t0);
+           vg_mono_s() - t0);
     return 0;
 }

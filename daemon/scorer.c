@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "model/topn.h"
 
@@ -53,13 +54,6 @@ void vg_list_free(vg_list_t *l)
     free(l->scores);
     l->items = NULL;
     l->scores = NULL;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* How many of the sorted row[0..n) are below lim. */
@@ -219,7 +213,7 @@ void vg_scorer_mark(vg_scorer_t *sc, int32_t user)
         }
         sc->queue[(sc->qhead + sc->qn++) % sc->qcap] = user;
         sc->marked[user] = 1;
-        sc->t_mark[user] = now_s();
+        sc->t_mark[user] = vg_mono_s();
         pthread_cond_signal(&sc->cv);
     }
 out:
@@ -338,7 +332,7 @@ static void *scorer_main(void *arg)
             sel[n++] = u;
         }
         int64_t step = sc->snap ? sc->snap->m.step : 0;
-        double now = now_s();
+        double now = vg_mono_s();
         if (n == 0) {
             vg_hist_rdlock(sc->cfg.hist);
             int users = sc->cfg.hist->users.n;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/errors.h"
 #include "daemon/log.h"
 
@@ -28,20 +29,6 @@ struct vg_trainer {
     uint64_t users_trained;
     double last_save;
 };
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double wall_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Caller holds the mirror's read lock. */
 static int sync_vocab(vg_model_t *m, const vg_hist_t *h, int upto)
@@ -111,7 +98,7 @@ static void round_done(vg_trainer_t *t, int users)
         .epoch = users ? (double)t->users_trained / users : 0,
         .items = t->model.n_items,
         .users = users,
-        .trained_at = wall_s(),
+        .trained_at = vg_wall_s(),
     };
     if (!snap)
         vg_log(VG_LOG_WARN, "trainer: no memory for a model snapshot; serving the previous one");
@@ -125,11 +112,11 @@ static void *trainer_main(void *arg)
     int32_t *sel = malloc((size_t)t->cfg.batch * sizeof *sel);
     vg_rng_t rng;
     vg_rng_seed(&rng, t->cfg.model.seed ^ 0x7261696e6572ULL);
-    t->last_save = mono_s();
-    double next = mono_s();
+    t->last_save = vg_mono_s();
+    double next = vg_mono_s();
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
-        double now = mono_s();
+        double now = vg_mono_s();
         int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
         if (now < next && !enough) {
             double wait = next - now;
@@ -142,7 +129,7 @@ static void *trainer_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&t->mu);
-        next = mono_s() + t->cfg.interval_ms / 1000.0;
+        next = vg_mono_s() + t->cfg.interval_ms / 1000.0;
         atomic_store(&t->new_events, 0);
 
         vg_hist_rdlock(t->cfg.hist);
@@ -178,14 +165,14 @@ static void *trainer_main(void *arg)
                 round_done(t, users);
         }
         if (t->have_model && t->cfg.checkpoint_interval_s > 0 &&
-            mono_s() - t->last_save >= t->cfg.checkpoint_interval_s) {
+            vg_mono_s() - t->last_save >= t->cfg.checkpoint_interval_s) {
             char err[512];
             if (vg_trainer_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err))
                 vg_log(VG_LOG_ERROR, "checkpoint: %s", err);
             else
                 vg_log(VG_LOG_DEBUG, "checkpoint: step %lld saved to %s", (long long)t->model.step,
                        t->cfg.state_path);
-            t->last_save = mono_s();
+            t->last_save = vg_mono_s();
         }
         pthread_mutex_lock(&t->mu);
     }
