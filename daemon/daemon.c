@@ -8,8 +8,6 @@
  */
 #include "daemon/internal.h"
 
-#include "common/clock.h"
-
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -19,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "daemon/notify.h"
 
 #define STATE_FILE "model.ckpt"
