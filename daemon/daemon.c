@@ -53,22 +53,26 @@ static void on_batch_done(void *ud, int status)
     if (status)
         vg_log(VG_LOG_ERROR, "Redis refused a history batch of %zu events (%s); they are skipped", b->n,
                vg_strerror(status));
-    int changed = 0;
+    int changed = 0, n_marks = 0, rc = 0;
+    int32_t marks[VG_BATCH_MAX];
     vg_hist_wrlock(&d->hist);
     for (size_t k = 0; k < b->n && status == 0; k++) {
         const vg_pev_t *e = &b->ev[k];
         int32_t u;
-        int rc = vg_hist_add(&d->hist, e->user, e->user_len, e->item, e->item_len, e->ts, &u);
-        if (rc < 0) {
-            vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
-            continue;
-        }
-        if (rc > 0 && d->scorer)
-            vg_scorer_mark(d->scorer, u);
-        changed++;
+        int r = vg_hist_add(&d->hist, e->user, e->user_len, e->item, e->item_len, e->ts, &u);
+        if (r < 0)
+            rc = r;
+        else if (r > 0)
+            marks[n_marks++] = u;
+        changed += r >= 0;
     }
     int users = d->hist.users.n, items = d->hist.items.n;
     vg_hist_unlock(&d->hist);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
+    /* after the unlock: the scorer takes its own lock before the mirror's */
+    for (int k = 0; k < n_marks && d->scorer; k++)
+        vg_scorer_mark(d->scorer, marks[k]);
     if (d->kafka)
         for (size_t k = 0; k < b->n; k++)
             vg_kafka_done(d->kafka, b->ev[k].partition, b->ev[k].offset);

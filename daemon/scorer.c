@@ -6,7 +6,9 @@
  * the user is being scored marks it again and the later list wins (one
  * scorer thread, lists delivered in order).  Everything under `mu` is
  * touched for microseconds; scoring runs without any lock but the mirror's
- * read lock while its rows are copied.
+ * read lock while its rows are copied.  Lock order: the mirror's lock is
+ * never taken while holding `mu`, and vg_scorer_mark() must not be called
+ * while holding the mirror's lock.
  */
 #include "daemon/scorer.h"
 
@@ -334,9 +336,15 @@ static void *scorer_main(void *arg)
         int64_t step = sc->snap ? sc->snap->m.step : 0;
         double now = vg_mono_s();
         if (n == 0) {
+            /* lock order: never the mirror's lock while holding mu (the loop
+             * thread marks users under neither, see daemon.c) */
+            pthread_mutex_unlock(&sc->mu);
             vg_hist_rdlock(sc->cfg.hist);
             int users = sc->cfg.hist->users.n;
             vg_hist_unlock(sc->cfg.hist);
+            pthread_mutex_lock(&sc->mu);
+            if (sc->qn) /* marks arrived meanwhile: they go first */
+                continue;
             n = pick_stale(sc, users, step, now, sel, B);
             for (int k = 0; k < n; k++)
                 tm[k] = 0;

@@ -65,7 +65,7 @@ typedef struct vg_scorer vg_scorer_t;
 
 /* Starts the scorer thread; lists arrive on `loop`.  Returns 0 or VG_ENOMEM. */
 int vg_scorer_start(vg_scorer_t **out, uv_loop_t *loop, const vg_scorer_cfg_t *cfg);
-/* Marks a user (loop thread). */
+/* Marks a user (loop thread; not while holding the mirror's lock). */
 void vg_scorer_mark(vg_scorer_t *sc, int32_t user);
 /* Schedules every known user for a background rebuild (after start). */
 void vg_scorer_mark_all(vg_scorer_t *sc);
