@@ -615,6 +615,7 @@ static int start_streaming(vg_daemon_t *d)
             .hist = &d->hist, .model = c->model.cfg, .batch = c->model.batch,
             .steps_per_round = c->train.steps_per_round, .interval_ms = c->train.interval_ms,
             .min_new_events = c->train.min_new_events, .recent_fraction = c->train.recent_fraction,
+            .threads = c->train.threads,
             .state_path = d->state_path, .checkpoint_interval_s = c->state.checkpoint_interval_s,
             .on_round = on_round, .ud = d,
         };

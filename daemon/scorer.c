@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/errors.h"
+#include "model/blas.h"
 #include "model/topn.h"
 
 vg_snap_t *vg_snap_new(const vg_model_t *src)
@@ -313,6 +314,7 @@ static void *scorer_main(void *arg)
 {
     vg_scorer_t *sc = arg;
     int B = sc->cfg.batch;
+    vg_omp_set_threads(1);
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     double *tm = malloc((size_t)B * sizeof *tm);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);

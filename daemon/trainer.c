@@ -5,9 +5,13 @@
  * hands out item indices in order of first sight and the model grows by
  * appending rows, so syncing means copying the mirror's ids [vocab.n, N).
  */
+#define _GNU_SOURCE /* syscall(SYS_gettid): per-thread nice on Linux */
 #include "daemon/trainer.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include "common/clock.h"
 #include "common/errors.h"
 #include "daemon/log.h"
+#include "model/blas.h"
 
 struct vg_trainer {
     vg_trainer_cfg_t cfg;
@@ -112,13 +117,19 @@ static void *trainer_main(void *arg)
     int32_t *sel = malloc((size_t)t->cfg.batch * sizeof *sel);
     vg_rng_t rng;
     vg_rng_seed(&rng, t->cfg.model.seed ^ 0x7261696e6572ULL);
+    vg_omp_set_threads(t->cfg.threads > 0 ? t->cfg.threads : 1);
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
+        vg_log(VG_LOG_DEBUG, "trainer: cannot lower its priority; it competes with scoring");
     t->last_save = vg_mono_s();
     double next = vg_mono_s();
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
         double now = vg_mono_s();
-        int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
-        if (now < next && !enough) {
+        long fresh = atomic_load(&t->new_events);
+        int enough = t->cfg.min_new_events > 0 && fresh >= t->cfg.min_new_events;
+        if ((now < next || fresh == 0) && !enough) {
+            if (now >= next) /* an interval without events: look again after the next one */
+                next = now + t->cfg.interval_ms / 1000.0;
             double wait = next - now;
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);

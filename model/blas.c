@@ -78,6 +78,12 @@ void vg_blas_set_threads(int n)
 
 int vg_blas_threads(void) { return openblas_get_num_threads(); }
 
+void vg_omp_set_threads(int n)
+{
+    vg_assert(n >= 1);
+    omp_set_num_threads(n);
+}
+
 /* ---- the marker: "<stage>:<library core>:<our core>" ---------------------- */
 
 typedef struct marker {

@@ -97,6 +97,9 @@ void vg_blas_set_threads(int n);
 
 /* Number of threads OpenBLAS will use. */
 int vg_blas_threads(void);
+/* Threads of the model's own element-wise loops (OpenMP) for the calling
+ * thread only: each thread that trains or scores sets its own. */
+void vg_omp_set_threads(int n);
 
 /* Name of the core the library is running on (openblas_get_corename()),
  * e.g. "SkylakeX".  Static storage owned by the library; never NULL. */
