@@ -125,11 +125,8 @@ static void *trainer_main(void *arg)
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
         double now = vg_mono_s();
-        long fresh = atomic_load(&t->new_events);
-        int enough = t->cfg.min_new_events > 0 && fresh >= t->cfg.min_new_events;
-        if ((now < next || fresh == 0) && !enough) {
-            if (now >= next) /* an interval without events: look again after the next one */
-                next = now + t->cfg.interval_ms / 1000.0;
+        int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
+        if (now < next && !enough) {
             double wait = next - now;
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);

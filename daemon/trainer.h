@@ -2,8 +2,8 @@
  * trainer.h — the background trainer: keeps the VAEGAN model learning from
  * the mirrored histories while the daemon serves.
  *
- * Every interval_ms if any new event arrived, or sooner once min_new_events
- * new events arrived, the trainer thread runs steps_per_round updates (vg_model_train_step) on
+ * Every interval_ms, or sooner once min_new_events new events arrived, the
+ * trainer thread runs steps_per_round updates (vg_model_train_step) on
  * mini-batches drawn from recently active users (recent_fraction of each
  * batch) mixed with uniform draws over all users.  Before a round the model
  * grows to the current catalogue (new items get fresh rows and join the
@@ -11,9 +11,9 @@
  * through on_round and, every checkpoint_interval_s, saves the state file
  * (atomically, model/state.c); vg_trainer_stop() saves once more.
  *
- * An idle stream costs nothing: no new events, no round.  The thread runs at
- * the lowest CPU priority (nice 19) so that the loop and the scorer, which
- * keep lists fresh, always come first on a busy machine.
+ * On an idle stream it keeps refining the model on all users.  The thread
+ * runs at the lowest CPU priority (nice 19) so that the loop and the scorer,
+ * which keep lists fresh, always come first on a busy machine.
  *
  * The trainer owns the training model; nobody else touches it.  It reads the
  * mirror under its read lock only while copying a batch's rows.
