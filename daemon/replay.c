@@ -116,7 +116,7 @@ static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
             int n = users - s < B ? users - s : B;
             for (int k = 0; k < n; k++)
                 sel[k] = order[s + k];
-            vg_step_stats_t st;
+            vg_step_stats_t st = {0};
             rc = vg_hist_rows(&d->hist, sel, n, m->n_items, &X, NULL);
             if (rc == 0)
                 rc = vg_model_train_step(m, &X, &st);
