@@ -593,21 +593,22 @@ void vg_d_teardown(vg_daemon_t *d)
 static int start_streaming(vg_daemon_t *d)
 {
     const vg_config_t *c = d->cfg;
-    vg_scorer_cfg_t scfg = {
-        .hist = &d->hist, .top_n = c->serve.top_n, .batch = c->serve.batch, .refresh_s = c->serve.refresh_s,
-        .max_outstanding = 8 * c->serve.batch + 1024, .on_lists = on_lists, .ud = d,
-    };
-    int rc = vg_scorer_start(&d->scorer, &d->loop, &scfg);
-    if (rc)
-        return rc;
+    vg_snap_t *snap = NULL;
     if (d->have_model) {
-        vg_snap_t *snap = vg_snap_new(&d->model);
-        if (!snap)
+        if (!(snap = vg_snap_new(&d->model)))
             return VG_ENOMEM;
         vg_train_info_t info = {.step = d->model.step, .alpha = snap->alpha, .items = d->model.n_items,
                                 .users = d->hist.users.n, .trained_at = (double)time(NULL)};
-        vg_scorer_set_model(d->scorer, snap);
         vg_d_publish_model(d, &info);
+    }
+    vg_scorer_cfg_t scfg = {
+        .hist = &d->hist, .top_n = c->serve.top_n, .batch = c->serve.batch, .refresh_s = c->serve.refresh_s,
+        .max_outstanding = 8 * c->serve.batch + 1024, .initial = snap, .on_lists = on_lists, .ud = d,
+    };
+    int rc = vg_scorer_start(&d->scorer, &d->loop, &scfg);
+    if (rc) {
+        vg_snap_unref(snap);
+        return rc;
     }
     vg_scorer_mark_all(d->scorer);
     if (c->train.steps_per_round > 0) {

@@ -415,12 +415,15 @@ static void on_async(uv_async_t *a)
     free(r);
 }
 
+static void on_closed(uv_handle_t *h);
+
 int vg_scorer_start(vg_scorer_t **out, uv_loop_t *loop, const vg_scorer_cfg_t *cfg)
 {
     vg_scorer_t *sc = calloc(1, sizeof *sc);
     if (!sc)
         return VG_ENOMEM;
     sc->cfg = *cfg;
+    sc->snap = cfg->initial; /* before the thread starts: no list is ranked without it */
     if (sc->cfg.batch < 1)
         sc->cfg.batch = 1;
     pthread_mutex_init(&sc->mu, NULL);
@@ -428,7 +431,8 @@ int vg_scorer_start(vg_scorer_t **out, uv_loop_t *loop, const vg_scorer_cfg_t *c
     uv_async_init(loop, &sc->async, on_async);
     sc->async.data = sc;
     if (pthread_create(&sc->th, NULL, scorer_main, sc)) {
-        uv_close((uv_handle_t *)&sc->async, NULL);
+        sc->snap = NULL; /* the caller keeps its reference on failure */
+        uv_close((uv_handle_t *)&sc->async, on_closed);
         return VG_ENOMEM;
     }
     sc->running = 1;

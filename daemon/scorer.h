@@ -55,6 +55,7 @@ typedef struct vg_scorer_cfg {
     vg_hist_t *hist;
     int top_n, batch, refresh_s;
     int max_outstanding;  /* lists handed over and not yet released: the scorer waits above this */
+    vg_snap_t *initial;   /* the model to start with (its reference is taken over), or NULL */
     /* Loop thread: lists[0..n) are valid during the call; call
      * vg_scorer_release(sc, k) once per list when its write is done. */
     void (*on_lists)(void *ud, const vg_list_t *lists, int n);
