@@ -33,7 +33,7 @@ Rules that hold for every method:
     each round before it goes on.  How much the model trains per event
     therefore does not depend on the machine's load.
   * a daemon that stops making progress (seen: a lock-order deadlock between
-    its loop and scorer threads) is killed and restarted on the same state,
+    its loop and scorer threads, since fixed) is killed and restarted on the same state,
     as systemd's watchdog would; every restart is reported (see stream()).
 
 Outputs (docs/prequential/, or build-preq/prequential-quick with --quick):
