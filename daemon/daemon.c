@@ -343,7 +343,6 @@ static int load_state(vg_daemon_t *d)
         return rc;
     }
     d->have_model = 1;
-    d->loaded_step = d->model.step;
     vg_hist_wrlock(&d->hist);
     for (int i = 0; i < d->model.vocab.n && rc >= 0; i++) {
         const char *id = vg_vocab_id(&d->model.vocab, i);

@@ -63,7 +63,6 @@ typedef struct vg_daemon {
     pthread_mutex_t info_mu;
     vg_train_info_t info;      /* latest round (under info_mu) */
     int info_new;
-    int64_t loaded_step;
 
     vg_ratelimit_t invalid_rl;
     uint64_t events, invalid, lists;

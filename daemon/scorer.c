@@ -175,7 +175,6 @@ struct vg_scorer {
     int64_t *last_step;
     double *last_time;
     int last_cap, cursor;
-    atomic_uint_fast64_t scored;
 };
 
 static int ensure_marks(vg_scorer_t *sc, int users)
@@ -249,16 +248,6 @@ void vg_scorer_release(vg_scorer_t *sc, int n)
     sc->outstanding -= n;
     pthread_cond_signal(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
-}
-
-uint64_t vg_scorer_scored(const vg_scorer_t *sc) { return atomic_load(&sc->scored); }
-
-size_t vg_scorer_waiting(vg_scorer_t *sc)
-{
-    pthread_mutex_lock(&sc->mu);
-    size_t n = sc->qn;
-    pthread_mutex_unlock(&sc->mu);
-    return n;
 }
 
 static int ensure_last(vg_scorer_t *sc, int users)
@@ -388,7 +377,6 @@ static void *scorer_main(void *arg)
             sc->ready[sc->n_ready++] = lists[k];
         }
         sc->outstanding += n;
-        atomic_fetch_add(&sc->scored, (uint_fast64_t)n);
         uv_async_send(&sc->async);
     }
     pthread_mutex_unlock(&sc->mu);

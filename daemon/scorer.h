@@ -74,9 +74,6 @@ void vg_scorer_mark_all(vg_scorer_t *sc);
 void vg_scorer_set_model(vg_scorer_t *sc, vg_snap_t *snap);
 /* One list written (loop thread). */
 void vg_scorer_release(vg_scorer_t *sc, int n);
-/* Lists scored so far, marked users waiting. */
-uint64_t vg_scorer_scored(const vg_scorer_t *sc);
-size_t vg_scorer_waiting(vg_scorer_t *sc);
 /* Stops and joins the thread, drops undelivered lists, closes the uv handle
  * (freed in its close callback: run the loop afterwards). */
 void vg_scorer_stop(vg_scorer_t *sc);
