@@ -21,4 +21,6 @@ add_dependencies(test_daemon vaegand vaegan-mockbroker)
 
 # ---- install: binaries, the example configuration, the unit (ops.cmake) ----
 install(TARGETS vaegand vaegan-mockbroker vaegan-eval RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(FILES ${PROJECT_SOURCE_DIR}/config/vaegand.conf DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/vaegand)
+# The unit reads /etc/vaegand/vaegand.conf (ConfigurationDirectory=vaegand) whatever the prefix.
+set(VG_CONFDIR "/etc/vaegand" CACHE PATH "Where `cmake --install` puts vaegand.conf")
+install(FILES ${PROJECT_SOURCE_DIR}/config/vaegand.conf DESTINATION ${VG_CONFDIR})
