@@ -87,6 +87,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "common/clock.h"
 #include "tests/kafka_util.h"
 #include "tests/redis_util.h"
 
@@ -116,20 +117,6 @@ static void on_sigint(int sig)
     g_stop = 1;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double wall_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void sleep_s(double s)
 {
     if (s <= 0)
@@ -141,7 +128,7 @@ static void sleep_s(double s)
 
 static void sleep_until(double t)
 {
-    double d = t - now_s();
+    double d = t - vg_mono_s();
     if (d > 0)
         sleep_s(d);
 }
@@ -182,7 +169,7 @@ static int scrape(int port, metrics_t *m)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    double t0 = now_s();
+    double t0 = vg_mono_s();
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
@@ -197,7 +184,7 @@ static int scrape(int port, metrics_t *m)
     while (n < sizeof g_http - 1 && (r = read(fd, g_http + n, sizeof g_http - 1 - n)) > 0)
         n += (size_t)r;
     close(fd);
-    double t1 = now_s();
+    double t1 = vg_mono_s();
     g_http[n] = '\0';
     if (strncmp(g_http, "HTTP/1.", 7) != 0 || strncmp(g_http + 8, " 200", 4) != 0)
         return -1;
@@ -405,7 +392,7 @@ static void proc_cpu_take(proc_cpu_t *p)
     proc_totals(g_pid_broker, &p->broker_t, &p->broker_w);
     proc_totals(getpid(), &p->self_t, &p->self_w);
     machine_ticks(&p->m_busy, &p->m_total);
-    p->t = now_s();
+    p->t = vg_mono_s();
 }
 
 static int cmp_tcpu_desc(const void *a, const void *b)
@@ -576,7 +563,7 @@ static int preproduce(const char *addr, long n, int partitions, produce_res_t *r
         pclose(gen);
         return -1;
     }
-    double t0 = now_s();
+    double t0 = vg_mono_s();
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -610,9 +597,9 @@ static int preproduce(const char *addr, long n, int partitions, produce_res_t *r
     int gst = pclose(gen);
     rd_kafka_flush(rk, 120000);
     int left = rd_kafka_outq_len(rk);
-    res->seconds = now_s() - t0;
+    res->seconds = vg_mono_s() - t0;
     /* one more statistics callback for the final tx_bytes */
-    for (double te = now_s() + 1.2; now_s() < te;)
+    for (double te = vg_mono_s() + 1.2; vg_mono_s() < te;)
         rd_kafka_poll(rk, 100);
     res->raw_bytes = raw;
     res->tx_bytes = g_tx_bytes;
@@ -678,13 +665,13 @@ static pid_t spawn_daemon(const char *conf, const char *log)
 /* Exit code of pid within timeout seconds: its status, 128+signal, or -1. */
 static int wait_exit(pid_t pid, double timeout)
 {
-    double end = now_s() + timeout;
+    double end = vg_mono_s() + timeout;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_s() > end)
+        if (vg_mono_s() > end)
             return -1;
         sleep_s(0.05);
     }
@@ -767,7 +754,7 @@ static void *sub_main(void *arg)
     }
     void *vr;
     while (redisGetReply(c, &vr) == REDIS_OK) {
-        double t = now_s();
+        double t = vg_mono_s();
         redisReply *m = vr;
         int stop = 0;
         if (m && m->type == REDIS_REPLY_ARRAY && m->elements == 4 && m->element[2]->type == REDIS_REPLY_STRING &&
@@ -913,17 +900,17 @@ static void *prod_main(void *arg)
     if (md)
         rd_kafka_metadata_destroy(md);
     long total = (long)llround(a->rate * a->seconds);
-    double t0 = now_s() + 0.01, period = 1.0 / a->rate;
+    double t0 = vg_mono_s() + 0.01, period = 1.0 / a->rate;
     a->res->first = L->n;
     a->res->t_first_send = 0;
     long k = 0;
     char val[160], key[24];
     while (k < total && !g_stop) {
         double due = t0 + (double)k * period;
-        double t = now_s();
+        double t = vg_mono_s();
         if (t < due) {
             sleep_until(due);
-            t = now_s();
+            t = vg_mono_s();
         }
         /* everything due by now goes out */
         while (k < total && t0 + (double)k * period <= t) {
@@ -954,12 +941,12 @@ static void *prod_main(void *arg)
             }
             L->used[u]++;
             size_t idx = L->n++;
-            double ts = now_s();
+            double ts = vg_mono_s();
             L->s[idx] = (lsample_t){u, it, ts, 0};
             L->pending[u] = (int32_t)idx;
             pthread_mutex_unlock(&L->mu);
             int kl = snprintf(key, sizeof key, "u%d", u);
-            int vl = snprintf(val, sizeof val, "{\"user\":\"u%d\",\"item\":\"i%d\",\"ts\":%.3f}", u, it, wall_s());
+            int vl = snprintf(val, sizeof val, "{\"user\":\"u%d\",\"item\":\"i%d\",\"ts\":%.3f}", u, it, vg_wall_s());
             if (a->res->t_first_send == 0)
                 a->res->t_first_send = ts;
             a->res->t_last_send = ts;
@@ -1258,7 +1245,7 @@ int main(int argc, char **argv)
         goto done;
     }
     redis_cmd_ok(rc, "CONFIG RESETSTAT");
-    double t_start = now_s();
+    double t_start = vg_mono_s();
     dpid = spawn_daemon(conf, log);
     if (dpid < 0) {
         complain("fork: %s", strerror(errno));
@@ -1269,7 +1256,7 @@ int main(int argc, char **argv)
     proc_cpu_t pc0, pc1;
 
     /* 3. ingest */
-    double t_first = 0, t_all = 0, last_progress = now_s();
+    double t_first = 0, t_all = 0, last_progress = vg_mono_s();
     metrics_t m_first = {0}, m_all = {0};
     double last_stored = -1;
     while (!g_stop) {
@@ -1281,7 +1268,7 @@ int main(int argc, char **argv)
             goto done;
         }
         if (scrape(port, &m) != 0) {
-            if (now_s() - t_start > 60) {
+            if (vg_mono_s() - t_start > 60) {
                 complain("no /metrics from vaegand on port %d after 60 s", port);
                 goto done;
             }
@@ -1296,7 +1283,7 @@ int main(int argc, char **argv)
         }
         if (m.stored != last_stored) {
             last_stored = m.stored;
-            last_progress = now_s();
+            last_progress = vg_mono_s();
         }
         if (m.stored >= (double)n_events) {
             t_all = m.t;
@@ -1304,7 +1291,7 @@ int main(int argc, char **argv)
             proc_cpu_take(&pc1);
             break;
         }
-        if (now_s() - last_progress > 120) {
+        if (vg_mono_s() - last_progress > 120) {
             complain("no progress of vaegan_events_stored_total for 120 s (at %.0f of %ld)", m.stored, n_events);
             goto done;
         }
@@ -1341,7 +1328,7 @@ int main(int argc, char **argv)
 
     /* 4. lists catch up */
     {
-        double t_quiet = now_s(), last_lists = -1, t0 = now_s();
+        double t_quiet = vg_mono_s(), last_lists = -1, t0 = vg_mono_s();
         proc_cpu_t q0 = pc1, q1;
         while (!g_stop) {
             sleep_s(0.1);
@@ -1356,11 +1343,11 @@ int main(int argc, char **argv)
             series_add(&ser, &m);
             if (m.lists != last_lists) {
                 last_lists = m.lists;
-                t_quiet = now_s();
+                t_quiet = vg_mono_s();
             }
-            if ((m.step > 0 || train_steps == 0) && m.lists >= m.users && now_s() - t_quiet >= 2.0)
+            if ((m.step > 0 || train_steps == 0) && m.lists >= m.users && vg_mono_s() - t_quiet >= 2.0)
                 break;
-            if (now_s() - t0 > catchup_timeout) {
+            if (vg_mono_s() - t0 > catchup_timeout) {
                 printf("   (lists did not settle within %.0f s: %.0f written for %.0f users, step %.0f; going on)\n",
                        catchup_timeout, m.lists, m.users, m.step);
                 break;
@@ -1399,13 +1386,13 @@ int main(int argc, char **argv)
             goto done;
         }
     }
-    double t_r0 = now_s();
+    double t_r0 = vg_mono_s();
     int with_list = read_recs(rc, &L);
     if (with_list <= 0) {
         complain("no rec:<user> lists to start from");
         goto done;
     }
-    printf("-- latency set-up: rec lists of %d users read in %.1f s\n", with_list, now_s() - t_r0);
+    printf("-- latency set-up: rec lists of %d users read in %.1f s\n", with_list, vg_mono_s() - t_r0);
     L.sock = redis.sock;
     if (pthread_create(&sub_th, NULL, sub_main, &L) != 0)
         goto done;
@@ -1438,14 +1425,14 @@ int main(int argc, char **argv)
         pthread_t pt;
         if (pthread_create(&pt, NULL, prod_main, &pa) != 0)
             goto done;
-        double t_end_send = now_s() + rate_seconds + 1, last_lists = ma.lists, t_lists = now_s();
-        while (now_s() < t_end_send && !g_stop) {
+        double t_end_send = vg_mono_s() + rate_seconds + 1, last_lists = ma.lists, t_lists = vg_mono_s();
+        while (vg_mono_s() < t_end_send && !g_stop) {
             sleep_s(0.1);
             if (scrape(port, &m) == 0) {
                 series_add(&ser, &m);
                 if (m.lists != last_lists) {
                     last_lists = m.lists;
-                    t_lists = now_s();
+                    t_lists = vg_mono_s();
                 }
             }
         }
@@ -1453,8 +1440,8 @@ int main(int argc, char **argv)
         if (pa.failed)
             goto done;
         /* drain: until every sample of the phase has its list, or D s */
-        double t_drain = now_s();
-        while (!g_stop && now_s() - t_drain < drain_seconds) {
+        double t_drain = vg_mono_s();
+        while (!g_stop && vg_mono_s() - t_drain < drain_seconds) {
             pthread_mutex_lock(&L.mu);
             size_t open = 0;
             for (size_t i = P->first; i < P->first + P->sent; i++)
@@ -1467,11 +1454,11 @@ int main(int argc, char **argv)
                 series_add(&ser, &m);
                 if (m.lists != last_lists) {
                     last_lists = m.lists;
-                    t_lists = now_s();
+                    t_lists = vg_mono_s();
                 }
             }
-            if (now_s() - t_lists >= STALL_S) {
-                printf("!! vaegand wrote no list for %.0f s while %zu samples wait: it is stuck\n", now_s() - t_lists,
+            if (vg_mono_s() - t_lists >= STALL_S) {
+                printf("!! vaegand wrote no list for %.0f s while %zu samples wait: it is stuck\n", vg_mono_s() - t_lists,
                        open);
                 dump_threads(dpid);
                 P->stalled = 1;
@@ -1484,7 +1471,7 @@ int main(int argc, char **argv)
                 goto done;
             }
         }
-        P->t_end = now_s();
+        P->t_end = vg_mono_s();
         proc_cpu_take(&c1);
         while (scrape(port, &mb) != 0 && !g_stop)
             sleep_s(0.1);
@@ -1580,14 +1567,14 @@ done:
     stop_sub(&redis, &sub_th, &sub_started);
     if (dpid > 0) {
         kill(dpid, SIGTERM);
-        double t0 = now_s();
+        double t0 = vg_mono_s();
         exit_code = wait_exit(dpid, stalled ? 15 : 120);
         if (exit_code == -1) {
             kill(dpid, SIGKILL);
             waitpid(dpid, NULL, 0);
         }
         printf("-- vaegand: SIGTERM -> %s %d after %.1f s%s\n", exit_code == -1 ? "no exit, SIGKILL; code" : "exit",
-               exit_code, now_s() - t0, exit_code == 0 ? "" : " (NOT 0; log tail below)");
+               exit_code, vg_mono_s() - t0, exit_code == 0 ? "" : " (NOT 0; log tail below)");
         if (exit_code != 0)
             tail_log(log, 30);
     }

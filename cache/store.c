@@ -45,6 +45,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "common/ratelimit.h"
+
 #define ST_DEF_INFLIGHT 4096
 #define ST_DEF_RMIN 100
 #define ST_DEF_RMAX 5000
@@ -89,11 +91,6 @@ typedef struct st_load {
     size_t bufcap, cmdcap;
 } st_load_t;
 
-typedef struct st_rl {
-    uint64_t last;
-    unsigned long suppressed;
-    int used;
-} st_rl_t;
 
 typedef struct st_ev {
     const char *user;
@@ -142,7 +139,7 @@ struct vg_store {
     double *lts;
     size_t lcap;
 
-    st_rl_t rl_conn, rl_cmd, rl_load;
+    vg_ratelimit_t rl_conn, rl_cmd, rl_load; /* one message per ST_RL_MS and kind */
     uint64_t commands, replies, errors, reconnects, connect_failures, resent_jobs, jobs_done;
     char errstr[256];
 };
@@ -162,22 +159,6 @@ static void st_log(vg_store_t *s, int level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     s->log(s->ud, level, msg);
-}
-
-/* 1 if a message of this kind may be logged now; *supp = how many were
- * suppressed since the last one. */
-static int st_rl_ok(vg_store_t *s, st_rl_t *rl, unsigned long *supp)
-{
-    uint64_t now = uv_now(s->loop);
-    if (!rl->used || now - rl->last >= ST_RL_MS) {
-        rl->used = 1;
-        rl->last = now;
-        *supp = rl->suppressed;
-        rl->suppressed = 0;
-        return 1;
-    }
-    rl->suppressed++;
-    return 0;
 }
 
 static char *st_strdup(const char *p)
@@ -595,11 +576,11 @@ static void st_lost(vg_store_t *s, const char *why)
     s->send = s->head;
     s->resent_jobs += requeued;
 
-    unsigned long supp = 0;
+    uint64_t supp = 0;
     if (was_up) {
         s->attempts = 0;
         s->down_since = uv_now(s->loop);
-        if (st_rl_ok(s, &s->rl_conn, &supp))
+        if (vg_ratelimit_ok(&s->rl_conn, &supp))
             st_log(s, VG_LOG_WARN,
                    "redis %s: connection lost: %s; %zu jobs pending (%zu re-queued), "
                    "reconnecting%s",
@@ -608,7 +589,7 @@ static void st_lost(vg_store_t *s, const char *why)
     } else {
         s->attempts++;
         s->connect_failures++;
-        if (st_rl_ok(s, &s->rl_conn, &supp))
+        if (vg_ratelimit_ok(&s->rl_conn, &supp))
             st_log(s, VG_LOG_WARN, "redis %s: cannot connect: %s (attempt %u, %zu jobs pending%s)",
                    s->where, s->errstr, s->attempts, s->njobs,
                    supp ? "; similar messages were suppressed" : "");
@@ -644,7 +625,7 @@ static void st_ready(vg_store_t *s)
                s->db, s->attempts);
     }
     if (s->ever_up && !s->streak)
-        s->rl_conn.used = 0; /* recovered: the next trouble is reported at once */
+        s->rl_conn.window_start = 0; /* recovered: the next trouble is reported at once */
     s->ever_up = 1;
     s->attempts = 0;
     uv_timer_stop(&s->timer); /* the handshake deadline */
@@ -742,8 +723,8 @@ static void st_connect(vg_store_t *s)
 
 static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *msg)
 {
-    unsigned long supp = 0;
-    if (!st_rl_ok(s, &s->rl_cmd, &supp))
+    uint64_t supp = 0;
+    if (!vg_ratelimit_ok(&s->rl_cmd, &supp))
         return;
     char what[200], key[200] = "";
     st_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
@@ -762,7 +743,7 @@ static void st_good_reply(vg_store_t *s)
     st_log(s, VG_LOG_INFO, "redis %s: server takes writes again after %u retries", s->where,
            s->streak);
     s->streak = 0;
-    s->rl_conn.used = 0;
+    s->rl_conn.window_start = 0;
 }
 
 static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -888,11 +869,11 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
     size_t ulen = L->ulen[idx];
     const char *msg = NULL;
     if (st_classify(h, &msg) != CL_OK || h->type != REDIS_REPLY_ARRAY || h->elements % 2) {
-        unsigned long supp = 0;
+        uint64_t supp = 0;
         L->failed = 1;
         if (h->type == REDIS_REPLY_ERROR)
             s->errors++;
-        if (st_rl_ok(s, &s->rl_load, &supp))
+        if (vg_ratelimit_ok(&s->rl_load, &supp))
             st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %shist:%.*s: %s (user skipped%s)",
                    s->where, s->prefix ? s->prefix : "", (int)(ulen > 128 ? 128 : ulen), user,
                    msg ? msg : "unexpected reply",
@@ -1039,6 +1020,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     vg_store_t *s = calloc(1, sizeof *s);
     if (!s)
         return VG_ENOMEM;
+    s->rl_conn = s->rl_cmd = s->rl_load = (vg_ratelimit_t)VG_RATELIMIT_INIT(ST_RL_MS / 1000.0, 1);
     s->loop = loop;
     s->port = cfg->port ? cfg->port : 6379;
     s->db = cfg->db;

@@ -81,7 +81,6 @@ int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *ite
     if (user_idx)
         *user_idx = ui;
     h->recent[h->recent_total++ % VG_HIST_RECENT] = ui;
-    h->version++;
 
     vg_hist_user_t *u = &h->u[ui];
     for (int k = 0; k < u->n; k++)

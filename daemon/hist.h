@@ -49,7 +49,6 @@ typedef struct vg_hist {
     int u_cap;
     int64_t *pop;           /* pop[i] = users holding item i (capacity pop_cap) */
     int pop_cap;
-    uint64_t version;       /* bumped by every change (cheap "did anything change" test) */
     uint64_t entries;       /* total (user, item) entries */
     int32_t recent[VG_HIST_RECENT];
     uint64_t recent_total;  /* users appended to the ring so far */

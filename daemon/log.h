@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "common/ratelimit.h" /* vg_ratelimit_t, kept here for the daemon's callers */
 
 /* Longest line written, newline included (PIPE_BUF: atomic on a pipe too). */
 #define VG_LOG_LINE_MAX 4096
@@ -70,36 +71,5 @@ const char *vg_log_level_name(int level);
 
 /* Closes a log file and goes back to stderr (the level stays). */
 void vg_log_close(void);
-
-/* Rate limiting for noisy messages (invalid events): at most `burst`
- * messages per `interval_s` seconds.  Initialise with VG_RATELIMIT_INIT
- * (or zero the rest by hand).  Not thread-safe: one per thread and call site.
- *
- *     static vg_ratelimit_t rl = VG_RATELIMIT_INIT(10.0, 5);
- *     uint64_t dropped;
- *     if (vg_ratelimit_ok(&rl, &dropped))
- *         vg_log(VG_LOG_WARN, "invalid event at %d/%lld: %s (%llu similar suppressed)", ...);
- */
-typedef struct vg_ratelimit {
-    double interval_s;   /* length of a window */
-    int burst;           /* messages allowed per window */
-    double window_start; /* monotonic seconds; 0 = no window yet */
-    int count;           /* messages allowed in the current window */
-    uint64_t suppressed; /* messages refused since the last allowed one */
-} vg_ratelimit_t;
-
-#define VG_RATELIMIT_INIT(interval, burst_)                                                        \
-    {                                                                                              \
-        .interval_s = (interval), .burst = (burst_), .window_start = 0, .count = 0, .suppressed = 0 \
-    }
-
-/* 1 if a message may be written now, else 0 (and it is counted as
- * suppressed).  When it returns 1, *suppressed (if not NULL) is the number of
- * messages refused since the previous allowed one, and that count restarts;
- * when it returns 0, *suppressed is not touched. */
-int vg_ratelimit_ok(vg_ratelimit_t *rl, uint64_t *suppressed);
-
-/* The same at an explicit time `now` in seconds (monotonic, > 0); for tests. */
-int vg_ratelimit_ok_at(vg_ratelimit_t *rl, double now, uint64_t *suppressed);
 
 #endif

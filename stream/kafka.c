@@ -43,6 +43,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/ratelimit.h"
+
 #define VG_KAFKA_BATCH 10000        /* messages per wake-up */
 #define VG_KAFKA_REVOKE_MS 10000    /* max wait for revoked partitions */
 #define VG_KAFKA_CLOSE_COMMIT_MS 10000
@@ -108,8 +110,7 @@ struct vg_kafka {
     int dirty_commit;      /* stored something since the last commit */
     uint64_t commit_hold;  /* no periodic commit before this uv_now() (rebalancing) */
     int hold_assigns;      /* assign callbacks that end the hold */
-    uint64_t rl_start;
-    unsigned rl_count, rl_suppressed;
+    vg_ratelimit_t rl;     /* warnings: VG_KAFKA_RL_MAX per window */
 
     vg_kafka_stats_t st;
 };
@@ -131,22 +132,11 @@ static void klog(vg_kafka_t *k, int level, const char *fmt, ...)
 /* Warnings about the outside world: at most VG_KAFKA_RL_MAX per window. */
 static void kwarn_rl(vg_kafka_t *k, const char *fmt, ...)
 {
-    if (!k->log)
+    uint64_t suppressed;
+    if (!k->log || !vg_ratelimit_ok(&k->rl, &suppressed))
         return;
-    uint64_t now = uv_now(k->loop);
-    if (k->rl_start == 0 || now - k->rl_start >= VG_KAFKA_RL_WINDOW_MS) {
-        if (k->rl_suppressed)
-            klog(k, VG_LOG_WARN, "kafka: %u similar warnings suppressed in the last %d s",
-                 k->rl_suppressed, VG_KAFKA_RL_WINDOW_MS / 1000);
-        k->rl_start = now ? now : 1;
-        k->rl_count = 0;
-        k->rl_suppressed = 0;
-    }
-    if (k->rl_count >= VG_KAFKA_RL_MAX) {
-        k->rl_suppressed++;
-        return;
-    }
-    k->rl_count++;
+    if (suppressed)
+        klog(k, VG_LOG_WARN, "kafka: %llu similar warnings suppressed", (unsigned long long)suppressed);
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -1108,6 +1098,7 @@ int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, 
         snprintf(err, errlen, "kafka: out of memory");
         return VG_ENOMEM;
     }
+    k->rl = (vg_ratelimit_t)VG_RATELIMIT_INIT(VG_KAFKA_RL_WINDOW_MS / 1000.0, VG_KAFKA_RL_MAX);
     k->loop = loop;
     k->efd = -1;
     k->commit_interval_ms = cfg->commit_interval_ms > 0 ? cfg->commit_interval_ms : 1000;

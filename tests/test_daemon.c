@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "tests/kafka_util.h"
 #include "tests/redis_util.h"
 #include "tests/tmpdir.h"
@@ -34,13 +35,6 @@ typedef struct env {
 } env_t;
 
 static env_t E;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void write_conf(const char *path, const char *extra)
 {
@@ -117,9 +111,9 @@ static pid_t spawn(const char *arg, ...)
 
 static int wait_exit(pid_t pid, double timeout)
 {
-    double end = now_s() + timeout;
+    double end = vg_mono_s() + timeout;
     int st;
-    while (now_s() < end) {
+    while (vg_mono_s() < end) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -267,9 +261,9 @@ static void show_log(const char *why)
 static int wait_hist(const stream_t *s, const expect_t *x, double timeout)
 {
     redisContext *c = vgt_redis_connect(&E.redis);
-    double end = now_s() + timeout;
+    double end = vg_mono_s() + timeout;
     int wrong;
-    while ((wrong = hist_wrong(c, s, x)) != 0 && now_s() < end) {
+    while ((wrong = hist_wrong(c, s, x)) != 0 && vg_mono_s() < end) {
         vgt_sleep_ms(200);
         if (c->err) { /* Redis restarted under us */
             redisFree(c);
@@ -308,9 +302,9 @@ static int recs_bad(const expect_t *x, int n_items)
 
 static int wait_recs(const expect_t *x, double timeout)
 {
-    double end = now_s() + timeout;
+    double end = vg_mono_s() + timeout;
     int bad;
-    while ((bad = recs_bad(x, N_ITEMS)) != 0 && now_s() < end)
+    while ((bad = recs_bad(x, N_ITEMS)) != 0 && vg_mono_s() < end)
         vgt_sleep_ms(300);
     if (bad)
         show_log("lists incomplete");
@@ -378,8 +372,8 @@ Test(daemon, kill_9_mid_stream_loses_nothing, .init = setup16, .fini = teardown,
     expected(&s, &x);
     produce(&s, 0, 15000);
     E.daemon = spawn(NULL);
-    double end = now_s() + 60;
-    while (zcard("vaegan:users") < 300 && now_s() < end)
+    double end = vg_mono_s() + 60;
+    while (zcard("vaegan:users") < 300 && vg_mono_s() < end)
         vgt_sleep_ms(20);
     kill(E.daemon, SIGKILL);
     waitpid(E.daemon, NULL, 0);
@@ -400,8 +394,8 @@ Test(daemon, redis_away_for_five_seconds_loses_nothing, .init = setup16, .fini =
     expected(&s, &x);
     E.daemon = spawn(NULL);
     produce(&s, 0, 5000);
-    double end = now_s() + 60;
-    while (zcard("vaegan:users") < 100 && now_s() < end)
+    double end = vg_mono_s() + 60;
+    while (zcard("vaegan:users") < 100 && vg_mono_s() < end)
         vgt_sleep_ms(20);
     vgt_redis_stop(&E.redis);
     produce(&s, 5000, 20000);
@@ -499,9 +493,9 @@ Test(daemon, notifies_systemd, .init = setup16, .fini = teardown, .timeout = 120
     struct timeval tv = {.tv_sec = 1};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int ready = 0, stopping = 0;
-    double end = now_s() + 60;
+    double end = vg_mono_s() + 60;
     char buf[4096];
-    while (!ready && now_s() < end) {
+    while (!ready && vg_mono_s() < end) {
         ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
         if (n > 0) {
             buf[n] = 0;
@@ -510,8 +504,8 @@ Test(daemon, notifies_systemd, .init = setup16, .fini = teardown, .timeout = 120
     }
     cr_assert(ready, "READY=1 arrives");
     kill(E.daemon, SIGTERM);
-    end = now_s() + 60;
-    while (!stopping && now_s() < end) {
+    end = vg_mono_s() + 60;
+    while (!stopping && vg_mono_s() < end) {
         ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
         if (n > 0) {
             buf[n] = 0;
@@ -566,8 +560,8 @@ static int model_field(const char *field, double *v)
 
 static double wait_step_above(double above, double timeout)
 {
-    double end = now_s() + timeout, step = -1;
-    while (now_s() < end && !(model_field("step", &step) && step > above))
+    double end = vg_mono_s() + timeout, step = -1;
+    while (vg_mono_s() < end && !(model_field("step", &step) && step > above))
         vgt_sleep_ms(50);
     return step;
 }
@@ -630,9 +624,9 @@ Test(training, a_new_item_becomes_recommendable, .init = setup16, .fini = teardo
     }
     cr_assert_eq(vgt_produce(E.broker.addr, "clicks", (const char *const *)keys, (const char *const *)vals, lens, 100), 0);
     redisContext *c = vgt_redis_connect(&E.redis);
-    double end = now_s() + 180;
+    double end = vg_mono_s() + 180;
     int seen = 0;
-    while (!seen && now_s() < end) {
+    while (!seen && vg_mono_s() < end) {
         for (int u = 0; u < 300 && !seen; u++) {
             redisReply *r = redisCommand(c, "ZSCORE rec:n%d brand-new", u);
             seen = r && r->type == REDIS_REPLY_STRING;

@@ -1,0 +1,28 @@
+/* ratelimit.c — see ratelimit.h. */
+#include "common/ratelimit.h"
+
+#include <time.h>
+
+int vg_ratelimit_ok_at(vg_ratelimit_t *rl, double now, uint64_t *suppressed)
+{
+    if (rl->window_start == 0 || now < rl->window_start || now - rl->window_start >= rl->interval_s) {
+        rl->window_start = now;
+        rl->count = 0;
+    }
+    if (rl->count < rl->burst) {
+        rl->count++;
+        if (suppressed)
+            *suppressed = rl->suppressed;
+        rl->suppressed = 0;
+        return 1;
+    }
+    rl->suppressed++;
+    return 0;
+}
+
+int vg_ratelimit_ok(vg_ratelimit_t *rl, uint64_t *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return vg_ratelimit_ok_at(rl, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9, suppressed);
+}
