@@ -151,14 +151,10 @@ __attribute__((format(printf, 3, 4)))
 #endif
 static void st_log(vg_store_t *s, int level, const char *fmt, ...)
 {
-    if (!s->log)
-        return;
-    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vg_logv(s->log, s->ud, level, fmt, ap);
     va_end(ap);
-    s->log(s->ud, level, msg);
 }
 
 static char *st_strdup(const char *p)

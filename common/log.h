@@ -14,4 +14,10 @@ enum { VG_LOG_DEBUG = 0, VG_LOG_INFO = 1, VG_LOG_WARN = 2, VG_LOG_ERROR = 3 };
 
 typedef void (*vg_log_fn)(void *ud, int level, const char *msg);
 
+#include <stdarg.h>
+
+/* Formats one message (at most 1023 bytes) and hands it to fn (nothing when
+ * fn is NULL): the modules' printf-style log helpers call this. */
+void vg_logv(vg_log_fn fn, void *ud, int level, const char *fmt, va_list ap);
+
 #endif

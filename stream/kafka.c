@@ -119,14 +119,10 @@ struct vg_kafka {
 
 static void klog(vg_kafka_t *k, int level, const char *fmt, ...)
 {
-    if (!k->log)
-        return;
-    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vg_logv(k->log, k->ud, level, fmt, ap);
     va_end(ap);
-    k->log(k->ud, level, buf);
 }
 
 /* Warnings about the outside world: at most VG_KAFKA_RL_MAX per window. */
@@ -137,12 +133,10 @@ static void kwarn_rl(vg_kafka_t *k, const char *fmt, ...)
         return;
     if (suppressed)
         klog(k, VG_LOG_WARN, "kafka: %llu similar warnings suppressed", (unsigned long long)suppressed);
-    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vg_logv(k->log, k->ud, VG_LOG_WARN, fmt, ap);
     va_end(ap);
-    k->log(k->ud, VG_LOG_WARN, buf);
 }
 
 /* "0,1,2" for a partition list (truncated with "..."). */
