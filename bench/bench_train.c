@@ -15,19 +15,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench/synth.h"
+#include "common/clock.h"
 #include "model/blas.h"
 #include "model/topn.h"
 #include "model/vaegan.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -77,14 +70,14 @@ int main(int argc, char **argv)
     vg_rng_seed(&r, 0);
     vg_rng_shuffle(&r, perm, SYNTH_USERS);
     vg_csr_t *X = calloc((size_t)total, sizeof *X);
-    double t0 = now();
+    double t0 = vg_mono_s();
     long nnz = 0;
     for (int b = 0; b < total; b++) {
         synth_rows(&S, perm + (size_t)b * B, B, &X[b]);
         nnz += (long)vg_csr_nnz(&X[b]);
     }
     fprintf(stderr, "generated %d batches of %d users (%.1f items/user) in %.1fs\n", total, B,
-            (double)nnz / (total * B), now() - t0);
+            (double)nnz / (total * B), vg_mono_s() - t0);
 
     vg_model_cfg_t cfg;
     vg_model_cfg_default(&cfg, v);
@@ -95,10 +88,10 @@ int main(int argc, char **argv)
     }
     double *t = malloc((size_t)batches * sizeof *t);
     for (int b = 0; b < total; b++) {
-        double s = now();
+        double s = vg_mono_s();
         vg_model_train_step(&m, &X[b], NULL);
         if (b >= warmup)
-            t[b - warmup] = now() - s;
+            t[b - warmup] = vg_mono_s() - s;
     }
     qsort(t, (size_t)batches, sizeof *t, cmp_d);
     double med = t[batches / 2], flops = vg_model_step_flops(&m, B);
@@ -114,12 +107,12 @@ int main(int argc, char **argv)
         int n = infer_users - s < chunk ? infer_users - s : chunk;
         vg_csr_t U = {0};
         synth_rows(&S, perm + SYNTH_USERS - infer_users + s, n, &U);
-        double a = now();
+        double a = vg_mono_s();
         vg_model_score(&m, &U, scores, work);
         for (int k = 0; k < n; k++)
             vg_topn(scores + (size_t)k * SYNTH_ITEMS, SYNTH_ITEMS, U.indices + U.indptr[k], vg_csr_row_len(&U, k),
                     100, top, NULL);
-        ts += now() - a;
+        ts += vg_mono_s() - a;
         scored += n;
         vg_csr_free(&U);
     }

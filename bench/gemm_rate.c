@@ -16,19 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "model/blas.h"
 #include "model/common.h"
 
 enum { B = 500, N = 20108, H = 600, K = 200 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static float *alloc_fill(size_t n, unsigned seed)
 {
@@ -112,9 +105,9 @@ int main(int argc, char **argv)
         const shape_t *s = &shapes[i];
         run_once(s);
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = vg_mono_s();
             run_once(s);
-            t[r] = now() - t0;
+            t[r] = vg_mono_s() - t0;
         }
         qsort(t, (size_t)reps, sizeof t[0], cmp_double);
         double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);

@@ -1,12 +1,13 @@
 /*
  * store.c — the Redis store: one hiredis async connection on the caller's
- * libuv loop, a FIFO of jobs, reconnect with backoff.
+ * libuv loop, a FIFO of jobs, reconnect with backoff, and the start-up load.
  *
  * A job owns its commands as RESP bytes formatted once (binary-safe: every
  * argument carries its length) plus the offsets of its commands; they are
  * written with redisAsyncFormattedCommand, so a re-send after a reconnect
  * costs no formatting.  A write job is one allocation (header, offsets,
- * bytes), built in a reusable scratch buffer and copied at its exact size.
+ * bytes), built in a reusable scratch buffer by write.c (the write calls of
+ * store.h) and copied at its exact size by vg_store_submit_().
  *
  * Invariants (s->send is the first job not completely written on the current
  * connection):
@@ -24,18 +25,19 @@
  *     i.e. after any hiredis callback of the current loop iteration returned,
  *     so hiredis may still call back into a closing store safely.
  *
- * hiredis is bound to libuv here (st_uv_*), not by its 0.14.1 adapter, which
- * hangs on libuv's error status (see store.h).
+ * hiredis is bound to libuv by hiredis_uv.c, not by its 0.14.1 adapter,
+ * which hangs on libuv's error status (see hiredis_uv.h).  The RESP writers
+ * are in resp.h; struct vg_store is in internal.h, shared with write.c.
  *
  * A load job differs from write jobs: its buffer is rebuilt per round (the
  * ZRANGE of a chunk of vaegan:users, then one ZRANGE WITHSCORES per user of
- * the chunk) and the pump does not pass it until its round is answered.
+ * the chunk) and the pump does not pass it until its round is answered.  It
+ * stays in this file because it is part of the same state machine: the pump,
+ * the reconnect path (it resumes from its first unanswered reply) and the
+ * reply handling all know its phase.
  */
 #include "cache/store.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,17 +47,17 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "cache/hiredis_uv.h"
+#include "cache/internal.h"
+#include "cache/resp.h"
 #include "common/ratelimit.h"
 
 #define ST_DEF_INFLIGHT 4096
 #define ST_DEF_RMIN 100
 #define ST_DEF_RMAX 5000
 #define ST_DEF_CONNECT_TIMEOUT 10000
-#define ST_RL_MS 10000  /* one warning per window and kind */
+#define ST_RL_MS 10000  /* one warning per window and kind (rl_* of struct vg_store) */
 #define ST_LOAD_CHUNK 1000
-#define ST_ARG_OVH 25   /* '$', <= 20 digits, CRLF, CRLF */
-#define ST_HDR_OVH 23   /* '*', <= 20 digits, CRLF */
-#define ST_NUM_MAX 32   /* longest formatted double */
 
 enum { ST_DOWN = 0, ST_HANDSHAKE = 1, ST_READY = 2 };
 enum { JOB_WRITE = 0, JOB_LOAD = 1 };
@@ -91,59 +93,6 @@ typedef struct st_load {
     size_t bufcap, cmdcap;
 } st_load_t;
 
-
-typedef struct st_ev {
-    const char *user;
-    size_t ulen;
-    size_t i;
-} st_ev_t;
-
-struct vg_store {
-    uv_loop_t *loop;
-    uv_timer_t timer;
-    redisAsyncContext *ac;
-    int state;
-    int closing;
-    int ever_up;
-    int hs_left;        /* handshake replies still expected */
-    unsigned attempts;  /* failed attempts since the last ready connection */
-    unsigned streak;    /* connections dropped for a server-state error since the
-                           last good reply (READONLY, OOM, ...): backs off too */
-    uint64_t down_since;
-
-    /* configuration (copies) */
-    char *host, *sock, *pass, *prefix;
-    size_t plen;
-    int port, db;
-    int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
-    char rank_stop[24]; /* "-(history_max+1)" */
-    char ttl[24];
-    char where[300];    /* for messages */
-    void (*on_up)(void *ud, int up);
-    vg_log_fn log;
-    void *ud;
-
-    /* the queue */
-    st_job_t *head, *tail, *send;
-    size_t njobs, pending_bytes, inflight;
-
-    /* scratch, reused across calls */
-    char *sbuf;
-    size_t scap;
-    uint32_t *soff;
-    size_t socap;
-    st_ev_t *sev;
-    size_t sevcap;
-    const char **litems;
-    size_t *llens;
-    double *lts;
-    size_t lcap;
-
-    vg_ratelimit_t rl_conn, rl_cmd, rl_load; /* one message per ST_RL_MS and kind */
-    uint64_t commands, replies, errors, reconnects, connect_failures, resent_jobs, jobs_done;
-    char errstr[256];
-};
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 #if defined(__GNUC__)
@@ -168,140 +117,6 @@ static char *st_strdup(const char *p)
     return d;
 }
 
-static int st_grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return VG_ENOMEM;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
-/* ---- RESP formatting ---------------------------------------------------------------------- */
-
-static char *w_u64(char *p, uint64_t v)
-{
-    char t[20];
-    int n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = t[--n];
-    return p;
-}
-
-static char *w_hdr(char *p, size_t argc)
-{
-    *p++ = '*';
-    p = w_u64(p, argc);
-    *p++ = '\r';
-    *p++ = '\n';
-    return p;
-}
-
-/* One argument made of up to three parts (prefix, "hist:", user). */
-static char *w_arg3(char *p, const char *a, size_t an, const char *b, size_t bn, const char *c,
-                    size_t cn)
-{
-    *p++ = '$';
-    p = w_u64(p, an + bn + cn);
-    *p++ = '\r';
-    *p++ = '\n';
-    if (an)
-        memcpy(p, a, an);
-    p += an;
-    if (bn)
-        memcpy(p, b, bn);
-    p += bn;
-    if (cn)
-        memcpy(p, c, cn);
-    p += cn;
-    *p++ = '\r';
-    *p++ = '\n';
-    return p;
-}
-
-static char *w_arg(char *p, const char *a, size_t n) { return w_arg3(p, a, n, NULL, 0, NULL, 0); }
-
-static char *w_str(char *p, const char *a) { return w_arg(p, a, strlen(a)); }
-
-/* A finite double as short text that strtod() reads back exactly. */
-static size_t fmt_num(char out[ST_NUM_MAX], double v)
-{
-    if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(long long)v) {
-        char *p = out;
-        long long k = (long long)v;
-        uint64_t u = (uint64_t)k;
-        if (k < 0) {
-            *p++ = '-';
-            u = (uint64_t)0 - u;
-        }
-        return (size_t)(w_u64(p, u) - out);
-    }
-    int n = snprintf(out, ST_NUM_MAX, "%.15g", v);
-    if (strtod(out, NULL) != v)
-        n = snprintf(out, ST_NUM_MAX, "%.17g", v);
-    return (size_t)n;
-}
-
-static char *w_num(char *p, double v)
-{
-    char t[ST_NUM_MAX];
-    return w_arg(p, t, fmt_num(t, v));
-}
-
-/* Makes sure the scratch holds bytes and ncmds + 1 offsets. */
-static int st_scratch(vg_store_t *s, size_t bytes, size_t ncmds)
-{
-    if (bytes > UINT32_MAX || ncmds >= UINT32_MAX)
-        return VG_EINVAL;
-    if (st_grow((void **)&s->sbuf, &s->scap, bytes, 1) ||
-        st_grow((void **)&s->soff, &s->socap, ncmds + 1, sizeof(uint32_t)))
-        return VG_ENOMEM;
-    return 0;
-}
-
-/* "NAME KEY" of the RESP command at cmd (for log lines), into out. */
-static void st_describe(const char *cmd, size_t len, char *out, size_t outlen)
-{
-    const char *p = cmd, *end = cmd + len;
-    size_t w = 0;
-    out[0] = '\0';
-    if (p >= end || *p != '*')
-        return;
-    p = memchr(p, '\n', (size_t)(end - p));
-    for (int arg = 0; p && arg < 2; arg++) {
-        p++;
-        if (p >= end || *p != '$')
-            break;
-        char *e;
-        unsigned long n = strtoul(p + 1, &e, 10);
-        p = memchr(p, '\n', (size_t)(end - p));
-        if (!p || (size_t)(end - p - 1) < n)
-            break;
-        p++;
-        size_t take = n > 80 ? 80 : n;
-        if (w + take + 2 >= outlen)
-            break;
-        if (arg)
-            out[w++] = ' ';
-        memcpy(out + w, p, take);
-        w += take;
-        out[w] = '\0';
-        p += n + 1; /* at '\n' of the CRLF */
-    }
-    for (size_t i = 0; i < w; i++)
-        if ((unsigned char)out[i] < 0x20)
-            out[i] = '?';
-}
 
 /* ---- reply classification ----------------------------------------------------------------- */
 
@@ -321,7 +136,7 @@ static int st_transient_err(const char *msg, size_t len)
 
 /* CL_OK, CL_PERMANENT or CL_TRANSIENT; *msg = the error text if not OK.  An
  * array (EXEC's reply) is looked into one level deep: an error inside a
- * transaction comes back as an element (NOTES.md). */
+ * transaction comes back as an element (EXEC itself succeeds). */
 static int st_classify(const redisReply *r, const char **msg)
 {
     const redisReply *e = NULL;
@@ -396,7 +211,7 @@ static void st_finish_head(vg_store_t *s, st_job_t *j)
 
 /* A write job built in the scratch (len bytes, ncmds commands whose offsets
  * are in s->soff) -> a heap job of exact size, enqueued. */
-static int st_submit(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud)
+int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud)
 {
     size_t offb = (size_t)(ncmds + 1) * sizeof(uint32_t);
     st_job_t *j = malloc(sizeof *j + offb + len);
@@ -440,74 +255,6 @@ static void st_pump(vg_store_t *s)
         if (j->nsent == j->ncmds && j->kind == JOB_WRITE)
             s->send = j->next;
     }
-}
-
-/* ---- the libuv binding of hiredis ---------------------------------------------------------
- *
- * Not <hiredis/adapters/libuv.h>: in 0.14.1 its poll callback returns on a
- * non-zero status, and libuv reports POLLERR (a refused TCP connect, a reset
- * connection) exactly so, with UV_EBADF after stopping the handle — the
- * connection then hangs forever and no reconnect ever happens.  This is the
- * same adapter with the fix hiredis 1.x made: on an error status, run the
- * handlers of the events we wait for, so hiredis meets the error in
- * connect/read/write and tears the connection down. */
-
-typedef struct st_uv {
-    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
-    uv_poll_t handle;
-    int events;
-} st_uv_t;
-
-static void st_uv_poll(uv_poll_t *h, int status, int events)
-{
-    st_uv_t *p = h->data;
-    int ev = status ? p->events : events;
-    if (p->ac && (ev & UV_READABLE))
-        redisAsyncHandleRead(p->ac);
-    if (p->ac && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(p->ac);
-}
-
-static void st_uv_update(st_uv_t *p, int add, int del)
-{
-    p->events = (p->events | add) & ~del;
-    if (p->events)
-        uv_poll_start(&p->handle, p->events, st_uv_poll);
-    else
-        uv_poll_stop(&p->handle);
-}
-
-static void st_uv_add_read(void *d) { st_uv_update(d, UV_READABLE, 0); }
-static void st_uv_del_read(void *d) { st_uv_update(d, 0, UV_READABLE); }
-static void st_uv_add_write(void *d) { st_uv_update(d, UV_WRITABLE, 0); }
-static void st_uv_del_write(void *d) { st_uv_update(d, 0, UV_WRITABLE); }
-static void st_uv_closed(uv_handle_t *h) { free(h->data); }
-
-static void st_uv_cleanup(void *d)
-{
-    st_uv_t *p = d;
-    p->ac = NULL;
-    uv_close((uv_handle_t *)&p->handle, st_uv_closed);
-}
-
-static int st_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    st_uv_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return REDIS_ERR;
-    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
-        free(p);
-        return REDIS_ERR;
-    }
-    p->ac = ac;
-    p->handle.data = p;
-    ac->ev.addRead = st_uv_add_read;
-    ac->ev.delRead = st_uv_del_read;
-    ac->ev.addWrite = st_uv_add_write;
-    ac->ev.delWrite = st_uv_del_write;
-    ac->ev.cleanup = st_uv_cleanup;
-    ac->ev.data = p;
-    return REDIS_OK;
 }
 
 /* ---- connection --------------------------------------------------------------------------- */
@@ -683,7 +430,7 @@ static void st_connect(vg_store_t *s)
         return;
     }
     ac->data = s;
-    if (st_uv_attach(ac, s->loop) != REDIS_OK) {
+    if (vg_hiredis_uv_attach(ac, s->loop) != 0) {
         redisAsyncFree(ac);
         st_lost(s, "cannot attach to the loop");
         return;
@@ -723,9 +470,9 @@ static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *m
     if (!vg_ratelimit_ok(&s->rl_cmd, &supp))
         return;
     char what[200], key[200] = "";
-    st_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
+    vg_resp_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
     if (!strchr(what, ' ') && j->ncmds > 1 && idx != 1) /* EXEC: name the key of the DEL */
-        st_describe(j->buf + j->off[1], j->off[2] - j->off[1], key, sizeof key);
+        vg_resp_describe(j->buf + j->off[1], j->off[2] - j->off[1], key, sizeof key);
     st_log(s, VG_LOG_ERROR, "redis %s: error on %s%s%s%s: %s (not retried%s)", s->where, what,
            key[0] ? " (" : "", key, key[0] ? ")" : "", msg,
            supp ? "; similar errors were suppressed" : "");
@@ -785,16 +532,16 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
 static int st_load_users_round(vg_store_t *s, st_load_t *L)
 {
     st_job_t *j = &L->job;
-    size_t need = 4 * ST_HDR_OVH + 4 * (ST_ARG_OVH + ST_NUM_MAX) + s->plen + 16;
-    if (st_grow((void **)&j->buf, &L->bufcap, need, 1) ||
-        st_grow((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
+    size_t need = 4 * VG_RESP_HDR_OVH + 4 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX) + s->plen + 16;
+    if (vg_store_grow_((void **)&j->buf, &L->bufcap, need, 1) ||
+        vg_store_grow_((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
         return VG_ENOMEM;
     char *p = j->buf;
-    p = w_hdr(p, 4);
-    p = w_str(p, "ZRANGE");
-    p = w_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
-    p = w_num(p, (double)L->rank);
-    p = w_num(p, (double)(L->rank + ST_LOAD_CHUNK - 1));
+    p = vg_resp_hdr(p, 4);
+    p = vg_resp_str(p, "ZRANGE");
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = vg_resp_num(p, (double)L->rank);
+    p = vg_resp_num(p, (double)(L->rank + ST_LOAD_CHUNK - 1));
     j->off[0] = 0;
     j->off[1] = (uint32_t)(p - j->buf);
     j->ncmds = 1;
@@ -812,13 +559,13 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
         const redisReply *u = users->element[i];
         if (u->type != REDIS_REPLY_STRING)
             continue;
-        need += ST_HDR_OVH + 3 * ST_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len;
+        need += VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len;
         nu++;
     }
     if (need > UINT32_MAX)
         return VG_ENOMEM;
-    if (st_grow((void **)&j->buf, &L->bufcap, need + 1, 1) ||
-        st_grow((void **)&j->off, &L->cmdcap, nu + 1, sizeof(uint32_t)))
+    if (vg_store_grow_((void **)&j->buf, &L->bufcap, need + 1, 1) ||
+        vg_store_grow_((void **)&j->off, &L->cmdcap, nu + 1, sizeof(uint32_t)))
         return VG_ENOMEM;
     free(L->uoff);
     free(L->ulen);
@@ -833,14 +580,14 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
         if (u->type != REDIS_REPLY_STRING)
             continue;
         j->off[k] = (uint32_t)(p - j->buf);
-        p = w_hdr(p, 5);
-        p = w_str(p, "ZRANGE");
-        char *key = w_arg3(p, s->prefix, s->plen, "hist:", 5, u->str, u->len);
+        p = vg_resp_hdr(p, 5);
+        p = vg_resp_str(p, "ZRANGE");
+        char *key = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, u->str, u->len);
         L->uoff[k] = (uint32_t)(key - 2 - u->len - j->buf); /* the user is the key's tail */
         L->ulen[k] = (uint32_t)u->len;
-        p = w_str(key, "0");
-        p = w_str(p, "-1");
-        p = w_str(p, "WITHSCORES");
+        p = vg_resp_str(key, "0");
+        p = vg_resp_str(p, "-1");
+        p = vg_resp_str(p, "WITHSCORES");
         k++;
     }
     j->off[k] = (uint32_t)(p - j->buf);
@@ -879,13 +626,13 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
     size_t n = h->elements / 2;
     if (n > s->lcap) {
         size_t c = s->lcap;
-        if (st_grow((void **)&s->litems, &c, n, sizeof *s->litems))
+        if (vg_store_grow_((void **)&s->litems, &c, n, sizeof *s->litems))
             return VG_ENOMEM;
         c = s->lcap;
-        if (st_grow((void **)&s->llens, &c, n, sizeof *s->llens))
+        if (vg_store_grow_((void **)&s->llens, &c, n, sizeof *s->llens))
             return VG_ENOMEM;
         c = s->lcap;
-        if (st_grow((void **)&s->lts, &c, n, sizeof *s->lts))
+        if (vg_store_grow_((void **)&s->lts, &c, n, sizeof *s->lts))
             return VG_ENOMEM;
         s->lcap = c;
     }
@@ -1074,180 +821,6 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     return 0;
 }
 
-static int st_ev_cmp(const void *a, const void *b)
-{
-    const st_ev_t *x = a, *y = b;
-    size_t m = x->ulen < y->ulen ? x->ulen : y->ulen;
-    int c = m ? memcmp(x->user, y->user, m) : 0;
-    if (c)
-        return c;
-    if (x->ulen != y->ulen)
-        return x->ulen < y->ulen ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-static int st_same_user(const st_ev_t *a, const st_ev_t *b)
-{
-    return a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0);
-}
-
-int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
-                        void *ud)
-{
-    if (!s || s->closing || (n && !ev))
-        return VG_EINVAL;
-    if (n == 0) {
-        if (st_scratch(s, 64, 1))
-            return VG_ENOMEM;
-        char *p = w_hdr(s->sbuf, 1);
-        p = w_str(p, "PING");
-        s->soff[0] = 0;
-        return st_submit(s, (size_t)(p - s->sbuf), 1, cb, ud);
-    }
-    if (n > UINT32_MAX / 2 - 1)
-        return VG_EINVAL;
-    if (st_grow((void **)&s->sev, &s->sevcap, n, sizeof *s->sev))
-        return VG_ENOMEM;
-    size_t bound = 256 + 2 * s->plen;
-    for (size_t i = 0; i < n; i++) {
-        const vg_store_event_t *e = &ev[i];
-        if (!e->user || !e->item || !isfinite(e->ts))
-            return VG_EINVAL;
-        s->sev[i].user = e->user;
-        s->sev[i].ulen = e->user_len;
-        s->sev[i].i = i;
-        bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len;
-    }
-    int rc = st_scratch(s, bound, 2 * n + 1);
-    if (rc)
-        return rc;
-
-
-    /* group the events by user: one ZADD (+ ZREMRANGEBYRANK) per user */
-    qsort(s->sev, n, sizeof *s->sev, st_ev_cmp);
-    char *p = s->sbuf;
-    uint32_t nc = 0;
-    size_t nusers = 0;
-    for (size_t a = 0, b; a < n; a = b) {
-        const st_ev_t *g = &s->sev[a];
-        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
-            ;
-        nusers++;
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = w_hdr(p, 3 + 2 * (b - a));
-        p = w_arg(p, "ZADD", 4);
-        p = w_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
-        p = w_arg(p, "GT", 2);
-        for (size_t k = a; k < b; k++) {
-            const vg_store_event_t *e = &ev[s->sev[k].i];
-            p = w_num(p, e->ts);
-            p = w_arg(p, e->item, e->item_len);
-        }
-        if (s->history_max > 0) {
-            s->soff[nc++] = (uint32_t)(p - s->sbuf);
-            p = w_hdr(p, 4);
-            p = w_arg(p, "ZREMRANGEBYRANK", 15);
-            p = w_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
-            p = w_arg(p, "0", 1);
-            p = w_str(p, s->rank_stop);
-        }
-    }
-    s->soff[nc++] = (uint32_t)(p - s->sbuf);
-    p = w_hdr(p, 3 + 2 * nusers);
-    p = w_arg(p, "ZADD", 4);
-    p = w_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
-    p = w_arg(p, "GT", 2);
-    for (size_t a = 0, b; a < n; a = b) {
-        const st_ev_t *g = &s->sev[a];
-        double ts = ev[g->i].ts;
-        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
-            if (ev[s->sev[b].i].ts > ts)
-                ts = ev[s->sev[b].i].ts;
-        p = w_num(p, ts);
-        p = w_arg(p, g->user, g->ulen);
-    }
-    vg_assert((size_t)(p - s->sbuf) <= bound);
-    return st_submit(s, (size_t)(p - s->sbuf), nc, cb, ud);
-}
-
-int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
-                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
-                     void *ud)
-{
-    if (!s || s->closing || !user || (n && (!items || !item_lens || !scores)))
-        return VG_EINVAL;
-    if (n > UINT32_MAX / 2 - 8)
-        return VG_EINVAL;
-    size_t key = ST_ARG_OVH + s->plen + 4 + user_len;
-    size_t bound = 5 * (ST_HDR_OVH + ST_ARG_OVH + 8) + 3 * key + 2 * (ST_ARG_OVH + ST_NUM_MAX);
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i] || !isfinite(scores[i]))
-            return VG_EINVAL;
-        bound += 2 * ST_ARG_OVH + ST_NUM_MAX + item_lens[i];
-    }
-    int rc = st_scratch(s, bound, 5);
-    if (rc)
-        return rc;
-    char *p = s->sbuf;
-    uint32_t nc = 0;
-    if (n) {
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = w_hdr(p, 1);
-        p = w_arg(p, "MULTI", 5);
-    }
-    s->soff[nc++] = (uint32_t)(p - s->sbuf);
-    p = w_hdr(p, 2);
-    p = w_arg(p, "DEL", 3);
-    p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-    if (n) {
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = w_hdr(p, 2 + 2 * n);
-        p = w_arg(p, "ZADD", 4);
-        p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-        for (size_t i = 0; i < n; i++) {
-            p = w_num(p, scores[i]);
-            p = w_arg(p, items[i], item_lens[i]);
-        }
-        if (s->rec_ttl_s > 0) {
-            s->soff[nc++] = (uint32_t)(p - s->sbuf);
-            p = w_hdr(p, 3);
-            p = w_arg(p, "EXPIRE", 6);
-            p = w_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-            p = w_str(p, s->ttl);
-        }
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = w_hdr(p, 1);
-        p = w_arg(p, "EXEC", 4);
-    }
-    vg_assert((size_t)(p - s->sbuf) <= bound);
-    return st_submit(s, (size_t)(p - s->sbuf), nc, cb, ud);
-}
-
-int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
-                       size_t n, vg_store_cb cb, void *ud)
-{
-    if (!s || s->closing || n == 0 || !fields || !values || n > UINT32_MAX / 4)
-        return VG_EINVAL;
-    size_t bound = ST_HDR_OVH + 2 * ST_ARG_OVH + 4 + s->plen + 12;
-    for (size_t i = 0; i < n; i++) {
-        if (!fields[i] || !values[i])
-            return VG_EINVAL;
-        bound += 2 * ST_ARG_OVH + strlen(fields[i]) + strlen(values[i]);
-    }
-    int rc = st_scratch(s, bound, 1);
-    if (rc)
-        return rc;
-    char *p = w_hdr(s->sbuf, 2 + 2 * n);
-    p = w_arg(p, "HSET", 4);
-    p = w_arg3(p, s->prefix, s->plen, "vaegan:model", 12, NULL, 0);
-    for (size_t i = 0; i < n; i++) {
-        p = w_str(p, fields[i]);
-        p = w_str(p, values[i]);
-    }
-    s->soff[0] = 0;
-    vg_assert((size_t)(p - s->sbuf) <= bound);
-    return st_submit(s, (size_t)(p - s->sbuf), 1, cb, ud);
-}
 
 int vg_store_load(vg_store_t *s, st_user_fn on_user, vg_store_cb on_done, void *ud)
 {

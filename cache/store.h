@@ -3,7 +3,7 @@
  * model metadata and the start-up load of every history, over one
  * asynchronous hiredis connection driven by the caller's libuv loop.
  *
- * Keys (DESIGN.md "Redis schema"; <p> = cfg->prefix, empty by default):
+ * Keys (docs/architecture.md "Redis schema"; <p> = cfg->prefix, empty by default):
  *   <p>hist:<user>   ZSET item -> latest event ts, capped to history_max
  *   <p>rec:<user>    ZSET item -> model score, replaced atomically
  *   <p>vaegan:users  ZSET user -> latest event ts
@@ -24,7 +24,7 @@
  * point where the daemon may store the Kafka offsets of its events.
  * Memory is bounded only by the caller: vg_store_pending() and
  * vg_store_stats().pending_bytes tell how much waits, so the daemon can pause
- * its input (DESIGN.md "Redis unreachable").
+ * its input (docs/architecture.md "Back-pressure").
  *
  * Errors Redis answers.  An error that belongs to the command (WRONGTYPE, a
  * bad argument, ...) is permanent: logged (rate-limited), not retried, and
@@ -54,7 +54,7 @@
  * SIG_IGN if it is at its default (SIG_DFL), and leaves any other disposition
  * alone (a program that installs its own handler keeps it).
  *
- * Limits of hiredis 0.14: it has no timeouts (NOTES.md).  The store bounds
+ * Limits of hiredis 0.14: it has no async command timeouts.  The store bounds
  * connect + handshake itself (cfg->connect_timeout_ms), but a server that
  * stops answering on a ready connection stalls the queue until TCP gives up
  * (vg_store_stats().inflight stays > 0 with no progress in replies); a TCP

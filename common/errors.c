@@ -1,5 +1,7 @@
-/* errors.c — names of the VG_E* codes (the X-macro table in errors.h). */
+/* errors.c — names of the VG_E* codes (the X-macro table in errors.h) and
+ * the one error-into-buffer formatter. */
 #include "common/errors.h"
+
 
 const char *vg_strerror(int err)
 {
@@ -14,4 +16,20 @@ const char *vg_strerror(int err)
     default:
         return "unknown error";
     }
+}
+
+int vg_verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap)
+{
+    if (err && errlen)
+        vsnprintf(err, errlen, fmt, ap);
+    return code;
+}
+
+int vg_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vg_verrf(err, errlen, code, fmt, ap);
+    va_end(ap);
+    return code;
 }

@@ -13,6 +13,7 @@
 #ifndef VG_ERRORS_H
 #define VG_ERRORS_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,13 @@ enum {
 
 /* Text for a VG_E* code (or "ok" for 0).  Never NULL; static storage. */
 const char *vg_strerror(int err);
+
+/* Formats a message into err[0..errlen) (nothing when err is NULL or errlen
+ * is 0; cut to fit) and returns `code`, so that a failing function can say
+ * `return vg_errf(err, errlen, VG_EIO, "%s: %s", path, strerror(errno));`. */
+__attribute__((format(printf, 4, 5))) int vg_errf(char *err, size_t errlen, int code, const char *fmt, ...);
+/* The same with a va_list, for printf-like wrappers. */
+int vg_verrf(char *err, size_t errlen, int code, const char *fmt, va_list ap);
 
 #define vg_assert(cond)                                                      \
     do {                                                                     \

@@ -1,7 +1,7 @@
 /* ratelimit.c — see ratelimit.h. */
 #include "common/ratelimit.h"
 
-#include <time.h>
+#include "common/clock.h"
 
 int vg_ratelimit_ok_at(vg_ratelimit_t *rl, double now, uint64_t *suppressed)
 {
@@ -22,7 +22,5 @@ int vg_ratelimit_ok_at(vg_ratelimit_t *rl, double now, uint64_t *suppressed)
 
 int vg_ratelimit_ok(vg_ratelimit_t *rl, uint64_t *suppressed)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return vg_ratelimit_ok_at(rl, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9, suppressed);
+    return vg_ratelimit_ok_at(rl, vg_mono_s(), suppressed);
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "common/addr.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "daemon/log.h"
@@ -85,7 +86,7 @@ static const key_def_t keys[] = {
 
     INT("history.max_items", history.max_items, 1, 1000000),
 
-    INT("serve.top_n", serve.top_n, 1, 10000),
+    INT("serve.top_n", serve.top_n, 1, VG_TOP_N_MAX),
     INT("serve.rec_ttl_s", serve.rec_ttl_s, 0, INT_MAX),
     INT("serve.refresh_s", serve.refresh_s, 1, INT_MAX),
     INT("serve.batch", serve.batch, 1, 65536),
@@ -207,44 +208,6 @@ void vg_config_free(vg_config_t *c)
     c->path = NULL;
 }
 
-/* ---- host:port ---------------------------------------------------------- */
-
-int vg_hostport_parse(const char *s, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || !colon[1])
-        return VG_EINVAL;
-    const char *h = s;
-    size_t hl = (size_t)(colon - s);
-    if (hl > 0 && s[0] == '[') { /* [v6]:port */
-        if (hl < 3 || s[hl - 1] != ']')
-            return VG_EINVAL;
-        h = s + 1;
-        hl -= 2;
-    } else if (memchr(s, ':', hl) || memchr(s, '[', hl) || memchr(s, ']', hl)) {
-        return VG_EINVAL; /* a bare IPv6 address, or stray brackets */
-    }
-    if (hl == 0 || hl >= hostlen)
-        return VG_EINVAL;
-    for (size_t i = 0; i < hl; i++)
-        if ((unsigned char)h[i] <= ' ' || h[i] == '/')
-            return VG_EINVAL;
-    long p = 0;
-    for (const char *d = colon + 1; *d; d++) {
-        if (*d < '0' || *d > '9')
-            return VG_EINVAL;
-        p = p * 10 + (*d - '0');
-        if (p > 65535)
-            return VG_EINVAL;
-    }
-    if (p < 1)
-        return VG_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
 /* ---- loading ------------------------------------------------------------ */
 
 typedef struct load_ctx {
@@ -279,7 +242,7 @@ __attribute__((format(printf, 4, 5))) static void fail(load_ctx_t *x, int rc, in
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+    vg_verrf(x->err + n, x->errlen - (size_t)n, rc, fmt, ap);
     va_end(ap);
 }
 
@@ -429,12 +392,115 @@ static int set_string(load_ctx_t *x, char **slot, const char *v)
     return 0;
 }
 
+/* Each parse_* below reads one kind of value into slot and returns NULL, or
+ * the reason the text is refused (slot untouched); range[0..128) may hold
+ * that reason. */
+
+static const char *parse_int_key(const key_def_t *k, const char *v, int *slot, char *range)
+{
+    long long n = 0;
+    const char *why = parse_ll(v, &n);
+    if (why && strcmp(why, "out of range") != 0)
+        return why;
+    if (why || n < k->imin || n > k->imax) {
+        if (k->imax == INT_MAX)
+            snprintf(range, 128, "must be at least %lld", k->imin);
+        else
+            snprintf(range, 128, "must be between %lld and %lld", k->imin, k->imax);
+        return range;
+    }
+    *slot = (int)n;
+    return NULL;
+}
+
+static const char *parse_double_key(const key_def_t *k, const char *v, double *slot, char *range)
+{
+    double d = 0;
+    const char *why = parse_double(v, &d);
+    if (why && strcmp(why, "out of range") != 0)
+        return why;
+    if (why || d < k->dmin || d > k->dmax || (d == k->dmin && (k->dflags & OPEN_MIN)) ||
+        (d == k->dmax && (k->dflags & OPEN_MAX))) {
+        dbl_range_text(k, range, 128);
+        return range;
+    }
+    *slot = d;
+    return NULL;
+}
+
+/* "auto" (stored as -1) or a number >= 0. */
+static const char *parse_noise(const char *v, double *slot)
+{
+    if (strcmp(v, "auto") == 0) {
+        *slot = -1.0;
+        return NULL;
+    }
+    double d = 0;
+    const char *why = parse_double(v, &d);
+    if (!why && d < 0)
+        why = "must be \"auto\" or a number of at least 0";
+    if (!why)
+        *slot = d;
+    return why;
+}
+
+static const char *parse_u64(const char *v, uint64_t *slot)
+{
+    const char *p = v;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!*v)
+        return "empty value: an integer is required";
+    if (*p == '-')
+        return "must be at least 0";
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v)
+        return "not an integer";
+    if (*end)
+        return "not an integer (trailing characters)";
+    if (errno == ERANGE)
+        return "must be between 0 and 18446744073709551615";
+    *slot = (uint64_t)n;
+    return NULL;
+}
+
+/* The kinds read by name: model.variant, model.likelihood, log.level. */
+static const char *parse_name(int kind, const char *v, void *slot)
+{
+    switch (kind) {
+    case K_VARIANT: {
+        vg_variant_t var;
+        if (vg_variant_parse(v, &var) < 0)
+            return "must be one of mult-vae, avb, avb+d, avb+d+c";
+        *(vg_variant_t *)slot = var;
+        return NULL;
+    }
+    case K_LIK: {
+        vg_likelihood_t lik;
+        if (vg_likelihood_parse(v, &lik) < 0)
+            return "must be multinomial or logistic";
+        *(vg_likelihood_t *)slot = lik;
+        return NULL;
+    }
+    default: {
+        int level;
+        if (vg_log_level_parse(v, &level) < 0)
+            return "must be one of debug, info, warn, error";
+        *(int *)slot = level;
+        return NULL;
+    }
+    }
+}
+
 /* Sets one table key from its text. */
 static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
 {
     void *slot = (char *)x->c + k->off;
     const char *why = NULL;
-    char range[128];
+    char range[128], host[256];
+    int port;
     switch (k->kind) {
     case K_STR_NE:
         if (!*v) {
@@ -445,106 +511,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
     case K_STR:
         set_string(x, slot, v);
         return;
-    case K_INT: {
-        long long n = 0;
-        why = parse_ll(v, &n);
-        if (why && strcmp(why, "out of range") != 0)
-            break;
-        if (why || n < k->imin || n > k->imax) {
-            if (k->imax == INT_MAX)
-                snprintf(range, sizeof range, "must be at least %lld", k->imin);
-            else
-                snprintf(range, sizeof range, "must be between %lld and %lld", k->imin, k->imax);
-            why = range;
-            break;
-        }
-        *(int *)slot = (int)n;
-        return;
-    }
-    case K_DBL: {
-        double d = 0;
-        why = parse_double(v, &d);
-        if (why && strcmp(why, "out of range") != 0)
-            break;
-        if (why || d < k->dmin || d > k->dmax || (d == k->dmin && (k->dflags & OPEN_MIN)) ||
-            (d == k->dmax && (k->dflags & OPEN_MAX))) {
-            dbl_range_text(k, range, sizeof range);
-            why = range;
-            break;
-        }
-        *(double *)slot = d;
-        return;
-    }
-    case K_NOISE: {
-        if (strcmp(v, "auto") == 0) {
-            *(double *)slot = -1.0;
-            return;
-        }
-        double d = 0;
-        why = parse_double(v, &d);
-        if (!why && d < 0)
-            why = "must be \"auto\" or a number of at least 0";
-        if (why)
-            break;
-        *(double *)slot = d;
-        return;
-    }
-    case K_U64: {
-        const char *p = v;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*v) {
-            why = "empty value: an integer is required";
-            break;
-        }
-        if (*p == '-') {
-            why = "must be at least 0";
-            break;
-        }
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (end == v)
-            why = "not an integer";
-        else if (*end)
-            why = "not an integer (trailing characters)";
-        else if (errno == ERANGE)
-            why = "must be between 0 and 18446744073709551615";
-        if (why)
-            break;
-        *(uint64_t *)slot = (uint64_t)n;
-        return;
-    }
-    case K_VARIANT: {
-        vg_variant_t var;
-        if (vg_variant_parse(v, &var) < 0) {
-            why = "must be one of mult-vae, avb, avb+d, avb+d+c";
-            break;
-        }
-        *(vg_variant_t *)slot = var;
-        return;
-    }
-    case K_LIK: {
-        vg_likelihood_t lik;
-        if (vg_likelihood_parse(v, &lik) < 0) {
-            why = "must be multinomial or logistic";
-            break;
-        }
-        *(vg_likelihood_t *)slot = lik;
-        return;
-    }
-    case K_LEVEL: {
-        int level;
-        if (vg_log_level_parse(v, &level) < 0) {
-            why = "must be one of debug, info, warn, error";
-            break;
-        }
-        *(int *)slot = level;
-        return;
-    }
-    case K_LISTEN: {
-        char host[256];
-        int port;
+    case K_LISTEN:
         if (*v && vg_hostport_parse(v, host, sizeof host, &port) < 0) {
             why = "must be empty (off) or HOST:PORT with a port between 1 and 65535 "
                   "(IPv6 in brackets: [::1]:9464)";
@@ -552,11 +519,17 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
         }
         set_string(x, slot, v);
         return;
+    case K_INT: why = parse_int_key(k, v, slot, range); break;
+    case K_DBL: why = parse_double_key(k, v, slot, range); break;
+    case K_NOISE: why = parse_noise(v, slot); break;
+    case K_U64: why = parse_u64(v, slot); break;
+    case K_VARIANT:
+    case K_LIK:
+    case K_LEVEL: why = parse_name(k->kind, v, slot); break;
+    default: vg_assert(!"unreachable");
     }
-    default:
-        vg_assert(!"unreachable");
-    }
-    fail(x, VG_ECONFIG, x->line, "%s = " VAL_FMT ": %s", k->key, VAL_ARG(v), why);
+    if (why)
+        fail(x, VG_ECONFIG, x->line, "%s = " VAL_FMT ": %s", k->key, VAL_ARG(v), why);
 }
 
 /* kafka.option.<name> = value */

@@ -1,5 +1,5 @@
 /*
- * config.h — vaegand's configuration: the INI file of DESIGN.md
+ * config.h — vaegand's configuration: the INI file (docs/architecture.md)
  * (config/vaegand.conf documents every key with its default).
  *
  * Use:
@@ -35,6 +35,9 @@
 #include "common/log.h"
 #include "model/vaegan.h"
 
+/* The longest list serve.top_n allows (list writes size their arrays by it). */
+#define VG_TOP_N_MAX 10000
+
 typedef struct vg_config {
     struct {
         char *brokers;   /* kafka.brokers: bootstrap list or "embedded"; never empty */
@@ -58,7 +61,7 @@ typedef struct vg_config {
         int max_items; /* history.max_items, 1..1000000 */
     } history;
     struct {
-        int top_n;     /* serve.top_n, 1..10000 */
+        int top_n;     /* serve.top_n, 1..VG_TOP_N_MAX */
         int rec_ttl_s; /* serve.rec_ttl_s, 0 = no TTL */
         int refresh_s; /* serve.refresh_s: max model age of a list, >= 1 */
         int batch;     /* serve.batch: users per scoring GEMM, default 256 */
@@ -83,14 +86,14 @@ typedef struct vg_config {
         char *file; /* log.file, "" = stderr */
     } log;
     struct {
-        char *listen; /* metrics.listen: "" = off, otherwise HOST:PORT (see vg_hostport_parse) */
+        char *listen; /* metrics.listen: "" = off, otherwise HOST:PORT (common/addr.h) */
     } metrics;
     char *path; /* the file it came from (NULL for a configuration made by vg_config_default) */
 } vg_config_t;
 
-/* Fills c with every default of DESIGN.md and MODEL.md (model.variant
- * avb+d+c).  c need not be initialised; its strings are owned by c (free them
- * with vg_config_free).  Aborts if the few small allocations fail. */
+/* Fills c with every default (config/vaegand.conf lists them; docs/model.md
+ * explains the model.* ones; model.variant avb+d+c).  c need not be
+ * initialised; its strings are owned by c (free them with vg_config_free).  Aborts if the few small allocations fail. */
 void vg_config_default(vg_config_t *c);
 
 /* Fills c with the defaults (vg_config_default — do NOT call it yourself
@@ -121,11 +124,5 @@ void vg_config_dump(const vg_config_t *c, FILE *f);
  * the end.  The pass-through family is listed once as "kafka.option.*".
  * (Used by the test that config/vaegand.conf documents every key.) */
 const char *vg_config_key(size_t i);
-
-/* Splits "HOST:PORT" (IPv6 hosts in brackets: "[::1]:9464") into host
- * (without brackets, NUL-terminated, at most hostlen - 1 bytes) and port
- * (1..65535).  The host must not be empty.  Returns 0 or VG_EINVAL.  This
- * is the form metrics.listen is checked against. */
-int vg_hostport_parse(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

@@ -1,17 +1,9 @@
 /*
- * daemon.h — vaegand's wiring: one libuv loop thread that owns the Kafka
- * consumer (stream/kafka.h) and the Redis store (cache/store.h), plus the
- * scorer and trainer threads (daemon/scorer.h, daemon/trainer.h) that meet
- * the loop through the history mirror (daemon/hist.h) and uv_async wake-ups.
- *
- * Life of an event (the delivery guarantee of DESIGN.md):
- *   Kafka message -> parsed (invalid: counted, logged, DLQ, marked done)
- *   -> appended to the current batch -> vg_store_add_events (hist:<user>,
- *   vaegan:users) -> Redis acknowledged the batch -> applied to the mirror,
- *   the user marked for scoring, the trainer told, the offsets marked done
- *   (vg_kafka_done stores them up to the contiguous low-water mark).
- * Events read and not yet acknowledged are bounded by kafka.max_pending:
- * above it, and whenever Redis is away, the partitions are paused.
+ * daemon.h — vaegand's streaming mode: one libuv loop thread that owns the
+ * Kafka consumer (stream/kafka.h) and the Redis store (cache/store.h), plus
+ * the scorer and trainer threads (daemon/scorer.h, daemon/trainer.h) that
+ * meet the loop through the history mirror (daemon/hist.h) and uv_async
+ * wake-ups.  The write path an event takes is pipeline.h's.
  *
  * Start: load (or refuse) the state file, connect to Redis, load every
  * history into the mirror, start the scorer (every user's list is rebuilt in
@@ -26,16 +18,9 @@
 
 #include "daemon/config.h"
 
-typedef struct vg_run_opts {
-    int reset_model;          /* --reset-model: ignore an existing state file */
-    const char *replay;       /* --replay FILE (NULL = run the daemon) */
-    const char *format;       /* --format (replay), default json */
-    double min_rating;        /* --min-rating (replay), NAN = none */
-    int epochs;               /* --epochs (replay) */
-} vg_run_opts_t;
-
-/* Runs the daemon (or the replay) until it stops.  Returns the process exit
- * code: 0 after a clean stop, 1 after a fatal error (logged). */
-int vg_daemon_run(const vg_config_t *cfg, const vg_run_opts_t *opts);
+/* Runs the daemon until it stops; reset_model = --reset-model (ignore an
+ * existing state file).  Returns the process exit code: 0 after a clean
+ * stop, 1 after a fatal error (logged). */
+int vg_daemon_run(const vg_config_t *cfg, int reset_model);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * main.c — vaegand's command line (DESIGN.md "Command line"):
+ * main.c — vaegand's command line (docs/architecture.md, "Command line"):
  *
  *   vaegand -c FILE                      run the daemon
  *   vaegand -c FILE --replay FILE [--format F] [--min-rating R] [--epochs N]
@@ -18,9 +18,9 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
+#include "daemon/replay.h"
 #include "model/blas.h"
 
-#define VG_VERSION "0.1.0"
 #define EX_USAGE_ 2
 #define EX_CONFIG_ 78
 
@@ -52,14 +52,14 @@ int main(int argc, char **argv)
     };
     const char *path = NULL;
     int check = 0;
-    vg_run_opts_t o = {.format = "json", .min_rating = NAN, .epochs = 10};
+    vg_replay_opts_t o = {.format = "json", .min_rating = NAN, .epochs = 10};
     int c;
     while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 'c': path = optarg; break;
         case 'k': check = 1; break;
-        case 'r': o.replay = optarg; break;
+        case 'r': o.file = optarg; break;
         case 'f': o.format = optarg; break;
         case 'R': o.reset_model = 1; break;
         case 'm':
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     int code = 1;
     if (brc >= 0) {
         vg_blas_set_threads(cfg.train.threads);
-        code = vg_daemon_run(&cfg, &o);
+        code = o.file ? vg_replay_run(&cfg, &o) : vg_daemon_run(&cfg, o.reset_model);
     }
     vg_config_free(&cfg);
     vg_log_close();

@@ -36,6 +36,7 @@
 
 #include <microhttpd.h>
 
+#include "common/addr.h"
 #include "common/errors.h"
 
 #if MHD_VERSION >= 0x00097002
@@ -367,60 +368,9 @@ static VG_MHD_RESULT on_request(void *cls, struct MHD_Connection *c, const char 
     return ret;
 }
 
-static void set_err(char *err, size_t errlen, const char *listen, const char *reason)
+static int set_err(char *err, size_t errlen, int code, const char *listen, const char *reason)
 {
-    if (err && errlen)
-        snprintf(err, errlen, "cannot listen on \"%s\": %s", listen, reason);
-}
-
-/* Splits "host:port", "[v6]:port", ":port", "*:port" into host (NULL = every
- * address) and port text.  0 or VG_EINVAL with *reason set. */
-static int split_address(char *buf, char **host, char **port, const char **reason)
-{
-    char *colon;
-    if (buf[0] == '[') {
-        char *close = strchr(buf, ']');
-        if (!close || close[1] != ':') {
-            *reason = "expected [IPv6 address]:port";
-            return VG_EINVAL;
-        }
-        *close = '\0';
-        *host = buf + 1;
-        colon = close + 1;
-        if (!**host) {
-            *reason = "empty address between the brackets";
-            return VG_EINVAL;
-        }
-    } else {
-        colon = strrchr(buf, ':');
-        if (!colon) {
-            *reason = "expected host:port";
-            return VG_EINVAL;
-        }
-        *colon = '\0';
-        *host = buf;
-        if (strchr(buf, ':')) {
-            *reason = "an IPv6 address needs brackets, e.g. [::1]:9464";
-            return VG_EINVAL;
-        }
-        if (!*buf || strcmp(buf, "*") == 0)
-            *host = NULL;
-    }
-    *port = colon + 1;
-    size_t n = strlen(*port);
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((*port)[i] < '0' || (*port)[i] > '9' || i >= 5) {
-            *reason = "the port must be a number from 0 to 65535";
-            return VG_EINVAL;
-        }
-        v = v * 10 + ((*port)[i] - '0');
-    }
-    if (n == 0 || v > 65535) {
-        *reason = "the port must be a number from 0 to 65535";
-        return VG_EINVAL;
-    }
-    return 0;
+    return vg_errf(err, errlen, code, "cannot listen on \"%s\": %s", listen, reason);
 }
 
 /* Binds and listens on the first usable address of host:port.  Returns the
@@ -476,25 +426,17 @@ int vg_metrics_listen(vg_metrics_t *m, const char *listen, char *err, size_t err
         err[0] = '\0';
     if (!listen || !*listen)
         return 0;
-    if (m->daemon) {
-        set_err(err, errlen, listen, "the metrics server is already listening");
-        return VG_EINVAL;
-    }
-    char buf[300];
-    if (strlen(listen) >= sizeof buf) {
-        set_err(err, errlen, listen, "address too long");
-        return VG_EINVAL;
-    }
-    strcpy(buf, listen);
-    char *host, *port;
+    if (m->daemon)
+        return set_err(err, errlen, VG_EINVAL, listen, "the metrics server is already listening");
+    char host[256], port[8];
+    int p;
     const char *reason = NULL;
-    if (split_address(buf, &host, &port, &reason) != 0) {
-        set_err(err, errlen, listen, reason);
-        return VG_EINVAL;
-    }
+    if (vg_listen_parse(listen, host, sizeof host, &p, &reason) != 0)
+        return set_err(err, errlen, VG_EINVAL, listen, reason);
+    snprintf(port, sizeof port, "%d", p);
 
     int gai = 0, err_no = 0, fd;
-    if (host) {
+    if (host[0]) {
         fd = bind_listen(host, port, &gai, &err_no);
     } else {
         /* every address: IPv6 "::" is dual-stack on Linux; IPv4 when that fails */
@@ -502,10 +444,8 @@ int vg_metrics_listen(vg_metrics_t *m, const char *listen, char *err, size_t err
         if (fd < 0)
             fd = bind_listen("0.0.0.0", port, &gai, &err_no);
     }
-    if (fd < 0) {
-        set_err(err, errlen, listen, gai ? gai_strerror(gai) : strerror(err_no));
-        return VG_EIO;
-    }
+    if (fd < 0)
+        return set_err(err, errlen, VG_EIO, listen, gai ? gai_strerror(gai) : strerror(err_no));
     int bound = socket_port(fd);
 
     m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL,
@@ -514,8 +454,7 @@ int vg_metrics_listen(vg_metrics_t *m, const char *listen, char *err, size_t err
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
     if (!m->daemon) {
         close(fd);
-        set_err(err, errlen, listen, "libmicrohttpd could not start its server thread");
-        return VG_EIO;
+        return set_err(err, errlen, VG_EIO, listen, "libmicrohttpd could not start its server thread");
     }
     m->port = bound;
     return 0;

@@ -1,25 +1,24 @@
 /*
- * replay.c — `vaegand --replay FILE`: offline backfill.
+ * replay.c — `vaegand --replay FILE` (the phases are replay.h's).
  *
- * 1. Read the file (stream/reader.c; lenient: bad lines are counted and
- *    logged, rate-limited) into a compact array of (user, item, ts) indices.
- * 2. Write the histories to Redis through the same store as the daemon,
- *    VG_BATCH_MAX events per batch with a bounded number in flight; every
- *    acknowledged batch enters the mirror, exactly as in streaming mode.
- * 3. Train --epochs passes over all users (shuffled mini-batches of
- *    model.batch) on this thread, continuing the saved state if there is one.
- * 4. Save the state, write rec:<user> for every known user and vaegan:model,
- *    print a summary on stdout, exit 0.
+ * Ids get their vocabulary index as the file is read (the mirror's
+ * vocabularies; this thread is the only writer), so the file's events are
+ * kept as compact (user, item, ts) indices; histories enter the mirror only
+ * on Redis' acknowledgement, through the pipeline.
  */
-#include "daemon/internal.h"
-
-#include "common/clock.h"
+#include "daemon/replay.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+#include "common/ratelimit.h"
+#include "daemon/checkpoint.h"
+#include "daemon/log.h"
+#include "daemon/pipeline.h"
 #include "model/blas.h"
 #include "stream/reader.h"
 
@@ -31,19 +30,19 @@ typedef struct rev {
 } rev_t;
 
 typedef struct replay {
-    vg_daemon_t *d;
+    vg_pipe_t *p;
+    const vg_replay_opts_t *o;
     rev_t *ev;
     size_t n, cap, sent;
     vg_ratelimit_t rl;
+    vg_reader_stats_t rs;
+    double t0, train_s;
 } replay_t;
 
-/* Ids get their vocabulary index at once (the mirror's vocabularies; this
- * thread is the only writer); histories enter the mirror only on Redis'
- * acknowledgement. */
 static int on_event(const vg_event_t *e, void *ud)
 {
     replay_t *r = ud;
-    vg_hist_t *h = &r->d->hist;
+    vg_hist_t *h = &r->p->hist;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 1 << 16;
         rev_t *p = realloc(r->ev, cap * sizeof *p);
@@ -67,48 +66,39 @@ static void on_invalid(uint64_t line, const char *reason, void *ud)
     replay_t *r = ud;
     uint64_t suppressed;
     if (vg_ratelimit_ok(&r->rl, &suppressed))
-        vg_log(VG_LOG_WARN, "%s:%llu: skipped: %s", r->d->opts->replay, (unsigned long long)line, reason);
+        vg_log(VG_LOG_WARN, "%s:%llu: skipped: %s", r->o->file, (unsigned long long)line, reason);
 }
 
-/* Fills d->cur from the next events and sends it; vg_d_send_batch's
- * acknowledgement path applies it to the mirror. */
+/* Sends the next events, keeping at most MAX_BATCHES_IN_FLIGHT batches
+ * unacknowledged. */
 static void send_more(replay_t *r)
 {
-    vg_daemon_t *d = r->d;
-    while (r->sent < r->n && d->pending_events < (size_t)MAX_BATCHES_IN_FLIGHT * VG_BATCH_MAX) {
+    vg_pipe_t *p = r->p;
+    while (r->sent < r->n && p->pending_events < (size_t)MAX_BATCHES_IN_FLIGHT * VG_BATCH_MAX) {
         vg_batch_t *b = malloc(sizeof *b);
         if (!b)
             return;
-        b->d = d;
         b->n = 0;
         for (; r->sent < r->n && b->n < VG_BATCH_MAX; r->sent++) {
             const rev_t *e = &r->ev[r->sent];
-            vg_pev_t *p = &b->ev[b->n++];
-            const char *u = vg_vocab_id(&d->hist.users, e->user), *i = vg_vocab_id(&d->hist.items, e->item);
-            p->partition = -1;
-            p->offset = (int64_t)r->sent;
-            p->ts = e->ts;
-            p->user_len = (uint8_t)strlen(u);
-            p->item_len = (uint8_t)strlen(i);
-            memcpy(p->user, u, p->user_len + 1u);
-            memcpy(p->item, i, p->item_len + 1u);
+            const char *u = vg_vocab_id(&p->hist.users, e->user), *i = vg_vocab_id(&p->hist.items, e->item);
+            vg_batch_push(b, u, strlen(u), i, strlen(i), e->ts, -1, (int64_t)r->sent);
         }
-        d->cur = b;
-        vg_d_send_batch(d);
+        vg_pipe_send(p, b);
     }
 }
 
-static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
+static int train_epochs(vg_pipe_t *p, vg_model_t *m, int epochs)
 {
-    const vg_config_t *c = d->cfg;
-    int users = d->hist.users.n, B = c->model.batch;
+    const vg_config_t *c = p->cfg;
+    int users = p->hist.users.n, B = c->model.batch;
     int *order = malloc((size_t)users * sizeof *order);
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     vg_csr_t X = {0};
     int rc = order && sel ? 0 : VG_ENOMEM;
     for (int u = 0; u < users; u++)
         order[u] = u;
-    for (int ep = 0; ep < epochs && rc == 0 && !d->stopping; ep++) {
+    for (int ep = 0; ep < epochs && rc == 0 && !p->stopping; ep++) {
         double t0 = vg_mono_s(), nll = 0;
         int batches = 0;
         vg_rng_shuffle(&m->rng, order, users);
@@ -117,12 +107,12 @@ static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
             for (int k = 0; k < n; k++)
                 sel[k] = order[s + k];
             vg_step_stats_t st = {0};
-            rc = vg_hist_rows(&d->hist, sel, n, m->n_items, &X, NULL);
+            rc = vg_hist_rows(&p->hist, sel, n, m->n_items, &X, NULL);
             if (rc == 0)
                 rc = vg_model_train_step(m, &X, &st);
             nll += st.nll;
             batches++;
-            uv_run(&d->loop, UV_RUN_NOWAIT); /* signals */
+            uv_run(&p->loop, UV_RUN_NOWAIT); /* signals */
         }
         vg_log(VG_LOG_INFO, "replay: epoch %d/%d: nll %.3f, alpha %.4f, %.2f s", ep + 1, epochs,
                batches ? nll / batches : 0, vg_model_alpha(m), vg_mono_s() - t0);
@@ -133,99 +123,156 @@ static int train(vg_daemon_t *d, vg_model_t *m, int epochs)
     return rc;
 }
 
-int vg_replay_run(vg_daemon_t *d)
+/* 1. the file into r->ev */
+static int read_file(replay_t *r)
 {
-    const vg_config_t *c = d->cfg;
-    const vg_run_opts_t *o = d->opts;
-    double t0 = vg_mono_s();
-    replay_t r = {.d = d, .rl = {.interval_s = 10, .burst = 20}};
-    vg_reader_opts_t ro = {.min_rating = o->min_rating, .on_event = on_event, .on_invalid = on_invalid, .ud = &r};
-    if (vg_format_from_name(o->format, &ro.format)) {
-        vg_log(VG_LOG_ERROR, "--format %s: unknown (json, csv, ml100k, ml1m, mlcsv)", o->format);
+    vg_reader_opts_t ro = {.min_rating = r->o->min_rating, .on_event = on_event, .on_invalid = on_invalid, .ud = r};
+    if (vg_format_from_name(r->o->format, &ro.format)) {
+        vg_log(VG_LOG_ERROR, "--format %s: unknown (json, csv, ml100k, ml1m, mlcsv)", r->o->format);
         return VG_EINVAL;
     }
-    vg_reader_stats_t rs;
     char err[512];
-    int rc = vg_reader_read(o->replay, &ro, &rs, err, sizeof err);
+    int rc = vg_reader_read(r->o->file, &ro, &r->rs, err, sizeof err);
     if (rc) {
         vg_log(VG_LOG_ERROR, "replay: %s", err);
-        free(r.ev);
         return rc;
     }
     vg_log(VG_LOG_INFO, "replay: read %llu events (%llu invalid, %llu below --min-rating) in %.1f s",
-           (unsigned long long)rs.events, (unsigned long long)rs.invalid, (unsigned long long)rs.filtered,
-           vg_mono_s() - t0);
+           (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
+           vg_mono_s() - r->t0);
+    return 0;
+}
 
-    /* 2. histories into Redis and the mirror */
+/* 2. histories into Redis and the mirror */
+static int write_histories(replay_t *r)
+{
+    vg_pipe_t *p = r->p;
     double t1 = vg_mono_s();
-    send_more(&r);
-    while ((r.sent < r.n || d->pending_events) && !d->stopping) {
-        uv_run(&d->loop, UV_RUN_ONCE);
-        send_more(&r);
+    send_more(r);
+    while ((r->sent < r->n || p->pending_events) && !p->stopping) {
+        uv_run(&p->loop, UV_RUN_ONCE);
+        send_more(r);
     }
-    free(r.ev);
-    if (d->stopping)
+    if (p->stopping)
         return VG_EAGAIN;
     vg_log(VG_LOG_INFO, "replay: histories written to Redis in %.1f s (%d users, %d items)", vg_mono_s() - t1,
-           d->hist.users.n, d->hist.items.n);
+           p->hist.users.n, p->hist.items.n);
+    return 0;
+}
 
-    /* 3. training */
-    vg_model_t *m = &d->model;
-    if (!d->have_model) {
-        if ((rc = vg_model_init(m, &c->model.cfg, d->hist.items.n, c->model.batch))) {
+/* 3. training, then the state file */
+static int train(replay_t *r)
+{
+    vg_pipe_t *p = r->p;
+    const vg_config_t *c = p->cfg;
+    vg_model_t *m = &p->model;
+    int rc;
+    if (!p->have_model) {
+        if ((rc = vg_model_init(m, &c->model.cfg, p->hist.items.n, c->model.batch))) {
             vg_log(VG_LOG_ERROR, "replay: cannot create the model: %s", vg_strerror(rc));
             return rc;
         }
-        d->have_model = 1;
+        p->have_model = 1;
     }
-    if ((rc = vg_trainer_grow(m, &d->hist)))
+    if ((rc = vg_ckpt_grow(m, &p->hist)))
         return rc;
     vg_blas_set_threads(c->train.threads);
     double t2 = vg_mono_s();
-    if ((rc = train(d, m, o->epochs)))
+    if ((rc = train_epochs(p, m, r->o->epochs)))
         return rc;
-    double train_s = vg_mono_s() - t2;
-    if ((rc = vg_trainer_save(m, &d->hist, d->state_path, err, sizeof err))) {
+    r->train_s = vg_mono_s() - t2;
+    char err[512];
+    if ((rc = vg_ckpt_save(m, &p->hist, p->state_path, err, sizeof err)))
         vg_log(VG_LOG_ERROR, "replay: saving the model state: %s", err);
-        return rc;
-    }
+    return rc;
+}
 
-    /* 4. lists for everyone, then vaegan:model */
+/* 4. lists for everyone, then vaegan:model */
+static int write_lists(replay_t *r)
+{
+    vg_pipe_t *p = r->p;
+    const vg_config_t *c = p->cfg;
+    vg_model_t *m = &p->model;
     vg_snap_t *snap = vg_snap_new(m);
-    int users = d->hist.users.n, B = c->serve.batch;
+    int users = p->hist.users.n, B = c->serve.batch;
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
-    rc = snap && sel && lists ? 0 : VG_ENOMEM;
-    for (int s = 0; s < users && rc == 0 && !d->stopping; s += B) {
+    int rc = snap && sel && lists ? 0 : VG_ENOMEM;
+    for (int s = 0; s < users && rc == 0 && !p->stopping; s += B) {
         int n = users - s < B ? users - s : B;
         for (int k = 0; k < n; k++)
             sel[k] = s + k;
-        if ((rc = vg_rank_users(&d->hist, snap, sel, n, c->serve.top_n, lists)))
+        if ((rc = vg_rank_users(&p->hist, snap, sel, n, c->serve.top_n, lists)))
             break;
-        vg_d_put_lists(d, lists, n, 0);
+        vg_pipe_put_lists(p, lists, n, 0);
         for (int k = 0; k < n; k++)
             vg_list_free(&lists[k]);
-        while (d->pending_lists > 16 * (size_t)B && !d->stopping)
-            uv_run(&d->loop, UV_RUN_ONCE);
+        while (p->pending_lists > 16 * (size_t)B && !p->stopping)
+            uv_run(&p->loop, UV_RUN_ONCE);
     }
     vg_snap_unref(snap);
     free(sel);
     free(lists);
     if (rc)
         return rc;
-    vg_train_info_t info = {.step = m->step, .alpha = vg_model_alpha(m), .epoch = o->epochs,
+    vg_train_info_t info = {.step = m->step, .alpha = vg_model_alpha(m), .epoch = r->o->epochs,
                             .items = m->n_items, .users = users, .trained_at = (double)time(NULL)};
-    vg_d_publish_model(d, &info);
-    while ((d->pending_lists || vg_store_pending(d->store)) && !d->stopping)
-        uv_run(&d->loop, UV_RUN_ONCE);
-    if (d->stopping)
-        return VG_EAGAIN;
+    vg_pipe_publish_model(p, &info);
+    while ((p->pending_lists || vg_store_pending(p->store)) && !p->stopping)
+        uv_run(&p->loop, UV_RUN_ONCE);
+    return p->stopping ? VG_EAGAIN : 0;
+}
+
+static void print_summary(const replay_t *r)
+{
+    const vg_pipe_t *p = r->p;
+    int users = p->hist.users.n;
     printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"users\":%d,\"items\":%d,\"epochs\":%d,"
            "\"step\":%lld,\"lists\":%llu,\"train_s\":%.2f,\"seconds\":%.2f}\n",
-           (unsigned long long)rs.events, (unsigned long long)rs.invalid, (unsigned long long)rs.filtered, users,
-           d->hist.items.n, o->epochs, (long long)m->step, (unsigned long long)d->lists, train_s, vg_mono_s() - t0);
+           (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
+           users, p->hist.items.n, r->o->epochs, (long long)p->model.step, (unsigned long long)p->lists, r->train_s,
+           vg_mono_s() - r->t0);
     fflush(stdout);
-    vg_log(VG_LOG_INFO, "replay: done: %d users, %d items, %d epochs, %.1f s", users, d->hist.items.n, o->epochs,
-           vg_mono_s() - t0);
-    return 0;
+    vg_log(VG_LOG_INFO, "replay: done: %d users, %d items, %d epochs, %.1f s", users, p->hist.items.n, r->o->epochs,
+           vg_mono_s() - r->t0);
+}
+
+static int run(replay_t *r)
+{
+    r->t0 = vg_mono_s();
+    int rc = read_file(r);
+    if (rc == 0)
+        rc = write_histories(r);
+    free(r->ev);
+    r->ev = NULL;
+    if (rc == 0)
+        rc = train(r);
+    if (rc == 0)
+        rc = write_lists(r);
+    if (rc == 0)
+        print_summary(r);
+    return rc;
+}
+
+int vg_replay_run(const vg_config_t *cfg, const vg_replay_opts_t *o)
+{
+    vg_pipe_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        vg_log(VG_LOG_ERROR, "out of memory");
+        return 1;
+    }
+    replay_t r = {.p = p, .o = o, .rl = {.interval_s = 10, .burst = 20}};
+    int rc = vg_pipe_open(p, cfg, o->reset_model);
+    if (rc == 0)
+        rc = vg_pipe_wait_loaded(p);
+    if (rc == 0)
+        rc = run(&r);
+    if (rc == VG_EAGAIN) /* stopped by a signal */
+        rc = 0;
+    int code = rc ? 1 : p->exit_code;
+    vg_pipe_close(p);
+    free(p);
+    if (code == 0)
+        vg_log(VG_LOG_INFO, "stopped");
+    return code;
 }

@@ -4,17 +4,11 @@
  * The loop thread marks users whose history changed (vg_scorer_mark); a
  * scorer thread takes up to `batch` marked users at a time (a burst of one
  * user's events is scored once), copies their histories from the mirror,
- * scores them with one GEMM-backed vg_model_score() call on the current model
- * snapshot, takes each user's top-N excluding the history, and hands the
- * lists back to the loop thread (on_lists, called there through uv_async)
+ * ranks them on the current model snapshot (vg_rank_users, rank.h), and
+ * hands the lists back to the loop thread (on_lists, called there through uv_async)
  * for writing to Redis.  Users with no mark are refreshed in the background
  * when their list is older than refresh_s and a newer model exists, and once
  * after start (so a crash between a history write and its list write heals).
- *
- * Without a model snapshot the lists rank items by popularity (users holding
- * them).  Items newer than the snapshot's catalogue are ranked after the
- * model's items, by popularity, so every list has
- * min(top_n, items - history) entries.
  *
  * Snapshots: vg_scorer_set_model() takes a reference-counted, immutable
  * vg_snap_t from any thread (the trainer); the scorer swaps to it between
@@ -28,28 +22,7 @@
 #include <uv.h>
 
 #include "daemon/hist.h"
-#include "model/vaegan.h"
-
-typedef struct vg_snap {
-    vg_model_t m;     /* scoring-only copy (vg_model_snapshot) */
-    double alpha;     /* alpha of the training model when taken */
-    atomic_int refs;
-} vg_snap_t;
-
-/* A snapshot of src with one reference, or NULL (out of memory). */
-vg_snap_t *vg_snap_new(const vg_model_t *src);
-void vg_snap_unref(vg_snap_t *s); /* NULL ok; frees at zero */
-
-/* One finished list, handed to the loop thread.  items/scores have n
- * entries; t_mark is when the user was marked (CLOCK_MONOTONIC seconds; 0 for
- * background refreshes). */
-typedef struct vg_list {
-    int32_t user;
-    int n;
-    int32_t *items;
-    double *scores;
-    double t_mark;
-} vg_list_t;
+#include "daemon/rank.h"
 
 typedef struct vg_scorer_cfg {
     vg_hist_t *hist;
@@ -77,12 +50,5 @@ void vg_scorer_release(vg_scorer_t *sc, int n);
 /* Stops and joins the thread, drops undelivered lists, closes the uv handle
  * (freed in its close callback: run the loop afterwards). */
 void vg_scorer_stop(vg_scorer_t *sc);
-
-/* The ranking itself, for replay and tests: lists for users sel[0..n) with
- * `snap` (NULL = popularity), written to out[0..n) (items/scores malloc'd
- * per list; free with vg_list_free).  Takes the mirror's read lock.
- * Returns 0 or VG_ENOMEM. */
-int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n, int top_n, vg_list_t *out);
-void vg_list_free(vg_list_t *l);
 
 #endif

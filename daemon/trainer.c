@@ -1,9 +1,6 @@
 /*
- * trainer.c — the background trainer thread (see trainer.h).
- *
- * The model's vocabulary always names exactly its first rows: the mirror
- * hands out item indices in order of first sight and the model grows by
- * appending rows, so syncing means copying the mirror's ids [vocab.n, N).
+ * trainer.c — the background trainer thread (see trainer.h).  The model's
+ * rows follow the mirror's items as checkpoint.h describes.
  */
 #define _GNU_SOURCE /* syscall(SYS_gettid): per-thread nice on Linux */
 #include "daemon/trainer.h"
@@ -19,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/errors.h"
+#include "daemon/checkpoint.h"
 #include "daemon/log.h"
 #include "model/blas.h"
 
@@ -34,37 +32,6 @@ struct vg_trainer {
     uint64_t users_trained;
     double last_save;
 };
-
-/* Caller holds the mirror's read lock. */
-static int sync_vocab(vg_model_t *m, const vg_hist_t *h, int upto)
-{
-    for (int i = m->vocab.n; i < upto; i++) {
-        const char *id = vg_vocab_id(&h->items, i);
-        if (vg_vocab_add(&m->vocab, id, strlen(id), NULL) != i)
-            return VG_ENOMEM;
-    }
-    return 0;
-}
-
-int vg_trainer_grow(vg_model_t *m, vg_hist_t *h)
-{
-    vg_hist_rdlock(h);
-    int n = h->items.n, rc = sync_vocab(m, h, n);
-    vg_hist_unlock(h);
-    return rc ? rc : vg_model_grow(m, n);
-}
-
-int vg_trainer_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)
-{
-    vg_hist_rdlock(h);
-    int rc = sync_vocab(m, h, m->n_items);
-    vg_hist_unlock(h);
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", path, vg_strerror(rc));
-        return rc;
-    }
-    return vg_model_save(m, path, err, errlen);
-}
 
 void vg_trainer_events(vg_trainer_t *t, int n)
 {
@@ -127,12 +94,7 @@ static void *trainer_main(void *arg)
         double now = vg_mono_s();
         int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
         if (now < next && !enough) {
-            double wait = next - now;
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            long ns = until.tv_nsec + (long)((wait - (long)wait) * 1e9);
-            until.tv_sec += (time_t)wait + ns / 1000000000L;
-            until.tv_nsec = ns % 1000000000L;
+            struct timespec until = vg_deadline(next - now);
             pthread_cond_timedwait(&t->cv, &t->mu, &until);
             continue;
         }
@@ -152,7 +114,7 @@ static void *trainer_main(void *arg)
             else
                 vg_log(VG_LOG_INFO, "trainer: new model (%s, %d items)", vg_variant_name(t->cfg.model.variant), items);
         }
-        if (t->have_model && users > 0 && (rc = vg_trainer_grow(&t->model, t->cfg.hist)) == 0) {
+        if (t->have_model && users > 0 && (rc = vg_ckpt_grow(&t->model, t->cfg.hist)) == 0) {
             for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
                 vg_hist_rdlock(t->cfg.hist);
                 int B = draw(t, &rng, sel);
@@ -175,7 +137,7 @@ static void *trainer_main(void *arg)
         if (t->have_model && t->cfg.checkpoint_interval_s > 0 &&
             vg_mono_s() - t->last_save >= t->cfg.checkpoint_interval_s) {
             char err[512];
-            if (vg_trainer_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err))
+            if (vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err))
                 vg_log(VG_LOG_ERROR, "checkpoint: %s", err);
             else
                 vg_log(VG_LOG_DEBUG, "checkpoint: step %lld saved to %s", (long long)t->model.step,
@@ -224,7 +186,7 @@ int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen)
     pthread_join(t->th, NULL);
     int rc = 0;
     if (t->have_model) {
-        rc = vg_trainer_save(&t->model, t->cfg.hist, t->cfg.state_path, err, errlen);
+        rc = vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, errlen);
         vg_model_close(&t->model);
     }
     pthread_mutex_destroy(&t->mu);

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "daemon/hist.h"
-#include "daemon/scorer.h"
+#include "daemon/rank.h"
 #include "model/vaegan.h"
 
 typedef struct vg_train_info {
@@ -60,12 +60,5 @@ void vg_trainer_events(vg_trainer_t *t, int n);
 /* Stops after the current step, joins, saves the state (when there is a
  * model), frees.  Returns 0 or the save's error with err filled. */
 int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen);
-
-/* Saves m's state to path, first copying into m->vocab the mirror's ids of
- * the items m has rows for and does not name yet.  Returns 0 or VG_EIO. */
-int vg_trainer_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen);
-
-/* Grows m to the mirror's catalogue (rows and vocabulary).  0 or VG_ENOMEM. */
-int vg_trainer_grow(vg_model_t *m, vg_hist_t *h);
 
 #endif

@@ -8,8 +8,11 @@
  * one thread).  The environment variable OPENBLAS_CORETYPE overrides the
  * choice, but only if it is set before the process starts: setenv() in main()
  * is too late.  So every binary of ours that computes calls vg_blas_setup()
- * first thing in main(); it may re-execute the process with the variable set
- * (see shared/NOTES.md, "OpenBLAS").
+ * first thing in main(); it may re-execute the process with the variable set.
+ * (Measured with Debian's build: SkylakeX kernels forced that way give the
+ * same results as a double-precision reference.  On some machines the
+ * library picks a good core by itself — SkylakeX on some Xeons, Cooperlake
+ * on AMD EPYC — and then no re-exec happens.)
  *
  * Usage:
  *

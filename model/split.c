@@ -363,60 +363,46 @@ void vg_split_strong_free(vg_strong_split_t *s)
     memset(s, 0, sizeof *s);
 }
 
-int vg_split_strong(const vg_rating_t *r, size_t n, uint32_t seed, float threshold, int n_heldout,
-                    double test_frac, vg_strong_split_t *out)
+/* The distinct users of the sorted pairs, ascending (*users, *nu of them),
+ * and each pair's user index (*urow).  Both arrays malloc'ed, also on
+ * failure (the caller frees them). */
+static int index_users(const pair_t *p, size_t m, int64_t **users, int32_t **urow, int64_t *nu)
 {
-    memset(out, 0, sizeof *out);
-    if ((!r && n) || n_heldout < 0 || !frac_ok(test_frac))
-        return VG_EINVAL;
-    pair_t *p;
-    size_t m;
-    int rc = collect(r, n, 1, threshold, &p, &m);
-    if (rc)
-        return rc;
-    int64_t *users = NULL;
-    int32_t *perm = NULL, *pos = NULL, *urow = NULL;
-    int32_t *row[3] = {NULL, NULL, NULL}, *col[3] = {NULL, NULL, NULL};
-    size_t cnt[3] = {0, 0, 0};
-    unsigned char *is_train = NULL;
-    vg_csr_t vblock = {0}, tblock = {0};
-    rc = VG_ENOMEM;
-
-    /* distinct users (ascending keys) and each pair's user index */
-    users = malloc((m ? m : 1) * sizeof *users);
-    urow = malloc((m ? m : 1) * sizeof *urow);
-    if (!users || !urow)
-        goto fail;
-    int64_t nu = 0;
+    *users = malloc((m ? m : 1) * sizeof **users);
+    *urow = malloc((m ? m : 1) * sizeof **urow);
+    if (!*users || !*urow)
+        return VG_ENOMEM;
+    int64_t n = 0;
     for (size_t t = 0; t < m; t++) {
         if (t == 0 || p[t].user != p[t - 1].user) {
-            if (nu == INT_MAX) {
-                rc = VG_ERANGE;
-                goto fail;
-            }
-            users[nu++] = p[t].user;
+            if (n == INT_MAX)
+                return VG_ERANGE;
+            (*users)[n++] = p[t].user;
         }
-        urow[t] = (int32_t)(nu - 1);
+        (*urow)[t] = (int32_t)(n - 1);
     }
-    if (nu <= 2 * (int64_t)n_heldout) {
-        rc = VG_EEMPTY;
-        goto fail;
-    }
-    int h = n_heldout, ntr = (int)nu - 2 * h;
+    *nu = n;
+    return 0;
+}
 
-    vg_nprng_t g;
-    vg_nprng_seed(&g, seed);
-    perm = malloc((size_t)nu * sizeof *perm);
-    pos = malloc((size_t)nu * sizeof *pos);
+/* rng.permutation over the nu users: the first ntr positions train, the next
+ * h validate, the last h test.  Fills the split's user keys and *pos (the
+ * position of each user; malloc'ed, also on failure). */
+static int place_users(vg_nprng_t *g, const int64_t *users, int nu, int h, vg_strong_split_t *out, int32_t **pos)
+{
+    const int ntr = nu - 2 * h;
+    int32_t *perm = malloc((size_t)nu * sizeof *perm);
+    *pos = malloc((size_t)nu * sizeof **pos);
     out->train_user_key = malloc((size_t)(ntr ? ntr : 1) * sizeof(int64_t));
     out->val_user_key = malloc((size_t)(h ? h : 1) * sizeof(int64_t));
     out->test_user_key = malloc((size_t)(h ? h : 1) * sizeof(int64_t));
-    is_train = malloc(m ? m : 1);
-    if (!perm || !pos || !out->train_user_key || !out->val_user_key || !out->test_user_key || !is_train)
-        goto fail;
-    vg_nprng_permutation(&g, perm, (int)nu);
-    for (int k = 0; k < (int)nu; k++) {
-        pos[perm[k]] = k;
+    if (!perm || !*pos || !out->train_user_key || !out->val_user_key || !out->test_user_key) {
+        free(perm);
+        return VG_ENOMEM;
+    }
+    vg_nprng_permutation(g, perm, nu);
+    for (int k = 0; k < nu; k++) {
+        (*pos)[perm[k]] = k;
         if (k < ntr)
             out->train_user_key[k] = users[perm[k]];
         else if (k < ntr + h)
@@ -426,21 +412,38 @@ int vg_split_strong(const vg_rating_t *r, size_t n, uint32_t seed, float thresho
     }
     out->n_train_users = ntr;
     out->n_heldout = h;
+    free(perm);
+    return 0;
+}
 
-    /* item vocabulary: items of training users */
+/* The item vocabulary: the items of training users (position < ntr). */
+static int training_items(const pair_t *p, size_t m, const int32_t *urow, const int32_t *pos, int ntr,
+                          vg_strong_split_t *out)
+{
+    unsigned char *is_train = malloc(m ? m : 1);
+    if (!is_train)
+        return VG_ENOMEM;
     for (size_t t = 0; t < m; t++)
         is_train[t] = pos[urow[t]] < ntr;
-    rc = unique_items(p, m, is_train, &out->item_key, &out->n_items);
-    if (rc)
-        goto fail;
+    int rc = unique_items(p, m, is_train, &out->item_key, &out->n_items);
+    free(is_train);
+    return rc;
+}
 
-    /* the three blocks, rows in permuted order, vocabulary items only */
-    rc = VG_ENOMEM;
+/* The three blocks (train into out->train, validation and test into *blk),
+ * rows in permuted order, vocabulary items only. */
+static int build_blocks(const pair_t *p, size_t m, const int32_t *urow, const int32_t *pos, vg_strong_split_t *out,
+                        vg_csr_t blk[2])
+{
+    const int ntr = out->n_train_users, h = out->n_heldout;
+    int32_t *row[3] = {NULL, NULL, NULL}, *col[3] = {NULL, NULL, NULL};
+    size_t cnt[3] = {0, 0, 0};
+    int rc = VG_ENOMEM;
     for (int b = 0; b < 3; b++) {
         row[b] = malloc((m ? m : 1) * sizeof(int32_t));
         col[b] = malloc((m ? m : 1) * sizeof(int32_t));
         if (!row[b] || !col[b])
-            goto fail;
+            goto done;
     }
     for (size_t t = 0; t < m; t++) {
         int c = find_key(out->item_key, out->n_items, p[t].item);
@@ -452,26 +455,54 @@ int vg_split_strong(const vg_rating_t *r, size_t n, uint32_t seed, float thresho
     }
     rc = vg_csr_from_pairs(&out->train, ntr, out->n_items, cnt[0], row[0], col[0]);
     if (!rc)
-        rc = vg_csr_from_pairs(&vblock, h, out->n_items, cnt[1], row[1], col[1]);
+        rc = vg_csr_from_pairs(&blk[0], h, out->n_items, cnt[1], row[1], col[1]);
     if (!rc)
-        rc = vg_csr_from_pairs(&tblock, h, out->n_items, cnt[2], row[2], col[2]);
-    if (!rc)
-        rc = split_rows(&vblock, test_frac, &g, &out->val_in, &out->val_out);
-    if (!rc)
-        rc = split_rows(&tblock, test_frac, &g, &out->test_in, &out->test_out);
-fail: /* success falls through: the scratch goes either way */
-    free(p);
-    free(users);
-    free(urow);
-    free(perm);
-    free(pos);
-    free(is_train);
+        rc = vg_csr_from_pairs(&blk[1], h, out->n_items, cnt[2], row[2], col[2]);
+done:
     for (int b = 0; b < 3; b++) {
         free(row[b]);
         free(col[b]);
     }
-    vg_csr_free(&vblock);
-    vg_csr_free(&tblock);
+    return rc;
+}
+
+int vg_split_strong(const vg_rating_t *r, size_t n, uint32_t seed, float threshold, int n_heldout,
+                    double test_frac, vg_strong_split_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if ((!r && n) || n_heldout < 0 || !frac_ok(test_frac))
+        return VG_EINVAL;
+    pair_t *p;
+    size_t m;
+    int rc = collect(r, n, 1, threshold, &p, &m);
+    if (rc)
+        return rc;
+    int64_t *users = NULL, nu = 0;
+    int32_t *pos = NULL, *urow = NULL;
+    vg_csr_t blk[2] = {{0}, {0}}; /* validation, test */
+    vg_nprng_t g;
+    vg_nprng_seed(&g, seed);
+    if ((rc = index_users(p, m, &users, &urow, &nu)))
+        goto done;
+    if (nu <= 2 * (int64_t)n_heldout) {
+        rc = VG_EEMPTY;
+        goto done;
+    }
+    const int h = n_heldout, ntr = (int)nu - 2 * h;
+    if ((rc = place_users(&g, users, (int)nu, h, out, &pos)) || (rc = training_items(p, m, urow, pos, ntr, out)) ||
+        (rc = build_blocks(p, m, urow, pos, out, blk)))
+        goto done;
+    /* fold-in and scored items of the validation users, then of the test users (the same rng) */
+    rc = split_rows(&blk[0], test_frac, &g, &out->val_in, &out->val_out);
+    if (!rc)
+        rc = split_rows(&blk[1], test_frac, &g, &out->test_in, &out->test_out);
+done: /* success comes here too: the scratch goes either way */
+    free(p);
+    free(users);
+    free(urow);
+    free(pos);
+    vg_csr_free(&blk[0]);
+    vg_csr_free(&blk[1]);
     if (rc)
         vg_split_strong_free(out);
     return rc;

@@ -7,10 +7,17 @@
  * anywhere, or a file cut short, is refused.  Saving never leaves a partial
  * file under the real name: it writes "<path>.tmp", fsyncs it, renames it
  * over the old file and fsyncs the directory.
+ *
+ * The loader reads the sections in file order, one function each (header,
+ * architecture and hyperparameters, step + RNG + vocabulary, then — once the
+ * model is allocated for that architecture — the tensors and the checksum).
+ * Each returns 0 or a VG_E* code with the reason, naming the file and the
+ * section, in the caller's err buffer (vg_errf); the first failure stops the
+ * load and the partly built model is closed.  The byte layout is in
+ * docs/model.md, "The state file".
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -50,17 +57,6 @@ static void put_u32(wstream_t *s, uint32_t v) { put(s, &v, sizeof v); }
 static void put_u64(wstream_t *s, uint64_t v) { put(s, &v, sizeof v); }
 static void put_f64(wstream_t *s, double v) { put(s, &v, sizeof v); }
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static void put_cfg(wstream_t *s, const vg_model_t *m)
 {
     const vg_model_cfg_t *c = &m->cfg;
@@ -81,58 +77,38 @@ static void put_cfg(wstream_t *s, const vg_model_t *m)
     put_u64(s, c->seed);
 }
 
-int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen)
+/* Everything the checksum covers, in file order: header, architecture and
+ * hyperparameters, step, RNG state, vocabulary, tensors. */
+static void put_state(wstream_t *s, const vg_model_t *m)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return fail(err, errlen, VG_EINVAL, "state file path too long: %s", path);
-    wstream_t s = {fopen(tmp, "wb"), crc32(0L, Z_NULL, 0), 0};
-    if (!s.f)
-        return fail(err, errlen, VG_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    put(&s, STATE_MAGIC, 8);
-    put_u32(&s, STATE_VERSION);
-    put_u32(&s, ORDER_MARK);
-    put_u32(&s, (uint32_t)sizeof(vg_real));
-    put_cfg(&s, m);
-    put_u64(&s, (uint64_t)m->step);
-    put(&s, m->rng.s, sizeof m->rng.s);
-    put_u32(&s, (uint32_t)m->vocab.n);
+    put(s, STATE_MAGIC, 8);
+    put_u32(s, STATE_VERSION);
+    put_u32(s, ORDER_MARK);
+    put_u32(s, (uint32_t)sizeof(vg_real));
+    put_cfg(s, m);
+    put_u64(s, (uint64_t)m->step);
+    put(s, m->rng.s, sizeof m->rng.s);
+    put_u32(s, (uint32_t)m->vocab.n);
     for (int i = 0; i < m->vocab.n; i++) {
         uint32_t len = (uint32_t)strlen(m->vocab.ids[i]);
-        put_u32(&s, len);
-        put(&s, m->vocab.ids[i], len);
+        put_u32(s, len);
+        put(s, m->vocab.ids[i], len);
     }
     for (int i = 0; i < VG_P_COUNT; i++) {
         const vg_param_t *p = &m->p[i];
         size_t n = p->rows * p->cols;
-        put_u64(&s, p->rows);
-        put_u64(&s, p->cols);
-        put(&s, p->w, n * sizeof(vg_real));
-        put(&s, p->m, n * sizeof(vg_real));
-        put(&s, p->v, n * sizeof(vg_real));
+        put_u64(s, p->rows);
+        put_u64(s, p->cols);
+        put(s, p->w, n * sizeof(vg_real));
+        put(s, p->m, n * sizeof(vg_real));
+        put(s, p->v, n * sizeof(vg_real));
     }
-    uint32_t crc = (uint32_t)s.crc;
-    if (!s.failed && fwrite(&crc, sizeof crc, 1, s.f) != 1)
-        s.failed = 1;
-    int e = errno;
-    if (!s.failed && (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0)) {
-        s.failed = 1;
-        e = errno;
-    }
-    if (fclose(s.f) != 0 && !s.failed) {
-        s.failed = 1;
-        e = errno;
-    }
-    if (s.failed) {
-        unlink(tmp);
-        return fail(err, errlen, VG_EIO, "cannot write %s: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        return fail(err, errlen, VG_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
-    }
-    /* make the rename itself durable */
+}
+
+/* Makes a rename inside path's directory durable (best effort: fsync of the
+ * directory). */
+static void sync_parent_dir(const char *path)
+{
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -147,6 +123,39 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
         fsync(fd);
         close(fd);
     }
+}
+
+int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return vg_errf(err, errlen, VG_EINVAL, "state file path too long: %s", path);
+    wstream_t s = {fopen(tmp, "wb"), crc32(0L, Z_NULL, 0), 0};
+    if (!s.f)
+        return vg_errf(err, errlen, VG_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    put_state(&s, m);
+    uint32_t crc = (uint32_t)s.crc;
+    if (!s.failed && fwrite(&crc, sizeof crc, 1, s.f) != 1)
+        s.failed = 1;
+    int e = errno;
+    if (!s.failed && (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0)) {
+        s.failed = 1;
+        e = errno;
+    }
+    if (fclose(s.f) != 0 && !s.failed) {
+        s.failed = 1;
+        e = errno;
+    }
+    if (s.failed) {
+        unlink(tmp);
+        return vg_errf(err, errlen, VG_EIO, "cannot write %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return vg_errf(err, errlen, VG_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+    }
+    sync_parent_dir(path);
     return 0;
 }
 
@@ -165,8 +174,8 @@ static int get(rstream_t *s, void *p, size_t n, const char *what)
         return 0;
     if (fread(p, 1, n, s->f) != n) {
         if (ferror(s->f))
-            return fail(s->err, s->errlen, VG_EIO, "%s: read error in %s: %s", s->path, what, strerror(errno));
-        return fail(s->err, s->errlen, VG_ECORRUPT, "%s: truncated (file ends inside %s)", s->path, what);
+            return vg_errf(s->err, s->errlen, VG_EIO, "%s: read error in %s: %s", s->path, what, strerror(errno));
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: truncated (file ends inside %s)", s->path, what);
     }
     unsigned char *b = p;
     while (n) {
@@ -178,14 +187,199 @@ static int get(rstream_t *s, void *p, size_t n, const char *what)
     return 0;
 }
 
+/* Reads the object `var` (sizeof(var) bytes) from the stream `s` in scope;
+ * on failure returns the error from the calling function. */
 #define GET(var, what)                                                                             \
     do {                                                                                           \
-        int rc_ = get(&s, &(var), sizeof(var), what);                                             \
-        if (rc_) {                                                                                 \
-            rc = rc_;                                                                              \
-            goto out;                                                                              \
-        }                                                                                          \
+        int rc_ = get(s, &(var), sizeof(var), what);                                              \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
     } while (0)
+
+/* The header: magic, format version, byte order, size of a real. */
+static int read_header(rstream_t *s)
+{
+    char magic[8];
+    uint32_t version, order, rsize;
+    GET(magic, "the header");
+    if (memcmp(magic, STATE_MAGIC, 8) != 0)
+        return vg_errf(s->err, s->errlen, VG_EFORMAT, "%s: not a vaegan model state file (bad magic)", s->path);
+    GET(version, "the header");
+    GET(order, "the header");
+    if (order != ORDER_MARK)
+        return vg_errf(s->err, s->errlen, VG_EFORMAT, "%s: written on a machine of another byte order", s->path);
+    if (version != STATE_VERSION)
+        return vg_errf(s->err, s->errlen, VG_EVERSION, "%s: format version %u is not supported (this build reads %u)",
+                       s->path, version, STATE_VERSION);
+    GET(rsize, "the header");
+    if (rsize != sizeof(vg_real))
+        return vg_errf(s->err, s->errlen, VG_EMISMATCH, "%s: stores %u-byte reals, this build uses %zu", s->path,
+                       rsize, sizeof(vg_real));
+    return 0;
+}
+
+/* The architecture (range-checked) and the hyperparameters, into *c and
+ * *n_items. */
+static int read_architecture(rstream_t *s, vg_model_cfg_t *c, uint32_t *n_items)
+{
+    uint32_t variant, lik, hidden, latent, dh;
+    memset(c, 0, sizeof *c);
+    GET(variant, "the architecture");
+    GET(lik, "the architecture");
+    GET(*n_items, "the architecture");
+    GET(hidden, "the architecture");
+    GET(latent, "the architecture");
+    GET(dh, "the architecture");
+    GET(c->alpha_cap, "the hyperparameters");
+    GET(c->anneal_steps, "the hyperparameters");
+    GET(c->beta, "the hyperparameters");
+    GET(c->lambda, "the hyperparameters");
+    GET(c->dropout, "the hyperparameters");
+    GET(c->lr, "the hyperparameters");
+    GET(c->noise_input, "the hyperparameters");
+    GET(c->noise_hidden, "the hyperparameters");
+    GET(c->seed, "the hyperparameters");
+    if (variant > VG_VARIANT_AVB_D_C || lik > VG_LIK_LOGISTIC || *n_items < 1 || *n_items > (1u << 30) ||
+        hidden < 1 || hidden > 65536 || latent < 1 || latent > 65536 || dh < 1 || dh > 65536)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: corrupt architecture fields", s->path);
+    c->variant = (vg_variant_t)variant;
+    c->likelihood = (vg_likelihood_t)lik;
+    c->hidden = (int)hidden;
+    c->latent = (int)latent;
+    c->disc_hidden = (int)dh;
+    return 0;
+}
+
+/* VG_EMISMATCH naming the first architecture field of the file (c) that
+ * differs from the configuration (expect), else 0. */
+static int check_architecture(const rstream_t *s, const vg_model_cfg_t *c, const vg_model_cfg_t *expect)
+{
+    if (expect->variant != c->variant)
+        return vg_errf(s->err, s->errlen, VG_EMISMATCH, "%s: model variant is %s in the file, %s configured",
+                       s->path, vg_variant_name(c->variant), vg_variant_name(expect->variant));
+    if (expect->likelihood != c->likelihood)
+        return vg_errf(s->err, s->errlen, VG_EMISMATCH, "%s: likelihood is %s in the file, %s configured", s->path,
+                       vg_likelihood_name(c->likelihood), vg_likelihood_name(expect->likelihood));
+    const char *what = NULL;
+    long have = 0, want = 0;
+    if (expect->hidden != c->hidden)
+        what = "hidden", have = c->hidden, want = expect->hidden;
+    else if (expect->latent != c->latent)
+        what = "latent", have = c->latent, want = expect->latent;
+    else if (expect->disc_hidden != c->disc_hidden)
+        what = "disc_hidden", have = c->disc_hidden, want = expect->disc_hidden;
+    if (what)
+        return vg_errf(s->err, s->errlen, VG_EMISMATCH, "%s: %s is %ld in the file, %ld configured", s->path, what,
+                       have, want);
+    return 0;
+}
+
+/* Training hyperparameters follow the configuration; a negative (automatic)
+ * noise_input keeps the file's, which was resolved for the file's N. */
+static void adopt_hyperparameters(vg_model_cfg_t *c, const vg_model_cfg_t *expect)
+{
+    double noise = c->noise_input;
+    c->alpha_cap = expect->alpha_cap;
+    c->anneal_steps = expect->anneal_steps;
+    c->beta = expect->beta;
+    c->lambda = expect->lambda;
+    c->dropout = expect->dropout;
+    c->lr = expect->lr;
+    c->noise_hidden = expect->noise_hidden;
+    c->noise_input = expect->noise_input < 0 ? noise : expect->noise_input;
+    c->seed = expect->seed;
+}
+
+/* The step counter, the RNG state and the item vocabulary (at most n_items
+ * distinct ids, each 1..VG_VOCAB_ID_MAX bytes). */
+static int read_progress_and_vocabulary(rstream_t *s, vg_model_t *m, uint32_t n_items)
+{
+    uint64_t step;
+    GET(step, "the step counter");
+    m->step = (int64_t)step;
+    GET(m->rng.s, "the RNG state");
+    uint32_t nv;
+    GET(nv, "the item vocabulary");
+    if (nv > n_items)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: vocabulary of %u ids for %u items", s->path, nv, n_items);
+    for (uint32_t i = 0; i < nv; i++) {
+        uint32_t len;
+        char id[VG_VOCAB_ID_MAX];
+        GET(len, "the item vocabulary");
+        if (len < 1 || len > VG_VOCAB_ID_MAX)
+            return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: item id %u has a bad length %u", s->path, i, len);
+        int rc = get(s, id, len, "the item vocabulary");
+        if (rc)
+            return rc;
+        int added = 0;
+        if (vg_vocab_add(&m->vocab, id, len, &added) != (int32_t)i || !added)
+            return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: item id %u is invalid or repeated", s->path, i);
+    }
+    return 0;
+}
+
+/* Every tensor of the allocated model: its shape (must match), weights and
+ * Adam moments. */
+static int read_tensors(rstream_t *s, vg_model_t *m)
+{
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        vg_param_t *p = &m->p[i];
+        uint64_t rows, cols;
+        GET(rows, p->name);
+        GET(cols, p->name);
+        if (rows != p->rows || cols != p->cols)
+            return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: tensor %s is %llux%llu, expected %zux%zu", s->path,
+                           p->name, (unsigned long long)rows, (unsigned long long)cols, p->rows, p->cols);
+        size_t n = p->rows * p->cols * sizeof(vg_real);
+        int rc;
+        if ((rc = get(s, p->w, n, p->name)) || (rc = get(s, p->m, n, p->name)) || (rc = get(s, p->v, n, p->name)))
+            return rc;
+    }
+    return 0;
+}
+
+/* The CRC-32 of everything read so far, then the end of the file. */
+static int read_checksum(rstream_t *s)
+{
+    uLong crc_calc = s->crc;
+    uint32_t crc_file;
+    if (fread(&crc_file, sizeof crc_file, 1, s->f) != 1)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: truncated (checksum missing)", s->path);
+    if ((uint32_t)crc_calc != crc_file)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: checksum mismatch (file corrupt)", s->path);
+    if (fgetc(s->f) != EOF)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: trailing bytes after the checksum", s->path);
+    return 0;
+}
+
+#undef GET
+
+/* The file in its order: header, architecture, step, RNG, vocabulary, then
+ * (once the model is allocated for that architecture) the tensors and the
+ * checksum.  On failure m may hold part of the model (the caller closes it). */
+static int read_state(rstream_t *s, vg_model_t *m, const vg_model_cfg_t *expect, int max_batch)
+{
+    vg_model_cfg_t c;
+    uint32_t n_items;
+    int rc;
+    if ((rc = read_header(s)) || (rc = read_architecture(s, &c, &n_items)))
+        return rc;
+    if (expect) {
+        if ((rc = check_architecture(s, &c, expect)))
+            return rc;
+        adopt_hyperparameters(&c, expect);
+    }
+    m->cfg = c;
+    m->n_items = (int)n_items;
+    m->gen_terms = VG_TERM_ALL;
+    if ((rc = read_progress_and_vocabulary(s, m, n_items)))
+        return rc;
+    if ((rc = vg_model_alloc_(m, max_batch)))
+        return vg_errf(s->err, s->errlen, rc, "%s: cannot allocate the model: %s", s->path, vg_strerror(rc));
+    if ((rc = read_tensors(s, m)))
+        return rc;
+    return read_checksum(s);
+}
 
 int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect, int max_batch, char *err,
                   size_t errlen)
@@ -194,159 +388,8 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
     vg_vocab_init(&m->vocab);
     rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen};
     if (!s.f)
-        return fail(err, errlen, VG_EIO, "cannot open state file %s: %s", path, strerror(errno));
-    int rc = 0;
-    char magic[8];
-    uint32_t version, order, rsize, variant, lik, n_items, hidden, latent, dh;
-    GET(magic, "the header");
-    if (memcmp(magic, STATE_MAGIC, 8) != 0) {
-        rc = fail(err, errlen, VG_EFORMAT, "%s: not a vaegan model state file (bad magic)", path);
-        goto out;
-    }
-    GET(version, "the header");
-    GET(order, "the header");
-    if (order != ORDER_MARK) {
-        rc = fail(err, errlen, VG_EFORMAT, "%s: written on a machine of another byte order", path);
-        goto out;
-    }
-    if (version != STATE_VERSION) {
-        rc = fail(err, errlen, VG_EVERSION, "%s: format version %u is not supported (this build reads %u)", path,
-                  version, STATE_VERSION);
-        goto out;
-    }
-    GET(rsize, "the header");
-    if (rsize != sizeof(vg_real)) {
-        rc = fail(err, errlen, VG_EMISMATCH, "%s: stores %u-byte reals, this build uses %zu", path, rsize,
-                  sizeof(vg_real));
-        goto out;
-    }
-    vg_model_cfg_t c;
-    memset(&c, 0, sizeof c);
-    GET(variant, "the architecture");
-    GET(lik, "the architecture");
-    GET(n_items, "the architecture");
-    GET(hidden, "the architecture");
-    GET(latent, "the architecture");
-    GET(dh, "the architecture");
-    GET(c.alpha_cap, "the hyperparameters");
-    GET(c.anneal_steps, "the hyperparameters");
-    GET(c.beta, "the hyperparameters");
-    GET(c.lambda, "the hyperparameters");
-    GET(c.dropout, "the hyperparameters");
-    GET(c.lr, "the hyperparameters");
-    GET(c.noise_input, "the hyperparameters");
-    GET(c.noise_hidden, "the hyperparameters");
-    GET(c.seed, "the hyperparameters");
-    if (variant > VG_VARIANT_AVB_D_C || lik > VG_LIK_LOGISTIC || n_items < 1 || n_items > (1u << 30) ||
-        hidden < 1 || hidden > 65536 || latent < 1 || latent > 65536 || dh < 1 || dh > 65536) {
-        rc = fail(err, errlen, VG_ECORRUPT, "%s: corrupt architecture fields", path);
-        goto out;
-    }
-    c.variant = (vg_variant_t)variant;
-    c.likelihood = (vg_likelihood_t)lik;
-    c.hidden = (int)hidden;
-    c.latent = (int)latent;
-    c.disc_hidden = (int)dh;
-    if (expect) {
-        const char *what = NULL;
-        long have = 0, want = 0;
-        if (expect->variant != c.variant)
-            what = "variant", have = (long)c.variant, want = (long)expect->variant;
-        else if (expect->likelihood != c.likelihood)
-            what = "likelihood", have = (long)c.likelihood, want = (long)expect->likelihood;
-        else if (expect->hidden != c.hidden)
-            what = "hidden", have = c.hidden, want = expect->hidden;
-        else if (expect->latent != c.latent)
-            what = "latent", have = c.latent, want = expect->latent;
-        else if (expect->disc_hidden != c.disc_hidden)
-            what = "disc_hidden", have = c.disc_hidden, want = expect->disc_hidden;
-        if (what) {
-            if (!strcmp(what, "variant"))
-                rc = fail(err, errlen, VG_EMISMATCH, "%s: model variant is %s in the file, %s configured", path,
-                          vg_variant_name(c.variant), vg_variant_name(expect->variant));
-            else if (!strcmp(what, "likelihood"))
-                rc = fail(err, errlen, VG_EMISMATCH, "%s: likelihood is %s in the file, %s configured", path,
-                          vg_likelihood_name(c.likelihood), vg_likelihood_name(expect->likelihood));
-            else
-                rc = fail(err, errlen, VG_EMISMATCH, "%s: %s is %ld in the file, %ld configured", path, what, have,
-                          want);
-            goto out;
-        }
-        /* training hyperparameters follow the configuration; noise_input resolved per N */
-        double noise = c.noise_input;
-        c.alpha_cap = expect->alpha_cap;
-        c.anneal_steps = expect->anneal_steps;
-        c.beta = expect->beta;
-        c.lambda = expect->lambda;
-        c.dropout = expect->dropout;
-        c.lr = expect->lr;
-        c.noise_hidden = expect->noise_hidden;
-        c.noise_input = expect->noise_input < 0 ? noise : expect->noise_input;
-        c.seed = expect->seed;
-    }
-    m->cfg = c;
-    m->n_items = (int)n_items;
-    m->gen_terms = VG_TERM_ALL;
-    uint64_t step;
-    GET(step, "the step counter");
-    m->step = (int64_t)step;
-    GET(m->rng.s, "the RNG state");
-    uint32_t nv;
-    GET(nv, "the item vocabulary");
-    if (nv > n_items) {
-        rc = fail(err, errlen, VG_ECORRUPT, "%s: vocabulary of %u ids for %u items", path, nv, n_items);
-        goto out;
-    }
-    for (uint32_t i = 0; i < nv; i++) {
-        uint32_t len;
-        char id[VG_VOCAB_ID_MAX];
-        GET(len, "the item vocabulary");
-        if (len < 1 || len > VG_VOCAB_ID_MAX) {
-            rc = fail(err, errlen, VG_ECORRUPT, "%s: item id %u has a bad length %u", path, i, len);
-            goto out;
-        }
-        if ((rc = get(&s, id, len, "the item vocabulary")))
-            goto out;
-        int added = 0;
-        if (vg_vocab_add(&m->vocab, id, len, &added) != (int32_t)i || !added) {
-            rc = fail(err, errlen, VG_ECORRUPT, "%s: item id %u is invalid or repeated", path, i);
-            goto out;
-        }
-    }
-    if ((rc = vg_model_alloc_(m, max_batch))) {
-        fail(err, errlen, rc, "%s: cannot allocate the model: %s", path, vg_strerror(rc));
-        goto out;
-    }
-    for (int i = 0; i < VG_P_COUNT; i++) {
-        vg_param_t *p = &m->p[i];
-        uint64_t rows, cols;
-        GET(rows, p->name);
-        GET(cols, p->name);
-        if (rows != p->rows || cols != p->cols) {
-            rc = fail(err, errlen, VG_ECORRUPT, "%s: tensor %s is %llux%llu, expected %zux%zu", path, p->name,
-                      (unsigned long long)rows, (unsigned long long)cols, p->rows, p->cols);
-            goto out;
-        }
-        size_t n = p->rows * p->cols * sizeof(vg_real);
-        if ((rc = get(&s, p->w, n, p->name)) || (rc = get(&s, p->m, n, p->name)) ||
-            (rc = get(&s, p->v, n, p->name)))
-            goto out;
-    }
-    uLong crc_calc = s.crc;
-    uint32_t crc_file;
-    if (fread(&crc_file, sizeof crc_file, 1, s.f) != 1) {
-        rc = fail(err, errlen, VG_ECORRUPT, "%s: truncated (checksum missing)", path);
-        goto out;
-    }
-    if ((uint32_t)crc_calc != crc_file) {
-        rc = fail(err, errlen, VG_ECORRUPT, "%s: checksum mismatch (file corrupt)", path);
-        goto out;
-    }
-    if (fgetc(s.f) != EOF) {
-        rc = fail(err, errlen, VG_ECORRUPT, "%s: trailing bytes after the checksum", path);
-        goto out;
-    }
-out:
+        return vg_errf(err, errlen, VG_EIO, "cannot open state file %s: %s", path, strerror(errno));
+    int rc = read_state(&s, m, expect, max_batch);
     fclose(s.f);
     if (rc)
         vg_model_close(m);

@@ -1,6 +1,6 @@
 /*
- * vaegan.h — the VAEGAN collaborative-filtering model (MODEL.md) and its
- * Mult-VAE baseline: parameters, one training update, noise-free scoring,
+ * vaegan.h — the VAEGAN collaborative-filtering model (docs/model.md) and
+ * its Mult-VAE baseline: parameters, one training update, noise-free scoring,
  * annealing, and the model state file.
  *
  * Use:
@@ -17,8 +17,10 @@
  * The three players (encoder+decoder "G", latent discriminator "T", user
  * conditioner + reconstruction discriminator "D") are updated simultaneously
  * from ONE forward pass per batch: each player's gradient is that of its own
- * loss with respect to its own parameters only (MODEL.md allows this; it is
- * the cheaper order).  Every parameter has its own Adam moments.
+ * loss with respect to its own parameters only (the model's definition allows
+ * this instead of three sequential steps; it is the cheaper order:
+ * docs/model.md, "One training step").  Every parameter has its own Adam
+ * moments.
  *
  * Layout: matrices are row-major vg_real arrays.  Every matrix that has one
  * row per item (enc1 E1 N×H, dec2 W4 N×H and its bias, T's A, q_xi's C, D's P)
@@ -67,7 +69,10 @@ typedef struct vg_model_cfg {
     uint64_t seed;
 } vg_model_cfg_t;
 
-/* Fills MODEL.md's defaults for a variant. */
+/* Fills the defaults for a variant (docs/model.md, "Defaults"): H 600, K 200,
+ * H_d 200, alpha cap 0.2 over 200000 steps, beta 0.2 (avb+d*), lambda 3e-4
+ * (avb+d+c), dropout 0.5, lr 1e-3, s1 = 1/sqrt(N) and s2 = 0.1 (avb*; 0 for
+ * mult-vae), seed 1. */
 void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v);
 /* "mult-vae", "avb", "avb+d", "avb+d+c"; returns 0 or VG_EINVAL. */
 int vg_variant_parse(const char *name, vg_variant_t *out);
@@ -144,8 +149,10 @@ void vg_model_close(vg_model_t *m);
 double vg_model_alpha(const vg_model_t *m);
 
 /* One simultaneous update of all players on the users of X (X->rows <=
- * max_batch, X->cols == n_items; an empty row is allowed and contributes
- * nothing to the likelihood).  Increments step.
+ * max_batch, X->cols == n_items; an empty row is allowed: it contributes
+ * nothing to the multinomial likelihood, while the logistic one counts all
+ * its items as 0s, and it still counts in the batch size B and in T's and
+ * D's losses).  Increments step.
  * stats may be NULL.  Returns 0 or VG_EINVAL. */
 int vg_model_train_step(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *stats);
 
@@ -182,10 +189,11 @@ int vg_model_grow(vg_model_t *m, int n_items);
 double vg_model_step_flops(const vg_model_t *m, int B);
 
 /* ---- the model state file ----------------------------------------------
- * Header: magic "VAEGANST", format version, scalar size, architecture
- * (variant, likelihood, N, H, K, H_d), hyperparameters, step, RNG state; then
- * the item vocabulary; then every tensor's weights and Adam moments; then a
- * CRC-32 (zlib) of everything before it.  Written to "<path>.tmp", fsynced,
+ * Header: magic "VAEGANST", format version, byte-order mark, scalar size,
+ * architecture (variant, likelihood, N, H, K, H_d), hyperparameters, step,
+ * RNG state; then the item vocabulary; then every tensor's weights and Adam
+ * moments; then a CRC-32 (zlib) of everything before it (byte layout:
+ * docs/model.md, "The state file").  Written to "<path>.tmp", fsynced,
  * renamed over path, directory fsynced. */
 
 /* Returns 0 or VG_EIO, with the reason in err. */

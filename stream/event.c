@@ -21,20 +21,8 @@
 #include <csv.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
-
-static int fail(char *reason, size_t reason_len, const char *fmt, ...)
-{
-    if (reason && reason_len > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(reason, reason_len, fmt, ap);
-        va_end(ap);
-    }
-    return VG_EFORMAT;
-}
 
 static void ok_reason(char *reason, size_t reason_len)
 {
@@ -52,7 +40,7 @@ static int is_unicode_space(uint32_t cp)
            cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-int vg_id_valid(const char *s, size_t len, const char **why)
+int vg_event_id_valid(const char *s, size_t len, const char **why)
 {
     const char *w = NULL;
     if (len == 0) {
@@ -137,8 +125,8 @@ int vg_event_set_id(char *dst, size_t *dst_len, const char *name, const char *s,
                     char *reason, size_t reason_len)
 {
     const char *why;
-    if (vg_id_valid(s, len, &why) != 0)
-        return fail(reason, reason_len, "%s id %s", name, why);
+    if (vg_event_id_valid(s, len, &why) != 0)
+        return vg_errf(reason, reason_len, VG_EFORMAT, "%s id %s", name, why);
     memcpy(dst, s, len);
     dst[len] = '\0';
     *dst_len = len;
@@ -147,7 +135,7 @@ int vg_event_set_id(char *dst, size_t *dst_len, const char *name, const char *s,
 
 /* ---- numbers -------------------------------------------------------------- */
 
-int vg_parse_number(const char *s, size_t len, double *out)
+int vg_event_number(const char *s, size_t len, double *out)
 {
     char tmp[64];
     if (len == 0 || len >= sizeof tmp)
@@ -185,7 +173,7 @@ static int json_id(json_t *root, const char *name, char *dst, size_t *dst_len, c
     const char *s;
     size_t n;
     if (!v)
-        return fail(reason, reason_len, "missing field \"%s\"", name);
+        return vg_errf(reason, reason_len, VG_EFORMAT, "missing field \"%s\"", name);
     if (json_is_string(v)) {
         s = json_string_value(v);
         n = json_string_length(v);
@@ -195,7 +183,7 @@ static int json_id(json_t *root, const char *name, char *dst, size_t *dst_len, c
         s = tmp;
         n = (size_t)k;
     } else {
-        return fail(reason, reason_len, "%s id is neither a string nor an integer", name);
+        return vg_errf(reason, reason_len, VG_EFORMAT, "%s id is neither a string nor an integer", name);
     }
     return vg_event_set_id(dst, dst_len, name, s, n, reason, reason_len);
 }
@@ -204,7 +192,7 @@ static int json_fields(json_t *root, vg_event_t *ev, char *reason, size_t reason
 {
     int rc;
     if (!json_is_object(root))
-        return fail(reason, reason_len, "JSON value is not an object");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "JSON value is not an object");
     if ((rc = json_id(root, "user", ev->user, &ev->user_len, reason, reason_len)) != 0)
         return rc;
     if ((rc = json_id(root, "item", ev->item, &ev->item_len, reason, reason_len)) != 0)
@@ -212,26 +200,26 @@ static int json_fields(json_t *root, vg_event_t *ev, char *reason, size_t reason
 
     json_t *ts = json_object_get(root, "ts");
     if (!ts)
-        return fail(reason, reason_len, "missing field \"ts\"");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "missing field \"ts\"");
     if (json_is_integer(ts))
         ev->ts = (double)json_integer_value(ts);
     else if (json_is_real(ts))
         ev->ts = json_real_value(ts);
     else
-        return fail(reason, reason_len, "ts is not a number");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "ts is not a number");
     if (!isfinite(ev->ts))
-        return fail(reason, reason_len, "ts is not a finite number");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "ts is not a finite number");
 
     json_t *type = json_object_get(root, "type");
     if (type) {
         const char *why;
         if (!json_is_string(type))
-            return fail(reason, reason_len, "type is not a string");
+            return vg_errf(reason, reason_len, VG_EFORMAT, "type is not a string");
         size_t n = json_string_length(type);
         if (n > VG_TYPE_MAX)
-            return fail(reason, reason_len, "type is longer than %d bytes", VG_TYPE_MAX);
-        if (vg_id_valid(json_string_value(type), n, &why) != 0)
-            return fail(reason, reason_len, "type %s", why);
+            return vg_errf(reason, reason_len, VG_EFORMAT, "type is longer than %d bytes", VG_TYPE_MAX);
+        if (vg_event_id_valid(json_string_value(type), n, &why) != 0)
+            return vg_errf(reason, reason_len, VG_EFORMAT, "type %s", why);
         memcpy(ev->type, json_string_value(type), n);
         ev->type[n] = '\0';
     }
@@ -246,7 +234,7 @@ int vg_event_parse_json(const char *buf, size_t len, vg_event_t *ev, char *reaso
     if (!root) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return VG_ENOMEM;
-        return fail(reason, reason_len, "not JSON: %s", jerr.text);
+        return vg_errf(reason, reason_len, VG_EFORMAT, "not JSON: %s", jerr.text);
     }
     int rc = json_fields(root, ev, reason, reason_len);
     json_decref(root);
@@ -306,9 +294,9 @@ int vg_csv_record_parse(const char *buf, size_t len, vg_csv_record_t *r, char *r
     if (perr == CSV_ENOMEM)
         return VG_ENOMEM;
     if (perr != 0)
-        return fail(reason, reason_len, "bad CSV: %s", csv_strerror(perr));
+        return vg_errf(reason, reason_len, VG_EFORMAT, "bad CSV: %s", csv_strerror(perr));
     if (a.records > 1)
-        return fail(reason, reason_len, "more than one CSV record");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "more than one CSV record");
     return 0;
 }
 
@@ -320,15 +308,15 @@ int vg_event_parse_csv(const char *buf, size_t len, vg_event_t *ev, char *reason
     if ((rc = vg_csv_record_parse(buf, len, &r, reason, reason_len)) != 0)
         return rc;
     if (r.nfields != 3)
-        return fail(reason, reason_len, "expected 3 CSV fields (user,item,ts), got %zu", r.nfields);
+        return vg_errf(reason, reason_len, VG_EFORMAT, "expected 3 CSV fields (user,item,ts), got %zu", r.nfields);
     if ((rc = vg_event_set_id(ev->user, &ev->user_len, "user", r.text[0], r.len[0], reason,
                               reason_len)) != 0)
         return rc;
     if ((rc = vg_event_set_id(ev->item, &ev->item_len, "item", r.text[1], r.len[1], reason,
                               reason_len)) != 0)
         return rc;
-    if (vg_parse_number(r.text[2], r.len[2], &ev->ts) != 0)
-        return fail(reason, reason_len, "ts is not a number");
+    if (vg_event_number(r.text[2], r.len[2], &ev->ts) != 0)
+        return vg_errf(reason, reason_len, VG_EFORMAT, "ts is not a number");
     ok_reason(reason, reason_len);
     return 0;
 }
@@ -342,7 +330,7 @@ int vg_event_parse(const char *buf, size_t len, vg_event_t *ev, char *reason, si
         i++;
     if (i == len) {
         event_defaults(ev);
-        return fail(reason, reason_len, "empty event");
+        return vg_errf(reason, reason_len, VG_EFORMAT, "empty event");
     }
     if (buf[i] == '{')
         return vg_event_parse_json(buf, len, ev, reason, reason_len);

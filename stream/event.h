@@ -2,7 +2,7 @@
  * event.h — one click event: parsing and validation of a Kafka message value
  * (or of one line of a replay file).
  *
- * Wire format (DESIGN.md "Events"):
+ * Wire format (docs/architecture.md "Events"):
  *
  *   JSON  {"user":"u42","item":"i7","ts":1700000000,"type":"click"}
  *         `user`, `item`, `ts` required.  Ids are JSON strings, or JSON
@@ -71,9 +71,9 @@ int vg_event_parse_csv(const char *buf, size_t len, vg_event_t *ev, char *reason
  * and, if why is not NULL, points *why at a static phrase to put after the
  * field name ("is empty", "is longer than 128 bytes", "has a control byte",
  * "has a space", "is not valid UTF-8"). */
-int vg_id_valid(const char *s, size_t len, const char **why);
+int vg_event_id_valid(const char *s, size_t len, const char **why);
 
-/* Stores the id s[0..len) into dst (VG_ID_MAX + 1 bytes) after vg_id_valid();
+/* Stores the id s[0..len) into dst (VG_ID_MAX + 1 bytes) after vg_event_id_valid();
  * on error writes "<name> id <why>" into reason.  Returns 0 or VG_EFORMAT.
  * Used by the readers for MovieLens fields. */
 int vg_event_set_id(char *dst, size_t *dst_len, const char *name, const char *s, size_t len,
@@ -100,6 +100,6 @@ int vg_csv_record_parse(const char *buf, size_t len, vg_csv_record_t *r, char *r
 /* Parses s[0..len) as a whole finite number: strtod() syntax starting with a
  * digit, sign or '.', no blanks, at most 63 bytes ("nan", "inf", "1e999" and
  * "12abc" are rejected).  Returns 0 or VG_EFORMAT. */
-int vg_parse_number(const char *s, size_t len, double *out);
+int vg_event_number(const char *s, size_t len, double *out);
 
 #endif

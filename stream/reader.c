@@ -6,7 +6,7 @@
  * same code as Kafka messages (event.c), so a replayed file and a live stream
  * accept exactly the same values.  The MovieLens formats are split on their
  * separator here (tab, "::") or by libcsv (ratings.csv); their numbers are
- * checked with vg_parse_number (strtod with full consumption).
+ * checked with vg_event_number (strtod with full consumption).
  *
  * Invariants: only the current line is held in memory (the getline buffer,
  * reused); the stats always describe what was read, also on error; the file
@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -40,17 +39,6 @@ int vg_format_from_name(const char *name, vg_format_t *out)
 const char *vg_format_name(vg_format_t f)
 {
     return (unsigned)f < N_FORMATS ? format_names[f] : "?";
-}
-
-static int say(char *buf, size_t cap, const char *fmt, ...)
-{
-    if (buf && cap > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, cap, fmt, ap);
-        va_end(ap);
-    }
-    return VG_EFORMAT;
 }
 
 /* s[0..len) as a short C-like quoted string for messages: at most 32 bytes,
@@ -116,14 +104,14 @@ static int ml_event(const ml_fields_t *f, vg_event_t *ev, char *reason, size_t r
     const char *why;
     char q[48];
     for (int k = 0; k < 2; k++) {
-        if (vg_id_valid(f->p[k], f->len[k], &why) != 0)
-            return say(reason, rl, "field %d (%s) %s", k + 1, ml_names[k], why);
+        if (vg_event_id_valid(f->p[k], f->len[k], &why) != 0)
+            return vg_errf(reason, rl, VG_EFORMAT, "field %d (%s) %s", k + 1, ml_names[k], why);
     }
     double num[2];
     for (int k = 2; k < 4; k++) {
-        if (vg_parse_number(f->p[k], f->len[k], &num[k - 2]) != 0) {
+        if (vg_event_number(f->p[k], f->len[k], &num[k - 2]) != 0) {
             quote(q, sizeof q, f->p[k], f->len[k]);
-            return say(reason, rl, "field %d (%s) is not a number: %s", k + 1, ml_names[k], q);
+            return vg_errf(reason, rl, VG_EFORMAT, "field %d (%s) is not a number: %s", k + 1, ml_names[k], q);
         }
     }
     memcpy(ev->user, f->p[0], f->len[0]);
@@ -164,14 +152,14 @@ static int parse_line(vg_format_t fmt, int first, const char *line, size_t len, 
     case VG_FMT_ML100K:
         ml_split(line, len, "\t", 1, &f);
         if (f.n != 4)
-            return say(reason, rl,
+            return vg_errf(reason, rl, VG_EFORMAT,
                        "expected 4 tab-separated fields (user, item, rating, timestamp), got %zu",
                        f.n);
         return ml_event(&f, ev, reason, rl);
     case VG_FMT_ML1M:
         ml_split(line, len, "::", 2, &f);
         if (f.n != 4)
-            return say(reason, rl,
+            return vg_errf(reason, rl, VG_EFORMAT,
                        "expected 4 '::'-separated fields (UserID::MovieID::Rating::Timestamp), got "
                        "%zu",
                        f.n);
@@ -180,16 +168,16 @@ static int parse_line(vg_format_t fmt, int first, const char *line, size_t len, 
         if (first) {
             if (line_is(line, len, MLCSV_HEADER))
                 return 1;
-            return say(reason, rl, "expected the header line \"%s\"", MLCSV_HEADER);
+            return vg_errf(reason, rl, VG_EFORMAT, "expected the header line \"%s\"", MLCSV_HEADER);
         }
         vg_csv_record_t r;
         if ((rc = vg_csv_record_parse(line, len, &r, reason, rl)) != 0)
             return rc;
         if (r.nfields != 4)
-            return say(reason, rl, "expected 4 CSV fields (userId,movieId,rating,timestamp), got %zu",
+            return vg_errf(reason, rl, VG_EFORMAT, "expected 4 CSV fields (userId,movieId,rating,timestamp), got %zu",
                        r.nfields);
-        /* Text beyond VG_ID_MAX + 1 bytes was not kept: vg_id_valid and
-         * vg_parse_number reject such a field by its length before reading
+        /* Text beyond VG_ID_MAX + 1 bytes was not kept: vg_event_id_valid and
+         * vg_event_number reject such a field by its length before reading
          * it, and quote() shows at most 32 bytes. */
         f.n = 4;
         for (int k = 0; k < 4; k++) {
@@ -199,7 +187,7 @@ static int parse_line(vg_format_t fmt, int first, const char *line, size_t len, 
         return ml_event(&f, ev, reason, rl);
     }
     }
-    return say(reason, rl, "unknown format");
+    return vg_errf(reason, rl, VG_EFORMAT, "unknown format");
 }
 
 static int is_blank(const char *s, size_t len)
@@ -220,7 +208,7 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
     if (err && errlen > 0)
         err[0] = '\0';
     if (!path || !o || (unsigned)o->format >= N_FORMATS) {
-        say(err, errlen, "vg_reader_read: bad arguments");
+        vg_errf(err, errlen, VG_EFORMAT, "vg_reader_read: bad arguments");
         return VG_EINVAL;
     }
 
@@ -228,7 +216,7 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
     const char *name = use_stdin ? "<stdin>" : path;
     FILE *fp = use_stdin ? stdin : fopen(path, "r");
     if (!fp) {
-        say(err, errlen, "cannot open %s: %s", name, strerror(errno));
+        vg_errf(err, errlen, VG_EFORMAT, "cannot open %s: %s", name, strerror(errno));
         return VG_EIO;
     }
 
@@ -265,13 +253,13 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
             continue;
         if (prc == VG_ENOMEM) {
             rc = VG_ENOMEM;
-            say(err, errlen, "%s:%llu: out of memory", name, (unsigned long long)st->lines);
+            vg_errf(err, errlen, VG_EFORMAT, "%s:%llu: out of memory", name, (unsigned long long)st->lines);
             break;
         }
         if (prc != 0) {
             if (o->strict) {
                 rc = VG_EFORMAT;
-                say(err, errlen, "%s:%llu: %s", name, (unsigned long long)st->lines, reason);
+                vg_errf(err, errlen, VG_EFORMAT, "%s:%llu: %s", name, (unsigned long long)st->lines, reason);
                 break;
             }
             st->invalid++;
@@ -288,7 +276,7 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
             int cb = o->on_event(&ev, o->ud);
             if (cb != 0) {
                 rc = cb;
-                say(err, errlen, "%s:%llu: stopped by the event callback", name,
+                vg_errf(err, errlen, VG_EFORMAT, "%s:%llu: stopped by the event callback", name,
                     (unsigned long long)st->lines);
                 break;
             }
@@ -298,11 +286,11 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
     if (rc == 0 && got < 0 && !feof(fp)) {
         if (errno == ENOMEM) {
             rc = VG_ENOMEM;
-            say(err, errlen, "%s: out of memory reading line %llu", name,
+            vg_errf(err, errlen, VG_EFORMAT, "%s: out of memory reading line %llu", name,
                 (unsigned long long)st->lines + 1);
         } else {
             rc = VG_EIO;
-            say(err, errlen, "%s: read error: %s", name, strerror(errno ? errno : EIO));
+            vg_errf(err, errlen, VG_EFORMAT, "%s: read error: %s", name, strerror(errno ? errno : EIO));
         }
     }
     free(line);
@@ -312,10 +300,10 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
     if (rc == 0 && st->events == 0) {
         rc = VG_EEMPTY;
         if (st->filtered || st->invalid)
-            say(err, errlen, "%s: no events (%llu filtered by rating, %llu invalid lines)", name,
+            vg_errf(err, errlen, VG_EFORMAT, "%s: no events (%llu filtered by rating, %llu invalid lines)", name,
                 (unsigned long long)st->filtered, (unsigned long long)st->invalid);
         else
-            say(err, errlen, "%s: no events", name);
+            vg_errf(err, errlen, VG_EFORMAT, "%s: no events", name);
     }
     return rc;
 }

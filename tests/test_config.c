@@ -11,7 +11,7 @@
 
 #include "common/errors.h"
 #include "daemon/config.h"
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 TestSuite(config, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove);
 
@@ -424,22 +424,6 @@ Test(config, metrics_listen)
         cr_assert_str_eq(cfg.metrics.listen, good[i]);
     }
     vg_config_free(&cfg);
-}
-
-Test(config, hostport_parse)
-{
-    char host[64];
-    int port = 0;
-    cr_assert_eq(vg_hostport_parse("127.0.0.1:9464", host, sizeof host, &port), 0);
-    cr_assert_str_eq(host, "127.0.0.1");
-    cr_assert_eq(port, 9464);
-    cr_assert_eq(vg_hostport_parse("[::1]:80", host, sizeof host, &port), 0);
-    cr_assert_str_eq(host, "::1");
-    cr_assert_eq(port, 80);
-    cr_assert_eq(vg_hostport_parse("abcdefgh:1", host, 8, &port), VG_EINVAL, "host does not fit");
-    cr_assert_eq(vg_hostport_parse("abcdefg:1", host, 8, &port), 0);
-    cr_assert_eq(vg_hostport_parse("x:65536", host, sizeof host, &port), VG_EINVAL);
-    cr_assert_eq(vg_hostport_parse("", host, sizeof host, &port), VG_EINVAL);
 }
 
 Test(config, empty_strings)

@@ -10,7 +10,7 @@
 #include "daemon/log.h"
 #include "daemon/scorer.h"
 #include "daemon/trainer.h"
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 static void add(vg_hist_t *h, const char *u, const char *i, double ts, int expect)
 {

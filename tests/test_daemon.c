@@ -4,7 +4,6 @@
  * Redis.  Every test owns its servers, so they run in any order. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,9 +18,10 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "tests/kafka_util.h"
-#include "tests/redis_util.h"
-#include "tests/tmpdir.h"
+#include "tests/support/kafka.h"
+#include "tests/support/proc.h"
+#include "tests/support/redis.h"
+#include "tests/support/tmpdir.h"
 
 #define TOP_N 10
 #define N_ITEMS 300
@@ -97,29 +97,9 @@ static pid_t spawn(const char *arg, ...)
         argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = vgt_spawn(argv, E.log);
     cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int fd = open(E.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
     return pid;
-}
-
-static int wait_exit(pid_t pid, double timeout)
-{
-    double end = vg_mono_s() + timeout;
-    int st;
-    while (vg_mono_s() < end) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        vgt_sleep_ms(20);
-    }
-    return -1;
 }
 
 /* ---- events ------------------------------------------------------------------- */
@@ -347,7 +327,7 @@ Test(daemon, fifty_thousand_events_from_several_producers, .init = setup16, .fin
     cr_assert_eq(zcard("vaegan:users"), x.n_users);
     cr_assert_eq(wait_recs(&x, 120), 0, "some rec:<user> lists are missing, short or hold history");
     kill(E.daemon, SIGTERM);
-    cr_assert_eq(wait_exit(E.daemon, 60), 0, "SIGTERM exits 0");
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0, "SIGTERM exits 0");
     E.daemon = 0;
     cr_assert_eq(access(E.state, F_OK), 0);
     char ckpt[4300];
@@ -402,7 +382,7 @@ Test(daemon, redis_away_for_five_seconds_loses_nothing, .init = setup16, .fini =
     sleep(5);
     cr_assert_eq(vgt_redis_restart(&E.redis), 0);
     cr_assert_eq(wait_hist(&s, &x, 120), 0, "events produced while Redis was away all arrive");
-    cr_assert_eq(wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
+    cr_assert_eq(vgt_wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
     free_expect(&x);
     free_stream(&s);
 }
@@ -430,7 +410,7 @@ Test(daemon, invalid_events_are_skipped_and_counted, .init = setup16, .fini = te
     for (int k = 0; k < n_bad; k++)
         lens[k] = strlen(bad[k]);
     write_conf(E.conf, "listen = 127.0.0.1:0\n"); /* a second listen line: must be refused */
-    int rc = wait_exit(spawn("--check-config", NULL), 30);
+    int rc = vgt_wait_exit(spawn("--check-config", NULL), 30);
     cr_assert_neq(rc, 0, "a key set twice is refused");
     write_conf(E.conf, NULL);
     E.daemon = spawn(NULL);
@@ -438,7 +418,7 @@ Test(daemon, invalid_events_are_skipped_and_counted, .init = setup16, .fini = te
     cr_assert_eq(vgt_produce(E.broker.addr, "clicks", NULL, bad, lens, (size_t)n_bad), 0);
     produce(&s, 1500, 3000);
     cr_assert_eq(wait_hist(&s, &x, 120), 0, "every valid event processed");
-    cr_assert_eq(wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
+    cr_assert_eq(vgt_wait_exit(E.daemon, 0.1), -1, "the daemon is still running");
     redisContext *c = vgt_redis_connect(&E.redis);
     redisReply *r = redisCommand(c, "KEYS hist:bad*");
     cr_assert_eq(r->elements, 0, "no history for invalid events");
@@ -446,7 +426,7 @@ Test(daemon, invalid_events_are_skipped_and_counted, .init = setup16, .fini = te
     redisFree(c);
     cr_assert_eq(zcard("vaegan:users"), x.n_users);
     kill(E.daemon, SIGTERM);
-    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
     E.daemon = 0;
     /* the log counted them */
     FILE *f = fopen(E.log, "r");
@@ -465,7 +445,7 @@ Test(daemon, bad_configuration_names_the_key, .init = setup16, .fini = teardown,
     write_conf(E.conf, "[serve]\ntopn = 5\n");
     char out[4300];
     snprintf(out, sizeof out, "%s.out", E.conf);
-    int rc = wait_exit(spawn("--check-config", NULL), 30);
+    int rc = vgt_wait_exit(spawn("--check-config", NULL), 30);
     cr_assert_neq(rc, 0);
     FILE *f = fopen(E.log, "r");
     char buf[8192] = {0};
@@ -473,7 +453,7 @@ Test(daemon, bad_configuration_names_the_key, .init = setup16, .fini = teardown,
     fclose(f);
     cr_assert(strstr(buf, "serve.topn"), "the message names the key: %s", buf);
     /* and the daemon itself refuses to start */
-    rc = wait_exit(spawn(NULL), 30);
+    rc = vgt_wait_exit(spawn(NULL), 30);
     cr_assert_neq(rc, 0);
 }
 
@@ -513,7 +493,7 @@ Test(daemon, notifies_systemd, .init = setup16, .fini = teardown, .timeout = 120
         }
     }
     cr_assert(stopping, "STOPPING=1 arrives");
-    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
     E.daemon = 0;
     close(fd);
 }
@@ -531,7 +511,7 @@ Test(daemon, replay_backfills_histories_and_lists, .init = setup16, .fini = tear
         fprintf(f, "%s\n", s.val[k]);
     fprintf(f, "{broken\n");
     fclose(f);
-    int rc = wait_exit(spawn("--replay", data, "--epochs", "2", NULL), 240);
+    int rc = vgt_wait_exit(spawn("--replay", data, "--epochs", "2", NULL), 240);
     cr_assert_eq(rc, 0, "--replay exits 0");
     cr_assert_eq(wait_hist(&s, &x, 1), 0, "histories written");
     cr_assert_eq(recs_bad(&x, N_ITEMS), 0, "a list for every user, excluding history");
@@ -581,7 +561,7 @@ Test(training, state_survives_sigterm_and_kill_9, .init = setup16, .fini = teard
     E.daemon = spawn(NULL);
     cr_assert_gt(wait_step_above(20, 120), 20, "the trainer advances vaegan:model step");
     kill(E.daemon, SIGTERM);
-    cr_assert_eq(wait_exit(E.daemon, 60), 0);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
     double t1, a1;
     cr_assert(model_field("step", &t1) && model_field("alpha", &a1));
     cr_assert_gt(a1, 0, "alpha anneals upward from 0");
@@ -649,7 +629,7 @@ Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardow
     FILE *f = fopen(path, "w");
     fputs("VAEGANST but not really a state file", f);
     fclose(f);
-    int rc = wait_exit(spawn(NULL), 30);
+    int rc = vgt_wait_exit(spawn(NULL), 30);
     cr_assert_neq(rc, 0, "a corrupt state file stops the start");
     FILE *l = fopen(E.log, "r");
     char buf[8192] = {0};
@@ -658,5 +638,5 @@ Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardow
     cr_assert(strstr(buf, "model.ckpt") && strstr(buf, "--reset-model"), "the message names the file: %s", buf);
     /* --reset-model starts afresh on purpose */
     E.daemon = spawn("--reset-model", NULL);
-    cr_assert_eq(wait_exit(E.daemon, 8), -1, "running with --reset-model");
+    cr_assert_eq(vgt_wait_exit(E.daemon, 8), -1, "running with --reset-model");
 }

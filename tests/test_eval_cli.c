@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 static const char *write_file(const char *name, const char *text)
 {

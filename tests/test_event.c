@@ -214,20 +214,20 @@ Test(event_csv, invalid)
     BAD("u\xe2\x80\x83,i1,5", "user id has a space");
 }
 
-/* ---- vg_id_valid and vg_parse_number -------------------------------------- */
+/* ---- vg_event_id_valid and vg_event_number -------------------------------------- */
 
 Test(id, why_phrases)
 {
     const char *w = "x";
-    cr_assert_eq(vg_id_valid("ok", 2, &w), 0);
+    cr_assert_eq(vg_event_id_valid("ok", 2, &w), 0);
     cr_assert_null(w);
-    cr_assert_eq(vg_id_valid("", 0, &w), VG_EFORMAT);
+    cr_assert_eq(vg_event_id_valid("", 0, &w), VG_EFORMAT);
     cr_assert_str_eq(w, "is empty");
-    cr_assert_eq(vg_id_valid("a b", 3, &w), VG_EFORMAT);
+    cr_assert_eq(vg_event_id_valid("a b", 3, &w), VG_EFORMAT);
     cr_assert_str_eq(w, "has a space");
-    cr_assert_eq(vg_id_valid("a\0b", 3, &w), VG_EFORMAT);
+    cr_assert_eq(vg_event_id_valid("a\0b", 3, &w), VG_EFORMAT);
     cr_assert_str_eq(w, "has a control byte");
-    cr_assert_eq(vg_id_valid("\xe2\x82\xac", 3, NULL), 0); /* EURO SIGN */
+    cr_assert_eq(vg_event_id_valid("\xe2\x82\xac", 3, NULL), 0); /* EURO SIGN */
 }
 
 /* Differential check: on random short byte strings without ASCII controls or
@@ -249,7 +249,7 @@ Test(id, utf8_agrees_with_jansson)
             s[i] = (unsigned char)((b & 1) ? (0x80 | (b >> 1)) : (0x21 + (b >> 2) % 90));
         }
         const char *w;
-        int ours = vg_id_valid((const char *)s, n, &w);
+        int ours = vg_event_id_valid((const char *)s, n, &w);
         json_t *j = json_stringn((const char *)s, n);
         int theirs = j != NULL;
         json_decref(j);
@@ -268,17 +268,17 @@ Test(id, utf8_agrees_with_jansson)
 Test(number, parse)
 {
     double v = 0;
-    cr_assert_eq(vg_parse_number("12", 2, &v), 0);
+    cr_assert_eq(vg_event_number("12", 2, &v), 0);
     cr_assert_eq(v, 12.0);
-    cr_assert_eq(vg_parse_number("-1.5e3", 6, &v), 0);
+    cr_assert_eq(vg_event_number("-1.5e3", 6, &v), 0);
     cr_assert_eq(v, -1500.0);
-    cr_assert_eq(vg_parse_number("12x", 2, &v), 0); /* only len bytes count */
-    cr_assert_eq(vg_parse_number("12x", 3, &v), VG_EFORMAT);
-    cr_assert_eq(vg_parse_number("", 0, &v), VG_EFORMAT);
-    cr_assert_eq(vg_parse_number(" 1", 2, &v), VG_EFORMAT);
-    cr_assert_eq(vg_parse_number("inf", 3, &v), VG_EFORMAT);
-    cr_assert_eq(vg_parse_number("+inf", 4, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number("12x", 2, &v), 0); /* only len bytes count */
+    cr_assert_eq(vg_event_number("12x", 3, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number("", 0, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number(" 1", 2, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number("inf", 3, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number("+inf", 4, &v), VG_EFORMAT);
     char longnum[80];
     memset(longnum, '1', sizeof longnum);
-    cr_assert_eq(vg_parse_number(longnum, sizeof longnum, &v), VG_EFORMAT);
+    cr_assert_eq(vg_event_number(longnum, sizeof longnum, &v), VG_EFORMAT);
 }

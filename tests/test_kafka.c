@@ -6,9 +6,10 @@
  * says from the outside: committed offsets read with a fresh consumer
  * (vgt_committed), redelivery to a second consumer of the same group, the
  * dead-letter topic read back with a plain librdkafka consumer.  Both the
- * vaegan-mockbroker binary (kafka_util.h) and the in-process vg_mock_start()
- * are used.  VGT_LOG=1 in the environment prints every log line, VGT_DEBUG=1
- * adds librdkafka's consumer-group debugging (debug=cgrp) to them.
+ * vaegan-mockbroker binary (tests/support/kafka.h) and the in-process
+ * vg_mock_start() are used.  VGT_LOG=1 in the environment prints every log
+ * line, VGT_DEBUG=1 adds librdkafka's consumer-group debugging (debug=cgrp)
+ * to them.
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -17,9 +18,11 @@
 #include <string.h>
 #include <uv.h>
 
+#include "common/addr.h"
 #include "stream/kafka.h"
 #include "stream/mock.h"
-#include "tests/kafka_util.h"
+#include "tests/support/kafka.h"
+#include "tests/support/proc.h"
 
 #define MAXP 8
 
@@ -224,7 +227,7 @@ Test(mock, address_parses_and_accepts, .timeout = 30)
     char addr[128], err[256], host[64];
     int port = 0;
     cr_assert_eq(vg_mock_start(&m, "clicks", 3, addr, sizeof addr, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(vgt_split_addr(addr, host, sizeof host, &port), 0, "address '%s'", addr);
+    cr_assert_eq(vg_hostport_parse(addr, host, sizeof host, &port), 0, "address '%s'", addr);
     cr_assert_str_eq(host, "127.0.0.1");
     cr_assert_gt(port, 0);
     cr_assert_eq(vgt_tcp_open(addr), 0);

@@ -8,18 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/errors.h"
 #include "daemon/log.h"
-#include "tests/tmpdir.h"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+#include "tests/support/proc.h"
+#include "tests/support/tmpdir.h"
 
 static void setup(void)
 {
@@ -223,7 +217,7 @@ Test(log, threads_never_interleave)
     /* rotate while they write */
     char rotated[256];
     tmp_path(rotated, sizeof rotated, "a.log.1");
-    sleep_ms(1);
+    vgt_sleep_ms(1);
     cr_assert_eq(rename(p, rotated), 0);
     cr_assert_eq(vg_log_reopen(), 0);
     for (int i = 0; i < N_THREADS; i++)
@@ -299,7 +293,7 @@ Test(log, ratelimit_real_clock)
     cr_assert(vg_ratelimit_ok(&rl, &sup));
     cr_assert(!vg_ratelimit_ok(&rl, &sup));
     cr_assert(!vg_ratelimit_ok(&rl, &sup));
-    sleep_ms(250);
+    vgt_sleep_ms(250);
     cr_assert(vg_ratelimit_ok(&rl, &sup));
     cr_assert_eq(sup, 2);
 }

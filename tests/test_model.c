@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "model/topn.h"
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 #include "model/vaegan.h"
 #include "model/vocab.h"
 

@@ -19,7 +19,7 @@
 
 #include "common/errors.h"
 #include "daemon/notify.h"
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 /* Binds a datagram socket to `name` ('@' = abstract) with a 2 s receive timeout. */
 static int listen_on(const char *name)

@@ -1,6 +1,6 @@
 /*
  * test_store.c — cache/store.c against a real redis-server started per test
- * (tests/redis_util.h): history writes (GT, cap, users), prefix/db/password,
+ * (tests/support/redis.h): history writes (GT, cap, users), prefix/db/password,
  * atomic recommendation lists with TTL, model metadata, the start-up load
  * (also across a killed connection), delivery across a Redis restart,
  * error replies (permanent and server-state), backoff, close, and a
@@ -19,8 +19,8 @@
 #include <uv.h>
 
 #include "cache/store.h"
-#include "tests/redis_util.h"
-#include "tests/tmpdir.h"
+#include "tests/support/redis.h"
+#include "tests/support/tmpdir.h"
 
 /* ---- harness ---------------------------------------------------------------------------- */
 

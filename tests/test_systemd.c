@@ -1,6 +1,6 @@
 /*
  * test_systemd.c — lints systemd/vaegand.service with `systemd-analyze
- * verify`.  The verifier exits 0 even on warnings (NOTES.md), so any output
+ * verify`.  The verifier exits 0 even on warnings (systemd 252), so any output
  * on stderr fails the test; it also wants the ExecStart binary to exist, so
  * it checks the build's copy of the unit, whose ExecStart is the built
  * vaegand.  The installed copy must be the same unit but for ExecStart.
@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 static char *slurp(const char *path)
 {

@@ -1,5 +1,5 @@
 /*
- * vaegan-eval — reproduces the VAEGAN paper's experiments (MODEL.md,
+ * vaegan-eval — reproduces the VAEGAN paper's experiments (docs/model.md,
  * "Evaluation protocols") on a ratings file.
  *
  * Reads the file strictly (the first bad line stops it with file:line:
@@ -8,6 +8,13 @@
  * trains the chosen variant, picks the epoch by validation NDCG, and prints
  * the test metrics as one JSON object on the last line of stdout.  Progress
  * goes to stderr, one line per epoch.
+ *
+ * main() is the list of those phases: parse_options, check_options,
+ * read_ratings, make_split, make_model, train (one validation per epoch; the
+ * best epoch's weights are kept), the test evaluation, print_result.  An
+ * error (a bad option or input, no memory) ends the run with exit status 2
+ * and a message naming it (die); --help exits 0; a BLAS self-check failure
+ * exits 1.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -15,11 +22,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "model/blas.h"
-#include "model/metrics.h"
+#include "model/rankeval.h"
 #include "model/split.h"
 #include "model/topn.h"
 #include "model/vaegan.h"
@@ -34,13 +41,6 @@ static void die(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     exit(2);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ---- reading: ids -> ordering keys ---------------------------------------- */
@@ -107,7 +107,7 @@ static int64_t *vocab_keys(const vg_vocab_t *v)
 /* ---- evaluation ----------------------------------------------------------- */
 
 /* Ranks the users of `in` (their items excluded) and scores `out`. */
-static void evaluate(const vg_model_t *m, const vg_csr_t *in, const vg_csr_t *out, vg_metrics_t *met)
+static void evaluate(const vg_model_t *m, const vg_csr_t *in, const vg_csr_t *out, vg_rankeval_t *met)
 {
     const int chunk = 256, N = m->n_items;
     int maxcut = 0;
@@ -131,10 +131,10 @@ static void evaluate(const vg_model_t *m, const vg_csr_t *in, const vg_csr_t *ou
             int u = s + k;
             int nt = vg_topn(scores + (size_t)k * N, N, in->indices + in->indptr[u], vg_csr_row_len(in, u), maxcut,
                              top, NULL);
-            vg_metrics_add_user(met, top, nt, out->indices + out->indptr[u], vg_csr_row_len(out, u));
+            vg_rankeval_add_user(met, top, nt, out->indices + out->indptr[u], vg_csr_row_len(out, u));
         }
     }
-    vg_metrics_finish(met);
+    vg_rankeval_finish(met);
     vg_csr_free(&batch);
     free(scores);
     free(work);
@@ -142,10 +142,17 @@ static void evaluate(const vg_model_t *m, const vg_csr_t *in, const vg_csr_t *ou
     free(sel);
 }
 
+/* ---- options -------------------------------------------------------------- */
+
 typedef struct {
     const char *data, *format, *protocol, *variant, *likelihood;
     int epochs, seed, split_seed, threads, batch, patience, heldout, hidden, latent;
     double anneal_steps, lr, beta, lambda, alpha, noise_input, noise_hidden, dropout, min_rating;
+    /* resolved by check_options() */
+    vg_format_t fmt;
+    int weak; /* protocol: 1 weak, 0 strong */
+    vg_variant_t var;
+    vg_likelihood_t lik;
 } opts_t;
 
 static void usage(FILE *f)
@@ -163,25 +170,20 @@ static void usage(FILE *f)
             "  --anneal-steps T    updates until alpha reaches its cap [avb*: all updates of the run;\n"
             "                      mult-vae: 200000]\n"
             "  --alpha A --beta B --lambda L --lr R --dropout P --noise-input S1 --noise-hidden S2\n"
-            "  --hidden H --latent K   model hyperparameters [MODEL.md]\n"
+            "  --hidden H --latent K   model hyperparameters [docs/model.md]\n"
             "  --patience P        stop after P epochs without validation gain [0 = never]\n"
             "  --min-rating R      strong protocol: ratings >= R are interactions [4]\n"
             "  --heldout U         strong protocol: validation (and test) users [100]\n");
 }
 
-int main(int argc, char **argv)
+/* Reads the command line into *o (defaults first); exits on --help (0) and
+ * on an unknown option or a malformed number (2). */
+static void parse_options(int argc, char **argv, opts_t *o)
 {
-    char msg[512];
-    int brc = vg_blas_setup(argc, argv, msg, sizeof msg);
-    fprintf(stderr, "vaegan-eval: %s\n", msg);
-    if (brc < 0)
-        return 1;
-    double t_start = now();
-
-    opts_t o = {.epochs = -1, .seed = 1, .split_seed = 0, .threads = -1, .batch = -1, .heldout = 100,
-                .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
-                .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4};
-    o.likelihood = "multinomial";
+    *o = (opts_t){.epochs = -1, .seed = 1, .split_seed = 0, .threads = -1, .batch = -1, .heldout = 100,
+                  .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
+                  .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4};
+    o->likelihood = "multinomial";
     static const struct option longopts[] = {
         {"data", 1, 0, 'd'},         {"format", 1, 0, 'f'},       {"protocol", 1, 0, 'p'},
         {"variant", 1, 0, 'v'},      {"epochs", 1, 0, 'e'},       {"seed", 1, 0, 's'},
@@ -198,13 +200,13 @@ int main(int argc, char **argv)
         double num = optarg ? strtod(optarg, &end) : 0;
         int bad_num = optarg && (end == optarg || *end);
         switch (c) {
-        case 'd': o.data = optarg; continue;
-        case 'f': o.format = optarg; continue;
-        case 'p': o.protocol = optarg; continue;
-        case 'v': o.variant = optarg; continue;
-        case 'l': o.likelihood = optarg; continue;
-        case 'h': usage(stdout); return 0;
-        case '?': usage(stderr); return 2;
+        case 'd': o->data = optarg; continue;
+        case 'f': o->format = optarg; continue;
+        case 'p': o->protocol = optarg; continue;
+        case 'v': o->variant = optarg; continue;
+        case 'l': o->likelihood = optarg; continue;
+        case 'h': usage(stdout); exit(0);
+        case '?': usage(stderr); exit(2);
         default: break;
         }
         if (bad_num || !isfinite(num)) {
@@ -215,234 +217,77 @@ int main(int argc, char **argv)
             die("option --%s: not a number: \"%s\"", name, optarg);
         }
         switch (c) {
-        case 'e': o.epochs = (int)num; break;
-        case 's': o.seed = (int)num; break;
-        case 't': o.threads = (int)num; break;
-        case 'S': o.split_seed = (int)num; break;
-        case 'b': o.batch = (int)num; break;
-        case 'A': o.anneal_steps = num; break;
-        case 'a': o.alpha = num; break;
-        case 'B': o.beta = num; break;
-        case 'L': o.lambda = num; break;
-        case 'r': o.lr = num; break;
-        case 'D': o.dropout = num; break;
-        case '1': o.noise_input = num; break;
-        case '2': o.noise_hidden = num; break;
-        case 'H': o.hidden = (int)num; break;
-        case 'K': o.latent = (int)num; break;
-        case 'P': o.patience = (int)num; break;
-        case 'm': o.min_rating = num; break;
-        case 'u': o.heldout = (int)num; break;
+        case 'e': o->epochs = (int)num; break;
+        case 's': o->seed = (int)num; break;
+        case 't': o->threads = (int)num; break;
+        case 'S': o->split_seed = (int)num; break;
+        case 'b': o->batch = (int)num; break;
+        case 'A': o->anneal_steps = num; break;
+        case 'a': o->alpha = num; break;
+        case 'B': o->beta = num; break;
+        case 'L': o->lambda = num; break;
+        case 'r': o->lr = num; break;
+        case 'D': o->dropout = num; break;
+        case '1': o->noise_input = num; break;
+        case '2': o->noise_hidden = num; break;
+        case 'H': o->hidden = (int)num; break;
+        case 'K': o->latent = (int)num; break;
+        case 'P': o->patience = (int)num; break;
+        case 'm': o->min_rating = num; break;
+        case 'u': o->heldout = (int)num; break;
         }
     }
     if (optind < argc)
         die("unexpected argument \"%s\" (see --help)", argv[optind]);
-    if (!o.data || !o.format || !o.protocol || !o.variant)
-        die("--data, --format, --protocol and --variant are required (see --help)");
-    vg_format_t fmt;
-    if (vg_format_from_name(o.format, &fmt) < 0)
-        die("--format: unknown format \"%s\" (json, csv, ml100k, ml1m, mlcsv)", o.format);
-    int weak = strcmp(o.protocol, "weak") == 0;
-    if (!weak && strcmp(o.protocol, "strong") != 0)
-        die("--protocol: must be weak or strong, not \"%s\"", o.protocol);
-    vg_model_cfg_t cfg;
-    vg_variant_t variant;
-    vg_likelihood_t lik;
-    if (vg_variant_parse(o.variant, &variant) < 0)
-        die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c)", o.variant);
-    if (vg_likelihood_parse(o.likelihood, &lik) < 0)
-        die("--likelihood: must be multinomial or logistic, not \"%s\"", o.likelihood);
-    if (o.epochs < 0)
-        o.epochs = 200;
-    if (o.epochs < 1 || o.seed < 0 || o.split_seed < 0 || o.heldout < 1)
-        die("--epochs must be >= 1, --seed and --split-seed >= 0, --heldout >= 1");
-    if (o.threads < 0)
-        o.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (o.threads < 1)
-        o.threads = 1;
-    vg_blas_set_threads(o.threads);
+}
 
-    /* read */
+/* Checks the options, resolves the names (format, protocol, variant,
+ * likelihood) and the defaults that depend on nothing else (epochs,
+ * threads); exits 2 naming the first bad one. */
+static void check_options(opts_t *o)
+{
+    if (!o->data || !o->format || !o->protocol || !o->variant)
+        die("--data, --format, --protocol and --variant are required (see --help)");
+    if (vg_format_from_name(o->format, &o->fmt) < 0)
+        die("--format: unknown format \"%s\" (json, csv, ml100k, ml1m, mlcsv)", o->format);
+    o->weak = strcmp(o->protocol, "weak") == 0;
+    if (!o->weak && strcmp(o->protocol, "strong") != 0)
+        die("--protocol: must be weak or strong, not \"%s\"", o->protocol);
+    if (vg_variant_parse(o->variant, &o->var) < 0)
+        die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c)", o->variant);
+    if (vg_likelihood_parse(o->likelihood, &o->lik) < 0)
+        die("--likelihood: must be multinomial or logistic, not \"%s\"", o->likelihood);
+    if (o->epochs < 0)
+        o->epochs = 200;
+    if (o->epochs < 1 || o->seed < 0 || o->split_seed < 0 || o->heldout < 1)
+        die("--epochs must be >= 1, --seed and --split-seed >= 0, --heldout >= 1");
+    if (o->threads < 0)
+        o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->threads < 1)
+        o->threads = 1;
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+/* Reads the file strictly and returns its ratings with ordering keys for
+ * ids (*n of them; the caller frees the array).  Exits on a bad file. */
+static vg_rating_t *read_ratings(const opts_t *o, size_t *n)
+{
     ratings_t R = {0};
     vg_vocab_init(&R.users);
     vg_vocab_init(&R.items);
-    vg_reader_opts_t ro = {.format = fmt, .min_rating = -INFINITY, .strict = 1, .on_event = on_event, .ud = &R};
+    vg_reader_opts_t ro = {.format = o->fmt, .min_rating = -INFINITY, .strict = 1, .on_event = on_event, .ud = &R};
     vg_reader_stats_t rs;
     char err[1024];
-    int rc = vg_reader_read(o.data, &ro, &rs, err, sizeof err);
+    int rc = vg_reader_read(o->data, &ro, &rs, err, sizeof err);
     if (rc < 0)
         die("%s", rc == VG_ENOMEM ? "out of memory" : err);
     int64_t *ukey = vocab_keys(&R.users), *ikey = vocab_keys(&R.items);
     vg_rating_t *rt = malloc(R.n * sizeof *rt);
     for (size_t k = 0; k < R.n; k++)
         rt[k] = (vg_rating_t){ukey[R.u[k]], ikey[R.i[k]], R.r[k]};
-    fprintf(stderr, "vaegan-eval: %s: %zu events, %d users, %d items\n", o.data, R.n, R.users.n, R.items.n);
-
-    /* split */
-    vg_weak_split_t ws = {0};
-    vg_strong_split_t ss = {0};
-    const vg_csr_t *train, *val_in, *val_out, *test_in, *test_out;
-    int val_cut, cuts[3], n_cuts;
-    if (weak) {
-        rc = vg_split_weak(rt, R.n, (uint32_t)o.split_seed, 0.2, 0.1, &ws);
-        if (rc < 0)
-            die("%s: cannot build the weak split: %s", o.data, vg_strerror(rc));
-        train = &ws.train_fit, val_in = &ws.train_fit, val_out = &ws.val;
-        test_in = &ws.train_full, test_out = &ws.test;
-        val_cut = 20, cuts[0] = 5, cuts[1] = 20, n_cuts = 2;
-    } else {
-        rc = vg_split_strong(rt, R.n, (uint32_t)o.split_seed, (float)o.min_rating, o.heldout, 0.2, &ss);
-        if (rc < 0)
-            die("%s: cannot build the strong split (needs more than %d users with >= 5 ratings >= %g): %s",
-                o.data, 2 * o.heldout, o.min_rating, vg_strerror(rc));
-        train = &ss.train, val_in = &ss.val_in, val_out = &ss.val_out;
-        test_in = &ss.test_in, test_out = &ss.test_out;
-        val_cut = 100, cuts[0] = 20, cuts[1] = 50, cuts[2] = 100, n_cuts = 3;
-    }
-    const int n_users = train->rows, n_items = train->cols;
-    fprintf(stderr, "vaegan-eval: %s split (seed %d): %d training users, %d items, %lld training interactions\n",
-            o.protocol, o.split_seed, n_users, n_items, (long long)vg_csr_nnz(train));
-
-    /* model */
-    int batch = o.batch > 0 ? o.batch : (weak ? 256 : 500);
-    if (batch > n_users)
-        batch = n_users;
-    int n_batches = (n_users + batch - 1) / batch;
-    vg_model_cfg_default(&cfg, variant);
-    cfg.likelihood = lik;
-    cfg.hidden = o.hidden;
-    cfg.latent = o.latent;
-    cfg.seed = (uint64_t)o.seed;
-    cfg.anneal_steps = o.anneal_steps >= 0                   ? o.anneal_steps
-                       : variant == VG_VARIANT_MULT_VAE ? 200000
-                                                         : (double)o.epochs * n_batches;
-#define OVERRIDE(field, v)                                                                               \
-    if (!isnan(v))                                                                                       \
-    cfg.field = v
-    OVERRIDE(alpha_cap, o.alpha);
-    OVERRIDE(beta, o.beta);
-    OVERRIDE(lambda, o.lambda);
-    OVERRIDE(lr, o.lr);
-    OVERRIDE(dropout, o.dropout);
-    OVERRIDE(noise_input, o.noise_input);
-    OVERRIDE(noise_hidden, o.noise_hidden);
-#undef OVERRIDE
-    vg_model_t m;
-    rc = vg_model_init(&m, &cfg, n_items, batch);
-    if (rc < 0)
-        die("cannot set up the model: %s (check the hyperparameters)", vg_strerror(rc));
-
-    /* best-epoch snapshot of the weights */
-    vg_real *best_w[VG_P_COUNT] = {0};
-    for (int p = 0; p < VG_P_COUNT; p++)
-        best_w[p] = malloc((m.p[p].rows * m.p[p].cols + 1) * sizeof(vg_real));
-
-    vg_rng_t order_rng;
-    vg_rng_seed(&order_rng, (uint64_t)o.seed * 7919 + 17);
-    int *perm = malloc((size_t)n_users * sizeof *perm);
-    for (int u = 0; u < n_users; u++)
-        perm[u] = u;
-    vg_csr_t xb = {0};
-    double best = -1, t_train = 0;
-    int best_epoch = -1, epochs_run = 0, bad = 0;
-    for (int e = 0; e < o.epochs; e++) {
-        double t0 = now();
-        vg_rng_shuffle(&order_rng, perm, n_users);
-        vg_step_stats_t st, sum = {0};
-        for (int b = 0; b < n_batches; b++) {
-            int s = b * batch, n = n_users - s < batch ? n_users - s : batch;
-            if (vg_csr_gather(&xb, train, perm + s, n) < 0)
-                die("out of memory");
-            vg_model_train_step(&m, &xb, &st);
-            sum.loss_g += st.loss_g / n_batches;
-            sum.nll += st.nll / n_batches;
-            sum.kl += st.kl / n_batches;
-            sum.t_q += st.t_q / n_batches;
-            sum.loss_t += st.loss_t / n_batches;
-            sum.loss_d += st.loss_d / n_batches;
-            sum.d_real += st.d_real / n_batches;
-            sum.d_fake += st.d_fake / n_batches;
-            sum.contr += st.contr / n_batches;
-            sum.alpha = st.alpha;
-        }
-        t_train += now() - t0;
-        epochs_run = e + 1;
-        vg_metrics_t vm;
-        vg_metrics_init(&vm, &val_cut, 1);
-        evaluate(&m, val_in, val_out, &vm);
-        double v = vm.ndcg[0];
-        fprintf(stderr,
-                "epoch %3d/%d  loss_G %.4f  nll %.3f  %s %.4f  T %.3f loss_T %.3f  loss_D %.3f D(real) %.3f "
-                "D(fake) %.3f  contr %.2f  alpha %.4f  val G@%d %.4f%s  %.2fs\n",
-                e + 1, o.epochs, sum.loss_g, sum.nll, "kl", sum.kl, sum.t_q, sum.loss_t, sum.loss_d, sum.d_real,
-                sum.d_fake, sum.contr, sum.alpha, val_cut, v, v > best ? " *" : "", now() - t0);
-        if (v > best) {
-            best = v;
-            best_epoch = e + 1;
-            bad = 0;
-            for (int p = 0; p < VG_P_COUNT; p++)
-                memcpy(best_w[p], m.p[p].w, m.p[p].rows * m.p[p].cols * sizeof(vg_real));
-        } else if (o.patience > 0 && ++bad >= o.patience) {
-            break;
-        }
-    }
-    for (int p = 0; p < VG_P_COUNT; p++)
-        memcpy(m.p[p].w, best_w[p], m.p[p].rows * m.p[p].cols * sizeof(vg_real));
-
-    vg_metrics_t tm;
-    vg_metrics_init(&tm, cuts, n_cuts);
-    evaluate(&m, test_in, test_out, &tm);
-
-    json_t *j = json_object();
-    json_object_set_new(j, "variant", json_string(o.variant));
-    json_object_set_new(j, "protocol", json_string(o.protocol));
-    json_object_set_new(j, "seed", json_integer(o.seed));
-    json_object_set_new(j, "split_seed", json_integer(o.split_seed));
-    json_object_set_new(j, "epochs", json_integer(o.epochs));
-    json_object_set_new(j, "epochs_run", json_integer(epochs_run));
-    json_object_set_new(j, "best_epoch", json_integer(best_epoch));
-    char key[32];
-    for (int k = 0; k < n_cuts; k++) {
-        snprintf(key, sizeof key, "R@%d", cuts[k]);
-        /* weak: plain recall (CFGAN); strong: hits / min(N, |test|) (Mult-VAE) */
-        json_object_set_new(j, key, json_real(weak ? tm.recall_plain[k] : tm.recall[k]));
-    }
-    for (int k = 0; k < n_cuts; k++) {
-        snprintf(key, sizeof key, "G@%d", cuts[k]);
-        json_object_set_new(j, key, json_real(tm.ndcg[k]));
-    }
-    if (weak)
-        for (int k = 0; k < n_cuts; k++) {
-            snprintf(key, sizeof key, "M@%d", cuts[k]);
-            json_object_set_new(j, key, json_real(tm.mrr[k]));
-        }
-    snprintf(key, sizeof key, "val_G@%d", val_cut);
-    json_object_set_new(j, key, json_real(best));
-    json_object_set_new(j, "likelihood", json_string(vg_likelihood_name(cfg.likelihood)));
-    json_object_set_new(j, "users", json_integer(n_users));
-    json_object_set_new(j, "items", json_integer(n_items));
-    json_object_set_new(j, "batch", json_integer(batch));
-    json_object_set_new(j, "anneal_steps", json_real(cfg.anneal_steps));
-    json_object_set_new(j, "threads", json_integer(o.threads));
-    json_object_set_new(j, "blas_core", json_string(vg_blas_core()));
-    json_object_set_new(j, "wall_s", json_real(round((now() - t_start) * 100) / 100));
-    json_object_set_new(j, "s_per_epoch", json_real(round(t_train / epochs_run * 1e4) / 1e4));
-    char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    printf("%s\n", line);
-    fflush(stdout);
-    free(line);
-    json_decref(j);
-
-    for (int p = 0; p < VG_P_COUNT; p++)
-        free(best_w[p]);
-    free(perm);
-    vg_csr_free(&xb);
-    vg_model_close(&m);
-    if (weak)
-        vg_split_weak_free(&ws);
-    else
-        vg_split_strong_free(&ss);
-    free(rt);
+    fprintf(stderr, "vaegan-eval: %s: %zu events, %d users, %d items\n", o->data, R.n, R.users.n, R.items.n);
+    *n = R.n;
     free(ukey);
     free(ikey);
     free(R.u);
@@ -450,5 +295,253 @@ int main(int argc, char **argv)
     free(R.r);
     vg_vocab_free(&R.users);
     vg_vocab_free(&R.items);
+    return rt;
+}
+
+/* The protocol's matrices and cutoffs (docs/model.md, "Evaluation protocols"):
+ * train on `train`; choose the epoch by NDCG@val_cut of val_in -> val_out;
+ * report the cutoffs of test_in -> test_out. */
+typedef struct {
+    vg_weak_split_t ws;   /* weak protocol: owns the matrices */
+    vg_strong_split_t ss; /* strong protocol: owns the matrices */
+    const vg_csr_t *train, *val_in, *val_out, *test_in, *test_out;
+    int val_cut, cuts[3], n_cuts;
+} eval_split_t;
+
+/* Builds the split (exits when the data cannot be split) and reports its size. */
+static void make_split(const opts_t *o, const vg_rating_t *rt, size_t n, eval_split_t *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    int rc;
+    if (o->weak) {
+        rc = vg_split_weak(rt, n, (uint32_t)o->split_seed, 0.2, 0.1, &sp->ws);
+        if (rc < 0)
+            die("%s: cannot build the weak split: %s", o->data, vg_strerror(rc));
+        sp->train = &sp->ws.train_fit, sp->val_in = &sp->ws.train_fit, sp->val_out = &sp->ws.val;
+        sp->test_in = &sp->ws.train_full, sp->test_out = &sp->ws.test;
+        sp->val_cut = 20, sp->cuts[0] = 5, sp->cuts[1] = 20, sp->n_cuts = 2;
+    } else {
+        rc = vg_split_strong(rt, n, (uint32_t)o->split_seed, (float)o->min_rating, o->heldout, 0.2, &sp->ss);
+        if (rc < 0)
+            die("%s: cannot build the strong split (needs more than %d users with >= 5 ratings >= %g): %s",
+                o->data, 2 * o->heldout, o->min_rating, vg_strerror(rc));
+        sp->train = &sp->ss.train, sp->val_in = &sp->ss.val_in, sp->val_out = &sp->ss.val_out;
+        sp->test_in = &sp->ss.test_in, sp->test_out = &sp->ss.test_out;
+        sp->val_cut = 100, sp->cuts[0] = 20, sp->cuts[1] = 50, sp->cuts[2] = 100, sp->n_cuts = 3;
+    }
+    fprintf(stderr, "vaegan-eval: %s split (seed %d): %d training users, %d items, %lld training interactions\n",
+            o->protocol, o->split_seed, sp->train->rows, sp->train->cols, (long long)vg_csr_nnz(sp->train));
+}
+
+static void split_free(const opts_t *o, eval_split_t *sp)
+{
+    if (o->weak)
+        vg_split_weak_free(&sp->ws);
+    else
+        vg_split_strong_free(&sp->ss);
+}
+
+/* Users per mini-batch: --batch, else the protocol's default, at most all users. */
+static int batch_size(const opts_t *o, int n_users)
+{
+    int batch = o->batch > 0 ? o->batch : (o->weak ? 256 : 500);
+    return batch > n_users ? n_users : batch;
+}
+
+/* The variant's defaults, then the options; the avb variants anneal alpha
+ * over the whole run unless --anneal-steps says otherwise.  Exits on a
+ * configuration the model refuses. */
+static void make_model(const opts_t *o, int n_users, int n_items, int batch, vg_model_t *m)
+{
+    int n_batches = (n_users + batch - 1) / batch;
+    vg_model_cfg_t cfg;
+    vg_model_cfg_default(&cfg, o->var);
+    cfg.likelihood = o->lik;
+    cfg.hidden = o->hidden;
+    cfg.latent = o->latent;
+    cfg.seed = (uint64_t)o->seed;
+    cfg.anneal_steps = o->anneal_steps >= 0                   ? o->anneal_steps
+                       : o->var == VG_VARIANT_MULT_VAE ? 200000
+                                                         : (double)o->epochs * n_batches;
+#define OVERRIDE(field, v)                                                                               \
+    if (!isnan(v))                                                                                       \
+    cfg.field = v
+    OVERRIDE(alpha_cap, o->alpha);
+    OVERRIDE(beta, o->beta);
+    OVERRIDE(lambda, o->lambda);
+    OVERRIDE(lr, o->lr);
+    OVERRIDE(dropout, o->dropout);
+    OVERRIDE(noise_input, o->noise_input);
+    OVERRIDE(noise_hidden, o->noise_hidden);
+#undef OVERRIDE
+    int rc = vg_model_init(m, &cfg, n_items, batch);
+    if (rc < 0)
+        die("cannot set up the model: %s (check the hyperparameters)", vg_strerror(rc));
+}
+
+/* One pass over the training users in the order perm[], in mini-batches of
+ * `batch` (xb: the reused batch matrix); returns the mean of each step
+ * statistic (alpha: the last step's). */
+static vg_step_stats_t train_epoch(vg_model_t *m, const vg_csr_t *train, const int *perm, int batch, vg_csr_t *xb)
+{
+    const int n_users = train->rows, n_batches = (n_users + batch - 1) / batch;
+    vg_step_stats_t st, sum = {0};
+    for (int b = 0; b < n_batches; b++) {
+        int s = b * batch, n = n_users - s < batch ? n_users - s : batch;
+        if (vg_csr_gather(xb, train, perm + s, n) < 0)
+            die("out of memory");
+        vg_model_train_step(m, xb, &st);
+        sum.loss_g += st.loss_g / n_batches;
+        sum.nll += st.nll / n_batches;
+        sum.kl += st.kl / n_batches;
+        sum.t_q += st.t_q / n_batches;
+        sum.loss_t += st.loss_t / n_batches;
+        sum.loss_d += st.loss_d / n_batches;
+        sum.d_real += st.d_real / n_batches;
+        sum.d_fake += st.d_fake / n_batches;
+        sum.contr += st.contr / n_batches;
+        sum.alpha = st.alpha;
+    }
+    return sum;
+}
+
+typedef struct {
+    double best;    /* the best validation NDCG */
+    int best_epoch; /* its epoch (1-based) */
+    int epochs_run; /* fewer than --epochs when --patience stopped the run */
+    double t_train; /* seconds spent in training passes (validation excluded) */
+} train_result_t;
+
+/* Trains for the epochs (users reshuffled each epoch), validating after each
+ * and printing one progress line; stops early after --patience epochs
+ * without gain; leaves the best epoch's weights in the model. */
+static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int batch, train_result_t *r)
+{
+    const int n_users = sp->train->rows;
+    /* best-epoch snapshot of the weights */
+    vg_real *best_w[VG_P_COUNT] = {0};
+    for (int p = 0; p < VG_P_COUNT; p++)
+        best_w[p] = malloc((m->p[p].rows * m->p[p].cols + 1) * sizeof(vg_real));
+
+    vg_rng_t order_rng;
+    vg_rng_seed(&order_rng, (uint64_t)o->seed * 7919 + 17);
+    int *perm = malloc((size_t)n_users * sizeof *perm);
+    for (int u = 0; u < n_users; u++)
+        perm[u] = u;
+    vg_csr_t xb = {0};
+    *r = (train_result_t){.best = -1, .best_epoch = -1};
+    int bad = 0;
+    for (int e = 0; e < o->epochs; e++) {
+        double t0 = vg_mono_s();
+        vg_rng_shuffle(&order_rng, perm, n_users);
+        vg_step_stats_t sum = train_epoch(m, sp->train, perm, batch, &xb);
+        r->t_train += vg_mono_s() - t0;
+        r->epochs_run = e + 1;
+        vg_rankeval_t vm;
+        vg_rankeval_init(&vm, &sp->val_cut, 1);
+        evaluate(m, sp->val_in, sp->val_out, &vm);
+        double v = vm.ndcg[0];
+        fprintf(stderr,
+                "epoch %3d/%d  loss_G %.4f  nll %.3f  %s %.4f  T %.3f loss_T %.3f  loss_D %.3f D(real) %.3f "
+                "D(fake) %.3f  contr %.2f  alpha %.4f  val G@%d %.4f%s  %.2fs\n",
+                e + 1, o->epochs, sum.loss_g, sum.nll, "kl", sum.kl, sum.t_q, sum.loss_t, sum.loss_d, sum.d_real,
+                sum.d_fake, sum.contr, sum.alpha, sp->val_cut, v, v > r->best ? " *" : "", vg_mono_s() - t0);
+        if (v > r->best) {
+            r->best = v;
+            r->best_epoch = e + 1;
+            bad = 0;
+            for (int p = 0; p < VG_P_COUNT; p++)
+                memcpy(best_w[p], m->p[p].w, m->p[p].rows * m->p[p].cols * sizeof(vg_real));
+        } else if (o->patience > 0 && ++bad >= o->patience) {
+            break;
+        }
+    }
+    for (int p = 0; p < VG_P_COUNT; p++)
+        memcpy(m->p[p].w, best_w[p], m->p[p].rows * m->p[p].cols * sizeof(vg_real));
+    for (int p = 0; p < VG_P_COUNT; p++)
+        free(best_w[p]);
+    free(perm);
+    vg_csr_free(&xb);
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+/* The result as one JSON line on stdout: the run, the test metrics at the
+ * protocol's cutoffs, the best validation NDCG, sizes and timings. */
+static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model_t *m, int batch,
+                         const train_result_t *r, const vg_rankeval_t *tm, double t_start)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "variant", json_string(o->variant));
+    json_object_set_new(j, "protocol", json_string(o->protocol));
+    json_object_set_new(j, "seed", json_integer(o->seed));
+    json_object_set_new(j, "split_seed", json_integer(o->split_seed));
+    json_object_set_new(j, "epochs", json_integer(o->epochs));
+    json_object_set_new(j, "epochs_run", json_integer(r->epochs_run));
+    json_object_set_new(j, "best_epoch", json_integer(r->best_epoch));
+    char key[32];
+    for (int k = 0; k < sp->n_cuts; k++) {
+        snprintf(key, sizeof key, "R@%d", sp->cuts[k]);
+        /* weak: plain recall (CFGAN); strong: hits / min(N, |test|) (Mult-VAE) */
+        json_object_set_new(j, key, json_real(o->weak ? tm->recall_plain[k] : tm->recall[k]));
+    }
+    for (int k = 0; k < sp->n_cuts; k++) {
+        snprintf(key, sizeof key, "G@%d", sp->cuts[k]);
+        json_object_set_new(j, key, json_real(tm->ndcg[k]));
+    }
+    if (o->weak)
+        for (int k = 0; k < sp->n_cuts; k++) {
+            snprintf(key, sizeof key, "M@%d", sp->cuts[k]);
+            json_object_set_new(j, key, json_real(tm->mrr[k]));
+        }
+    snprintf(key, sizeof key, "val_G@%d", sp->val_cut);
+    json_object_set_new(j, key, json_real(r->best));
+    json_object_set_new(j, "likelihood", json_string(vg_likelihood_name(m->cfg.likelihood)));
+    json_object_set_new(j, "users", json_integer(sp->train->rows));
+    json_object_set_new(j, "items", json_integer(sp->train->cols));
+    json_object_set_new(j, "batch", json_integer(batch));
+    json_object_set_new(j, "anneal_steps", json_real(m->cfg.anneal_steps));
+    json_object_set_new(j, "threads", json_integer(o->threads));
+    json_object_set_new(j, "blas_core", json_string(vg_blas_core()));
+    json_object_set_new(j, "wall_s", json_real(round((vg_mono_s() - t_start) * 100) / 100));
+    json_object_set_new(j, "s_per_epoch", json_real(round(r->t_train / r->epochs_run * 1e4) / 1e4));
+    char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    printf("%s\n", line);
+    fflush(stdout);
+    free(line);
+    json_decref(j);
+}
+
+int main(int argc, char **argv)
+{
+    char msg[512];
+    int brc = vg_blas_setup(argc, argv, msg, sizeof msg);
+    fprintf(stderr, "vaegan-eval: %s\n", msg);
+    if (brc < 0)
+        return 1;
+    double t_start = vg_mono_s();
+
+    opts_t o;
+    parse_options(argc, argv, &o);
+    check_options(&o);
+    vg_blas_set_threads(o.threads);
+
+    size_t n;
+    vg_rating_t *rt = read_ratings(&o, &n);
+    eval_split_t sp;
+    make_split(&o, rt, n, &sp);
+    const int batch = batch_size(&o, sp.train->rows);
+    vg_model_t m;
+    make_model(&o, sp.train->rows, sp.train->cols, batch, &m);
+    train_result_t tr;
+    train(&o, &sp, &m, batch, &tr);
+    vg_rankeval_t tm;
+    vg_rankeval_init(&tm, sp.cuts, sp.n_cuts);
+    evaluate(&m, sp.test_in, sp.test_out, &tm);
+    print_result(&o, &sp, &m, batch, &tr, &tm, t_start);
+
+    vg_model_close(&m);
+    split_free(&o, &sp);
+    free(rt);
     return 0;
 }

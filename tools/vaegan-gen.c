@@ -36,6 +36,11 @@
  * the MovieLens-20M shape (138k users, 27k items) take a few seconds.
  * Exit status: 0, 1 on a write or memory error, 2 on bad usage (the message
  * names the option).
+ *
+ * main() is the list of its phases, which are also the order of the random
+ * draws (so they must stay in this order): parse_args, make_items (the
+ * shuffle and the cluster tables), make_users (clusters, activity, order of
+ * first appearance), write_events.
  */
 #include <errno.h>
 #include <math.h>
@@ -200,26 +205,38 @@ static void shuffle_u32(vg_rng_t *r, uint32_t *a, uint32_t n)
     }
 }
 
+static void out_of_memory(void)
+{
+    fputs("vaegan-gen: out of memory\n", stderr);
+    exit(1);
+}
+
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (!p) {
-        fputs("vaegan-gen: out of memory\n", stderr);
-        exit(1);
-    }
+    if (!p)
+        out_of_memory();
     return p;
 }
 
-int main(int argc, char **argv)
-{
-    uint64_t users = 0, items = 0, events = 0, seed = 1;
-    int have_users = 0, have_items = 0, have_events = 0, csv = 0;
+/* ---- options -------------------------------------------------------------- */
 
+typedef struct {
+    uint64_t users, items, events, seed;
+    int csv; /* --format csv */
+} gen_opts_t;
+
+/* Reads the command line into *o; exits 0 on --help, 2 on a bad or missing
+ * option (naming it). */
+static void parse_args(int argc, char **argv, gen_opts_t *o)
+{
+    *o = (gen_opts_t){.seed = 1};
+    int have_users = 0, have_items = 0, have_events = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
-            return 0;
+            exit(0);
         }
         static const char *const opts[] = {"--users", "--items", "--events", "--seed", "--format"};
         int which = -1;
@@ -239,22 +256,22 @@ int main(int argc, char **argv)
         }
         switch (which) {
         case 0:
-            users = parse_number("--users", val, 1, MAX_IDS), have_users = 1;
+            o->users = parse_number("--users", val, 1, MAX_IDS), have_users = 1;
             break;
         case 1:
-            items = parse_number("--items", val, 1, MAX_IDS), have_items = 1;
+            o->items = parse_number("--items", val, 1, MAX_IDS), have_items = 1;
             break;
         case 2:
-            events = parse_number("--events", val, 0, UINT64_MAX - TS0), have_events = 1;
+            o->events = parse_number("--events", val, 0, UINT64_MAX - TS0), have_events = 1;
             break;
         case 3:
-            seed = parse_number("--seed", val, 0, UINT64_MAX);
+            o->seed = parse_number("--seed", val, 0, UINT64_MAX);
             break;
         case 4:
             if (strcmp(val, "json") == 0)
-                csv = 0;
+                o->csv = 0;
             else if (strcmp(val, "csv") == 0)
-                csv = 1;
+                o->csv = 1;
             else
                 die_usage("--format must be json or csv, got '%s'", val);
             break;
@@ -268,115 +285,164 @@ int main(int argc, char **argv)
         die_usage("%s is required", "--items");
     if (!have_events)
         die_usage("%s is required", "--events");
+}
 
-    const uint32_t U = (uint32_t)users, I = (uint32_t)items;
+/* ---- the generative model -------------------------------------------------- */
+
+/* The items of the C clusters: cluster c holds citems[coff[c] .. coff[c+1]),
+ * drawn by the alias table cl at offset coff[c]; `all` draws a position of
+ * citems over the whole catalogue by the same weights. */
+typedef struct {
+    uint32_t C;
+    uint32_t *citems, *coff;
+    alias_t cl, all;
+} items_t;
+
+/* Each user's main and secondary cluster; `act` draws a user by activity;
+ * intro[] is the order of first appearances. */
+typedef struct {
+    uint8_t *umain, *usecond;
+    alias_t act;
+    uint32_t *intro;
+} users_t;
+
+/* items: cluster by a round-robin deal of a shuffle, Zipf rank inside */
+static void make_items(vg_rng_t *rng, uint32_t I, items_t *it)
+{
     const uint32_t C = I < N_CLUSTERS ? I : N_CLUSTERS;
-    vg_rng_t rng;
-    vg_rng_seed(&rng, seed);
-
-    /* items: cluster by a round-robin deal of a shuffle, Zipf rank inside */
+    it->C = C;
     uint32_t *order = xmalloc((size_t)I * sizeof *order);
     for (uint32_t i = 0; i < I; i++)
         order[i] = i;
-    shuffle_u32(&rng, order, I);
+    shuffle_u32(rng, order, I);
     /* cluster c holds order[c], order[c + C], ... : lay them out contiguously,
      * in deal order (the deal order is random, so the rank inside is too) */
-    uint32_t *citems = xmalloc((size_t)I * sizeof *citems);
-    uint32_t *coff = xmalloc((C + 1) * sizeof *coff);
-    double *w = xmalloc((size_t)(I > U ? I : U) * sizeof *w);
+    it->citems = xmalloc((size_t)I * sizeof *it->citems);
+    it->coff = xmalloc((C + 1) * sizeof *it->coff);
+    double *w = xmalloc((size_t)I * sizeof *w);
     uint32_t at = 0;
     for (uint32_t c = 0; c < C; c++) {
-        coff[c] = at;
+        it->coff[c] = at;
         for (uint32_t k = c, r = 0; k < I; k += C, r++) {
-            citems[at] = order[k];
+            it->citems[at] = order[k];
             w[at] = 1.0 / pow((double)r + 1.0, ZIPF_S);
             at++;
         }
     }
-    coff[C] = at;
-    alias_t cl = {xmalloc((size_t)I * sizeof(uint32_t)), xmalloc((size_t)I * sizeof(uint32_t))};
+    it->coff[C] = at;
+    it->cl = (alias_t){xmalloc((size_t)I * sizeof(uint32_t)), xmalloc((size_t)I * sizeof(uint32_t))};
     for (uint32_t c = 0; c < C; c++)
-        if (alias_build(&cl, coff[c], w + coff[c], coff[c + 1] - coff[c]) != 0)
-            goto nomem;
+        if (alias_build(&it->cl, it->coff[c], w + it->coff[c], it->coff[c + 1] - it->coff[c]) != 0)
+            out_of_memory();
     /* the catalogue draw: the same weights, over every item */
-    alias_t all = {xmalloc((size_t)I * sizeof(uint32_t)), xmalloc((size_t)I * sizeof(uint32_t))};
-    if (alias_build(&all, 0, w, I) != 0)
-        goto nomem;
+    it->all = (alias_t){xmalloc((size_t)I * sizeof(uint32_t)), xmalloc((size_t)I * sizeof(uint32_t))};
+    if (alias_build(&it->all, 0, w, I) != 0)
+        out_of_memory();
+    free(w);
     free(order);
+}
 
-    /* users: main and secondary cluster, log-normal activity */
-    uint8_t *umain = xmalloc(U), *usecond = xmalloc(U);
+/* users: main and secondary cluster, log-normal activity; then the order in
+ * which they first appear */
+static void make_users(vg_rng_t *rng, uint32_t U, uint32_t C, users_t *us)
+{
+    us->umain = xmalloc(U);
+    us->usecond = xmalloc(U);
+    double *w = xmalloc((size_t)U * sizeof *w);
     for (uint32_t u = 0; u < U; u++) {
-        umain[u] = (uint8_t)vg_rng_below(&rng, C);
-        usecond[u] = C > 1 ? (uint8_t)((umain[u] + 1 + vg_rng_below(&rng, C - 1)) % C) : umain[u];
-        double u1 = (double)((vg_rng_next(&rng) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
-        double u2 = vg_rng_uniform(&rng);
+        us->umain[u] = (uint8_t)vg_rng_below(rng, C);
+        us->usecond[u] = C > 1 ? (uint8_t)((us->umain[u] + 1 + vg_rng_below(rng, C - 1)) % C) : us->umain[u];
+        double u1 = (double)((vg_rng_next(rng) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+        double u2 = vg_rng_uniform(rng);
         w[u] = exp(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
     }
-    alias_t act = {xmalloc((size_t)U * sizeof(uint32_t)), xmalloc((size_t)U * sizeof(uint32_t))};
-    if (alias_build(&act, 0, w, U) != 0)
-        goto nomem;
+    us->act = (alias_t){xmalloc((size_t)U * sizeof(uint32_t)), xmalloc((size_t)U * sizeof(uint32_t))};
+    if (alias_build(&us->act, 0, w, U) != 0)
+        out_of_memory();
     free(w);
     /* first appearances: users in random order at random positions */
-    uint32_t *intro = xmalloc((size_t)U * sizeof *intro);
+    us->intro = xmalloc((size_t)U * sizeof *us->intro);
     for (uint32_t u = 0; u < U; u++)
-        intro[u] = u;
-    shuffle_u32(&rng, intro, U);
-    uint64_t intro_left = events < U ? events : U, intro_next = 0;
+        us->intro[u] = u;
+    shuffle_u32(rng, us->intro, U);
+}
 
+/* ---- the stream ------------------------------------------------------------ */
+
+/* Appends one event line to the output buffer (flushing it when nearly full). */
+static void put_event(uint32_t u, uint32_t item, uint64_t ts, int csv)
+{
+    if (outlen > OUTBUF - 128)
+        flush_out();
+    char *p = outbuf + outlen;
+    if (csv) {
+        *p++ = 'u';
+        p = put_u64(p, u);
+        p = put_str(p, ",i", 2);
+        p = put_u64(p, item);
+        *p++ = ',';
+    } else {
+        p = put_str(p, "{\"user\":\"u", 10);
+        p = put_u64(p, u);
+        p = put_str(p, "\",\"item\":\"i", 11);
+        p = put_u64(p, item);
+        p = put_str(p, "\",\"ts\":", 7);
+    }
+    p = put_u64(p, ts);
+    if (!csv)
+        *p++ = '}';
+    *p++ = '\n';
+    outlen = (size_t)(p - outbuf);
+}
+
+/* The E events: each picks its user (a pending first appearance at this
+ * position, else by activity), then its item (main cluster, secondary
+ * cluster or the whole catalogue). */
+static void write_events(vg_rng_t *rng, const gen_opts_t *o, const items_t *it, const users_t *us)
+{
+    const uint32_t U = (uint32_t)o->users, I = (uint32_t)o->items;
+    const uint64_t events = o->events;
+    uint64_t intro_left = events < U ? events : U, intro_next = 0;
     const uint64_t main_thr = (uint64_t)(P_MAIN * 4294967296.0);
     const uint64_t second_thr = (uint64_t)((P_MAIN + P_SECOND) * 4294967296.0);
     for (uint64_t j = 0; j < events; j++) {
         uint32_t u;
-        if (intro_left && vg_rng_below(&rng, events - j) < intro_left) {
-            u = intro[intro_next++];
+        if (intro_left && vg_rng_below(rng, events - j) < intro_left) {
+            u = us->intro[intro_next++];
             intro_left--;
         } else {
-            u = alias_draw(&act, 0, U, vg_rng_next(&rng));
+            u = alias_draw(&us->act, 0, U, vg_rng_next(rng));
         }
-        uint64_t coin = vg_rng_next(&rng) >> 32;
+        uint64_t coin = vg_rng_next(rng) >> 32;
         uint32_t item;
         if (coin < second_thr) {
-            uint32_t c = coin < main_thr ? umain[u] : usecond[u];
-            uint32_t off = coff[c], n = coff[c + 1] - off;
-            item = citems[off + alias_draw(&cl, off, n, vg_rng_next(&rng))];
+            uint32_t c = coin < main_thr ? us->umain[u] : us->usecond[u];
+            uint32_t off = it->coff[c], n = it->coff[c + 1] - off;
+            item = it->citems[off + alias_draw(&it->cl, off, n, vg_rng_next(rng))];
         } else {
-            item = citems[alias_draw(&all, 0, I, vg_rng_next(&rng))];
+            item = it->citems[alias_draw(&it->all, 0, I, vg_rng_next(rng))];
         }
-
-        if (outlen > OUTBUF - 128)
-            flush_out();
-        char *p = outbuf + outlen;
-        if (csv) {
-            *p++ = 'u';
-            p = put_u64(p, u);
-            p = put_str(p, ",i", 2);
-            p = put_u64(p, item);
-            *p++ = ',';
-        } else {
-            p = put_str(p, "{\"user\":\"u", 10);
-            p = put_u64(p, u);
-            p = put_str(p, "\",\"item\":\"i", 11);
-            p = put_u64(p, item);
-            p = put_str(p, "\",\"ts\":", 7);
-        }
-        p = put_u64(p, TS0 + j);
-        if (!csv)
-            *p++ = '}';
-        *p++ = '\n';
-        outlen = (size_t)(p - outbuf);
+        put_event(u, item, TS0 + j, o->csv);
     }
     flush_out();
+}
+
+int main(int argc, char **argv)
+{
+    gen_opts_t o;
+    parse_args(argc, argv, &o);
+    vg_rng_t rng;
+    vg_rng_seed(&rng, o.seed);
+    items_t it;
+    make_items(&rng, (uint32_t)o.items, &it);
+    users_t us;
+    make_users(&rng, (uint32_t)o.users, it.C, &us);
+    write_events(&rng, &o, &it, &us);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         perror("vaegan-gen: write");
         return 1;
     }
-    free(intro);
-    free(citems), free(coff), free(cl.thr), free(cl.alias), free(all.thr), free(all.alias);
-    free(umain), free(usecond), free(act.thr), free(act.alias);
+    free(us.intro), free(us.umain), free(us.usecond), free(us.act.thr), free(us.act.alias);
+    free(it.citems), free(it.coff), free(it.cl.thr), free(it.cl.alias), free(it.all.thr), free(it.all.alias);
     return 0;
-
-nomem:
-    fputs("vaegan-gen: out of memory\n", stderr);
-    return 1;
 }

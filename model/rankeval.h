@@ -1,6 +1,8 @@
 /*
- * metrics.h — top-N ranking metrics with binary relevance, as
- * shared/reference/metrics.py computes them, accumulated over users.
+ * rankeval.h — ranking evaluation: top-N ranking metrics with binary
+ * relevance, as shared/reference/metrics.py computes them, accumulated over
+ * users (vaegan-eval's figures; docs/model.md, "Metrics").  Not the daemon's
+ * Prometheus registry, which is daemon/metrics.h (vg_metrics_*).
  *
  * For one user, `top` is the ranked list of recommended item indices (best
  * first) from which the caller has already removed the user's training (and,
@@ -21,52 +23,52 @@
  * Usage:
  *
  *     static const int cuts[] = {5, 20};
- *     vg_metrics_t m;
- *     vg_metrics_init(&m, cuts, 2);
- *     for each user: vg_metrics_add_user(&m, top, n_top, test, n_test);
- *     vg_metrics_finish(&m);    // sums -> means over m.users
- *     printf("R@20 %.4f\n", m.recall[vg_metrics_find(&m, 20)]);
+ *     vg_rankeval_t m;
+ *     vg_rankeval_init(&m, cuts, 2);
+ *     for each user: vg_rankeval_add_user(&m, top, n_top, test, n_test);
+ *     vg_rankeval_finish(&m);    // sums -> means over m.users
+ *     printf("R@20 %.4f\n", m.recall[vg_rankeval_find(&m, 20)]);
  *
  * The struct is plain data owned by the caller (no heap); per-thread
- * accumulators can be combined with vg_metrics_merge() before finishing.
+ * accumulators can be combined with vg_rankeval_merge() before finishing.
  */
-#ifndef VG_METRICS_H
-#define VG_METRICS_H
+#ifndef VG_RANKEVAL_H
+#define VG_RANKEVAL_H
 
 #include <stdint.h>
 
-#define VG_METRICS_MAX_CUTOFFS 8
+#define VG_RANKEVAL_MAX_CUTOFFS 8
 
-typedef struct vg_metrics {
+typedef struct vg_rankeval {
     int n_cut;
-    int cut[VG_METRICS_MAX_CUTOFFS]; /* the cutoffs, in the order given */
+    int cut[VG_RANKEVAL_MAX_CUTOFFS]; /* the cutoffs, in the order given */
     /* per cutoff: sums over users until finish, then means */
-    double recall[VG_METRICS_MAX_CUTOFFS];
-    double recall_plain[VG_METRICS_MAX_CUTOFFS];
-    double ndcg[VG_METRICS_MAX_CUTOFFS];
-    double mrr[VG_METRICS_MAX_CUTOFFS];
+    double recall[VG_RANKEVAL_MAX_CUTOFFS];
+    double recall_plain[VG_RANKEVAL_MAX_CUTOFFS];
+    double ndcg[VG_RANKEVAL_MAX_CUTOFFS];
+    double mrr[VG_RANKEVAL_MAX_CUTOFFS];
     long users;   /* users with >= 1 test item added so far */
-    int finished; /* set by vg_metrics_finish */
-} vg_metrics_t;
+    int finished; /* set by vg_rankeval_finish */
+} vg_rankeval_t;
 
 /* Zeroes m and records the cutoffs.  Returns 0, or VG_EINVAL when n is not
- * in 1..VG_METRICS_MAX_CUTOFFS or a cutoff is < 1. */
-int vg_metrics_init(vg_metrics_t *m, const int *cutoffs, int n);
+ * in 1..VG_RANKEVAL_MAX_CUTOFFS or a cutoff is < 1. */
+int vg_rankeval_init(vg_rankeval_t *m, const int *cutoffs, int n);
 
 /* Adds one user (skipped when n_test == 0).  `top` (n_top >= 0 entries) and
  * `test` (sorted ascending, distinct) stay the caller's.  Must not be called
- * after vg_metrics_finish (asserted), nor with an unsorted test list
+ * after vg_rankeval_finish (asserted), nor with an unsorted test list
  * (asserted). */
-void vg_metrics_add_user(vg_metrics_t *m, const int32_t *top, int n_top, const int32_t *test, int n_test);
+void vg_rankeval_add_user(vg_rankeval_t *m, const int32_t *top, int n_top, const int32_t *test, int n_test);
 
 /* dst += src (same cutoffs, neither finished: asserted). */
-void vg_metrics_merge(vg_metrics_t *dst, const vg_metrics_t *src);
+void vg_rankeval_merge(vg_rankeval_t *dst, const vg_rankeval_t *src);
 
 /* Turns the sums into means over m->users (all 0 when no user was added).
  * Idempotent. */
-void vg_metrics_finish(vg_metrics_t *m);
+void vg_rankeval_finish(vg_rankeval_t *m);
 
 /* Slot of cutoff N in the arrays, or -1 if N is not one of the cutoffs. */
-int vg_metrics_find(const vg_metrics_t *m, int cutoff);
+int vg_rankeval_find(const vg_rankeval_t *m, int cutoff);
 
 #endif

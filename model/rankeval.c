@@ -1,21 +1,21 @@
 /*
- * metrics.c — R@N, RC@N, NDCG@N and MRR@N per user, summed, then averaged
+ * rankeval.c — R@N, RC@N, NDCG@N and MRR@N per user, summed, then averaged
  * (shared/reference/metrics.py).  Membership of a ranked item in the test set
  * is a binary search in the sorted test list, so a user costs
  * O(n_cut * N * log |test|) with no allocation: it runs inside the scoring
  * loop.
  */
-#include "model/metrics.h"
+#include "model/rankeval.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "model/common.h"
 
-int vg_metrics_init(vg_metrics_t *m, const int *cutoffs, int n)
+int vg_rankeval_init(vg_rankeval_t *m, const int *cutoffs, int n)
 {
     memset(m, 0, sizeof *m);
-    if (n < 1 || n > VG_METRICS_MAX_CUTOFFS || !cutoffs)
+    if (n < 1 || n > VG_RANKEVAL_MAX_CUTOFFS || !cutoffs)
         return VG_EINVAL;
     for (int c = 0; c < n; c++) {
         if (cutoffs[c] < 1)
@@ -39,7 +39,7 @@ static int in_sorted(const int32_t *a, int n, int32_t x)
     return lo < n && a[lo] == x;
 }
 
-void vg_metrics_add_user(vg_metrics_t *m, const int32_t *top, int n_top, const int32_t *test, int n_test)
+void vg_rankeval_add_user(vg_rankeval_t *m, const int32_t *top, int n_top, const int32_t *test, int n_test)
 {
     vg_assert(!m->finished && n_top >= 0 && n_test >= 0);
     if (n_test == 0)
@@ -70,7 +70,7 @@ void vg_metrics_add_user(vg_metrics_t *m, const int32_t *top, int n_top, const i
     m->users++;
 }
 
-void vg_metrics_merge(vg_metrics_t *dst, const vg_metrics_t *src)
+void vg_rankeval_merge(vg_rankeval_t *dst, const vg_rankeval_t *src)
 {
     vg_assert(!dst->finished && !src->finished && dst->n_cut == src->n_cut);
     for (int c = 0; c < dst->n_cut; c++) {
@@ -83,7 +83,7 @@ void vg_metrics_merge(vg_metrics_t *dst, const vg_metrics_t *src)
     dst->users += src->users;
 }
 
-void vg_metrics_finish(vg_metrics_t *m)
+void vg_rankeval_finish(vg_rankeval_t *m)
 {
     if (m->finished)
         return;
@@ -99,7 +99,7 @@ void vg_metrics_finish(vg_metrics_t *m)
     }
 }
 
-int vg_metrics_find(const vg_metrics_t *m, int cutoff)
+int vg_rankeval_find(const vg_rankeval_t *m, int cutoff)
 {
     for (int c = 0; c < m->n_cut; c++)
         if (m->cut[c] == cutoff)

@@ -1,27 +1,27 @@
 /*
- * test_metrics.c — ranking metrics against shared/reference/metrics.py and
- * hand-computed values.
+ * test_rankeval.c — the ranking metrics of model/rankeval.c against
+ * shared/reference/metrics.py and hand-computed values.
  */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "model/common.h"
-#include "model/metrics.h"
+#include "model/rankeval.h"
 
 #define EPS 1e-12
 
 static double d(int rank) { return 1.0 / log2((double)rank + 1.0); } /* 1-based rank */
 
-Test(metrics, reference_self_check)
+Test(rankeval, reference_self_check)
 {
     /* metrics.py __main__: items 0..9 ranked in order, test = {1, 3}, Ns = (2, 5) */
     const int cuts[] = {2, 5};
     const int32_t top[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, test[] = {1, 3};
-    vg_metrics_t m;
-    cr_assert_eq(vg_metrics_init(&m, cuts, 2), 0);
-    vg_metrics_add_user(&m, top, 10, test, 2);
-    vg_metrics_finish(&m);
+    vg_rankeval_t m;
+    cr_assert_eq(vg_rankeval_init(&m, cuts, 2), 0);
+    vg_rankeval_add_user(&m, top, 10, test, 2);
+    vg_rankeval_finish(&m);
     cr_assert_eq(m.users, 1);
     cr_expect_float_eq(m.recall[0], 0.5, EPS);
     cr_expect_float_eq(m.mrr[0], 0.5, EPS);
@@ -34,14 +34,14 @@ Test(metrics, reference_self_check)
     cr_expect_float_eq(m.mrr[1], 0.5, EPS);
 }
 
-Test(metrics, no_hits)
+Test(rankeval, no_hits)
 {
     const int cuts[] = {3};
     const int32_t top[] = {0, 1, 2}, test[] = {5, 7};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 1);
-    vg_metrics_add_user(&m, top, 3, test, 2);
-    vg_metrics_finish(&m);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 1);
+    vg_rankeval_add_user(&m, top, 3, test, 2);
+    vg_rankeval_finish(&m);
     cr_expect_eq(m.users, 1);
     cr_expect_float_eq(m.recall[0], 0.0, EPS);
     cr_expect_float_eq(m.recall_plain[0], 0.0, EPS);
@@ -49,14 +49,14 @@ Test(metrics, no_hits)
     cr_expect_float_eq(m.mrr[0], 0.0, EPS);
 }
 
-Test(metrics, all_hits)
+Test(rankeval, all_hits)
 {
     const int cuts[] = {3, 4};
     const int32_t top[] = {9, 4, 6, 1}, test[] = {1, 4, 6, 9};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 2);
-    vg_metrics_add_user(&m, top, 4, test, 4);
-    vg_metrics_finish(&m);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 2);
+    vg_rankeval_add_user(&m, top, 4, test, 4);
+    vg_rankeval_finish(&m);
     cr_expect_float_eq(m.recall[0], 1.0, EPS);       /* 3 / min(3, 4) */
     cr_expect_float_eq(m.recall_plain[0], 0.75, EPS); /* 3 / 4 */
     cr_expect_float_eq(m.ndcg[0], 1.0, EPS);
@@ -66,33 +66,33 @@ Test(metrics, all_hits)
     cr_expect_float_eq(m.mrr[1], 1.0, EPS);
 }
 
-Test(metrics, fewer_test_items_than_cutoff)
+Test(rankeval, fewer_test_items_than_cutoff)
 {
     /* |test| = 2 < N = 5, hits at ranks 2 and 5 */
     const int cuts[] = {5};
     const int32_t top[] = {0, 2, 4, 6, 8}, test[] = {2, 8};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 1);
-    vg_metrics_add_user(&m, top, 5, test, 2);
-    vg_metrics_finish(&m);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 1);
+    vg_rankeval_add_user(&m, top, 5, test, 2);
+    vg_rankeval_finish(&m);
     cr_expect_float_eq(m.recall[0], 1.0, EPS); /* 2 / min(5, 2) */
     cr_expect_float_eq(m.recall_plain[0], 1.0, EPS);
     cr_expect_float_eq(m.ndcg[0], (d(2) + d(5)) / (d(1) + d(2)), EPS);
     cr_expect_float_eq(m.mrr[0], 0.5, EPS);
 }
 
-Test(metrics, first_hit_rank_decides_mrr)
+Test(rankeval, first_hit_rank_decides_mrr)
 {
     const int cuts[] = {1, 4};
     const int32_t test[] = {7};
     const int32_t first[] = {7, 1, 2, 3}, later[] = {1, 2, 7, 3};
-    vg_metrics_t a, b;
-    vg_metrics_init(&a, cuts, 2);
-    vg_metrics_init(&b, cuts, 2);
-    vg_metrics_add_user(&a, first, 4, test, 1);
-    vg_metrics_add_user(&b, later, 4, test, 1);
-    vg_metrics_finish(&a);
-    vg_metrics_finish(&b);
+    vg_rankeval_t a, b;
+    vg_rankeval_init(&a, cuts, 2);
+    vg_rankeval_init(&b, cuts, 2);
+    vg_rankeval_add_user(&a, first, 4, test, 1);
+    vg_rankeval_add_user(&b, later, 4, test, 1);
+    vg_rankeval_finish(&a);
+    vg_rankeval_finish(&b);
     cr_expect_float_eq(a.mrr[0], 1.0, EPS);
     cr_expect_float_eq(a.ndcg[0], 1.0, EPS);
     cr_expect_float_eq(a.mrr[1], 1.0, EPS);
@@ -103,55 +103,55 @@ Test(metrics, first_hit_rank_decides_mrr)
     cr_expect_float_eq(b.recall[1], 1.0, EPS);
 }
 
-Test(metrics, short_top_list_counts_misses)
+Test(rankeval, short_top_list_counts_misses)
 {
     const int cuts[] = {10};
     const int32_t top[] = {3, 4}, test[] = {4, 5, 6};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 1);
-    vg_metrics_add_user(&m, top, 2, test, 3);
-    vg_metrics_finish(&m);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 1);
+    vg_rankeval_add_user(&m, top, 2, test, 3);
+    vg_rankeval_finish(&m);
     cr_expect_float_eq(m.recall[0], 1.0 / 3.0, EPS);
     cr_expect_float_eq(m.ndcg[0], d(2) / (d(1) + d(2) + d(3)), EPS);
     cr_expect_float_eq(m.mrr[0], 0.5, EPS);
 }
 
-Test(metrics, users_without_test_items_are_skipped)
+Test(rankeval, users_without_test_items_are_skipped)
 {
     const int cuts[] = {2};
     const int32_t top[] = {0, 1};
     const int32_t test[] = {0};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 1);
-    vg_metrics_add_user(&m, top, 2, test, 0);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 1);
+    vg_rankeval_add_user(&m, top, 2, test, 0);
     cr_expect_eq(m.users, 0);
-    vg_metrics_add_user(&m, top, 2, test, 1);
-    vg_metrics_finish(&m);
+    vg_rankeval_add_user(&m, top, 2, test, 1);
+    vg_rankeval_finish(&m);
     cr_expect_eq(m.users, 1);
     cr_expect_float_eq(m.recall[0], 1.0, EPS);
-    vg_metrics_finish(&m); /* idempotent */
+    vg_rankeval_finish(&m); /* idempotent */
     cr_expect_float_eq(m.recall[0], 1.0, EPS);
 
-    vg_metrics_t e;
-    vg_metrics_init(&e, cuts, 1);
-    vg_metrics_finish(&e);
+    vg_rankeval_t e;
+    vg_rankeval_init(&e, cuts, 1);
+    vg_rankeval_finish(&e);
     cr_expect_eq(e.users, 0);
     cr_expect_float_eq(e.ndcg[0], 0.0, EPS);
 }
 
-Test(metrics, init_validates_and_find)
+Test(rankeval, init_validates_and_find)
 {
-    vg_metrics_t m;
+    vg_rankeval_t m;
     const int bad[] = {5, 0};
-    const int many[VG_METRICS_MAX_CUTOFFS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-    cr_expect_eq(vg_metrics_init(&m, bad, 2), VG_EINVAL);
-    cr_expect_eq(vg_metrics_init(&m, many, VG_METRICS_MAX_CUTOFFS + 1), VG_EINVAL);
-    cr_expect_eq(vg_metrics_init(&m, many, 0), VG_EINVAL);
+    const int many[VG_RANKEVAL_MAX_CUTOFFS + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    cr_expect_eq(vg_rankeval_init(&m, bad, 2), VG_EINVAL);
+    cr_expect_eq(vg_rankeval_init(&m, many, VG_RANKEVAL_MAX_CUTOFFS + 1), VG_EINVAL);
+    cr_expect_eq(vg_rankeval_init(&m, many, 0), VG_EINVAL);
     const int cuts[] = {20, 5, 100};
-    cr_assert_eq(vg_metrics_init(&m, cuts, 3), 0);
-    cr_expect_eq(vg_metrics_find(&m, 5), 1);
-    cr_expect_eq(vg_metrics_find(&m, 100), 2);
-    cr_expect_eq(vg_metrics_find(&m, 50), -1);
+    cr_assert_eq(vg_rankeval_init(&m, cuts, 3), 0);
+    cr_expect_eq(vg_rankeval_find(&m, 5), 1);
+    cr_expect_eq(vg_rankeval_find(&m, 100), 2);
+    cr_expect_eq(vg_rankeval_find(&m, 50), -1);
 }
 
 /* Random case: 7 users x 40 items, 4 "training" items masked per user; the
@@ -184,7 +184,7 @@ static const double WANT_G[4] = {0.33333333333333331, 0.24487978767045937, 0.259
 static const double WANT_M[4] = {0.33333333333333331, 0.38888888888888884, 0.43055555555555552,
                                  0.44097222222222215};
 
-static void check_random(const vg_metrics_t *m)
+static void check_random(const vg_rankeval_t *m)
 {
     cr_assert_eq(m->users, 6); /* user 1 has no test item */
     for (int c = 0; c < 4; c++) {
@@ -195,26 +195,26 @@ static void check_random(const vg_metrics_t *m)
     }
 }
 
-Test(metrics, random_case_matches_reference)
+Test(rankeval, random_case_matches_reference)
 {
     const int cuts[] = {1, 3, 5, 20};
-    vg_metrics_t m;
-    vg_metrics_init(&m, cuts, 4);
+    vg_rankeval_t m;
+    vg_rankeval_init(&m, cuts, 4);
     for (int u = 0; u < 7; u++)
-        vg_metrics_add_user(&m, TOP[u], 20, TEST[u], NTEST[u]);
-    vg_metrics_finish(&m);
+        vg_rankeval_add_user(&m, TOP[u], 20, TEST[u], NTEST[u]);
+    vg_rankeval_finish(&m);
     check_random(&m);
 }
 
-Test(metrics, merge_equals_single_pass)
+Test(rankeval, merge_equals_single_pass)
 {
     const int cuts[] = {1, 3, 5, 20};
-    vg_metrics_t a, b;
-    vg_metrics_init(&a, cuts, 4);
-    vg_metrics_init(&b, cuts, 4);
+    vg_rankeval_t a, b;
+    vg_rankeval_init(&a, cuts, 4);
+    vg_rankeval_init(&b, cuts, 4);
     for (int u = 0; u < 7; u++)
-        vg_metrics_add_user(u < 3 ? &a : &b, TOP[u], 20, TEST[u], NTEST[u]);
-    vg_metrics_merge(&a, &b);
-    vg_metrics_finish(&a);
+        vg_rankeval_add_user(u < 3 ? &a : &b, TOP[u], 20, TEST[u], NTEST[u]);
+    vg_rankeval_merge(&a, &b);
+    vg_rankeval_finish(&a);
     check_random(&a);
 }

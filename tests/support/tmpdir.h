@@ -1,10 +1,11 @@
 /*
  * tmpdir.h — a private temporary directory per test, for Criterion's
  * .init/.fini: `Test(x, y, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)`;
- * the test writes below `vg_tmpdir`.
+ * the test writes below `vg_tmpdir`.  Header-only (Criterion asserts, one
+ * copy of the state per test file), unlike the rest of tests/support/.
  */
-#ifndef VG_TESTS_TMPDIR_H
-#define VG_TESTS_TMPDIR_H
+#ifndef VG_TESTS_SUPPORT_TMPDIR_H
+#define VG_TESTS_SUPPORT_TMPDIR_H
 
 #include <criterion/criterion.h>
 #include <stdio.h>

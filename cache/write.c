@@ -1,0 +1,198 @@
+/*
+ * write.c — the store's write calls (store.h): how vg_store_add_events,
+ * vg_store_put_rec and vg_store_set_model turn into Redis commands.
+ *
+ * Each call checks its arguments, computes an upper bound of the job's
+ * bytes, formats every command of the job into the store's scratch with the
+ * RESP writers of resp.h (no allocation once the scratch is large enough)
+ * and hands it to the queue with vg_store_submit_(), which copies it at its
+ * exact size.  Nothing here knows about the connection: whether the job is
+ * written now, later or again after a reconnect is store.c's business.  The
+ * commands are idempotent (ZADD GT, ZREMRANGEBYRANK, MULTI/DEL/ZADD/EXEC,
+ * HSET), which is what makes store.c's re-sends safe.
+ *
+ * Invariant: every job's bytes stay within the bound computed before
+ * formatting (asserted), so the writers never need to check for space.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/internal.h"
+#include "cache/resp.h"
+#include "cache/store.h"
+
+static int st_ev_cmp(const void *a, const void *b)
+{
+    const st_ev_t *x = a, *y = b;
+    size_t m = x->ulen < y->ulen ? x->ulen : y->ulen;
+    int c = m ? memcmp(x->user, y->user, m) : 0;
+    if (c)
+        return c;
+    if (x->ulen != y->ulen)
+        return x->ulen < y->ulen ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int st_same_user(const st_ev_t *a, const st_ev_t *b)
+{
+    return a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0);
+}
+
+int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
+                        void *ud)
+{
+    if (!s || s->closing || (n && !ev))
+        return VG_EINVAL;
+    if (n == 0) {
+        if (vg_store_scratch_(s, 64, 1))
+            return VG_ENOMEM;
+        char *p = vg_resp_hdr(s->sbuf, 1);
+        p = vg_resp_str(p, "PING");
+        s->soff[0] = 0;
+        return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+    }
+    if (n > UINT32_MAX / 2 - 1)
+        return VG_EINVAL;
+    if (vg_store_grow_((void **)&s->sev, &s->sevcap, n, sizeof *s->sev))
+        return VG_ENOMEM;
+    size_t bound = 256 + 2 * s->plen;
+    for (size_t i = 0; i < n; i++) {
+        const vg_store_event_t *e = &ev[i];
+        if (!e->user || !e->item || !isfinite(e->ts))
+            return VG_EINVAL;
+        s->sev[i].user = e->user;
+        s->sev[i].ulen = e->user_len;
+        s->sev[i].i = i;
+        bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len;
+    }
+    int rc = vg_store_scratch_(s, bound, 2 * n + 1);
+    if (rc)
+        return rc;
+
+    /* group the events by user: one ZADD (+ ZREMRANGEBYRANK) per user */
+    qsort(s->sev, n, sizeof *s->sev, st_ev_cmp);
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    size_t nusers = 0;
+    for (size_t a = 0, b; a < n; a = b) {
+        const st_ev_t *g = &s->sev[a];
+        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
+            ;
+        nusers++;
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 3 + 2 * (b - a));
+        p = vg_resp_arg(p, "ZADD", 4);
+        p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+        p = vg_resp_arg(p, "GT", 2);
+        for (size_t k = a; k < b; k++) {
+            const vg_store_event_t *e = &ev[s->sev[k].i];
+            p = vg_resp_num(p, e->ts);
+            p = vg_resp_arg(p, e->item, e->item_len);
+        }
+        if (s->history_max > 0) {
+            s->soff[nc++] = (uint32_t)(p - s->sbuf);
+            p = vg_resp_hdr(p, 4);
+            p = vg_resp_arg(p, "ZREMRANGEBYRANK", 15);
+            p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+            p = vg_resp_arg(p, "0", 1);
+            p = vg_resp_str(p, s->rank_stop);
+        }
+    }
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = vg_resp_hdr(p, 3 + 2 * nusers);
+    p = vg_resp_arg(p, "ZADD", 4);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = vg_resp_arg(p, "GT", 2);
+    for (size_t a = 0, b; a < n; a = b) {
+        const st_ev_t *g = &s->sev[a];
+        double ts = ev[g->i].ts;
+        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
+            if (ev[s->sev[b].i].ts > ts)
+                ts = ev[s->sev[b].i].ts;
+        p = vg_resp_num(p, ts);
+        p = vg_resp_arg(p, g->user, g->ulen);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
+}
+
+int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
+                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
+                     void *ud)
+{
+    if (!s || s->closing || !user || (n && (!items || !item_lens || !scores)))
+        return VG_EINVAL;
+    if (n > UINT32_MAX / 2 - 8)
+        return VG_EINVAL;
+    size_t key = VG_RESP_ARG_OVH + s->plen + 4 + user_len;
+    size_t bound = 5 * (VG_RESP_HDR_OVH + VG_RESP_ARG_OVH + 8) + 3 * key +
+                   2 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i] || !isfinite(scores[i]))
+            return VG_EINVAL;
+        bound += 2 * VG_RESP_ARG_OVH + VG_RESP_NUM_MAX + item_lens[i];
+    }
+    int rc = vg_store_scratch_(s, bound, 5);
+    if (rc)
+        return rc;
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    if (n) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 1);
+        p = vg_resp_arg(p, "MULTI", 5);
+    }
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = vg_resp_hdr(p, 2);
+    p = vg_resp_arg(p, "DEL", 3);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    if (n) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 2 + 2 * n);
+        p = vg_resp_arg(p, "ZADD", 4);
+        p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+        for (size_t i = 0; i < n; i++) {
+            p = vg_resp_num(p, scores[i]);
+            p = vg_resp_arg(p, items[i], item_lens[i]);
+        }
+        if (s->rec_ttl_s > 0) {
+            s->soff[nc++] = (uint32_t)(p - s->sbuf);
+            p = vg_resp_hdr(p, 3);
+            p = vg_resp_arg(p, "EXPIRE", 6);
+            p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+            p = vg_resp_str(p, s->ttl);
+        }
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 1);
+        p = vg_resp_arg(p, "EXEC", 4);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
+}
+
+int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
+                       size_t n, vg_store_cb cb, void *ud)
+{
+    if (!s || s->closing || n == 0 || !fields || !values || n > UINT32_MAX / 4)
+        return VG_EINVAL;
+    size_t bound = VG_RESP_HDR_OVH + 2 * VG_RESP_ARG_OVH + 4 + s->plen + 12;
+    for (size_t i = 0; i < n; i++) {
+        if (!fields[i] || !values[i])
+            return VG_EINVAL;
+        bound += 2 * VG_RESP_ARG_OVH + strlen(fields[i]) + strlen(values[i]);
+    }
+    int rc = vg_store_scratch_(s, bound, 1);
+    if (rc)
+        return rc;
+    char *p = vg_resp_hdr(s->sbuf, 2 + 2 * n);
+    p = vg_resp_arg(p, "HSET", 4);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:model", 12, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        p = vg_resp_str(p, fields[i]);
+        p = vg_resp_str(p, values[i]);
+    }
+    s->soff[0] = 0;
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+}

@@ -1,0 +1,102 @@
+/* checkpoint.c — see checkpoint.h. */
+#include "daemon/checkpoint.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/errors.h"
+#include "daemon/log.h"
+
+static void make_dirs(const char *dir)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *c = p + 1; *c; c++)
+        if (*c == '/') {
+            *c = 0;
+            mkdir(p, 0755);
+            *c = '/';
+        }
+    mkdir(p, 0755);
+}
+
+/* The loaded model's vocabulary becomes the mirror's first items. */
+static int enter_vocab(const vg_model_t *m, vg_hist_t *h)
+{
+    int rc = 0;
+    vg_hist_wrlock(h);
+    for (int i = 0; i < m->vocab.n && rc >= 0; i++) {
+        const char *id = vg_vocab_id(&m->vocab, i);
+        rc = vg_hist_item(h, id, strlen(id));
+    }
+    vg_hist_unlock(h);
+    return rc < 0 || m->vocab.n != m->n_items ? VG_ECORRUPT : 0;
+}
+
+int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const vg_model_cfg_t *cfg, int batch,
+                 char *path, size_t pathlen)
+{
+    make_dirs(dir);
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+        vg_log(VG_LOG_ERROR, "state.dir = \"%s\": cannot create the directory: %s", dir, strerror(errno));
+        return VG_EIO;
+    }
+    snprintf(path, pathlen, "%s/%s", dir, VG_STATE_FILE);
+    if (access(path, F_OK) != 0) {
+        vg_log(VG_LOG_INFO, "no model state in %s yet: serving by popularity until the first training round", dir);
+        return 0;
+    }
+    if (reset) {
+        vg_log(VG_LOG_WARN, "--reset-model: ignoring %s (it is overwritten at the next checkpoint)", path);
+        return 0;
+    }
+    char err[512];
+    int rc = vg_model_load(m, path, cfg, batch, err, sizeof err);
+    if (rc) {
+        vg_log(VG_LOG_ERROR, "refusing to start: %s (move it away or start with --reset-model to begin afresh)",
+               err);
+        return rc;
+    }
+    if ((rc = enter_vocab(m, h))) {
+        vg_log(VG_LOG_ERROR, "refusing to start: %s: the item vocabulary does not match the model", path);
+        vg_model_close(m);
+        return rc;
+    }
+    vg_log(VG_LOG_INFO, "model state loaded from %s: step %lld, alpha %.4f, %d items", path, (long long)m->step,
+           vg_model_alpha(m), m->n_items);
+    return 1;
+}
+
+/* Caller holds the mirror's read lock. */
+static int sync_vocab(vg_model_t *m, const vg_hist_t *h, int upto)
+{
+    for (int i = m->vocab.n; i < upto; i++) {
+        const char *id = vg_vocab_id(&h->items, i);
+        if (vg_vocab_add(&m->vocab, id, strlen(id), NULL) != i)
+            return VG_ENOMEM;
+    }
+    return 0;
+}
+
+int vg_ckpt_grow(vg_model_t *m, vg_hist_t *h)
+{
+    vg_hist_rdlock(h);
+    int n = h->items.n, rc = sync_vocab(m, h, n);
+    vg_hist_unlock(h);
+    return rc ? rc : vg_model_grow(m, n);
+}
+
+int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)
+{
+    vg_hist_rdlock(h);
+    int rc = sync_vocab(m, h, m->n_items);
+    vg_hist_unlock(h);
+    if (rc)
+        return vg_errf(err, errlen, rc, "%s: %s", path, vg_strerror(rc));
+    return vg_model_save(m, path, err, errlen);
+}

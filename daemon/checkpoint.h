@@ -1,0 +1,45 @@
+/*
+ * checkpoint.h — the daemon's model state file (state.dir/model.ckpt) and
+ * the alignment of the model's item rows with the history mirror.
+ *
+ * Invariant: the model's item i is the mirror's item i.  The mirror hands out
+ * item indices in order of first sight; loading a state file enters its
+ * vocabulary into the mirror first (so its items keep their indices), and
+ * the model grows by appending rows for the mirror's newer items.  Before a
+ * save, the model's vocabulary is completed from the mirror's ids, so the
+ * file names every row it holds.
+ *
+ * The file format itself (header, CRC, atomic rename) is model/state.c's.
+ * These functions take a model and the mirror, never a trainer: the trainer
+ * thread and replay both use them.
+ */
+#ifndef VG_DAEMON_CHECKPOINT_H
+#define VG_DAEMON_CHECKPOINT_H
+
+#include <stddef.h>
+
+#include "daemon/hist.h"
+#include "model/vaegan.h"
+
+#define VG_STATE_FILE "model.ckpt" /* inside state.dir */
+
+/* Creates dir (and its parents) and writes dir/model.ckpt into path.  When
+ * that file exists and reset is 0, loads it into *m (checked against cfg)
+ * and enters its vocabulary into the (empty) mirror h.  Every outcome is
+ * logged.  Returns 1 when a model was loaded (the caller owns *m), 0 when
+ * there is none (or reset asked to ignore it), or a negative VG_E* code when
+ * the daemon must refuse to start (unusable directory, corrupt or foreign
+ * file). */
+int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const vg_model_cfg_t *cfg, int batch,
+                 char *path, size_t pathlen);
+
+/* Saves m's state to path (atomically), first copying into m->vocab the
+ * mirror's ids of the items m has rows for and does not name yet.  Takes the
+ * mirror's read lock.  Returns 0 or a VG_E* code with err filled. */
+int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen);
+
+/* Grows m to the mirror's catalogue (rows and vocabulary).  Takes the
+ * mirror's read lock.  Returns 0 or VG_ENOMEM. */
+int vg_ckpt_grow(vg_model_t *m, vg_hist_t *h);
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * pipeline.c — the write path both modes share (see pipeline.h).
+ *
+ * Invariants: the mirror changes only when Redis acknowledged the write it
+ * mirrors, in send order (on_batch_done); an offset is marked done only
+ * after that; users are marked for scoring after the mirror's lock is
+ * released (the scorer takes its own lock before the mirror's).
+ */
+#include "daemon/pipeline.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "daemon/checkpoint.h"
+#include "daemon/log.h"
+#include "daemon/notify.h"
+
+#define LISTS_DRAIN_S 5.0 /* how long a close waits for handed-over lists to reach Redis */
+
+int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
+                  int32_t partition, int64_t offset)
+{
+    vg_assert(b->n < VG_BATCH_MAX && user_len <= VG_ID_MAX && item_len <= VG_ID_MAX);
+    vg_pipe_event_t *e = &b->ev[b->n++];
+    e->partition = partition;
+    e->offset = offset;
+    e->ts = ts;
+    e->user_len = (uint8_t)user_len;
+    e->item_len = (uint8_t)item_len;
+    memcpy(e->user, user, user_len);
+    e->user[user_len] = '\0';
+    memcpy(e->item, item, item_len);
+    e->item[item_len] = '\0';
+    return b->n == VG_BATCH_MAX;
+}
+
+/* ---- flow control ------------------------------------------------------------ */
+
+void vg_pipe_update_flow(vg_pipe_t *p)
+{
+    if (!p->kafka || p->stopping)
+        return;
+    size_t max = (size_t)p->cfg->kafka.max_pending;
+    int want = !p->redis_up || p->pending_events >= max;
+    if (want && !p->paused) {
+        vg_kafka_pause(p->kafka);
+        p->paused = 1;
+        vg_log(VG_LOG_INFO, "consumption paused (%s)", p->redis_up ? "Redis is behind" : "Redis is away");
+    } else if (!want && p->paused && p->pending_events <= max / 2) {
+        vg_kafka_resume(p->kafka);
+        p->paused = 0;
+        vg_log(VG_LOG_INFO, "consumption resumed");
+    }
+    vg_metric_set(p->m_paused, p->paused);
+    vg_metric_set(p->m_pending, (double)p->pending_events);
+}
+
+/* ---- events: batch -> Redis -> mirror ------------------------------------------ */
+
+static void on_batch_done(void *ud, int status)
+{
+    vg_batch_t *b = ud;
+    vg_pipe_t *p = b->p;
+    if (status)
+        vg_log(VG_LOG_ERROR, "Redis refused a history batch of %zu events (%s); they are skipped", b->n,
+               vg_strerror(status));
+    int changed = 0, n_marks = 0, rc = 0;
+    int32_t marks[VG_BATCH_MAX];
+    vg_hist_wrlock(&p->hist);
+    for (size_t k = 0; k < b->n && status == 0; k++) {
+        const vg_pipe_event_t *e = &b->ev[k];
+        int32_t u;
+        int r = vg_hist_add(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, &u);
+        if (r < 0)
+            rc = r;
+        else if (r > 0)
+            marks[n_marks++] = u;
+        changed += r >= 0;
+    }
+    int users = p->hist.users.n, items = p->hist.items.n;
+    vg_hist_unlock(&p->hist);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
+    /* after the unlock: the scorer takes its own lock before the mirror's */
+    for (int k = 0; k < n_marks && p->scorer; k++)
+        vg_scorer_mark(p->scorer, marks[k]);
+    if (p->kafka)
+        for (size_t k = 0; k < b->n; k++)
+            vg_kafka_done(p->kafka, b->ev[k].partition, b->ev[k].offset);
+    if (p->trainer && changed)
+        vg_trainer_events(p->trainer, changed);
+    p->pending_events -= b->n;
+    if (status == 0)
+        vg_metric_inc(p->m_stored, (double)b->n);
+    vg_metric_set(p->m_users, users);
+    vg_metric_set(p->m_items, items);
+    free(b);
+    vg_pipe_update_flow(p);
+}
+
+void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
+{
+    if (b->n == 0) {
+        free(b);
+        return;
+    }
+    b->p = p;
+    vg_store_event_t ev[VG_BATCH_MAX];
+    for (size_t k = 0; k < b->n; k++)
+        ev[k] = (vg_store_event_t){b->ev[k].user, b->ev[k].user_len, b->ev[k].item, b->ev[k].item_len, b->ev[k].ts};
+    p->pending_events += b->n;
+    int rc = vg_store_add_events(p->store, ev, b->n, on_batch_done, b);
+    if (rc) { /* out of memory: the events stay unacknowledged and come back after a restart */
+        vg_log(VG_LOG_ERROR, "cannot queue a history batch: %s", vg_strerror(rc));
+        p->pending_events -= b->n;
+        free(b);
+    }
+    vg_pipe_update_flow(p);
+}
+
+/* ---- lists: ranking -> Redis ------------------------------------------------- */
+
+typedef struct put_ctx {
+    vg_pipe_t *p;
+    double t_mark;
+    int release;
+} put_ctx_t;
+
+static void on_list_done(void *ud, int status)
+{
+    put_ctx_t *c = ud;
+    vg_pipe_t *p = c->p;
+    if (status)
+        vg_log(VG_LOG_ERROR, "Redis refused a rec list write: %s", vg_strerror(status));
+    p->pending_lists--;
+    p->lists++;
+    vg_metric_inc(p->m_lists, 1);
+    if (c->t_mark > 0)
+        vg_metric_observe(p->m_latency, vg_mono_s() - c->t_mark);
+    if (c->release && p->scorer)
+        vg_scorer_release(p->scorer, 1);
+    free(c);
+}
+
+void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
+{
+    const char *items[VG_TOP_N_MAX];
+    size_t lens[VG_TOP_N_MAX];
+    for (int k = 0; k < n; k++) {
+        const vg_list_t *l = &lists[k];
+        const char *user = vg_vocab_id(&p->hist.users, l->user); /* loop thread: no lock needed */
+        int m = l->n < VG_TOP_N_MAX ? l->n : VG_TOP_N_MAX;
+        for (int j = 0; j < m; j++) {
+            items[j] = vg_vocab_id(&p->hist.items, l->items[j]);
+            lens[j] = strlen(items[j]);
+        }
+        put_ctx_t *c = malloc(sizeof *c);
+        int rc = c ? 0 : VG_ENOMEM;
+        if (c) {
+            *c = (put_ctx_t){p, l->t_mark, release};
+            rc = vg_store_put_rec(p->store, user, strlen(user), items, lens, l->scores, (size_t)m, on_list_done, c);
+        }
+        if (rc) {
+            vg_log(VG_LOG_ERROR, "cannot queue rec:%s: %s", user, vg_strerror(rc));
+            free(c);
+            if (release && p->scorer)
+                vg_scorer_release(p->scorer, 1);
+            continue;
+        }
+        p->pending_lists++;
+    }
+}
+
+/* ---- the model: vaegan:model --------------------------------------------------- */
+
+void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info)
+{
+    char v[7][64];
+    snprintf(v[0], sizeof v[0], "%lld", (long long)info->step);
+    snprintf(v[1], sizeof v[1], "%.4f", info->epoch);
+    snprintf(v[2], sizeof v[2], "%.17g", info->alpha);
+    snprintf(v[3], sizeof v[3], "%d", info->items);
+    snprintf(v[4], sizeof v[4], "%d", info->users);
+    snprintf(v[5], sizeof v[5], "%.3f", info->trained_at);
+    snprintf(v[6], sizeof v[6], "VAEGANST/1 %s", vg_variant_name(p->cfg->model.cfg.variant));
+    const char *fields[7] = {"step", "epoch", "alpha", "items", "users_seen", "trained_at", "format"};
+    const char *values[7] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+    int rc = vg_store_set_model(p->store, fields, values, 7, NULL, NULL);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "cannot queue the vaegan:model update: %s", vg_strerror(rc));
+    vg_metric_set(p->m_step, (double)info->step);
+    vg_metric_set(p->m_alpha, info->alpha);
+}
+
+/* ---- start: Redis, the histories ------------------------------------------------ */
+
+static void on_store_up(void *ud, int up)
+{
+    vg_pipe_t *p = ud;
+    p->redis_up = up;
+    vg_metric_set(p->m_redis_up, up);
+    if (!up)
+        vg_notify("STATUS=Redis is away; consumption paused, reconnecting");
+    vg_pipe_update_flow(p);
+}
+
+static void on_user_loaded(void *ud, const char *user, size_t ulen, const char *const *items, const size_t *lens,
+                           const double *ts, size_t n)
+{
+    vg_pipe_t *p = ud;
+    vg_hist_wrlock(&p->hist);
+    for (size_t k = 0; k < n; k++)
+        if (vg_hist_add(&p->hist, user, ulen, items[k], lens[k], ts[k], NULL) < 0)
+            vg_log(VG_LOG_ERROR, "history mirror: out of memory");
+    vg_hist_unlock(&p->hist);
+}
+
+static void on_loaded(void *ud, int status)
+{
+    vg_pipe_t *p = ud;
+    if (status) {
+        vg_log(VG_LOG_ERROR, "cannot load the histories from Redis: %s", vg_strerror(status));
+        p->exit_code = 1;
+    }
+    p->loaded = 1;
+    uv_stop(&p->loop);
+}
+
+int vg_pipe_wait_loaded(vg_pipe_t *p)
+{
+    vg_notify("STATUS=connecting to Redis");
+    while (!p->redis_up && !p->stopping)
+        uv_run(&p->loop, UV_RUN_ONCE);
+    if (p->stopping)
+        return VG_EAGAIN;
+    vg_notify("STATUS=loading histories from Redis");
+    double t0 = vg_mono_s();
+    int rc = vg_store_load(p->store, on_user_loaded, on_loaded, p);
+    if (rc)
+        return rc;
+    while (!p->loaded && !p->stopping)
+        uv_run(&p->loop, UV_RUN_ONCE);
+    if (p->exit_code || p->stopping)
+        return p->exit_code ? VG_EREDIS : VG_EAGAIN;
+    vg_log(VG_LOG_INFO, "loaded %d users, %d items, %llu history entries from Redis in %.1f s", p->hist.users.n,
+           p->hist.items.n, (unsigned long long)p->hist.entries, vg_mono_s() - t0);
+    return 0;
+}
+
+/* ---- signals ---------------------------------------------------------------------- */
+
+void vg_pipe_stop(vg_pipe_t *p, int sig)
+{
+    if (p->stopping)
+        return;
+    if (sig)
+        vg_log(VG_LOG_INFO, "%s: stopping (draining in-flight writes)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    p->stopping = 1;
+    p->stop_started = vg_mono_s();
+    vg_notify("STOPPING=1");
+    if (p->on_stop)
+        p->on_stop(p);
+    else
+        uv_stop(&p->loop);
+}
+
+static void on_signal(uv_signal_t *s, int sig)
+{
+    vg_pipe_t *p = s->data;
+    if (sig == SIGHUP) {
+        vg_log_reopen();
+        vg_log(VG_LOG_INFO, "SIGHUP: log reopened");
+        return;
+    }
+    vg_pipe_stop(p, sig);
+}
+
+/* ---- set-up and tear-down ------------------------------------------------------- */
+
+static vg_metric_t *metric(vg_pipe_t *p, const char *name, const char *help, int type)
+{
+    return vg_metrics_add(p->metrics, name, help, type, NULL, 0);
+}
+
+static int open_metrics(vg_pipe_t *p)
+{
+    if (vg_metrics_init(&p->metrics))
+        return VG_ENOMEM;
+    p->m_events = metric(p, "vaegan_events_total", "Valid events read", VG_METRIC_COUNTER);
+    p->m_stored = metric(p, "vaegan_events_stored_total", "Events whose history write Redis acknowledged",
+                         VG_METRIC_COUNTER);
+    p->m_invalid = metric(p, "vaegan_events_invalid_total", "Invalid events skipped", VG_METRIC_COUNTER);
+    p->m_dlq = metric(p, "vaegan_events_dead_lettered_total", "Invalid events copied to the DLQ", VG_METRIC_COUNTER);
+    p->m_lists = metric(p, "vaegan_lists_written_total", "rec:<user> lists written", VG_METRIC_COUNTER);
+    p->m_pending = metric(p, "vaegan_pending_events", "Events read, not yet acknowledged by Redis", VG_METRIC_GAUGE);
+    p->m_users = metric(p, "vaegan_users", "Users known", VG_METRIC_GAUGE);
+    p->m_items = metric(p, "vaegan_items", "Items known", VG_METRIC_GAUGE);
+    p->m_step = metric(p, "vaegan_model_step", "Training steps of the served model", VG_METRIC_GAUGE);
+    p->m_alpha = metric(p, "vaegan_model_alpha", "Annealing weight alpha", VG_METRIC_GAUGE);
+    p->m_redis_up = metric(p, "vaegan_redis_up", "1 when Redis is connected", VG_METRIC_GAUGE);
+    p->m_paused = metric(p, "vaegan_kafka_paused", "1 while consumption is paused", VG_METRIC_GAUGE);
+    p->m_latency = metric(p, "vaegan_list_latency_seconds", "History acknowledged to rec:<user> written",
+                          VG_METRIC_HISTOGRAM);
+    char err[512];
+    const char *listen = p->cfg->metrics.listen;
+    int rc = vg_metrics_listen(p->metrics, listen, err, sizeof err);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "metrics.listen: %s", err);
+    else if (listen[0])
+        vg_log(VG_LOG_INFO, "metrics on http://%s/metrics", listen);
+    return rc;
+}
+
+static int open_store(vg_pipe_t *p)
+{
+    const vg_config_t *c = p->cfg;
+    vg_store_cfg_t sc = {
+        .host = c->redis.host, .port = c->redis.port, .socket = c->redis.socket, .password = c->redis.password,
+        .db = c->redis.db, .prefix = c->redis.prefix, .history_max = c->history.max_items,
+        .rec_ttl_s = c->serve.rec_ttl_s, .max_inflight = 4096, .on_up = on_store_up, .log = vg_log_cb, .ud = p,
+    };
+    char err[512];
+    int rc = vg_store_init(&p->store, &p->loop, &sc, err, sizeof err);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "redis: %s", err);
+    return rc;
+}
+
+int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset)
+{
+    p->cfg = cfg;
+    if (vg_hist_init(&p->hist, cfg->history.max_items))
+        return VG_ENOMEM;
+    int rc = vg_ckpt_load(&p->model, &p->hist, cfg->state.dir, reset, &cfg->model.cfg, cfg->model.batch,
+                          p->state_path, sizeof p->state_path);
+    if (rc < 0)
+        return rc;
+    p->have_model = rc == 1;
+    if ((rc = open_metrics(p)))
+        return rc;
+    uv_loop_init(&p->loop);
+    p->loop_open = 1;
+    if ((rc = open_store(p)))
+        return rc;
+    uv_signal_t *sigs[] = {&p->sig_term, &p->sig_int, &p->sig_hup};
+    const int nums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int k = 0; k < 3; k++) {
+        uv_signal_init(&p->loop, sigs[k]);
+        sigs[k]->data = p;
+        uv_signal_start(sigs[k], on_signal, nums[k]);
+    }
+    return 0;
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+void vg_pipe_close(vg_pipe_t *p)
+{
+    /* lists already handed over get a moment to reach Redis */
+    double t0 = vg_mono_s();
+    while (p->store && p->pending_lists && vg_store_is_up(p->store) && vg_mono_s() - t0 < LISTS_DRAIN_S)
+        uv_run(&p->loop, UV_RUN_ONCE);
+    if (p->trainer) { /* first: its rounds hand snapshots to the scorer */
+        char err[512];
+        if (vg_trainer_stop(p->trainer, err, sizeof err))
+            vg_log(VG_LOG_ERROR, "saving the model state: %s", err);
+        p->trainer = NULL;
+    }
+    if (p->scorer)
+        vg_scorer_stop(p->scorer);
+    p->scorer = NULL;
+    if (p->store)
+        vg_store_close(p->store);
+    p->store = NULL;
+    if (p->loop_open) {
+        uv_handle_t *hs[] = {(uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_int, (uv_handle_t *)&p->sig_hup};
+        for (size_t k = 0; k < sizeof hs / sizeof hs[0]; k++)
+            if (hs[k]->loop && !uv_is_closing(hs[k]))
+                uv_close(hs[k], close_cb);
+        uv_run(&p->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&p->loop))
+            vg_log(VG_LOG_WARN, "loop closed with handles still open");
+    }
+    if (p->have_model)
+        vg_model_close(&p->model);
+    p->have_model = 0;
+    vg_metrics_free(p->metrics);
+    p->metrics = NULL;
+    vg_hist_free(&p->hist);
+}

@@ -1,0 +1,112 @@
+/*
+ * pipeline.h — the write path that streaming (daemon.c) and backfill
+ * (replay.c) share: a batch of events -> Redis histories -> the mirror ->
+ * scorer marks and trainer news -> Kafka offsets; list writes; the
+ * publication of a model; and the set-up and tear-down of what both modes
+ * run on (the loop, the mirror, the model state, the store, signals,
+ * metrics).
+ *
+ * Life of an event (the delivery guarantee, docs/architecture.md):
+ *   a mode fills a vg_batch_t and hands it over with vg_pipe_send() ->
+ *   vg_store_add_events (hist:<user>, vaegan:users) -> Redis acknowledged the
+ *   batch -> each event applied to the mirror, changed users marked for
+ *   scoring, the trainer told, the offsets marked done (vg_kafka_done stores
+ *   them up to the contiguous low-water mark).
+ * Events handed over and not yet acknowledged are bounded by
+ * kafka.max_pending: above it, and whenever Redis is away, the consumer (if
+ * any) is paused.
+ *
+ * Everything here runs on the loop thread.  The optional parts — kafka,
+ * scorer, trainer — are set by streaming mode and stay NULL in replay.
+ */
+#ifndef VG_DAEMON_PIPELINE_H
+#define VG_DAEMON_PIPELINE_H
+
+#include <limits.h>
+#include <uv.h>
+
+#include "cache/store.h"
+#include "daemon/config.h"
+#include "daemon/hist.h"
+#include "daemon/metrics.h"
+#include "daemon/rank.h"
+#include "daemon/scorer.h"
+#include "daemon/trainer.h"
+#include "stream/event.h"
+#include "stream/kafka.h"
+
+#define VG_BATCH_MAX 1024 /* events per Redis batch */
+
+/* One valid event on its way to Redis, and where it came from (partition
+ * -1 for replay, whose offset is the event's index in the file). */
+typedef struct vg_pipe_event {
+    int32_t partition;
+    int64_t offset;
+    double ts;
+    uint8_t user_len, item_len;
+    char user[VG_ID_MAX + 1], item[VG_ID_MAX + 1];
+} vg_pipe_event_t;
+
+typedef struct vg_batch {
+    struct vg_pipe *p; /* set by vg_pipe_send */
+    size_t n;
+    vg_pipe_event_t ev[VG_BATCH_MAX];
+} vg_batch_t;
+
+/* Appends one event to b (b->n < VG_BATCH_MAX; ids are valid: 1..VG_ID_MAX
+ * bytes).  Returns 1 when the batch is now full. */
+int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
+                  int32_t partition, int64_t offset);
+
+typedef struct vg_pipe {
+    const vg_config_t *cfg;
+    uv_loop_t loop;
+    vg_hist_t hist;
+    vg_store_t *store;
+    vg_kafka_t *kafka;       /* streaming: offsets marked done, paused under back-pressure */
+    vg_scorer_t *scorer;     /* streaming: users marked after each batch, lists released */
+    vg_trainer_t *trainer;   /* streaming: told of new events */
+    vg_model_t model;        /* the loaded state, until the trainer (or replay) takes it */
+    int have_model;
+    char state_path[PATH_MAX];
+
+    size_t pending_events;   /* handed to the store, not yet acknowledged */
+    size_t pending_lists;    /* rec:<user> writes not yet acknowledged */
+    uint64_t lists;          /* rec:<user> writes done */
+    int loop_open, redis_up, loaded, paused, stopping, exit_code;
+    double stop_started;
+    /* The mode's reaction to SIGTERM/SIGINT, called once after stopping is
+     * set (NULL: the loop is stopped). */
+    void (*on_stop)(struct vg_pipe *p);
+
+    uv_signal_t sig_term, sig_int, sig_hup;
+    vg_metrics_t *metrics;
+    vg_metric_t *m_events, *m_stored, *m_invalid, *m_lists, *m_pending, *m_users, *m_items, *m_step, *m_alpha,
+        *m_redis_up, *m_paused, *m_latency, *m_dlq;
+} vg_pipe_t;
+
+/* Sets up p (zeroed by the caller): the mirror, the model state
+ * (checkpoint.h; reset = --reset-model), metrics and their endpoint, the
+ * loop, the Redis store and the signal handlers.  Returns 0 or a VG_E* code
+ * (logged); call vg_pipe_close() either way. */
+int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset);
+/* Runs the loop until Redis is up and every history is in the mirror.
+ * Returns 0, VG_EAGAIN when a signal stopped it, or VG_EREDIS. */
+int vg_pipe_wait_loaded(vg_pipe_t *p);
+/* Hands b (malloc'd; the pipeline frees it) to the store. */
+void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b);
+/* Queues rec:<user> writes for lists[0..n); with release, each finished
+ * write releases one list to the scorer. */
+void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release);
+/* Writes vaegan:model and the model gauges. */
+void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info);
+/* Pauses or resumes the consumer for Redis' state and the pending events. */
+void vg_pipe_update_flow(vg_pipe_t *p);
+/* Starts a stop, as SIGTERM does (sig 0: logged by the caller). */
+void vg_pipe_stop(vg_pipe_t *p, int sig);
+/* Gives written lists a moment, stops the trainer and the scorer, closes the
+ * store and the pipeline's handles and runs the loop to its end, frees
+ * everything.  The mode closes its own handles first. */
+void vg_pipe_close(vg_pipe_t *p);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * rank.c — model snapshots and the ranking of users into lists (rank.h).
+ *
+ * vg_rank_users() copies what it needs from the mirror under its read lock
+ * (the users' rows and the popularity of items the model has no row for),
+ * then scores without any lock: one vg_model_score() GEMM for the batch,
+ * one bounded-heap top-N per user excluding the user's history.
+ */
+#include "daemon/rank.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "model/topn.h"
+
+vg_snap_t *vg_snap_new(const vg_model_t *src)
+{
+    vg_snap_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (vg_model_snapshot(&s->m, src)) {
+        free(s);
+        return NULL;
+    }
+    s->alpha = vg_model_alpha(src);
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+vg_snap_t *vg_snap_ref(vg_snap_t *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+void vg_snap_unref(vg_snap_t *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        vg_model_close(&s->m);
+        free(s);
+    }
+}
+
+void vg_list_free(vg_list_t *l)
+{
+    free(l->items);
+    free(l->scores);
+    l->items = NULL;
+    l->scores = NULL;
+}
+
+/* How many of the sorted row[0..n) are below lim. */
+static int count_below(const int32_t *row, int n, int32_t lim)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (row[mid] < lim)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n, int top_n, vg_list_t *out)
+{
+    vg_csr_t X = {0}, A = {0};
+    int rc = VG_ENOMEM;
+    vg_real *pop = NULL, *scores = NULL, *work = NULL, *sc = NULL;
+    int32_t *idx = NULL;
+    memset(out, 0, (size_t)n * sizeof *out);
+
+    vg_hist_rdlock(h);
+    const int N = h->items.n, Nm = snap ? snap->m.n_items : 0;
+    vg_assert(Nm <= N);
+    pop = malloc(((size_t)N + 1) * sizeof *pop);
+    if (pop) {
+        for (int i = 0; i < N; i++) /* the model ranks its own items; NaN = skipped by vg_topn */
+            pop[i] = i < Nm ? (vg_real)NAN : (vg_real)h->pop[i];
+        rc = vg_hist_rows(h, sel, n, Nm, &X, &A);
+    }
+    vg_hist_unlock(h);
+    if (rc)
+        goto out;
+
+    rc = VG_ENOMEM;
+    idx = malloc(((size_t)top_n + 1) * sizeof *idx);
+    sc = malloc(((size_t)top_n + 1) * sizeof *sc);
+    if (!idx || !sc)
+        goto out;
+    if (Nm > 0) {
+        scores = malloc((size_t)n * (size_t)Nm * sizeof *scores);
+        work = malloc(vg_model_score_work_size(&snap->m, n) * sizeof *work);
+        if (!scores || !work)
+            goto out;
+        if ((rc = vg_model_score(&snap->m, &X, scores, work)))
+            goto out;
+        rc = VG_ENOMEM;
+    }
+    for (int k = 0; k < n; k++) {
+        const int32_t *row = A.indices + A.indptr[k];
+        int len = vg_csr_row_len(&A, k), below = count_below(row, len, Nm);
+        vg_list_t *l = &out[k];
+        l->user = sel[k];
+        l->items = malloc(((size_t)top_n + 1) * sizeof *l->items);
+        l->scores = malloc(((size_t)top_n + 1) * sizeof *l->scores);
+        if (!l->items || !l->scores)
+            goto out;
+        double floor = 0;
+        if (Nm > 0) {
+            l->n = vg_topn(scores + (size_t)k * Nm, Nm, row, below, top_n, idx, sc);
+            for (int j = 0; j < l->n; j++) {
+                l->items[j] = idx[j];
+                l->scores[j] = sc[j];
+            }
+            floor = l->n ? l->scores[l->n - 1] - 1 : 0;
+        }
+        if (l->n < top_n && N > Nm) { /* items the model has not seen yet: by popularity */
+            int got = vg_topn(pop, N, row, len, top_n - l->n, idx, sc);
+            for (int j = 0; j < got; j++) {
+                l->items[l->n] = idx[j];
+                l->scores[l->n] = Nm > 0 ? floor - j * 1e-3 : sc[j];
+                l->n++;
+            }
+        }
+    }
+    rc = 0;
+out:
+    if (rc)
+        for (int k = 0; k < n; k++)
+            vg_list_free(&out[k]);
+    vg_csr_free(&X);
+    vg_csr_free(&A);
+    free(pop);
+    free(scores);
+    free(work);
+    free(idx);
+    free(sc);
+    return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * rank.h — what the scorer, the trainer and replay share about ranking:
+ * immutable model snapshots and the ranking of users into top-N lists.
+ *
+ * A snapshot (vg_snap_t) is a scoring-only copy of the training model,
+ * reference-counted so that the trainer can publish a new one while scorer
+ * threads still rank with the old one; it is never changed after
+ * vg_snap_new().
+ *
+ * vg_rank_users() ranks the items of a user's history-less candidates: with a
+ * snapshot, by the model's scores (one GEMM for the batch); without one, by
+ * popularity (users holding the item).  Items newer than the snapshot's
+ * catalogue are ranked after the model's items, by popularity, so every list
+ * has min(top_n, items - history) entries.
+ */
+#ifndef VG_RANK_H
+#define VG_RANK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "daemon/hist.h"
+#include "model/vaegan.h"
+
+typedef struct vg_snap {
+    vg_model_t m;     /* scoring-only copy (vg_model_snapshot) */
+    double alpha;     /* alpha of the training model when taken */
+    atomic_int refs;
+} vg_snap_t;
+
+/* A snapshot of src with one reference, or NULL (out of memory). */
+vg_snap_t *vg_snap_new(const vg_model_t *src);
+/* One more reference (NULL ok); returns s. */
+vg_snap_t *vg_snap_ref(vg_snap_t *s);
+void vg_snap_unref(vg_snap_t *s); /* NULL ok; frees at zero */
+
+/* One finished list.  items/scores have n entries; t_mark is when the user
+ * was marked for scoring (CLOCK_MONOTONIC seconds; 0 for background
+ * refreshes). */
+typedef struct vg_list {
+    int32_t user;
+    int n;
+    int32_t *items;
+    double *scores;
+    double t_mark;
+} vg_list_t;
+
+/* Lists for users sel[0..n) with `snap` (NULL = popularity), written to
+ * out[0..n) (items/scores malloc'd per list; free with vg_list_free).  Takes
+ * the mirror's read lock while copying.  Returns 0 or VG_ENOMEM (out[] then
+ * holds nothing to free). */
+int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n, int top_n, vg_list_t *out);
+void vg_list_free(vg_list_t *l);
+
+#endif
