@@ -49,6 +49,7 @@ struct vg_store {
     size_t plen;
     int port, db;
     int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
+    int ordered;        /* cfg->removals: history writes through the ordered script */
     char rank_stop[24]; /* "-(history_max+1)" */
     char ttl[24];
     char where[300];    /* for messages */

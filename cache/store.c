@@ -38,6 +38,7 @@
  */
 #include "cache/store.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,7 +62,7 @@
 
 enum { ST_DOWN = 0, ST_HANDSHAKE = 1, ST_READY = 2 };
 enum { JOB_WRITE = 0, JOB_LOAD = 1 };
-enum { LOAD_USERS = 0, LOAD_HISTS = 1 };
+enum { LOAD_USERS = 0, LOAD_HISTS = 1, LOAD_MARKS = 2 };
 enum { CL_OK = 0, CL_PERMANENT = 1, CL_TRANSIENT = 2 };
 
 typedef struct st_job {
@@ -78,12 +79,11 @@ typedef struct st_job {
     size_t bytes;       /* accounted in s->pending_bytes */
 } st_job_t;
 
-typedef void (*st_user_fn)(void *ud, const char *user, size_t user_len, const char *const *items,
-                           const size_t *item_lens, const double *ts, size_t n);
-
 typedef struct st_load {
     st_job_t job; /* first member: a st_job_t * is a st_load_t * when kind is JOB_LOAD */
-    st_user_fn on_user;
+    vg_store_user_cb on_user;
+    vg_store_mark_cb on_mark; /* NULL: vaegan:forgotten is not read */
+    double marks_since;
     int phase;
     int failed;           /* some hist:<user> could not be read */
     int rc;               /* VG_ENOMEM once a history could not be delivered */
@@ -529,6 +529,34 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
 /* ---- load --------------------------------------------------------------------------------- */
 
 /* Builds the USERS round: ZRANGE <p>vaegan:users rank rank+CHUNK-1. */
+/* The MARKS round: ZRANGEBYSCORE <p>vaegan:forgotten (since +inf WITHSCORES. */
+static int st_load_marks_round(vg_store_t *s, st_load_t *L)
+{
+    st_job_t *j = &L->job;
+    size_t need = VG_RESP_HDR_OVH + 5 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX) + s->plen + 40;
+    if (vg_store_grow_((void **)&j->buf, &L->bufcap, need, 1) ||
+        vg_store_grow_((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
+        return VG_ENOMEM;
+    char since[VG_RESP_NUM_MAX + 2] = "-inf";
+    if (isfinite(L->marks_since)) { /* exclusive: "(" ts */
+        since[0] = '(';
+        since[1 + vg_resp_fmt_num(since + 1, L->marks_since)] = '\0';
+    }
+    char *p = j->buf;
+    p = vg_resp_hdr(p, 5);
+    p = vg_resp_str(p, "ZRANGEBYSCORE");
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:forgotten", 16, NULL, 0);
+    p = vg_resp_str(p, since);
+    p = vg_resp_str(p, "+inf");
+    p = vg_resp_str(p, "WITHSCORES");
+    j->off[0] = 0;
+    j->off[1] = (uint32_t)(p - j->buf);
+    j->ncmds = 1;
+    j->nsent = j->nanswered = 0;
+    L->phase = LOAD_MARKS;
+    return 0;
+}
+
 static int st_load_users_round(vg_store_t *s, st_load_t *L)
 {
     st_job_t *j = &L->job;
@@ -555,17 +583,18 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
 {
     st_job_t *j = &L->job;
     size_t need = 0, nu = 0;
+    const size_t per_user = s->ordered ? 2 : 1; /* hist:<user>, and rm:<user> when removals exist */
     for (size_t i = 0; i < users->elements; i++) {
         const redisReply *u = users->element[i];
         if (u->type != REDIS_REPLY_STRING)
             continue;
-        need += VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len;
+        need += per_user * (VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len);
         nu++;
     }
     if (need > UINT32_MAX)
         return VG_ENOMEM;
     if (vg_store_grow_((void **)&j->buf, &L->bufcap, need + 1, 1) ||
-        vg_store_grow_((void **)&j->off, &L->cmdcap, nu + 1, sizeof(uint32_t)))
+        vg_store_grow_((void **)&j->off, &L->cmdcap, per_user * nu + 1, sizeof(uint32_t)))
         return VG_ENOMEM;
     free(L->uoff);
     free(L->ulen);
@@ -574,24 +603,27 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
     if (!L->uoff || !L->ulen)
         return VG_ENOMEM;
     char *p = j->buf;
-    uint32_t k = 0;
+    uint32_t k = 0, c = 0;
     for (size_t i = 0; i < users->elements; i++) {
         const redisReply *u = users->element[i];
         if (u->type != REDIS_REPLY_STRING)
             continue;
-        j->off[k] = (uint32_t)(p - j->buf);
-        p = vg_resp_hdr(p, 5);
-        p = vg_resp_str(p, "ZRANGE");
-        char *key = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, u->str, u->len);
-        L->uoff[k] = (uint32_t)(key - 2 - u->len - j->buf); /* the user is the key's tail */
+        for (size_t r = 0; r < per_user; r++) {
+            j->off[c++] = (uint32_t)(p - j->buf);
+            p = vg_resp_hdr(p, 5);
+            p = vg_resp_str(p, "ZRANGE");
+            char *key = vg_resp_arg3(p, s->prefix, s->plen, r ? "rm:" : "hist:", r ? 3 : 5, u->str, u->len);
+            if (r == 0)
+                L->uoff[k] = (uint32_t)(key - 2 - u->len - j->buf); /* the user is the key's tail */
+            p = vg_resp_str(key, "0");
+            p = vg_resp_str(p, "-1");
+            p = vg_resp_str(p, "WITHSCORES");
+        }
         L->ulen[k] = (uint32_t)u->len;
-        p = vg_resp_str(key, "0");
-        p = vg_resp_str(p, "-1");
-        p = vg_resp_str(p, "WITHSCORES");
         k++;
     }
-    j->off[k] = (uint32_t)(p - j->buf);
-    j->ncmds = k;
+    j->off[c] = (uint32_t)(p - j->buf);
+    j->ncmds = c;
     j->nsent = j->nanswered = 0;
     L->phase = LOAD_HISTS;
     return 0;
@@ -605,9 +637,13 @@ static void st_load_finish(vg_store_t *s, st_load_t *L, int status)
     st_finish_head(s, &L->job);
 }
 
-/* Delivers one history reply; returns 0 or VG_ENOMEM. */
+/* Delivers reply idx of a HISTS round: a user's hist:<user>, or its
+ * rm:<user> right after it when removals exist.  Returns 0 or VG_ENOMEM. */
 static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redisReply *h)
 {
+    int removals = s->ordered && idx % 2;
+    if (s->ordered)
+        idx /= 2;
     const char *user = L->job.buf + L->uoff[idx];
     size_t ulen = L->ulen[idx];
     const char *msg = NULL;
@@ -617,8 +653,8 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
         if (h->type == REDIS_REPLY_ERROR)
             s->errors++;
         if (vg_ratelimit_ok(&s->rl_load, &supp))
-            st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %shist:%.*s: %s (user skipped%s)",
-                   s->where, s->prefix ? s->prefix : "", (int)(ulen > 128 ? 128 : ulen), user,
+            st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %s%s:%.*s: %s (user skipped%s)",
+                   s->where, s->prefix ? s->prefix : "", removals ? "rm" : "hist", (int)(ulen > 128 ? 128 : ulen), user,
                    msg ? msg : "unexpected reply",
                    supp ? "; similar errors were suppressed" : "");
         return 0;
@@ -646,7 +682,7 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
         s->lts[m] = strtod(sc->str, NULL);
         m++;
     }
-    L->on_user(L->job.ud, user, ulen, s->litems, s->llens, s->lts, m);
+    L->on_user(L->job.ud, user, ulen, removals, s->litems, s->llens, s->lts, m);
     return 0;
 }
 
@@ -671,7 +707,24 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     st_good_reply(s);
-    if (L->phase == LOAD_USERS) {
+    if (L->phase == LOAD_MARKS) {
+        if (cl != CL_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+            if (cl != CL_OK)
+                s->errors++;
+            st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %svaegan:forgotten: %s", s->where,
+                   s->prefix ? s->prefix : "", msg ? msg : "unexpected reply");
+            st_load_finish(s, L, VG_EREDIS);
+        } else {
+            for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+                const redisReply *m = reply->element[i], *sc = reply->element[i + 1];
+                if (m->type == REDIS_REPLY_STRING && sc->type == REDIS_REPLY_STRING)
+                    L->on_mark(L->job.ud, m->str, m->len, strtod(sc->str, NULL));
+            }
+            int rc = s->closing ? 0 : st_load_users_round(s, L);
+            if (rc)
+                st_load_finish(s, L, rc);
+        }
+    } else if (L->phase == LOAD_USERS) {
         if (cl != CL_OK || reply->type != REDIS_REPLY_ARRAY) {
             if (cl != CL_OK)
                 s->errors++;
@@ -768,6 +821,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     s->port = cfg->port ? cfg->port : 6379;
     s->db = cfg->db;
     s->history_max = cfg->history_max > 0 ? cfg->history_max : 0;
+    s->ordered = cfg->removals != 0;
     s->rec_ttl_s = cfg->rec_ttl_s;
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : ST_DEF_INFLIGHT;
     s->rmin = rmin;
@@ -822,18 +876,20 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
 }
 
 
-int vg_store_load(vg_store_t *s, st_user_fn on_user, vg_store_cb on_done, void *ud)
+int vg_store_load(vg_store_t *s, const vg_store_loader_t *ld)
 {
-    if (!s || s->closing || !on_user)
+    if (!s || s->closing || !ld || !ld->on_user)
         return VG_EINVAL;
     st_load_t *L = calloc(1, sizeof *L);
     if (!L)
         return VG_ENOMEM;
     L->job.kind = JOB_LOAD;
-    L->job.cb = on_done;
-    L->job.ud = ud;
-    L->on_user = on_user;
-    if (st_load_users_round(s, L)) {
+    L->job.cb = ld->on_done;
+    L->job.ud = ld->ud;
+    L->on_user = ld->on_user;
+    L->on_mark = ld->on_mark;
+    L->marks_since = ld->marks_since;
+    if (L->on_mark ? st_load_marks_round(s, L) : st_load_users_round(s, L)) {
         st_job_free(&L->job);
         return VG_ENOMEM;
     }

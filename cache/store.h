@@ -83,7 +83,9 @@ typedef struct vg_store_cfg {
     const char *password; /* NULL/"" = no AUTH */
     int db;               /* SELECTed after connecting unless 0; 0..INT_MAX */
     const char *prefix;   /* key prefix; NULL/"" = none */
-    int history_max;      /* cap of hist:<user> (most recent by ts); <= 0 = no cap */
+    int history_max;      /* cap of hist:<user> and rm:<user> (most recent by ts); <= 0 = no cap */
+    int removals;         /* 1: events may be removals; every history write then goes
+                             through the ordered script and the load reads rm:<user> too */
     int rec_ttl_s;        /* TTL of rec:<user> in seconds; 0 = none; < 0 invalid */
     int max_inflight;     /* commands written and unanswered before further ones
                              wait in the store's queue; 0 = 4096 */
@@ -109,6 +111,7 @@ typedef struct vg_store_event {
     const char *item; /* item_len bytes */
     size_t item_len;
     double ts; /* finite */
+    int removal; /* 1: takes the item out of the history (needs cfg->removals) */
 } vg_store_event_t;
 
 /* Creates a store on loop from cfg (strings are copied; cfg is free after the
@@ -126,7 +129,14 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
  *     ZREMRANGEBYRANK <p>hist:<user> 0 -(history_max+1)   (if history_max > 0)
  *   ZADD <p>vaegan:users GT ts user [ts user ...]  (each user once, its latest ts)
  * all pipelined.  GT keeps the latest ts of an item whatever the order of
- * events.  n = 0 is a barrier: one PING, so cb fires once every job accepted
+ * events.  With cfg->removals the per-user commands are one EVAL of the
+ * ordered script instead, which applies the user's events in batch order:
+ *   interaction (item, ts): added (ZADD GT, then the cap) unless
+ *     rm:<user> holds the item with a ts >= ts;
+ *   removal (item, ts): ZADD GT rm:<user> ts item (capped like the
+ *     history), and the item leaves hist:<user> if its ts there is <= ts;
+ * so between an interaction and a removal of one item the later ts wins
+ * (the removal on a tie), whatever the arrival order.  n = 0 is a barrier: one PING, so cb fires once every job accepted
  * before it is done.  cb (may be NULL) fires once, when every reply of the
  * job has arrived.  The store copies what it needs: ev and the strings it
  * points to are the caller's again after the call.
@@ -151,11 +161,15 @@ int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const cha
 int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
                        size_t n, vg_store_cb cb, void *ud);
 
-/* Reads every member of <p>vaegan:users (ascending by latest ts) and its
+/* With ld->on_mark, first reads the erasure marks of <p>vaegan:forgotten
+ * newer than ld->marks_since (one ZRANGEBYSCORE) and hands each to on_mark.
+ * Then reads every member of <p>vaegan:users (ascending by latest ts) and its
  * <p>hist:<user> with scores, 1,000 users per round (ZRANGE of the users,
  * then their ZRANGE ... 0 -1 WITHSCORES pipelined), so memory stays bounded.
- * on_user(ud, user, ..., n) is called once per user (n = 0 if the history is
- * empty or missing; items in ascending ts order); every pointer is valid
+ * on_user(ud, user, ..., removals = 0, ..., n) is called once per user (n = 0
+ * if the history is empty or missing; items in ascending ts order), and with
+ * cfg->removals once more right after it with removals = 1 and the user's
+ * rm:<user>; every pointer is valid
  * during that call only.  Then on_done(ud, status) once: 0, or VG_EREDIS if
  * vaegan:users could not be read (stops the load) or some hist:<user> could
  * not be read (that user is skipped, logged; the others are delivered), or
@@ -167,11 +181,30 @@ int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *con
  * replies stopped (ranks, not cursors), so no user is delivered twice as long
  * as nobody else changes vaegan:users meanwhile.
  * Returns 0, VG_EINVAL (s or on_user NULL) or VG_ENOMEM. */
-int vg_store_load(vg_store_t *s,
-                  void (*on_user)(void *ud, const char *user, size_t user_len,
-                                  const char *const *items, const size_t *item_lens,
-                                  const double *ts, size_t n),
-                  vg_store_cb on_done, void *ud);
+typedef void (*vg_store_user_cb)(void *ud, const char *user, size_t user_len, int removals,
+                                 const char *const *items, const size_t *item_lens, const double *ts,
+                                 size_t n);
+/* One erasure mark of <p>vaegan:forgotten (vg_store_forget) and its ts. */
+typedef void (*vg_store_mark_cb)(void *ud, const char *mark, size_t len, double ts);
+
+typedef struct vg_store_loader {
+    vg_store_user_cb on_user;  /* required */
+    vg_store_mark_cb on_mark;  /* NULL = vaegan:forgotten is not read; else it is read first */
+    double marks_since;        /* only marks with a ts above this (-INFINITY = all) */
+    vg_store_cb on_done;       /* may be NULL */
+    void *ud;
+} vg_store_loader_t;
+int vg_store_load(vg_store_t *s, const vg_store_loader_t *ld);
+
+/* Erases a user, one job (FIFO like every job, so after the user's earlier
+ * writes):
+ *   DEL <p>hist:<user> <p>rm:<user> <p>rec:<user>
+ *   ZREM <p>vaegan:users <user>
+ *   ZADD <p>vaegan:forgotten GT ts <mark>        (mark: a keyed hash of the id)
+ *   ZREMRANGEBYSCORE <p>vaegan:forgotten -inf keep_after   (older marks expire)
+ * Idempotent.  Returns 0, VG_EINVAL or VG_ENOMEM. */
+int vg_store_forget(vg_store_t *s, const char *user, size_t user_len, const char *mark, size_t mark_len,
+                    double ts, double keep_after, vg_store_cb cb, void *ud);
 
 /* 1 if the connection is up and ready (handshake done), else 0. */
 int vg_store_is_up(const vg_store_t *s);

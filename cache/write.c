@@ -8,8 +8,8 @@
  * and hands it to the queue with vg_store_submit_(), which copies it at its
  * exact size.  Nothing here knows about the connection: whether the job is
  * written now, later or again after a reconnect is store.c's business.  The
- * commands are idempotent (ZADD GT, ZREMRANGEBYRANK, MULTI/DEL/ZADD/EXEC,
- * HSET), which is what makes store.c's re-sends safe.
+ * commands are idempotent (ZADD GT, ZREMRANGEBYRANK, the ordered script,
+ * MULTI/DEL/ZADD/EXEC, HSET), which is what makes store.c's re-sends safe.
  *
  * Invariant: every job's bytes stay within the bound computed before
  * formatting (asserted), so the writers never need to check for space.
@@ -21,6 +21,81 @@
 #include "cache/internal.h"
 #include "cache/resp.h"
 #include "cache/store.h"
+
+/* The ordered history write of one user (store.h, vg_store_add_events):
+ * KEYS[1] = hist:<user>, KEYS[2] = rm:<user>, ARGV[1] = the cap (0 = none),
+ * then (kind, item, ts) per event, kind "i" (interaction) or "r" (removal).
+ * The cap follows each insertion, as the daemon's mirror applies it. */
+static const char ORDERED_SCRIPT[] =
+    "local max = tonumber(ARGV[1])\n"
+    "local function cap(k)\n"
+    "  if max > 0 and redis.call('ZCARD', k) > max then\n"
+    "    redis.call('ZREMRANGEBYRANK', k, 0, -(max + 1))\n"
+    "  end\n"
+    "end\n"
+    "for i = 2, #ARGV, 3 do\n"
+    "  local item, ts = ARGV[i + 1], tonumber(ARGV[i + 2])\n"
+    "  if ARGV[i] == 'r' then\n"
+    "    redis.call('ZADD', KEYS[2], 'GT', ts, item)\n"
+    "    cap(KEYS[2])\n"
+    "    local h = redis.call('ZSCORE', KEYS[1], item)\n"
+    "    if h and tonumber(h) <= ts then redis.call('ZREM', KEYS[1], item) end\n"
+    "  else\n"
+    "    local r = redis.call('ZSCORE', KEYS[2], item)\n"
+    "    if not r or tonumber(r) < ts then\n"
+    "      redis.call('ZADD', KEYS[1], 'GT', ts, item)\n"
+    "      cap(KEYS[1])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* EVAL ORDERED_SCRIPT for the events s->sev[a..b) of one user. */
+static char *put_ordered(vg_store_t *s, char *p, const vg_store_event_t *ev, size_t a, size_t b)
+{
+    const st_ev_t *g = &s->sev[a];
+    char cap[24];
+    snprintf(cap, sizeof cap, "%d", s->history_max);
+    p = vg_resp_hdr(p, 6 + 3 * (b - a));
+    p = vg_resp_arg(p, "EVAL", 4);
+    p = vg_resp_arg(p, ORDERED_SCRIPT, sizeof ORDERED_SCRIPT - 1);
+    p = vg_resp_arg(p, "2", 1);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "rm:", 3, g->user, g->ulen);
+    p = vg_resp_str(p, cap);
+    for (size_t k = a; k < b; k++) {
+        const vg_store_event_t *e = &ev[s->sev[k].i];
+        p = vg_resp_arg(p, e->removal ? "r" : "i", 1);
+        p = vg_resp_arg(p, e->item, e->item_len);
+        p = vg_resp_num(p, e->ts);
+    }
+    return p;
+}
+
+/* ZADD GT + the cap (one more command, counted in *nc) for the events
+ * s->sev[a..b) of one user. */
+static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_t a, size_t b, uint32_t *nc)
+{
+    const st_ev_t *g = &s->sev[a];
+    p = vg_resp_hdr(p, 3 + 2 * (b - a));
+    p = vg_resp_arg(p, "ZADD", 4);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+    p = vg_resp_arg(p, "GT", 2);
+    for (size_t k = a; k < b; k++) {
+        const vg_store_event_t *e = &ev[s->sev[k].i];
+        p = vg_resp_num(p, e->ts);
+        p = vg_resp_arg(p, e->item, e->item_len);
+    }
+    if (s->history_max > 0) {
+        s->soff[(*nc)++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 4);
+        p = vg_resp_arg(p, "ZREMRANGEBYRANK", 15);
+        p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+        p = vg_resp_arg(p, "0", 1);
+        p = vg_resp_str(p, s->rank_stop);
+    }
+    return p;
+}
 
 static int st_ev_cmp(const void *a, const void *b)
 {
@@ -59,18 +134,19 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
     size_t bound = 256 + 2 * s->plen;
     for (size_t i = 0; i < n; i++) {
         const vg_store_event_t *e = &ev[i];
-        if (!e->user || !e->item || !isfinite(e->ts))
+        if (!e->user || !e->item || !isfinite(e->ts) || (e->removal && !s->ordered))
             return VG_EINVAL;
         s->sev[i].user = e->user;
         s->sev[i].ulen = e->user_len;
         s->sev[i].i = i;
-        bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len;
+        bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len + (s->ordered ? sizeof ORDERED_SCRIPT + 64 : 0);
     }
     int rc = vg_store_scratch_(s, bound, 2 * n + 1);
     if (rc)
         return rc;
 
-    /* group the events by user: one ZADD (+ ZREMRANGEBYRANK) per user */
+    /* group the events by user (keeping their order): one ZADD (+ ZREMRANGEBYRANK),
+     * or one EVAL of the ordered script, per user */
     qsort(s->sev, n, sizeof *s->sev, st_ev_cmp);
     char *p = s->sbuf;
     uint32_t nc = 0;
@@ -81,23 +157,7 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
             ;
         nusers++;
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = vg_resp_hdr(p, 3 + 2 * (b - a));
-        p = vg_resp_arg(p, "ZADD", 4);
-        p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
-        p = vg_resp_arg(p, "GT", 2);
-        for (size_t k = a; k < b; k++) {
-            const vg_store_event_t *e = &ev[s->sev[k].i];
-            p = vg_resp_num(p, e->ts);
-            p = vg_resp_arg(p, e->item, e->item_len);
-        }
-        if (s->history_max > 0) {
-            s->soff[nc++] = (uint32_t)(p - s->sbuf);
-            p = vg_resp_hdr(p, 4);
-            p = vg_resp_arg(p, "ZREMRANGEBYRANK", 15);
-            p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
-            p = vg_resp_arg(p, "0", 1);
-            p = vg_resp_str(p, s->rank_stop);
-        }
+        p = s->ordered ? put_ordered(s, p, ev, a, b) : put_plain(s, p, ev, a, b, &nc);
     }
     s->soff[nc++] = (uint32_t)(p - s->sbuf);
     p = vg_resp_hdr(p, 3 + 2 * nusers);
@@ -195,4 +255,45 @@ int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *con
     s->soff[0] = 0;
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+}
+
+int vg_store_forget(vg_store_t *s, const char *user, size_t user_len, const char *mark, size_t mark_len,
+                    double ts, double keep_after, vg_store_cb cb, void *ud)
+{
+    if (!s || s->closing || !user || !user_len || !mark || !mark_len || !isfinite(ts) || isnan(keep_after))
+        return VG_EINVAL;
+    size_t bound = 512 + 6 * s->plen + 4 * user_len + mark_len;
+    int rc = vg_store_scratch_(s, bound, 4);
+    if (rc)
+        return rc;
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    s->soff[nc++] = 0;
+    p = vg_resp_hdr(p, 4);
+    p = vg_resp_arg(p, "DEL", 3);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, user, user_len);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "rm:", 3, user, user_len);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = vg_resp_hdr(p, 3);
+    p = vg_resp_arg(p, "ZREM", 4);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = vg_resp_arg(p, user, user_len);
+    s->soff[nc++] = (uint32_t)(p - s->sbuf);
+    p = vg_resp_hdr(p, 5);
+    p = vg_resp_arg(p, "ZADD", 4);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:forgotten", 16, NULL, 0);
+    p = vg_resp_arg(p, "GT", 2);
+    p = vg_resp_num(p, ts);
+    p = vg_resp_arg(p, mark, mark_len);
+    if (isfinite(keep_after)) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 4);
+        p = vg_resp_arg(p, "ZREMRANGEBYSCORE", 16);
+        p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:forgotten", 16, NULL, 0);
+        p = vg_resp_arg(p, "-inf", 4);
+        p = vg_resp_num(p, keep_after);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
 }

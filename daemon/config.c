@@ -33,6 +33,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "daemon/log.h"
+#include "stream/event.h"
 
 /* ---- the key table ------------------------------------------------------ */
 
@@ -48,6 +49,7 @@ enum {
     K_NOISE,   /* "auto" (stored as -1) or a double >= 0 */
     K_LISTEN,  /* "" or HOST:PORT */
     K_OPTION,  /* kafka.option.<name>: pass-through family */
+    K_LIST,    /* vg_strlist_t: comma-separated names, may be empty */
 };
 
 enum { OPEN_MIN = 1, OPEN_MAX = 2 };
@@ -71,6 +73,7 @@ typedef struct key_def {
 static const key_def_t keys[] = {
     STR_NE("kafka.brokers", kafka.brokers),
     STR_NE("kafka.topic", kafka.topic),
+    OTHER("kafka.topics", K_LIST, kafka.topics),
     STR_NE("kafka.group", kafka.group),
     STR("kafka.dlq_topic", kafka.dlq_topic),
     INT("kafka.commit_interval_ms", kafka.commit_interval_ms, 1, INT_MAX),
@@ -85,6 +88,10 @@ static const key_def_t keys[] = {
     STR("redis.prefix", redis.prefix),
 
     INT("history.max_items", history.max_items, 1, 1000000),
+
+    OTHER("events.types", K_LIST, events.types),
+    OTHER("events.removal_types", K_LIST, events.removal_types),
+    INT("events.forget_retention_s", events.forget_retention_s, 1, INT_MAX),
 
     INT("serve.top_n", serve.top_n, 1, VG_TOP_N_MAX),
     INT("serve.rec_ttl_s", serve.rec_ttl_s, 0, INT_MAX),
@@ -124,8 +131,8 @@ static const key_def_t keys[] = {
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
-static const char *const sections[] = {"kafka", "redis", "history", "serve", "state",
-                                       "train", "model", "log",     "metrics"};
+static const char *const sections[] = {"kafka", "redis", "history", "events", "serve",
+                                       "state", "train", "model",   "log",    "metrics"};
 #define N_SECTIONS (sizeof sections / sizeof sections[0])
 
 #define OPTION_PREFIX "kafka.option."
@@ -156,11 +163,84 @@ static char *xstrdup(const char *s)
     return d;
 }
 
+/* ---- lists ------------------------------------------------------------- */
+
+static void list_free(vg_strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* Splits text at commas, trimming blanks, into l (replacing what it held).
+ * Returns NULL, or why the text is refused (l is then empty). */
+static const char *list_parse(vg_strlist_t *l, const char *text)
+{
+    list_free(l);
+    const char *p = text;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!*p)
+        return NULL; /* the empty list */
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) {
+                list_free(l);
+                return "an entry has a blank or a control character inside (entries are separated by commas)";
+            }
+        if (n == 0 || vg_strlist_has(l, p, n)) {
+            list_free(l);
+            return n ? "an entry is given twice" : "an entry is empty (entries are separated by commas)";
+        }
+        char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+        char *d = malloc(n + 1);
+        if (!v || !d) {
+            free(d);
+            if (v)
+                l->v = v;
+            list_free(l);
+            return "out of memory";
+        }
+        memcpy(d, p, n);
+        d[n] = '\0';
+        l->v = v;
+        l->v[l->n++] = d;
+        if (!e)
+            return NULL;
+        p = e + 1;
+        while (*p == ' ' || *p == '\t')
+            p++;
+    }
+}
+
+static void list_set(vg_strlist_t *l, const char *text)
+{
+    if (list_parse(l, text)) {
+        fputs("vaegand: out of memory\n", stderr);
+        abort();
+    }
+}
+
+int vg_strlist_has(const vg_strlist_t *l, const char *name, size_t len)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strlen(l->v[i]) == len && memcmp(l->v[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
 void vg_config_default(vg_config_t *c)
 {
     memset(c, 0, sizeof *c);
     c->kafka.brokers = xstrdup("127.0.0.1:9092");
     c->kafka.topic = xstrdup("clicks");
+    list_set(&c->kafka.topics, "clicks");
     c->kafka.group = xstrdup("vaegand");
     c->kafka.dlq_topic = xstrdup("");
     c->kafka.commit_interval_ms = 1000;
@@ -172,6 +252,8 @@ void vg_config_default(vg_config_t *c)
     c->redis.db = 0;
     c->redis.prefix = xstrdup("");
     c->history.max_items = 500;
+    list_set(&c->events.types, "click");
+    c->events.forget_retention_s = 30 * 86400;
     c->serve.top_n = 100;
     c->serve.rec_ttl_s = 0;
     c->serve.refresh_s = 600;
@@ -199,6 +281,9 @@ void vg_config_free(vg_config_t *c)
             free(*s);
             *s = NULL;
         }
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].kind == K_LIST)
+            list_free((vg_strlist_t *)((char *)c + keys[i].off));
     for (size_t i = 0; i < 2 * c->kafka.n_options; i++)
         free(c->kafka.options[i]);
     free(c->kafka.options);
@@ -519,6 +604,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
         }
         set_string(x, slot, v);
         return;
+    case K_LIST: why = list_parse(slot, v); break;
     case K_INT: why = parse_int_key(k, v, slot, range); break;
     case K_DBL: why = parse_double_key(k, v, slot, range); break;
     case K_NOISE: why = parse_noise(v, slot); break;
@@ -700,6 +786,61 @@ static void apply_variant_defaults(load_ctx_t *x)
             memcpy((char *)c + keys[i].off, (const char *)&got + (keys[i].off - lo), kind_size(keys[i].kind));
 }
 
+/* kafka.topic is the one-topic spelling of kafka.topics: a file sets one of
+ * them (or both, agreeing); afterwards topics is the list and topic its
+ * first entry. */
+static void check_topics(load_ctx_t *x)
+{
+    vg_config_t *c = x->c;
+    int l_topic = x->seen[key_index("kafka.topic")], l_topics = x->seen[key_index("kafka.topics")];
+    if (l_topics && c->kafka.topics.n == 0) {
+        fail(x, VG_ECONFIG, l_topics, "kafka.topics: must name at least one topic");
+        return;
+    }
+    if (l_topic && l_topics && (c->kafka.topics.n != 1 || strcmp(c->kafka.topics.v[0], c->kafka.topic) != 0)) {
+        fail(x, VG_ECONFIG, l_topics, "kafka.topics: disagrees with kafka.topic (line %d): set one of them",
+             l_topic);
+        return;
+    }
+    if (l_topic) {
+        list_set(&c->kafka.topics, c->kafka.topic);
+    } else {
+        free(c->kafka.topic);
+        c->kafka.topic = xstrdup(c->kafka.topics.v[0]);
+    }
+    if (vg_strlist_has(&c->kafka.topics, c->kafka.dlq_topic, strlen(c->kafka.dlq_topic))) {
+        fail(x, VG_ECONFIG, x->seen[key_index("kafka.dlq_topic")],
+             "kafka.dlq_topic = " VAL_FMT ": must differ from kafka.topic%s", VAL_ARG(c->kafka.dlq_topic),
+             c->kafka.topics.n > 1 ? "s" : "");
+    }
+}
+
+/* An event type means one thing. */
+static void check_types(load_ctx_t *x)
+{
+    vg_config_t *c = x->c;
+    if (c->events.types.n == 0) {
+        fail(x, VG_ECONFIG, x->seen[key_index("events.types")], "events.types: must name at least one type");
+        return;
+    }
+    const vg_strlist_t *lists[] = {&c->events.types, &c->events.removal_types};
+    for (int l = 0; l < 2; l++)
+        if (vg_strlist_has(lists[l], VG_FORGET_TYPE, strlen(VG_FORGET_TYPE))) {
+            fail(x, VG_ECONFIG, x->seen[key_index(l ? "events.removal_types" : "events.types")],
+                 "%s: \"" VG_FORGET_TYPE "\" is the erasure of a user, not an interaction or a removal",
+                 l ? "events.removal_types" : "events.types");
+            return;
+        }
+    for (size_t i = 0; i < c->events.removal_types.n; i++) {
+        const char *t = c->events.removal_types.v[i];
+        if (vg_strlist_has(&c->events.types, t, strlen(t))) {
+            fail(x, VG_ECONFIG, x->seen[key_index("events.removal_types")],
+                 "events.removal_types: \"%s\" is in events.types too: a type is an interaction or a removal", t);
+            return;
+        }
+    }
+}
+
 /* Checks across keys, after the whole file was read. */
 static void check_whole(load_ctx_t *x)
 {
@@ -708,12 +849,9 @@ static void check_whole(load_ctx_t *x)
         fail(x, VG_ECONFIG, x->seen[key_index("redis.host")], "redis.host: must not be empty when redis.socket is empty");
         return;
     }
-    if (strcmp(c->kafka.dlq_topic, c->kafka.topic) == 0) {
-        int line = x->seen[key_index("kafka.dlq_topic")];
-        fail(x, VG_ECONFIG, line, "kafka.dlq_topic = " VAL_FMT ": must differ from kafka.topic",
-             VAL_ARG(c->kafka.dlq_topic));
-        return;
-    }
+    check_topics(x);
+    if (!x->rc)
+        check_types(x);
 }
 
 /* Line `line` of the file, for a message ("" if it cannot be read again). */
@@ -839,6 +977,14 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
         case K_LEVEL:
             v = vg_log_level_name(*(const int *)slot);
             break;
+        case K_LIST: {
+            const vg_strlist_t *l = slot;
+            fprintf(f, "%s =", k->key);
+            for (size_t j = 0; j < l->n; j++)
+                fprintf(f, "%s%s", j ? ", " : " ", l->v[j]);
+            fputc('\n', f);
+            continue;
+        }
         case K_OPTION:
             for (size_t j = 0; j < c->kafka.n_options; j++) {
                 const char *name = c->kafka.options[2 * j];

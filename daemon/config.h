@@ -38,12 +38,24 @@
 /* The longest list serve.top_n allows (list writes size their arrays by it). */
 #define VG_TOP_N_MAX 10000
 
+/* A comma-separated list of names, as read (entries trimmed, never empty). */
+typedef struct vg_strlist {
+    char **v;
+    size_t n;
+} vg_strlist_t;
+
+/* 1 when name[0..len) is one of l's entries. */
+int vg_strlist_has(const vg_strlist_t *l, const char *name, size_t len);
+
 typedef struct vg_config {
     struct {
         char *brokers;   /* kafka.brokers: bootstrap list or "embedded"; never empty */
-        char *topic;     /* kafka.topic; never empty */
+        char *topic;     /* kafka.topic: the one-topic spelling; never empty */
+        /* kafka.topics: names and ^regex patterns; after loading never empty
+         * (when the file sets only kafka.topic it holds that one name) */
+        vg_strlist_t topics;
         char *group;     /* kafka.group; never empty */
-        char *dlq_topic; /* kafka.dlq_topic; "" = no dead-letter topic; never equal to topic */
+        char *dlq_topic; /* kafka.dlq_topic; "" = no dead-letter topic; never one of topics */
         char **options;  /* options[2k] name, [2k+1] value, from kafka.option.<name> keys, in file order */
         size_t n_options;
         int commit_interval_ms; /* kafka.commit_interval_ms, default 1000 */
@@ -60,6 +72,13 @@ typedef struct vg_config {
     struct {
         int max_items; /* history.max_items, 1..1000000 */
     } history;
+    struct {
+        vg_strlist_t types;         /* events.types: the interaction types, default "click" (never empty) */
+        vg_strlist_t removal_types; /* events.removal_types: types that take the item out of the
+                                       history, default none; no entry is also in types */
+        int forget_retention_s;     /* events.forget_retention_s: how long an erasure mark
+                                       refuses the user's older events, default 30 days */
+    } events;
     struct {
         int top_n;     /* serve.top_n, 1..VG_TOP_N_MAX */
         int rec_ttl_s; /* serve.rec_ttl_s, 0 = no TTL */

@@ -22,15 +22,25 @@
 #include "stream/mock.h"
 
 #define STOP_DRAIN_S 30.0     /* how long a stop waits for Redis to take the in-flight writes */
-#define EMBEDDED_PARTITIONS 16 /* of the topic of kafka.brokers = embedded */
+#define EMBEDDED_PARTITIONS 16 /* of each topic of kafka.brokers = embedded */
+#define IGNORED_TYPES 16       /* distinct types with their own vaegan_events_ignored_total series */
+
+/* Events of a type that is neither an interaction nor a removal: one counter
+ * series per type for the first IGNORED_TYPES types, then "other". */
+typedef struct ignored {
+    int n;
+    char type[IGNORED_TYPES][VG_TYPE_MAX + 1];
+    vg_metric_t *count[IGNORED_TYPES + 1]; /* [IGNORED_TYPES]: "other" */
+} ignored_t;
 
 typedef struct vg_daemon {
     vg_pipe_t p;               /* first: the pipeline's callbacks get &d->p */
     vg_mock_t *mock;
     vg_batch_t *cur;           /* batch being filled */
     int ready;
-    uint64_t events, invalid;
+    uint64_t events, invalid, ignored_events;
     vg_ratelimit_t invalid_rl;
+    ignored_t ignored;
 
     uv_timer_t tick, stop_timer;
     uv_check_t flush;
@@ -60,7 +70,31 @@ static void skip_invalid(vg_daemon_t *d, const vg_kafka_msg_t *m, const char *re
                (long long)m->offset, reason, suppressed ? " (and earlier ones not logged)" : "");
     if (vg_kafka_dlq(d->p.kafka, m, reason) == 0 && d->p.cfg->kafka.dlq_topic[0])
         vg_metric_inc(d->p.m_dlq, 1);
-    vg_kafka_done(d->p.kafka, m->partition, m->offset);
+    vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
+}
+
+static void count_ignored(vg_daemon_t *d, const char *type)
+{
+    ignored_t *g = &d->ignored;
+    int k = 0;
+    while (k < g->n && strcmp(g->type[k], type) != 0)
+        k++;
+    if (k == g->n && g->n < IGNORED_TYPES) {
+        snprintf(g->type[k], sizeof g->type[k], "%s", type);
+        g->count[k] = vg_metrics_add_labeled(d->p.metrics, "vaegan_events_ignored_total",
+                                             "Events skipped for their type (neither in events.types nor in "
+                                             "events.removal_types), by type",
+                                             VG_METRIC_COUNTER, "type", type);
+        g->n++;
+    } else if (k == g->n) {
+        k = IGNORED_TYPES;
+        if (!g->count[k])
+            g->count[k] = vg_metrics_add_labeled(d->p.metrics, "vaegan_events_ignored_total", "", VG_METRIC_COUNTER,
+                                                 "type", "other");
+    }
+    d->ignored_events++;
+    if (g->count[k])
+        vg_metric_inc(g->count[k], 1);
 }
 
 static void on_message(void *ud, const vg_kafka_msg_t *m)
@@ -81,9 +115,27 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         skip_invalid(d, m, reason);
         return;
     }
+    const vg_config_t *c = d->p.cfg;
+    vg_event_origin_t from = {m->topic_id, m->partition, m->offset};
+    if (strcmp(ev.type, VG_FORGET_TYPE) == 0) { /* after everything read before it */
+        send_current(d);
+        vg_pipe_forget(&d->p, ev.user, ev.user_len, ev.ts, from);
+        return;
+    }
+    if (vg_pipe_refuses(&d->p, ev.user, ev.user_len, ev.ts)) {
+        vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
+        return;
+    }
+    size_t tl = strlen(ev.type);
+    int removal = vg_strlist_has(&c->events.removal_types, ev.type, tl);
+    if (!removal && !vg_strlist_has(&c->events.types, ev.type, tl)) {
+        count_ignored(d, ev.type);
+        vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
+        return;
+    }
     d->events++;
-    vg_metric_inc(d->p.m_events, 1);
-    if (vg_batch_push(d->cur, ev.user, ev.user_len, ev.item, ev.item_len, ev.ts, m->partition, m->offset))
+    vg_metric_inc(removal ? d->p.m_removals : d->p.m_events, 1);
+    if (vg_batch_push(d->cur, ev.user, ev.user_len, ev.item, ev.item_len, ev.ts, removal, from))
         send_current(d);
 }
 
@@ -132,10 +184,10 @@ static void log_progress(vg_daemon_t *d)
     vg_pipe_t *p = &d->p;
     vg_kafka_stats_t ks;
     vg_kafka_stats(p->kafka, &ks);
-    vg_log(VG_LOG_DEBUG, "progress: %llu events read, %llu invalid, %zu pending (store %zu jobs), "
+    vg_log(VG_LOG_DEBUG, "progress: %llu events read, %llu invalid, %llu ignored, %zu pending (store %zu jobs), "
            "%llu lists written, %zu lists pending; kafka: %llu consumed, %zu outstanding, %d assigned%s%s",
-           (unsigned long long)d->events, (unsigned long long)d->invalid, p->pending_events,
-           vg_store_pending(p->store), (unsigned long long)p->lists, p->pending_lists,
+           (unsigned long long)d->events, (unsigned long long)d->invalid, (unsigned long long)d->ignored_events,
+           p->pending_events, vg_store_pending(p->store), (unsigned long long)p->lists, p->pending_lists,
            (unsigned long long)ks.consumed, ks.outstanding, ks.assigned, p->paused ? ", paused" : "",
            p->redis_up ? "" : ", Redis away");
 }
@@ -277,17 +329,20 @@ static int start_consumer(vg_daemon_t *d)
     char err[512], addr[256];
     const char *brokers = c->kafka.brokers;
     int rc;
+    const char *const *topics = (const char *const *)c->kafka.topics.v;
     if (strcmp(brokers, "embedded") == 0) {
-        if ((rc = vg_mock_start(&d->mock, c->kafka.topic, EMBEDDED_PARTITIONS, addr, sizeof addr, err, sizeof err))) {
+        if ((rc = vg_mock_start(&d->mock, topics, c->kafka.topics.n, EMBEDDED_PARTITIONS, addr, sizeof addr, err,
+                                sizeof err))) {
             vg_log(VG_LOG_ERROR, "embedded broker: %s", err);
             return rc;
         }
-        vg_log(VG_LOG_INFO, "embedded Kafka-protocol broker listening on %s (topic %s, %d partitions)", addr,
-               c->kafka.topic, EMBEDDED_PARTITIONS);
+        vg_log(VG_LOG_INFO, "embedded Kafka-protocol broker listening on %s (%zu topic%s, %d partitions each)", addr,
+               c->kafka.topics.n, c->kafka.topics.n > 1 ? "s" : "", EMBEDDED_PARTITIONS);
         brokers = addr;
     }
     vg_kafka_cfg_t kc = {
-        .brokers = brokers, .topic = c->kafka.topic, .group = c->kafka.group, .dlq_topic = c->kafka.dlq_topic,
+        .brokers = brokers, .topics = topics, .n_topics = c->kafka.topics.n, .group = c->kafka.group,
+        .dlq_topic = c->kafka.dlq_topic,
         .options = (const char *const *)c->kafka.options, .n_options = c->kafka.n_options,
         .commit_interval_ms = c->kafka.commit_interval_ms, .on_message = on_message, .on_assigned = on_assigned,
         .on_fatal = on_fatal, .log = vg_log_cb, .ud = d,
@@ -296,7 +351,10 @@ static int start_consumer(vg_daemon_t *d)
         vg_log(VG_LOG_ERROR, "%s", err);
         return rc;
     }
-    vg_log(VG_LOG_INFO, "consuming %s from %s as group %s", c->kafka.topic, brokers, c->kafka.group);
+    char names[512] = "";
+    for (size_t i = 0, o = 0; i < c->kafka.topics.n && o < sizeof names; i++)
+        o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", c->kafka.topics.v[i]);
+    vg_log(VG_LOG_INFO, "consuming %s from %s as group %s", names, brokers, c->kafka.group);
     vg_notify("STATUS=joining the consumer group");
     return 0;
 }

@@ -24,8 +24,10 @@ int vg_hist_init(vg_hist_t *h, int max_items)
 
 void vg_hist_free(vg_hist_t *h)
 {
-    for (int i = 0; i < h->users.n; i++)
+    for (int i = 0; i < h->users.n; i++) {
         free(h->u[i].e);
+        free(h->u[i].rm);
+    }
     free(h->u);
     free(h->pop);
     vg_vocab_free(&h->users);
@@ -67,46 +69,142 @@ static int member_cmp(const char *a, const char *b)
     return c ? c : (la > lb) - (la < lb);
 }
 
-int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
-                double ts, int32_t *user_idx)
+/* The index of the lowest (ts, member) of e[0..n), as ZREMRANGEBYRANK 0 0
+ * takes it. */
+static int lowest(const vg_hist_t *h, const vg_hist_entry_t *e, int n)
+{
+    int lo = 0;
+    for (int k = 1; k < n; k++)
+        if (e[k].ts < e[lo].ts ||
+            (e[k].ts == e[lo].ts &&
+             member_cmp(vg_vocab_id(&h->items, e[k].item), vg_vocab_id(&h->items, e[lo].item)) < 0))
+            lo = k;
+    return lo;
+}
+
+static int find(const vg_hist_entry_t *e, int n, int32_t item)
+{
+    for (int k = 0; k < n; k++)
+        if (e[k].item == item)
+            return k;
+    return -1;
+}
+
+/* The user's and the item's indices (registering both), the user noted as
+ * recently active.  Returns the user index or VG_ENOMEM. */
+static int32_t user_item(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                         int32_t *it)
 {
     int32_t ui = vg_vocab_add(&h->users, user, user_len, NULL);
     if (ui < 0)
         return ui;
     if (grow((void **)&h->u, &h->u_cap, h->users.n, sizeof *h->u))
         return VG_ENOMEM;
-    int32_t it = vg_hist_item(h, item, item_len);
-    if (it < 0)
-        return it;
+    if ((*it = vg_hist_item(h, item, item_len)) < 0)
+        return *it;
+    return ui;
+}
+
+/* ZADD GT of (it, ts) into e[0..*n), then the cap; 1 if a member was added. */
+static int zadd_gt_capped(vg_hist_t *h, vg_hist_entry_t **e, int *n, int *cap, int32_t it, double ts,
+                          int32_t *evicted)
+{
+    *evicted = -1;
+    int k = find(*e, *n, it);
+    if (k >= 0) {
+        if (ts > (*e)[k].ts)
+            (*e)[k].ts = ts;
+        return 0;
+    }
+    if (grow((void **)e, cap, *n + 1, sizeof **e))
+        return VG_ENOMEM;
+    (*e)[(*n)++] = (vg_hist_entry_t){it, ts};
+    if (*n > h->max_items) {
+        int lo = lowest(h, *e, *n);
+        *evicted = (*e)[lo].item;
+        (*e)[lo] = (*e)[--*n];
+    }
+    return 1;
+}
+
+static int add_entry(vg_hist_t *h, vg_hist_user_t *u, int32_t it, double ts)
+{
+    int32_t evicted;
+    int r = zadd_gt_capped(h, &u->e, &u->n, &u->cap, it, ts, &evicted);
+    if (r == 1) {
+        h->pop[it]++;
+        h->entries++;
+        if (evicted >= 0) {
+            h->pop[evicted]--;
+            h->entries--;
+        }
+    }
+    return r;
+}
+
+int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                double ts, int32_t *user_idx)
+{
+    return vg_hist_apply(h, user, user_len, item, item_len, ts, 0, user_idx);
+}
+
+int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                  double ts, int removal, int32_t *user_idx)
+{
+    int32_t it, ui = user_item(h, user, user_len, item, item_len, &it);
+    if (ui < 0)
+        return ui;
     if (user_idx)
         *user_idx = ui;
     h->recent[h->recent_total++ % VG_HIST_RECENT] = ui;
-
     vg_hist_user_t *u = &h->u[ui];
-    for (int k = 0; k < u->n; k++)
-        if (u->e[k].item == it) {
-            if (ts > u->e[k].ts) /* ZADD GT */
-                u->e[k].ts = ts;
-            return 0;
-        }
-    if (grow((void **)&u->e, &u->cap, u->n + 1, sizeof *u->e))
+    int r = find(u->rm, u->rm_n, it);
+    if (!removal)
+        return r >= 0 && u->rm[r].ts >= ts ? 0 : add_entry(h, u, it, ts);
+    int32_t evicted;
+    if (zadd_gt_capped(h, &u->rm, &u->rm_n, &u->rm_cap, it, ts, &evicted) < 0)
         return VG_ENOMEM;
-    u->e[u->n++] = (vg_hist_entry_t){it, ts};
-    h->pop[it]++;
-    h->entries++;
-    if (u->n > h->max_items) { /* ZREMRANGEBYRANK 0 0: the lowest (ts, member) */
-        int lo = 0;
-        for (int k = 1; k < u->n; k++) {
-            const vg_hist_entry_t *a = &u->e[k], *b = &u->e[lo];
-            if (a->ts < b->ts ||
-                (a->ts == b->ts && member_cmp(vg_vocab_id(&h->items, a->item), vg_vocab_id(&h->items, b->item)) < 0))
-                lo = k;
-        }
-        h->pop[u->e[lo].item]--;
-        h->entries--;
-        u->e[lo] = u->e[--u->n];
-    }
+    int k = find(u->e, u->n, it);
+    if (k < 0 || u->e[k].ts > ts)
+        return 0;
+    u->e[k] = u->e[--u->n];
+    h->pop[it]--;
+    h->entries--;
     return 1;
+}
+
+int vg_hist_load_removal(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                         double ts)
+{
+    int32_t it, ui = user_item(h, user, user_len, item, item_len, &it);
+    if (ui < 0)
+        return ui;
+    vg_hist_user_t *u = &h->u[ui];
+    int32_t evicted;
+    return zadd_gt_capped(h, &u->rm, &u->rm_n, &u->rm_cap, it, ts, &evicted) < 0 ? VG_ENOMEM : 0;
+}
+
+int32_t vg_hist_forget(vg_hist_t *h, const char *user, size_t user_len)
+{
+    int32_t ui = vg_vocab_find(&h->users, user, user_len);
+    if (ui < 0)
+        return -1;
+    if (vg_vocab_erase(&h->users, ui))
+        return VG_ENOMEM;
+    if (ui < h->u_cap) {
+        vg_hist_user_t *u = &h->u[ui];
+        for (int k = 0; k < u->n; k++)
+            h->pop[u->e[k].item]--;
+        h->entries -= (uint64_t)u->n;
+        free(u->e);
+        free(u->rm);
+        memset(u, 0, sizeof *u);
+    }
+    uint64_t ring = h->recent_total < VG_HIST_RECENT ? h->recent_total : VG_HIST_RECENT;
+    for (uint64_t k = 0; k < ring; k++)
+        if (h->recent[k] == ui)
+            h->recent[k] = -1;
+    return ui;
 }
 
 static int cmp_i32(const void *a, const void *b)

@@ -12,7 +12,9 @@
  * Redis acknowledged the very same writes, in the order they were sent.
  * vg_hist_add() applies Redis' own rules: ZADD GT keeps the latest ts of an
  * item, and the cap removes the lowest-ranked members (lowest ts, ties by
- * binary member order) exactly as ZREMRANGEBYRANK 0 -(max+1) does.
+ * binary member order) exactly as ZREMRANGEBYRANK 0 -(max+1) does.  When
+ * removal types exist it also mirrors rm:<user> and applies the ordered
+ * script's rules (vg_hist_apply).
  *
  * Threads: one writer (the loop thread) and any number of readers (scorer,
  * trainer).  Writers call vg_hist_add() between vg_hist_wrlock() and
@@ -35,8 +37,10 @@ typedef struct vg_hist_entry {
 } vg_hist_entry_t;
 
 typedef struct vg_hist_user {
-    vg_hist_entry_t *e; /* unordered */
+    vg_hist_entry_t *e;  /* unordered */
     int n, cap;
+    vg_hist_entry_t *rm; /* rm:<user>: removed items with their removal ts (unordered) */
+    int rm_n, rm_cap;
 } vg_hist_user_t;
 
 #define VG_HIST_RECENT 65536 /* ring of recently active users */
@@ -50,7 +54,7 @@ typedef struct vg_hist {
     int64_t *pop;           /* pop[i] = users holding item i (capacity pop_cap) */
     int pop_cap;
     uint64_t entries;       /* total (user, item) entries */
-    int32_t recent[VG_HIST_RECENT];
+    int32_t recent[VG_HIST_RECENT]; /* user indices; -1 = a forgotten user */
     uint64_t recent_total;  /* users appended to the ring so far */
 } vg_hist_t;
 
@@ -68,6 +72,29 @@ static inline void vg_hist_unlock(vg_hist_t *h) { pthread_rwlock_unlock(&h->lock
  * 0 if only a ts moved or nothing changed, or VG_ENOMEM. */
 int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
                 double ts, int32_t *user_idx);
+
+/* Applies one acknowledged event of the ordered write (cache/store.h,
+ * vg_store_add_events with removals): an interaction is vg_hist_add unless
+ * the user's removal of the item is at least as recent; a removal records
+ * (item, ts) among the user's removals (GT, capped like the history) and
+ * takes the item out of the history if its ts there is <= ts.  Caller
+ * holds the write lock.  Returns 1 if the user's item set changed, 0 if not,
+ * or VG_ENOMEM. */
+int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                  double ts, int removal, int32_t *user_idx);
+
+/* Records a removal read back from rm:<user> at start (the history is not
+ * touched).  Caller holds the write lock.  Returns 0 or VG_ENOMEM. */
+int vg_hist_load_removal(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                         double ts);
+
+/* Forgets a user (erasure): the history, the removals and the popularity
+ * they held go, the user's id leaves the vocabulary (its index stays, named
+ * "", and is left out of the recent-users ring: -1 there), so the same id
+ * coming back starts afresh at a new index.  Caller holds the write lock.
+ * Returns the forgotten index, -1 when the user is not in the mirror, or
+ * VG_ENOMEM. */
+int32_t vg_hist_forget(vg_hist_t *h, const char *user, size_t user_len);
 
 /* Adds an item to the vocabulary without any history (the model's saved
  * vocabulary is loaded this way so that indices stay aligned with its rows).

@@ -3,6 +3,7 @@
  *
  *   vaegand -c FILE                      run the daemon
  *   vaegand -c FILE --replay FILE [--format F] [--min-rating R] [--epochs N]
+ *   vaegand -c FILE --forget USER [--brokers B]   erase a user: produce a forget event
  *   vaegand --check-config -c FILE       validate, print the effective settings
  *   vaegand --version | --help
  *
@@ -10,16 +11,20 @@
  * error, 78 (EX_CONFIG) on a bad configuration file.
  */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 #include "daemon/replay.h"
 #include "model/blas.h"
+#include "stream/event.h"
+#include "stream/produce.h"
 
 #define EX_USAGE_ 2
 #define EX_CONFIG_ 78
@@ -29,6 +34,7 @@ static void usage(FILE *f)
     fputs("usage: vaegand -c FILE [--reset-model]\n"
           "       vaegand -c FILE --replay FILE [--format json|csv|ml100k|ml1m|mlcsv] [--min-rating R]"
           " [--epochs N]\n"
+          "       vaegand -c FILE --forget USER [--brokers HOST:PORT]\n"
           "       vaegand --check-config -c FILE\n"
           "       vaegand --version | --help\n"
           "\n"
@@ -36,6 +42,45 @@ static void usage(FILE *f)
           "trains a VAEGAN model in the background and writes rec:<user> lists to Redis.\n"
           "The configuration keys are documented in vaegand.conf.\n",
           f);
+}
+
+/* --forget USER: a forget event, keyed by the user, to the first topic that
+ * is not a pattern, so a running daemon applies it in order with the
+ * user's other events (docs/architecture.md, "Erasure"). */
+static int forget(const vg_config_t *cfg, const char *user, const char *brokers)
+{
+    const char *why;
+    if (vg_event_id_valid(user, strlen(user), &why)) {
+        fprintf(stderr, "vaegand: --forget: the user id %s\n", why);
+        return EX_USAGE_;
+    }
+    const char *topic = NULL;
+    for (size_t i = 0; i < cfg->kafka.topics.n && !topic; i++)
+        if (cfg->kafka.topics.v[i][0] != '^')
+            topic = cfg->kafka.topics.v[i];
+    if (!brokers)
+        brokers = cfg->kafka.brokers;
+    if (!topic || strcmp(brokers, "embedded") == 0) {
+        fprintf(stderr, "vaegand: --forget: %s\n",
+                topic ? "kafka.brokers is embedded: give the daemon's broker with --brokers HOST:PORT (it logs it)"
+                      : "kafka.topics names no topic, only patterns");
+        return EX_USAGE_;
+    }
+    double ts = vg_wall_s();
+    json_t *ev = json_pack("{s:s, s:s, s:f}", "user", user, "type", VG_FORGET_TYPE, "ts", ts);
+    char *value = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    char err[512];
+    int rc = value ? vg_kafka_produce_one(brokers, (const char *const *)cfg->kafka.options, cfg->kafka.n_options,
+                                          topic, user, strlen(user), value, strlen(value), 30000, err, sizeof err)
+                   : vg_errf(err, sizeof err, VG_ENOMEM, "out of memory");
+    if (rc == 0)
+        printf("forget requested: %s (topic %s on %s, ts %.3f): the daemon erases the user's histories, lists and "
+               "state when it reaches this event\n", value, topic, brokers, ts);
+    else
+        fprintf(stderr, "vaegand: --forget: %s\n", err);
+    free(value);
+    return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -48,9 +93,10 @@ int main(int argc, char **argv)
         {"replay", required_argument, NULL, 'r'},  {"format", required_argument, NULL, 'f'},
         {"min-rating", required_argument, NULL, 'm'}, {"epochs", required_argument, NULL, 'e'},
         {"reset-model", no_argument, NULL, 'R'},   {"version", no_argument, NULL, 'V'},
+        {"forget", required_argument, NULL, 'F'},  {"brokers", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *forget_user = NULL, *brokers = NULL;
     int check = 0;
     vg_replay_opts_t o = {.format = "json", .min_rating = NAN, .epochs = 10};
     int c;
@@ -62,6 +108,8 @@ int main(int argc, char **argv)
         case 'r': o.file = optarg; break;
         case 'f': o.format = optarg; break;
         case 'R': o.reset_model = 1; break;
+        case 'F': forget_user = optarg; break;
+        case 'B': brokers = optarg; break;
         case 'm':
             o.min_rating = strtod(optarg, &end);
             if (end == optarg || *end || !isfinite(o.min_rating)) {
@@ -106,6 +154,11 @@ int main(int argc, char **argv)
         vg_config_dump(&cfg, stdout);
         vg_config_free(&cfg);
         return 0;
+    }
+    if (forget_user) {
+        int rc = forget(&cfg, forget_user, brokers);
+        vg_config_free(&cfg);
+        return rc;
     }
     if (vg_log_open(cfg.log.file, cfg.log.level)) {
         fprintf(stderr, "vaegand: log.file = \"%s\": cannot open it\n", cfg.log.file);

@@ -53,6 +53,7 @@ struct vg_metric {
     char *name;
     char *help;
     int type;
+    char *labels;           /* rendered label set, e.g. type="view" (escaped), or NULL */
     _Atomic uint64_t value; /* counter/gauge: the value; histogram: the sum (double bits) */
     size_t n_buckets;        /* histogram: finite bounds; counts has n_buckets + 1 slots */
     double *bounds;
@@ -135,13 +136,38 @@ static void metric_free(vg_metric_t *x)
 {
     free(x->name);
     free(x->help);
+    free(x->labels);
     free(x->bounds);
     free((void *)x->counts);
     free(x);
 }
 
-vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help, int type,
-                            const double *buckets, size_t n_buckets)
+/* A label set as the exposition format writes it: name="value", the value
+ * with backslash, double quote and newline escaped.  NULL when out of memory. */
+static char *label_text(const char *label, const char *value)
+{
+    size_t n = strlen(label) + 2 * strlen(value) + 4;
+    char *t = malloc(n), *p = t;
+    if (!t)
+        return NULL;
+    p += sprintf(p, "%s=\"", label);
+    for (const char *v = value; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            *p++ = '\\';
+        if (*v == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+            continue;
+        }
+        *p++ = *v;
+    }
+    *p++ = '"';
+    *p = '\0';
+    return t;
+}
+
+static vg_metric_t *add_series(vg_metrics_t *m, const char *name, const char *help, int type, const double *buckets,
+                               size_t n_buckets, const char *label, const char *value)
 {
     vg_assert(m && valid_name(name));
     vg_assert(type == VG_METRIC_COUNTER || type == VG_METRIC_GAUGE || type == VG_METRIC_HISTOGRAM);
@@ -164,6 +190,8 @@ vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help,
     x->type = type;
     x->name = strdup(name);
     x->help = strdup(help ? help : "");
+    if (label && !(x->labels = label_text(label, value)))
+        goto nomem;
     if (!x->name || !x->help)
         goto nomem;
     atomic_init(&x->value, double_to_bits(0.0));
@@ -180,8 +208,8 @@ vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help,
     }
 
     pthread_mutex_lock(&m->lock);
-    for (const vg_metric_t *y = m->head; y; y = y->next)
-        vg_assert(strcmp(y->name, name) != 0); /* duplicate metric name */
+    for (const vg_metric_t *y = m->head; y; y = y->next) /* one series per name and label set */
+        vg_assert(strcmp(y->name, name) != 0 || (x->labels && y->labels && strcmp(x->labels, y->labels) != 0));
     *m->tail = x;
     m->tail = &x->next;
     pthread_mutex_unlock(&m->lock);
@@ -190,6 +218,19 @@ vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help,
 nomem:
     metric_free(x);
     return NULL;
+}
+
+vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help, int type,
+                            const double *buckets, size_t n_buckets)
+{
+    return add_series(m, name, help, type, buckets, n_buckets, NULL, NULL);
+}
+
+vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const char *help, int type, const char *label,
+                                    const char *value)
+{
+    vg_assert(type != VG_METRIC_HISTOGRAM && valid_name(label) && value);
+    return add_series(m, name, help, type, NULL, 0, label, value);
 }
 
 void vg_metric_inc(vg_metric_t *x, double v)
@@ -279,12 +320,10 @@ static const char *type_name(int type)
 static void render_metric(FILE *f, const vg_metric_t *x)
 {
     char num[64];
-    fprintf(f, "# HELP %s ", x->name);
-    put_help(f, x->help);
-    fprintf(f, "\n# TYPE %s %s\n", x->name, type_name(x->type));
     if (x->type != VG_METRIC_HISTOGRAM) {
         format_double(num, sizeof num, atomic_get_double(&x->value));
-        fprintf(f, "%s %s\n", x->name, num);
+        fprintf(f, "%s%s%s%s %s\n", x->name, x->labels ? "{" : "", x->labels ? x->labels : "", x->labels ? "}" : "",
+                num);
         return;
     }
     /* read the sum first: with observes racing, the counts then tend to
@@ -311,8 +350,21 @@ char *vg_metrics_render(vg_metrics_t *m)
     if (!f)
         return NULL;
     pthread_mutex_lock(&m->lock);
-    for (const vg_metric_t *x = m->head; x; x = x->next)
-        render_metric(f, x);
+    /* a family (one name) is rendered once, at its first series: HELP and
+     * TYPE of the first, then every series of that name */
+    for (const vg_metric_t *x = m->head; x; x = x->next) {
+        const vg_metric_t *y = m->head;
+        while (y != x && strcmp(y->name, x->name) != 0)
+            y = y->next;
+        if (y != x)
+            continue;
+        fprintf(f, "# HELP %s ", x->name);
+        put_help(f, x->help);
+        fprintf(f, "\n# TYPE %s %s\n", x->name, type_name(x->type));
+        for (y = x; y; y = y->next)
+            if (strcmp(y->name, x->name) == 0)
+                render_metric(f, y);
+    }
     pthread_mutex_unlock(&m->lock);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {

@@ -52,6 +52,13 @@ int vg_metrics_init(vg_metrics_t **out);
 vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help, int type,
                             const double *buckets, size_t n_buckets);
 
+/* A series of a labelled counter or gauge family: name{label="value"}
+ * (value escaped as the exposition format wants).  Series of one name share
+ * its first series' help and type and are rendered together.  The caller
+ * bounds how many it adds.  Returns the series or NULL (out of memory). */
+vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const char *help, int type, const char *label,
+                                    const char *value);
+
 /* Counter or gauge: value += v.  Atomic, any thread.  A counter only goes
  * up: a negative v on a counter is ignored.  No-op on a histogram. */
 void vg_metric_inc(vg_metric_t *x, double v);

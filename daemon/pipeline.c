@@ -8,10 +8,13 @@
  */
 #include "daemon/pipeline.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "common/clock.h"
 #include "daemon/checkpoint.h"
@@ -21,13 +24,15 @@
 #define LISTS_DRAIN_S 5.0 /* how long a close waits for handed-over lists to reach Redis */
 
 int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
-                  int32_t partition, int64_t offset)
+                  int removal, vg_event_origin_t from)
 {
     vg_assert(b->n < VG_BATCH_MAX && user_len <= VG_ID_MAX && item_len <= VG_ID_MAX);
     vg_pipe_event_t *e = &b->ev[b->n++];
-    e->partition = partition;
-    e->offset = offset;
+    e->topic = from.topic;
+    e->partition = from.partition;
+    e->offset = from.offset;
     e->ts = ts;
+    e->removal = removal != 0;
     e->user_len = (uint8_t)user_len;
     e->item_len = (uint8_t)item_len;
     memcpy(e->user, user, user_len);
@@ -73,7 +78,7 @@ static void on_batch_done(void *ud, int status)
     for (size_t k = 0; k < b->n && status == 0; k++) {
         const vg_pipe_event_t *e = &b->ev[k];
         int32_t u;
-        int r = vg_hist_add(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, &u);
+        int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
         if (r < 0)
             rc = r;
         else if (r > 0)
@@ -89,7 +94,7 @@ static void on_batch_done(void *ud, int status)
         vg_scorer_mark(p->scorer, marks[k]);
     if (p->kafka)
         for (size_t k = 0; k < b->n; k++)
-            vg_kafka_done(p->kafka, b->ev[k].partition, b->ev[k].offset);
+            vg_kafka_done(p->kafka, b->ev[k].topic, b->ev[k].partition, b->ev[k].offset);
     if (p->trainer && changed)
         vg_trainer_events(p->trainer, changed);
     p->pending_events -= b->n;
@@ -110,7 +115,8 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
     b->p = p;
     vg_store_event_t ev[VG_BATCH_MAX];
     for (size_t k = 0; k < b->n; k++)
-        ev[k] = (vg_store_event_t){b->ev[k].user, b->ev[k].user_len, b->ev[k].item, b->ev[k].item_len, b->ev[k].ts};
+        ev[k] = (vg_store_event_t){b->ev[k].user, b->ev[k].user_len, b->ev[k].item, b->ev[k].item_len, b->ev[k].ts,
+                                   b->ev[k].removal};
     p->pending_events += b->n;
     int rc = vg_store_add_events(p->store, ev, b->n, on_batch_done, b);
     if (rc) { /* out of memory: the events stay unacknowledged and come back after a restart */
@@ -119,6 +125,73 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
         free(b);
     }
     vg_pipe_update_flow(p);
+}
+
+/* ---- erasure ------------------------------------------------------------------- */
+
+typedef struct forget_ctx {
+    vg_pipe_t *p;
+    vg_event_origin_t from;
+    char mark[VG_FORGET_MARK_LEN + 1];
+    size_t user_len;
+    char user[]; /* zeroed before it is freed */
+} forget_ctx_t;
+
+static void on_forget_done(void *ud, int status)
+{
+    forget_ctx_t *c = ud;
+    vg_pipe_t *p = c->p;
+    if (status) {
+        vg_log(VG_LOG_ERROR, "Redis refused the erasure of a user (mark %s): %s", c->mark, vg_strerror(status));
+    } else {
+        vg_hist_wrlock(&p->hist);
+        int32_t ui = vg_hist_forget(&p->hist, c->user, c->user_len);
+        int users = p->hist.users.n;
+        vg_hist_unlock(&p->hist);
+        if (ui >= 0 && p->scorer) /* after the unlock, as for marks */
+            vg_scorer_forget(p->scorer, ui);
+        vg_metric_inc(p->m_forgets, 1);
+        vg_metric_set(p->m_users, users);
+        vg_log(VG_LOG_INFO, "a user was forgotten (erasure mark %s)", c->mark);
+    }
+    if (p->kafka && c->from.partition >= 0)
+        vg_kafka_done(p->kafka, c->from.topic, c->from.partition, c->from.offset);
+    p->pending_events--;
+    sodium_memzero(c->user, c->user_len);
+    free(c);
+    vg_pipe_update_flow(p);
+}
+
+void vg_pipe_forget(vg_pipe_t *p, const char *user, size_t user_len, double ts, vg_event_origin_t from)
+{
+    forget_ctx_t *c = malloc(sizeof *c + user_len + 1);
+    int rc = c ? 0 : VG_ENOMEM;
+    if (c) {
+        *c = (forget_ctx_t){.p = p, .from = from, .user_len = user_len};
+        memcpy(c->user, user, user_len);
+        c->user[user_len] = '\0';
+        vg_forget_mark(&p->forget, user, user_len, c->mark);
+        rc = vg_forget_add(&p->forget, c->mark, VG_FORGET_MARK_LEN, ts);
+    }
+    if (rc == 0) {
+        double keep_after = ts - p->cfg->events.forget_retention_s; /* in the events' own time */
+        rc = vg_store_forget(p->store, user, user_len, c->mark, VG_FORGET_MARK_LEN, ts, keep_after, on_forget_done, c);
+    }
+    if (rc) { /* not done: the forget comes back after a restart */
+        vg_log(VG_LOG_ERROR, "cannot queue the erasure of a user: %s", vg_strerror(rc));
+        free(c);
+        return;
+    }
+    p->pending_events++;
+    vg_pipe_update_flow(p);
+}
+
+int vg_pipe_refuses(vg_pipe_t *p, const char *user, size_t user_len, double ts)
+{
+    if (!vg_forget_refuses(&p->forget, user, user_len, ts))
+        return 0;
+    vg_metric_inc(p->m_refused, 1);
+    return 1;
 }
 
 /* ---- lists: ranking -> Redis ------------------------------------------------- */
@@ -152,6 +225,11 @@ void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
     for (int k = 0; k < n; k++) {
         const vg_list_t *l = &lists[k];
         const char *user = vg_vocab_id(&p->hist.users, l->user); /* loop thread: no lock needed */
+        if (!user[0]) { /* forgotten since it was ranked */
+            if (release && p->scorer)
+                vg_scorer_release(p->scorer, 1);
+            continue;
+        }
         int m = l->n < VG_TOP_N_MAX ? l->n : VG_TOP_N_MAX;
         for (int j = 0; j < m; j++) {
             items[j] = vg_vocab_id(&p->hist.items, l->items[j]);
@@ -207,15 +285,23 @@ static void on_store_up(void *ud, int up)
     vg_pipe_update_flow(p);
 }
 
-static void on_user_loaded(void *ud, const char *user, size_t ulen, const char *const *items, const size_t *lens,
-                           const double *ts, size_t n)
+static void on_user_loaded(void *ud, const char *user, size_t ulen, int removals, const char *const *items,
+                           const size_t *lens, const double *ts, size_t n)
 {
     vg_pipe_t *p = ud;
     vg_hist_wrlock(&p->hist);
     for (size_t k = 0; k < n; k++)
-        if (vg_hist_add(&p->hist, user, ulen, items[k], lens[k], ts[k], NULL) < 0)
+        if ((removals ? vg_hist_load_removal(&p->hist, user, ulen, items[k], lens[k], ts[k])
+                      : vg_hist_add(&p->hist, user, ulen, items[k], lens[k], ts[k], NULL)) < 0)
             vg_log(VG_LOG_ERROR, "history mirror: out of memory");
     vg_hist_unlock(&p->hist);
+}
+
+static void on_mark_loaded(void *ud, const char *mark, size_t len, double ts)
+{
+    vg_pipe_t *p = ud;
+    if (vg_forget_add(&p->forget, mark, len, ts))
+        vg_log(VG_LOG_ERROR, "erasure marks: out of memory");
 }
 
 static void on_loaded(void *ud, int status)
@@ -238,15 +324,17 @@ int vg_pipe_wait_loaded(vg_pipe_t *p)
         return VG_EAGAIN;
     vg_notify("STATUS=loading histories from Redis");
     double t0 = vg_mono_s();
-    int rc = vg_store_load(p->store, on_user_loaded, on_loaded, p);
+    vg_store_loader_t ld = {.on_user = on_user_loaded, .on_mark = on_mark_loaded, .on_done = on_loaded, .ud = p,
+                            .marks_since = -INFINITY}; /* expired marks went at the last forget */
+    int rc = vg_store_load(p->store, &ld);
     if (rc)
         return rc;
     while (!p->loaded && !p->stopping)
         uv_run(&p->loop, UV_RUN_ONCE);
     if (p->exit_code || p->stopping)
         return p->exit_code ? VG_EREDIS : VG_EAGAIN;
-    vg_log(VG_LOG_INFO, "loaded %d users, %d items, %llu history entries from Redis in %.1f s", p->hist.users.n,
-           p->hist.items.n, (unsigned long long)p->hist.entries, vg_mono_s() - t0);
+    vg_log(VG_LOG_INFO, "loaded %d users, %d items, %llu history entries, %d erasure marks from Redis in %.1f s",
+           p->hist.users.n, p->hist.items.n, (unsigned long long)p->hist.entries, p->forget.marks.n, vg_mono_s() - t0);
     return 0;
 }
 
@@ -294,6 +382,11 @@ static int open_metrics(vg_pipe_t *p)
                          VG_METRIC_COUNTER);
     p->m_invalid = metric(p, "vaegan_events_invalid_total", "Invalid events skipped", VG_METRIC_COUNTER);
     p->m_dlq = metric(p, "vaegan_events_dead_lettered_total", "Invalid events copied to the DLQ", VG_METRIC_COUNTER);
+    p->m_removals = metric(p, "vaegan_events_removals_total", "Events of a removal type (events.removal_types) read",
+                           VG_METRIC_COUNTER);
+    p->m_forgets = metric(p, "vaegan_users_forgotten_total", "Users erased by a forget event", VG_METRIC_COUNTER);
+    p->m_refused = metric(p, "vaegan_events_forgotten_total",
+                          "Events refused because their user was forgotten at a later ts", VG_METRIC_COUNTER);
     p->m_lists = metric(p, "vaegan_lists_written_total", "rec:<user> lists written", VG_METRIC_COUNTER);
     p->m_pending = metric(p, "vaegan_pending_events", "Events read, not yet acknowledged by Redis", VG_METRIC_GAUGE);
     p->m_users = metric(p, "vaegan_users", "Users known", VG_METRIC_GAUGE);
@@ -320,6 +413,7 @@ static int open_store(vg_pipe_t *p)
     vg_store_cfg_t sc = {
         .host = c->redis.host, .port = c->redis.port, .socket = c->redis.socket, .password = c->redis.password,
         .db = c->redis.db, .prefix = c->redis.prefix, .history_max = c->history.max_items,
+        .removals = c->events.removal_types.n > 0,
         .rec_ttl_s = c->serve.rec_ttl_s, .max_inflight = 4096, .on_up = on_store_up, .log = vg_log_cb, .ud = p,
     };
     char err[512];
@@ -339,6 +433,9 @@ int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset)
     if (rc < 0)
         return rc;
     p->have_model = rc == 1;
+    if ((rc = vg_forget_open(&p->forget, cfg->state.dir)))
+        return rc;
+    p->forget_open = 1;
     if ((rc = open_metrics(p)))
         return rc;
     uv_loop_init(&p->loop);
@@ -389,5 +486,8 @@ void vg_pipe_close(vg_pipe_t *p)
     p->have_model = 0;
     vg_metrics_free(p->metrics);
     p->metrics = NULL;
+    if (p->forget_open)
+        vg_forget_close(&p->forget);
+    p->forget_open = 0;
     vg_hist_free(&p->hist);
 }

@@ -27,6 +27,7 @@
 
 #include "cache/store.h"
 #include "daemon/config.h"
+#include "daemon/forget.h"
 #include "daemon/hist.h"
 #include "daemon/metrics.h"
 #include "daemon/rank.h"
@@ -37,13 +38,14 @@
 
 #define VG_BATCH_MAX 1024 /* events per Redis batch */
 
-/* One valid event on its way to Redis, and where it came from (partition
- * -1 for replay, whose offset is the event's index in the file). */
+/* One valid event on its way to Redis, and where it came from (topic and
+ * partition -1 for replay, whose offset is the event's index in the file). */
 typedef struct vg_pipe_event {
-    int32_t partition;
+    int32_t topic, partition; /* topic: the consumer's topic id (vg_kafka_msg_t.topic_id) */
     int64_t offset;
     double ts;
     uint8_t user_len, item_len;
+    uint8_t removal;          /* a removal type (events.removal_types), else an interaction */
     char user[VG_ID_MAX + 1], item[VG_ID_MAX + 1];
 } vg_pipe_event_t;
 
@@ -53,10 +55,16 @@ typedef struct vg_batch {
     vg_pipe_event_t ev[VG_BATCH_MAX];
 } vg_batch_t;
 
+/* Where an event came from. */
+typedef struct vg_event_origin {
+    int32_t topic, partition;
+    int64_t offset;
+} vg_event_origin_t;
+
 /* Appends one event to b (b->n < VG_BATCH_MAX; ids are valid: 1..VG_ID_MAX
  * bytes).  Returns 1 when the batch is now full. */
 int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
-                  int32_t partition, int64_t offset);
+                  int removal, vg_event_origin_t from);
 
 typedef struct vg_pipe {
     const vg_config_t *cfg;
@@ -66,6 +74,8 @@ typedef struct vg_pipe {
     vg_kafka_t *kafka;       /* streaming: offsets marked done, paused under back-pressure */
     vg_scorer_t *scorer;     /* streaming: users marked after each batch, lists released */
     vg_trainer_t *trainer;   /* streaming: told of new events */
+    vg_forget_t forget;      /* erasure marks (forget.h) */
+    int forget_open;
     vg_model_t model;        /* the loaded state, until the trainer (or replay) takes it */
     int have_model;
     char state_path[PATH_MAX];
@@ -82,7 +92,7 @@ typedef struct vg_pipe {
     uv_signal_t sig_term, sig_int, sig_hup;
     vg_metrics_t *metrics;
     vg_metric_t *m_events, *m_stored, *m_invalid, *m_lists, *m_pending, *m_users, *m_items, *m_step, *m_alpha,
-        *m_redis_up, *m_paused, *m_latency, *m_dlq;
+        *m_redis_up, *m_paused, *m_latency, *m_dlq, *m_removals, *m_forgets, *m_refused;
 } vg_pipe_t;
 
 /* Sets up p (zeroed by the caller): the mirror, the model state
@@ -95,6 +105,16 @@ int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset);
 int vg_pipe_wait_loaded(vg_pipe_t *p);
 /* Hands b (malloc'd; the pipeline frees it) to the store. */
 void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b);
+/* The erasure of a user (an event of type "forget" at ts, forget.h): the
+ * mark is remembered at once (so later events of the user up to ts are
+ * refused, vg_pipe_refuses), the store erases the user's keys after every
+ * earlier write (FIFO), and on Redis' acknowledgement the mirror forgets the
+ * user, the scorer drops its queued work and the offset is marked done. */
+void vg_pipe_forget(vg_pipe_t *p, const char *user, size_t user_len, double ts, vg_event_origin_t from);
+/* 1 when an event (user, ts) is older than the user's erasure: counted in
+ * vaegan_events_forgotten_total; the caller marks it done and drops it. */
+int vg_pipe_refuses(vg_pipe_t *p, const char *user, size_t user_len, double ts);
+
 /* Queues rec:<user> writes for lists[0..n); with release, each finished
  * write releases one list to the scorer. */
 void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release);

@@ -25,7 +25,9 @@
 #define MAX_BATCHES_IN_FLIGHT 64
 
 typedef struct rev {
-    int32_t user, item;
+    int32_t user;
+    int32_t item : 31;     /* item indices stay below 2^30 */
+    unsigned removal : 1; /* of a removal type */
     double ts;
 } rev_t;
 
@@ -34,6 +36,7 @@ typedef struct replay {
     const vg_replay_opts_t *o;
     rev_t *ev;
     size_t n, cap, sent;
+    uint64_t ignored; /* events of other types, forgets, and events of forgotten users */
     vg_ratelimit_t rl;
     vg_reader_stats_t rs;
     double t0, train_s;
@@ -43,6 +46,14 @@ static int on_event(const vg_event_t *e, void *ud)
 {
     replay_t *r = ud;
     vg_hist_t *h = &r->p->hist;
+    const vg_config_t *c = r->p->cfg;
+    size_t tl = strlen(e->type);
+    int removal = vg_strlist_has(&c->events.removal_types, e->type, tl);
+    if ((!removal && !vg_strlist_has(&c->events.types, e->type, tl)) || /* forgets too: stream them */
+        vg_pipe_refuses(r->p, e->user, e->user_len, e->ts)) {
+        r->ignored++;
+        return 0;
+    }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 1 << 16;
         rev_t *p = realloc(r->ev, cap * sizeof *p);
@@ -55,9 +66,9 @@ static int on_event(const vg_event_t *e, void *ud)
     int32_t u = vg_vocab_add(&h->users, e->user, e->user_len, NULL);
     int32_t i = vg_hist_item(h, e->item, e->item_len);
     vg_hist_unlock(h);
-    if (u < 0 || i < 0)
+    if (u < 0 || i < 0 || i >= (1 << 30))
         return VG_ENOMEM;
-    r->ev[r->n++] = (rev_t){u, i, e->ts};
+    r->ev[r->n++] = (rev_t){u, i, (unsigned)removal, e->ts};
     return 0;
 }
 
@@ -82,7 +93,7 @@ static void send_more(replay_t *r)
         for (; r->sent < r->n && b->n < VG_BATCH_MAX; r->sent++) {
             const rev_t *e = &r->ev[r->sent];
             const char *u = vg_vocab_id(&p->hist.users, e->user), *i = vg_vocab_id(&p->hist.items, e->item);
-            vg_batch_push(b, u, strlen(u), i, strlen(i), e->ts, -1, (int64_t)r->sent);
+            vg_batch_push(b, u, strlen(u), i, strlen(i), e->ts, e->removal, (vg_event_origin_t){-1, -1, (int64_t)r->sent});
         }
         vg_pipe_send(p, b);
     }
@@ -137,9 +148,9 @@ static int read_file(replay_t *r)
         vg_log(VG_LOG_ERROR, "replay: %s", err);
         return rc;
     }
-    vg_log(VG_LOG_INFO, "replay: read %llu events (%llu invalid, %llu below --min-rating) in %.1f s",
+    vg_log(VG_LOG_INFO, "replay: read %llu events (%llu invalid, %llu below --min-rating, %llu of other types) in %.1f s",
            (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
-           vg_mono_s() - r->t0);
+           (unsigned long long)r->ignored, vg_mono_s() - r->t0);
     return 0;
 }
 
@@ -227,10 +238,11 @@ static void print_summary(const replay_t *r)
 {
     const vg_pipe_t *p = r->p;
     int users = p->hist.users.n;
-    printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"users\":%d,\"items\":%d,\"epochs\":%d,"
+    printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"ignored\":%llu,\"users\":%d,\"items\":%d,"
+           "\"epochs\":%d,"
            "\"step\":%lld,\"lists\":%llu,\"train_s\":%.2f,\"seconds\":%.2f}\n",
            (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
-           users, p->hist.items.n, r->o->epochs, (long long)p->model.step, (unsigned long long)p->lists, r->train_s,
+           (unsigned long long)r->ignored, users, p->hist.items.n, r->o->epochs, (long long)p->model.step, (unsigned long long)p->lists, r->train_s,
            vg_mono_s() - r->t0);
     fflush(stdout);
     vg_log(VG_LOG_INFO, "replay: done: %d users, %d items, %d epochs, %.1f s", users, p->hist.items.n, r->o->epochs,

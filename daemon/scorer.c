@@ -92,6 +92,22 @@ out:
     pthread_mutex_unlock(&sc->mu);
 }
 
+void vg_scorer_forget(vg_scorer_t *sc, int32_t user)
+{
+    pthread_mutex_lock(&sc->mu);
+    if (user < sc->mark_cap && sc->marked[user]) { /* take it out of the ring, keeping the order */
+        size_t w = 0;
+        for (size_t k = 0; k < sc->qn; k++) {
+            int32_t u = sc->queue[(sc->qhead + k) % sc->qcap];
+            if (u != user)
+                sc->queue[(sc->qhead + w++) % sc->qcap] = u;
+        }
+        sc->qn = w;
+        sc->marked[user] = 0;
+    }
+    pthread_mutex_unlock(&sc->mu);
+}
+
 void vg_scorer_mark_all(vg_scorer_t *sc)
 {
     /* the background sweep rebuilds every user whose list this process has

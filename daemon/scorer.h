@@ -41,6 +41,10 @@ typedef struct vg_scorer vg_scorer_t;
 int vg_scorer_start(vg_scorer_t **out, uv_loop_t *loop, const vg_scorer_cfg_t *cfg);
 /* Marks a user (loop thread; not while holding the mirror's lock). */
 void vg_scorer_mark(vg_scorer_t *sc, int32_t user);
+/* Drops a forgotten user's waiting mark (loop thread; not while holding the
+ * mirror's lock).  A batch already being ranked may still produce its list:
+ * the writer skips users whose id was erased. */
+void vg_scorer_forget(vg_scorer_t *sc, int32_t user);
 /* Schedules every known user for a background rebuild (after start). */
 void vg_scorer_mark_all(vg_scorer_t *sc);
 /* Takes over one reference of snap (any thread). */

@@ -54,6 +54,8 @@ static int draw(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel)
         if (k < n_recent) {
             uint64_t back = vg_rng_below(rng, ring); /* one of the last `ring` appended */
             sel[k] = h->recent[(h->recent_total - 1 - back) % VG_HIST_RECENT];
+            if (sel[k] < 0) /* a forgotten user */
+                sel[k] = (int32_t)vg_rng_below(rng, (uint64_t)users);
         } else {
             sel[k] = (int32_t)vg_rng_below(rng, (uint64_t)users);
         }

@@ -58,7 +58,33 @@ static int rehash(vg_vocab_t *v, size_t n_slots)
     v->slots = slots;
     v->n_slots = n_slots;
     for (int i = 0; i < v->n; i++)
-        v->slots[probe(v, v->ids[i], strlen(v->ids[i]))] = i;
+        if (v->ids[i][0]) /* erased ids have no slot */
+            v->slots[probe(v, v->ids[i], strlen(v->ids[i]))] = i;
+    return 0;
+}
+
+int vg_vocab_erase(vg_vocab_t *v, int32_t i)
+{
+    char *empty = calloc(1, 1);
+    if (!empty)
+        return VG_ENOMEM;
+    size_t mask = v->n_slots - 1, s = probe(v, v->ids[i], strlen(v->ids[i]));
+    vg_assert(v->slots[s] == i);
+    free(v->ids[i]);
+    v->ids[i] = empty;
+    /* backward-shift deletion: move up every later entry of the probe run
+     * whose home slot does not lie cyclically in (s, j] */
+    v->slots[s] = -1;
+    for (size_t j = (s + 1) & mask; v->slots[j] >= 0; j = (j + 1) & mask) {
+        int32_t k = v->slots[j];
+        size_t home = (size_t)fnv1a(v->ids[k], strlen(v->ids[k])) & mask;
+        int stays = s < j ? (home > s && home <= j) : (home > s || home <= j);
+        if (!stays) {
+            v->slots[s] = k;
+            v->slots[j] = -1;
+            s = j;
+        }
+    }
     return 0;
 }
 

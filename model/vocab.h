@@ -4,7 +4,8 @@
  * Indices are handed out in order of first sight and never change, so the
  * rows of the model's item-sized matrices stay aligned with them as the
  * catalogue grows.  Lookups are O(1) (open addressing).  The vocabulary owns
- * copies of the id texts.  Ids are 1..VG_VOCAB_ID_MAX bytes (no NUL).
+ * copies of the id texts.  Ids are 1..VG_VOCAB_ID_MAX bytes (no NUL); an
+ * erased index keeps its place with the empty text.
  */
 #ifndef VG_VOCAB_H
 #define VG_VOCAB_H
@@ -29,5 +30,10 @@ int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len);
  * Returns the index (>= 0) or VG_ENOMEM / VG_EINVAL (empty or too long id). */
 int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added);
 static inline const char *vg_vocab_id(const vg_vocab_t *v, int32_t i) { return v->ids[i]; }
+/* Forgets the id of index i (0 <= i < n): its text is freed and becomes ""
+ * (vg_vocab_id says "" from then on), vg_vocab_find no longer finds it, and
+ * adding the same id again gives a new index.  Indices never move.  Returns 0
+ * or VG_ENOMEM. */
+int vg_vocab_erase(vg_vocab_t *v, int32_t i);
 
 #endif

@@ -10,6 +10,8 @@
 #
 #   scripts/demo.sh [USERS [ITEMS [EVENTS]]]      defaults: 2000 500 100000
 #   KEEP_TMP=1 scripts/demo.sh                    keep the temp dir (logs, state)
+#   DEMO_STAY=1 scripts/demo.sh                   leave the daemon running at the end and print
+#                                                 B=broker S=redis-socket C=config for the README examples
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-2000} ITEMS=${2:-500} EVENTS=${3:-100000}
@@ -47,6 +49,9 @@ top_n = 10
 [state]
 dir = $tmp/state
 checkpoint_interval_s = 10
+[events]
+types = click, purchase
+removal_types = remove, dislike
 [train]
 interval_ms = 500
 min_new_events = 1000
@@ -96,6 +101,13 @@ echo "== u0 clicks its top item $top; rec:u0 a moment later:"
 echo "u0	{\"user\":\"u0\",\"item\":\"$top\",\"ts\":$(date +%s)}" | kcat -P -b "$addr" -t clicks -K $'\t'
 sleep 1
 rcli zrevrange rec:u0 0 4 | sed 's/^/   /'
+
+if [ -n "${DEMO_STAY:-}" ]; then
+  echo "== the daemon keeps running (Ctrl-C stops everything); in another shell:"
+  echo "   B=$addr S=$sock C=$tmp/vaegand.conf"
+  wait $daemon
+  exit 0
+fi
 
 echo "== SIGTERM"
 kill -TERM $daemon

@@ -11,7 +11,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libopenblas-dev zlib1g-dev libjansson-dev libcsv-dev
   libcriterion-dev
-  librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev
+  librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev libsodium-dev
   redis-server kcat python3 systemd
   "$@"
 )

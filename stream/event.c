@@ -195,7 +195,10 @@ static int json_fields(json_t *root, vg_event_t *ev, char *reason, size_t reason
         return vg_errf(reason, reason_len, VG_EFORMAT, "JSON value is not an object");
     if ((rc = json_id(root, "user", ev->user, &ev->user_len, reason, reason_len)) != 0)
         return rc;
-    if ((rc = json_id(root, "item", ev->item, &ev->item_len, reason, reason_len)) != 0)
+    json_t *type = json_object_get(root, "type");
+    int forget = json_is_string(type) && strcmp(json_string_value(type), VG_FORGET_TYPE) == 0;
+    if ((!forget || json_object_get(root, "item")) &&
+        (rc = json_id(root, "item", ev->item, &ev->item_len, reason, reason_len)) != 0)
         return rc;
 
     json_t *ts = json_object_get(root, "ts");
@@ -210,7 +213,6 @@ static int json_fields(json_t *root, vg_event_t *ev, char *reason, size_t reason
     if (!isfinite(ev->ts))
         return vg_errf(reason, reason_len, VG_EFORMAT, "ts is not a finite number");
 
-    json_t *type = json_object_get(root, "type");
     if (type) {
         const char *why;
         if (!json_is_string(type))

@@ -9,7 +9,8 @@
  *         integers read as their decimal text ("42", "-3").  `ts` is a JSON
  *         integer or real (Unix seconds); a JSON *string* for ts is rejected,
  *         even if it looks numeric ("1700000000").  Optional `type`: a string
- *         of 1-32 printable non-space bytes, default "click".  Unknown fields
+ *         of 1-32 printable non-space bytes, default "click"; an event of type
+ *         "forget" (the erasure of the user) may leave `item` out.  Unknown fields
  *         are ignored; duplicate keys are rejected (which one would win is
  *         parser-specific); trailing bytes after the object are rejected.
  *   CSV   u42,i7,1700000000
@@ -42,6 +43,7 @@
 
 #define VG_ID_MAX 128  /* longest id, bytes */
 #define VG_TYPE_MAX 32 /* longest event type, bytes */
+#define VG_FORGET_TYPE "forget" /* the erasure of a user: `item` may be left out (item_len 0) */
 
 typedef struct vg_event {
     char user[VG_ID_MAX + 1];   /* NUL-terminated; user_len bytes */

@@ -12,26 +12,42 @@
  * drains too: a safety net, and it keeps max.poll.interval.ms happy while
  * paused (nothing arrives then, so no wake-ups).
  *
- * Offset tracking: per partition a vg_offsets_t (offsets.h: a ring of the
- * delivered offsets with a done flag, popped from the front into the
- * low-water mark `next_store`).  Invariants: k->st.outstanding = sum of the
- * partitions' n_out; a message whose offset is <= last_delivered of its
- * partition is dropped (delivery happens at most once per offset per
- * assignment); `stored` <= next_store is what rd_kafka_offsets_store() last
- * accepted.
+ * Topics: k->tt (kafka_topics.h) is the table of every topic name seen —
+ * the literal entries of the subscription from init on, in their order, and
+ * each topic a regex matched when a partition of it is first assigned.  A
+ * topic's id is its index there and never changes; ids and names stay valid
+ * until the consumer is freed.  Each topic holds its vg_kpart_t array by
+ * partition id.  Names come from a rebalance list's .topic and from
+ * rd_kafka_topic_name(msg->rkt).
+ *
+ * Offset tracking: per (topic, partition) a vg_offsets_t (offsets.h: a ring
+ * of the delivered offsets with a done flag, popped from the front into the
+ * low-water mark `next_store`).  Invariants: k->st.outstanding = sum of
+ * n_out over every (topic, partition); k->n_assigned = the number of
+ * (topic, partition) with `assigned` set; a message whose offset is <=
+ * last_delivered of its (topic, partition) is dropped (delivery happens at
+ * most once per offset per assignment); `stored` <= next_store is what
+ * rd_kafka_offsets_store() last accepted.  Pause, held messages, stored
+ * offsets, commits, revokes and lost partitions all go by (topic,
+ * partition) pairs; no state is kept per topic alone, so a topic's
+ * partitions may be assigned, revoked and committed independently of
+ * another topic's.
  *
  * Revoke: a small state machine (none -> waiting for outstanding ->
- * committing -> unassigned) over one list of revoking partitions; one
- * uv_timer serves both as the 10 s deadline and, restarted with 0 ms, as
- * "continue on the next loop iteration" so that vg_kafka_done() never
- * re-enters librdkafka from inside an app callback's stack.
+ * committing -> unassigned) over one list of revoking (topic, partition)
+ * pairs, of one or several topics; one uv_timer serves both as the 10 s
+ * deadline and, restarted with 0 ms, as "continue on the next loop
+ * iteration" so that vg_kafka_done() never re-enters librdkafka from inside
+ * an app callback's stack.
  *
  * Fatal errors are recorded inside librdkafka's callbacks and reported by
  * report_fatal() after the poll returned, so on_fatal never runs inside
  * librdkafka.
  *
  * Why one file: the librdkafka properties are in kafka_conf.c, the offset
- * ring in offsets.c; the rest stays here, over 1,000 lines, on purpose: partitions, held messages, the revoke machine, the commit hold
+ * ring in offsets.c, the topic and partition table in kafka_topics.c (none
+ * of them knows struct vg_kafka); the rest stays here, over 1,000 lines, on
+ * purpose: assignment, held messages, the revoke machine, the commit hold
  * and the fatal state are one state machine, changed from librdkafka's
  * callbacks, the uv callbacks and the public calls alike, and each section
  * below calls the others (a revoke stores offsets and filters held
@@ -52,6 +68,7 @@
 
 #include "common/ratelimit.h"
 #include "stream/kafka_conf.h"
+#include "stream/kafka_topics.h"
 #include "stream/offsets.h"
 
 #define VG_KAFKA_BATCH 10000        /* messages per wake-up */
@@ -62,12 +79,6 @@
 #define VG_KAFKA_HOLD_MS 30000      /* max hold of periodic commits in a rebalance */
 #define VG_KAFKA_RL_WINDOW_MS 10000 /* rate limit of warnings: */
 #define VG_KAFKA_RL_MAX 5           /* at most 5 lines per window */
-
-typedef struct vg_kpart {
-    int assigned, revoking;
-    vg_offsets_t o;  /* delivered offsets and their low-water mark (offsets.h) */
-    int64_t stored;  /* last value stored, -1 = none */
-} vg_kpart_t;
 
 enum { REVOKE_NONE, REVOKE_WAIT, REVOKE_COMMIT };
 
@@ -82,7 +93,7 @@ struct vg_kafka {
     uv_timer_t commit_timer, revoke_timer, dlq_timer;
     int handles_open;
 
-    char *topic, *dlq_topic;
+    char *dlq_topic;
     int commit_interval_ms;
     void (*on_message)(void *ud, const vg_kafka_msg_t *m);
     void (*on_assigned)(void *ud, int n);
@@ -90,9 +101,8 @@ struct vg_kafka {
     vg_log_fn log;
     void *ud;
 
-    vg_kpart_t *parts;
-    int32_t nparts; /* size of parts (max partition id + 1 seen) */
-    int n_assigned;
+    vg_kafka_topics_t tt; /* every topic seen and its partitions (kafka_topics.h) */
+    int n_assigned;       /* (topic, partition) pairs assigned */
 
     int paused, stopped, closing, in_drain;
     int fatal, fatal_reported;
@@ -139,13 +149,25 @@ static void kwarn_rl(vg_kafka_t *k, const char *fmt, ...)
     va_end(ap);
 }
 
-/* "0,1,2" for a partition list (truncated with "..."). */
+/* "buys[0,2],views[1]" for a partition list, sorted by topic and partition
+ * (truncated with "..."). */
 static const char *plist(const rd_kafka_topic_partition_list_t *l, char *buf, size_t len)
 {
     size_t n = 0;
     buf[0] = '\0';
-    for (int i = 0; l && i < l->cnt; i++) {
-        int w = snprintf(buf + n, len - n, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
+    rd_kafka_topic_partition_list_t *s = l && l->cnt ? rd_kafka_topic_partition_list_copy(l) : NULL;
+    if (!s)
+        return buf;
+    rd_kafka_topic_partition_list_sort(s, NULL, NULL);
+    for (int i = 0; i <= s->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = i < s->cnt ? &s->elems[i] : NULL;
+        int w;
+        if (!e)
+            w = snprintf(buf + n, len - n, "]");
+        else if (i > 0 && !strcmp(s->elems[i - 1].topic, e->topic))
+            w = snprintf(buf + n, len - n, ",%" PRId32, e->partition);
+        else
+            w = snprintf(buf + n, len - n, "%s%s[%" PRId32, i ? "]," : "", e->topic, e->partition);
         if (w < 0 || (size_t)w >= len - n) {
             if (len > 4)
                 memcpy(buf + len - 4, "...", 4);
@@ -153,6 +175,7 @@ static const char *plist(const rd_kafka_topic_partition_list_t *l, char *buf, si
         }
         n += (size_t)w;
     }
+    rd_kafka_topic_partition_list_destroy(s);
     return buf;
 }
 
@@ -286,28 +309,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* ---- partitions ----------------------------------------------------------- */
 
-static vg_kpart_t *part_get(vg_kafka_t *k, int32_t p, int create)
-{
-    if (p < 0)
-        return NULL;
-    if (p >= k->nparts) {
-        if (!create)
-            return NULL;
-        int32_t n = p + 1;
-        vg_kpart_t *np = realloc(k->parts, (size_t)n * sizeof *np);
-        if (!np)
-            return NULL;
-        for (int32_t i = k->nparts; i < n; i++) {
-            memset(&np[i], 0, sizeof np[i]);
-            vg_offsets_init(&np[i].o);
-            np[i].stored = -1;
-        }
-        k->parts = np;
-        k->nparts = n;
-    }
-    return &k->parts[p];
-}
-
 /* Forgets the partition's tracking (revoke, assign). */
 static void part_reset(vg_kafka_t *k, vg_kpart_t *pt)
 {
@@ -329,14 +330,17 @@ static void pause_list(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int pa
              rd_kafka_err2str(e));
 }
 
-/* All assigned partitions; with_revoking = 0 leaves out those being revoked.
- * NULL on allocation failure. */
+/* All assigned (topic, partition) pairs; with_revoking = 0 leaves out those
+ * being revoked.  NULL on allocation failure. */
 static rd_kafka_topic_partition_list_t *assigned_list(vg_kafka_t *k, int with_revoking)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->n_assigned + 1);
-    for (int32_t p = 0; l && p < k->nparts; p++)
-        if (k->parts[p].assigned && (with_revoking || !k->parts[p].revoking))
-            rd_kafka_topic_partition_list_add(l, k->topic, p);
+    for (int32_t t = 0; l && t < k->tt.n; t++)
+        for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
+            const vg_kpart_t *pt = &k->tt.t[t].parts[p];
+            if (pt->assigned && (with_revoking || !pt->revoking))
+                rd_kafka_topic_partition_list_add(l, k->tt.t[t].name, p);
+        }
     return l;
 }
 
@@ -348,19 +352,23 @@ static void pause_all(vg_kafka_t *k, int pause)
         rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Stores the low-water marks that moved, for the assigned partitions (only
- * those in `only` when not NULL).  Returns the number stored. */
+/* Stores the low-water marks that moved, for the assigned (topic, partition)
+ * pairs (only those in `only` when not NULL).  Returns the number stored. */
 static int store_offsets(vg_kafka_t *k, const rd_kafka_topic_partition_list_t *only)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-    for (int32_t p = 0; p < k->nparts; p++) {
-        vg_kpart_t *pt = &k->parts[p];
-        if (!pt->assigned || pt->o.next_store < 0 || pt->o.next_store <= pt->stored)
-            continue;
-        if (only && !rd_kafka_topic_partition_list_find(only, k->topic, p))
-            continue;
-        rd_kafka_topic_partition_list_add(l, k->topic, p)->offset = pt->o.next_store;
-    }
+    for (int32_t t = 0; t < k->tt.n; t++)
+        for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
+            vg_kpart_t *pt = &k->tt.t[t].parts[p];
+            const char *name = k->tt.t[t].name;
+            if (!pt->assigned || pt->o.next_store < 0 || pt->o.next_store <= pt->stored)
+                continue;
+            if (only && !rd_kafka_topic_partition_list_find(only, name, p))
+                continue;
+            rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(l, name, p);
+            e->offset = pt->o.next_store;
+            e->opaque = pt; /* kept by rd_kafka_offsets_store, which sets .err in place */
+        }
     int n = 0;
     if (l->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_offsets_store(k->rk, l);
@@ -369,11 +377,11 @@ static int store_offsets(vg_kafka_t *k, const rd_kafka_topic_partition_list_t *o
         for (int i = 0; i < l->cnt; i++) {
             rd_kafka_topic_partition_t *e1 = &l->elems[i];
             if (e1->err) {
-                kwarn_rl(k, "kafka: storing offset %s[%" PRId32 "]@%" PRId64 ": %s", k->topic,
+                kwarn_rl(k, "kafka: storing offset %s[%" PRId32 "]@%" PRId64 ": %s", e1->topic,
                          e1->partition, e1->offset, rd_kafka_err2str(e1->err));
                 continue;
             }
-            k->parts[e1->partition].stored = e1->offset;
+            ((vg_kpart_t *)e1->opaque)->stored = e1->offset;
             k->st.offsets_stored++;
             n++;
         }
@@ -399,7 +407,7 @@ static void held_filter(vg_kafka_t *k)
     size_t j = 0;
     for (size_t i = k->held_head; i < k->held_len; i++) {
         rd_kafka_message_t *m = k->held[i];
-        vg_kpart_t *pt = part_get(k, m->partition, 0);
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, rd_kafka_topic_name(m->rkt), m->partition, 0);
         if (pt && pt->assigned && !pt->revoking)
             k->held[j++] = m;
         else
@@ -412,7 +420,7 @@ static void held_filter(vg_kafka_t *k)
 /* Removes the partitions in l from librdkafka's assignment and our state. */
 static void unassign_now(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int eager)
 {
-    char buf[256];
+    char buf[512];
     if (eager) {
         rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, NULL);
         if (e == RD_KAFKA_RESP_ERR__FATAL)
@@ -423,21 +431,21 @@ static void unassign_now(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int 
         check_error_obj(k, rd_kafka_incremental_unassign(k->rk, l), "incremental unassign");
     }
     for (int i = 0; i < l->cnt; i++) {
-        vg_kpart_t *pt = part_get(k, l->elems[i].partition, 0);
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, l->elems[i].topic, l->elems[i].partition, 0);
         if (!pt || !pt->assigned)
             continue;
         if (pt->o.n_out)
             klog(k, VG_LOG_WARN,
-                 "kafka: partition %" PRId32 " revoked with %zu messages not done; "
+                 "kafka: partition %s[%" PRId32 "] revoked with %zu messages not done; "
                  "the next owner redelivers them",
-                 l->elems[i].partition, pt->o.n_out);
+                 l->elems[i].topic, l->elems[i].partition, pt->o.n_out);
         part_reset(k, pt);
         pt->assigned = 0;
         k->n_assigned--;
     }
     held_filter(k);
-    klog(k, VG_LOG_INFO, "kafka: revoked %d partitions of %s [%s], %d assigned now", l->cnt,
-         k->topic, plist(l, buf, sizeof buf), k->n_assigned);
+    klog(k, VG_LOG_INFO, "kafka: revoked %d partitions [%s], %d assigned now", l->cnt,
+         plist(l, buf, sizeof buf), k->n_assigned);
     notify_assigned(k);
 }
 
@@ -479,7 +487,8 @@ static size_t revoking_outstanding(vg_kafka_t *k)
 {
     size_t n = 0;
     for (int i = 0; k->revoking && i < k->revoking->cnt; i++) {
-        vg_kpart_t *pt = part_get(k, k->revoking->elems[i].partition, 0);
+        const rd_kafka_topic_partition_t *e = &k->revoking->elems[i];
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, e->topic, e->partition, 0);
         if (pt && pt->assigned)
             n += pt->o.n_out;
     }
@@ -493,10 +502,10 @@ static void revoke_commit(vg_kafka_t *k)
     store_offsets(k, k->revoking);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->revoking->cnt);
     for (int i = 0; i < k->revoking->cnt; i++) {
-        int32_t p = k->revoking->elems[i].partition;
-        vg_kpart_t *pt = part_get(k, p, 0);
+        const rd_kafka_topic_partition_t *e = &k->revoking->elems[i];
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, e->topic, e->partition, 0);
         if (pt && pt->assigned && pt->stored >= 0)
-            rd_kafka_topic_partition_list_add(l, k->topic, p)->offset = pt->stored;
+            rd_kafka_topic_partition_list_add(l, e->topic, e->partition)->offset = pt->stored;
     }
     if (l->cnt == 0) { /* nothing consumed: nothing to commit */
         rd_kafka_topic_partition_list_destroy(l);
@@ -555,7 +564,7 @@ static void revoke_timer_cb(uv_timer_t *t)
 
 static void on_assign(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int eager)
 {
-    char buf[256];
+    char buf[512];
     if (eager) {
         rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, parts);
         if (e == RD_KAFKA_RESP_ERR__FATAL)
@@ -566,10 +575,12 @@ static void on_assign(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int
         check_error_obj(k, rd_kafka_incremental_assign(k->rk, parts), "incremental assign");
     }
     for (int i = 0; i < parts->cnt; i++) {
-        vg_kpart_t *pt = part_get(k, parts->elems[i].partition, 1);
+        const rd_kafka_topic_partition_t *e = &parts->elems[i];
+        /* a topic seen for the first time (matched by a regex) gets its id here */
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, e->topic, e->partition, 1);
         if (!pt) {
-            set_fatal(k, "out of memory tracking partition %" PRId32,
-                      parts->elems[i].partition);
+            set_fatal(k, "out of memory tracking partition %s[%" PRId32 "]", e->topic,
+                      e->partition);
             continue;
         }
         part_reset(k, pt);
@@ -581,15 +592,14 @@ static void on_assign(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int
         pause_list(k, parts, 1);
     if (k->hold_assigns > 0 && --k->hold_assigns == 0)
         k->commit_hold = 0; /* the rebalance is complete */
-    klog(k, VG_LOG_INFO, "kafka: assigned %d partitions of %s [%s]%s, %d assigned now",
-         parts->cnt, k->topic, plist(parts, buf, sizeof buf), k->paused ? " (paused)" : "",
-         k->n_assigned);
+    klog(k, VG_LOG_INFO, "kafka: assigned %d partitions [%s]%s, %d assigned now", parts->cnt,
+         plist(parts, buf, sizeof buf), k->paused ? " (paused)" : "", k->n_assigned);
     notify_assigned(k);
 }
 
 static void on_revoke(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int eager)
 {
-    char buf[256];
+    char buf[512];
     int lost = rd_kafka_assignment_lost(k->rk);
     if (k->revoking) { /* should not happen: librdkafka waits for our unassign */
         klog(k, VG_LOG_WARN, "kafka: revoke while a revoke is pending; finishing that first");
@@ -610,15 +620,16 @@ static void on_revoke(vg_kafka_t *k, rd_kafka_topic_partition_list_t *parts, int
     k->revoke_state = REVOKE_WAIT;
     k->revoke_deadline = uv_now(k->loop) + VG_KAFKA_REVOKE_MS;
     for (int i = 0; i < parts->cnt; i++) {
-        vg_kpart_t *pt = part_get(k, parts->elems[i].partition, 0);
+        const rd_kafka_topic_partition_t *e = &parts->elems[i];
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, e->topic, e->partition, 0);
         if (pt && pt->assigned)
             pt->revoking = 1;
     }
     pause_list(k, parts, 1); /* nothing more from them; queued messages are discarded */
     held_filter(k);
     size_t n = revoking_outstanding(k);
-    klog(k, VG_LOG_INFO, "kafka: revoking %d partitions of %s [%s]; %zu messages to finish first",
-         parts->cnt, k->topic, plist(parts, buf, sizeof buf), n);
+    klog(k, VG_LOG_INFO, "kafka: revoking %d partitions [%s]; %zu messages to finish first",
+         parts->cnt, plist(parts, buf, sizeof buf), n);
     revoke_kick(k);
 }
 
@@ -639,10 +650,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (k->revoking)
             revoke_finish(k);
         rd_kafka_assign(rk, NULL);
-        for (int32_t p = 0; p < k->nparts; p++)
-            if (k->parts[p].assigned) {
-                part_reset(k, &k->parts[p]);
-                k->parts[p].assigned = 0;
+        for (int32_t t = 0; t < k->tt.n; t++)
+            for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
+                vg_kpart_t *pt = &k->tt.t[t].parts[p];
+                if (pt->assigned) {
+                    part_reset(k, pt);
+                    pt->assigned = 0;
+                }
             }
         k->n_assigned = 0;
         held_filter(k);
@@ -675,10 +689,12 @@ static int held_push(vg_kafka_t *k, rd_kafka_message_t *m)
 /* Hands one message to the app; takes ownership of m. */
 static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
 {
-    vg_kpart_t *pt = part_get(k, m->partition, 0);
+    const char *name = rd_kafka_topic_name(m->rkt);
+    int32_t tid = vg_kafka_topics_id(&k->tt, name, 0);
+    vg_kpart_t *pt = vg_kafka_topics_part(&k->tt, tid, m->partition, 0);
     if (!pt || !pt->assigned || pt->revoking || m->offset <= pt->o.last_delivered) {
-        klog(k, VG_LOG_DEBUG, "kafka: message %" PRId32 "@%" PRId64 " not delivered (%s)",
-             m->partition, m->offset,
+        klog(k, VG_LOG_DEBUG, "kafka: message %s[%" PRId32 "]@%" PRId64 " not delivered (%s)",
+             name, m->partition, m->offset,
              !pt || !pt->assigned ? "not assigned" : pt->revoking ? "revoking" : "seen before");
         rd_kafka_message_destroy(m);
         return;
@@ -691,7 +707,8 @@ static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
     k->st.outstanding++;
     k->st.consumed++;
     vg_kafka_msg_t msg = {
-        .topic = rd_kafka_topic_name(m->rkt),
+        .topic = k->tt.t[tid].name,
+        .topic_id = tid,
         .partition = m->partition,
         .offset = m->offset,
         .key = m->key,
@@ -723,7 +740,7 @@ static void handle(vg_kafka_t *k, rd_kafka_message_t *m)
         return;
     }
     if (k->paused) {
-        vg_kpart_t *pt = part_get(k, m->partition, 0);
+        vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, rd_kafka_topic_name(m->rkt), m->partition, 0);
         if (pt && pt->assigned && !pt->revoking && held_push(k, m) == 0)
             return;
         rd_kafka_message_destroy(m);
@@ -822,17 +839,23 @@ static void dlq_timer_cb(uv_timer_t *t)
 
 /* ---- public API ------------------------------------------------------------ */
 
-void vg_kafka_done(vg_kafka_t *k, int32_t partition, int64_t offset)
+void vg_kafka_done(vg_kafka_t *k, int32_t topic_id, int32_t partition, int64_t offset)
 {
-    vg_kpart_t *pt = part_get(k, partition, 0);
+    vg_kpart_t *pt = vg_kafka_topics_part(&k->tt, topic_id, partition, 0);
     if (!pt || !pt->assigned || !vg_offsets_done(&pt->o, offset)) {
-        klog(k, VG_LOG_DEBUG, "kafka: done for untracked %" PRId32 "@%" PRId64 " ignored",
-             partition, offset);
+        const char *name = vg_kafka_topic_name(k, topic_id);
+        klog(k, VG_LOG_DEBUG, "kafka: done for untracked %s[%" PRId32 "]@%" PRId64 " ignored",
+             name ? name : "?", partition, offset);
         return;
     }
     k->st.outstanding--;
     if (pt->revoking && pt->o.n_out == 0)
         revoke_kick(k);
+}
+
+const char *vg_kafka_topic_name(const vg_kafka_t *k, int32_t topic_id)
+{
+    return vg_kafka_topics_name(&k->tt, topic_id);
 }
 
 void vg_kafka_pause(vg_kafka_t *k)
@@ -912,11 +935,8 @@ void vg_kafka_stop(vg_kafka_t *k)
 
 static void kfree(vg_kafka_t *k)
 {
-    for (int32_t p = 0; p < k->nparts; p++)
-        vg_offsets_free(&k->parts[p].o);
-    free(k->parts);
+    vg_kafka_topics_free(&k->tt);
     free(k->held);
-    free(k->topic);
     free(k->dlq_topic);
     free(k);
 }
@@ -954,19 +974,28 @@ static int build_conf(const vg_kafka_cfg_t *cfg, vg_kafka_t *k, int consumer,
     return 0;
 }
 
-int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, char *err,
-                  size_t errlen)
+/* cfg has what init requires: brokers, group, on_message, at least one
+ * topic and no empty one. */
+static int cfg_ok(const vg_kafka_cfg_t *cfg)
 {
-    if (!cfg || !cfg->brokers || !*cfg->brokers || !cfg->topic || !*cfg->topic || !cfg->group ||
-        !*cfg->group || !cfg->on_message || (cfg->n_options && !cfg->options)) {
-        snprintf(err, errlen, "kafka: brokers, topic, group and on_message are required");
-        return VG_EINVAL;
-    }
+    if (!cfg || !cfg->brokers || !*cfg->brokers || !cfg->group || !*cfg->group ||
+        !cfg->on_message || (cfg->n_options && !cfg->options) || !cfg->topics ||
+        cfg->n_topics == 0 || cfg->n_topics > INT32_MAX)
+        return 0;
+    for (size_t i = 0; i < cfg->n_topics; i++)
+        if (!cfg->topics[i] || !*cfg->topics[i])
+            return 0;
+    return 1;
+}
+
+/* A new consumer object with cfg's settings, its own copies of the strings
+ * and the literal topics of cfg->topics registered in their order (ids 0,
+ * 1, ...; a regex names no topic yet).  NULL when out of memory. */
+static vg_kafka_t *knew(uv_loop_t *loop, const vg_kafka_cfg_t *cfg)
+{
     vg_kafka_t *k = calloc(1, sizeof *k);
-    if (!k) {
-        snprintf(err, errlen, "kafka: out of memory");
-        return VG_ENOMEM;
-    }
+    if (!k)
+        return NULL;
     k->rl = (vg_ratelimit_t)VG_RATELIMIT_INIT(VG_KAFKA_RL_WINDOW_MS / 1000.0, VG_KAFKA_RL_MAX);
     k->loop = loop;
     k->efd = -1;
@@ -976,11 +1005,57 @@ int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, 
     k->on_fatal = cfg->on_fatal;
     k->log = cfg->log;
     k->ud = cfg->ud;
-    k->topic = strdup(cfg->topic);
+    int ok = 1;
     if (cfg->dlq_topic && *cfg->dlq_topic)
-        k->dlq_topic = strdup(cfg->dlq_topic);
-    if (!k->topic || (cfg->dlq_topic && *cfg->dlq_topic && !k->dlq_topic)) {
+        ok = (k->dlq_topic = strdup(cfg->dlq_topic)) != NULL;
+    for (size_t i = 0; ok && i < cfg->n_topics; i++)
+        if (cfg->topics[i][0] != '^')
+            ok = vg_kafka_topics_id(&k->tt, cfg->topics[i], 1) >= 0;
+    if (!ok) {
         kfree(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* One rd_kafka_subscribe to every entry of cfg->topics (a repeated entry
+ * once); names gets them as "a,b,^c.*" for the log (truncated). */
+static int subscribe(vg_kafka_t *k, const vg_kafka_cfg_t *cfg, char *names, size_t nameslen,
+                     char *err, size_t errlen)
+{
+    size_t n = 0;
+    names[0] = '\0';
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)cfg->n_topics);
+    for (size_t i = 0; i < cfg->n_topics; i++) {
+        const char *t = cfg->topics[i];
+        if (rd_kafka_topic_partition_list_find(sub, t, RD_KAFKA_PARTITION_UA))
+            continue; /* librdkafka refuses a subscription with duplicates */
+        rd_kafka_topic_partition_list_add(sub, t, RD_KAFKA_PARTITION_UA);
+        if (n < nameslen) {
+            int w = snprintf(names + n, nameslen - n, "%s%s", n ? "," : "", t);
+            n = w < 0 ? nameslen : n + (size_t)w;
+        }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) { /* INVALID_ARG: a regex librdkafka cannot compile */
+        snprintf(err, errlen, "kafka: subscribe to %s: %s", names, rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__INVALID_ARG ? VG_ECONFIG : VG_EKAFKA;
+    }
+    return 0;
+}
+
+int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, char *err,
+                  size_t errlen)
+{
+    if (!cfg_ok(cfg)) {
+        snprintf(err, errlen,
+                 "kafka: brokers, topics (at least one, none empty), group and on_message are "
+                 "required");
+        return VG_EINVAL;
+    }
+    vg_kafka_t *k = knew(loop, cfg);
+    if (!k) {
         snprintf(err, errlen, "kafka: out of memory");
         return VG_ENOMEM;
     }
@@ -1018,15 +1093,9 @@ int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, 
     static const uint64_t one = 1; /* 8 bytes: an eventfd refuses anything else */
     rd_kafka_queue_io_event_enable(k->cq, k->efd, &one, sizeof one);
 
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, k->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (e) {
-        snprintf(err, errlen, "kafka: subscribe to %s: %s", k->topic, rd_kafka_err2str(e));
-        rc = VG_EKAFKA;
+    char names[512];
+    if ((rc = subscribe(k, cfg, names, sizeof names, err, errlen)) != 0)
         goto fail;
-    }
     int uvrc = uv_poll_init(loop, &k->poll, k->efd);
     if (uvrc < 0) {
         snprintf(err, errlen, "kafka: uv_poll_init: %s", uv_strerror(uvrc));
@@ -1047,7 +1116,7 @@ int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, 
                    (uint64_t)k->commit_interval_ms);
     if (k->prod)
         uv_timer_start(&k->dlq_timer, dlq_timer_cb, VG_KAFKA_DLQ_POLL_MS, VG_KAFKA_DLQ_POLL_MS);
-    klog(k, VG_LOG_INFO, "kafka: consuming %s as group %s from %s%s%s", k->topic, cfg->group,
+    klog(k, VG_LOG_INFO, "kafka: consuming %s as group %s from %s%s%s", names, cfg->group,
          cfg->brokers, k->dlq_topic ? ", dead letters to " : "",
          k->dlq_topic ? k->dlq_topic : "");
     *out = k;

@@ -1,18 +1,26 @@
 /*
  * kafka.h — the Kafka consumer of vaegand, bound into a libuv loop.
  *
- * A librdkafka high-level consumer (consumer group, rd_kafka_subscribe to one
- * topic — a literal name, not a regex) whose queue wakes the loop through an
+ * A librdkafka high-level consumer (consumer group, one rd_kafka_subscribe to
+ * several topics: each a literal name or, starting with ^, a regex that also
+ * matches topics created later) whose queue wakes the loop through an
  * eventfd watched by a uv_poll.  Every call here, and every callback, runs on
  * the loop's thread; nothing blocks the loop except vg_kafka_close().
+ *
+ * Topics: each topic name the consumer sees gets a small dense id
+ * (vg_kafka_msg_t.topic_id, stable for the consumer's lifetime): the literal
+ * entries of cfg->topics get 0, 1, ... in their order (a repeated name keeps
+ * its first id), a topic matched by a regex gets the next free id when a
+ * partition of it is first assigned.  vg_kafka_topic_name() maps an id back.
+ * Everything below that is "per partition" is per (topic, partition).
  *
  * At-least-once: `enable.auto.offset.store=false`.  Each delivered message is
  * tracked until the app calls vg_kafka_done() for it (when its effect is
  * durable, e.g. Redis acknowledged the history write).  Dones may come in any
- * order; per partition the offset stored with rd_kafka_offsets_store() is the
- * contiguous low-water mark: (last offset such that it and every earlier
- * delivered offset are done) + 1.  So a committed offset never passes an
- * undone message.
+ * order; per (topic, partition) the offset stored with
+ * rd_kafka_offsets_store() is the contiguous low-water mark: (last offset
+ * such that it and every earlier delivered offset are done) + 1.  So a
+ * committed offset never passes an undone message.
  *
  * Commits: our own uv timer every commit_interval_ms stores the new low-water
  * marks and commits them asynchronously (rd_kafka_commit(rk, NULL, async));
@@ -59,7 +67,7 @@
  * Typical use:
  *   vg_kafka_init(&k, loop, &cfg, err, sizeof err);
  *   ... uv_run(loop) — on_message(): hand the event on; later
- *       vg_kafka_done(k, partition, offset) ...
+ *       vg_kafka_done(k, m->topic_id, m->partition, m->offset) ...
  *   shutdown: vg_kafka_stop(k); wait until vg_kafka_outstanding(k) == 0
  *   (or give up); vg_kafka_close(k, err, sizeof err); uv_run(loop) to the end.
  */
@@ -78,7 +86,8 @@ typedef struct vg_kafka vg_kafka_t;
 /* One consumed message; every pointer is valid only during the call that
  * hands it over. */
 typedef struct vg_kafka_msg {
-    const char *topic;
+    const char *topic;   /* its name (as vg_kafka_topic_name(k, topic_id)) */
+    int32_t topic_id;    /* dense id of the topic name: 0, 1, ... (see above) */
     int32_t partition;
     int64_t offset;
     const char *key;     /* may be NULL */
@@ -88,21 +97,27 @@ typedef struct vg_kafka_msg {
 } vg_kafka_msg_t;
 
 typedef struct vg_kafka_cfg {
-    const char *brokers, *topic, *group; /* required, non-empty */
-    const char *dlq_topic;               /* NULL or "" = no dead-letter topic */
+    const char *brokers, *group; /* required, non-empty */
+    /* n_topics >= 1 entries, each non-empty: a literal topic name, or a
+     * regex when it starts with ^ (librdkafka's syntax, e.g. "^clicks-.*");
+     * all subscribed together.  The array and strings are copied. */
+    const char *const *topics;
+    size_t n_topics;
+    const char *dlq_topic; /* NULL or "" = no dead-letter topic */
     /* n_options name/value pairs: options[2k] = librdkafka property name,
      * options[2k+1] = value; applied after our defaults, so they win
      * (except enable.auto.offset.store, which must stay false). */
     const char *const *options;
     size_t n_options;
     int commit_interval_ms; /* periodic commit of stored offsets; <= 0 = 1000 */
-    /* Every message, in partition order.  The app calls
-     * vg_kafka_done(k, m->partition, m->offset) exactly once for it later,
-     * when its effect is durable (it may do so inside the callback).  The
-     * callback may call vg_kafka_done/pause/resume/dlq/stop, never close. */
+    /* Every message, in order within its (topic, partition).  The app calls
+     * vg_kafka_done(k, m->topic_id, m->partition, m->offset) exactly once
+     * for it later, when its effect is durable (it may do so inside the
+     * callback).  The callback may call vg_kafka_done/pause/resume/dlq/stop
+     * and vg_kafka_topic_name, never close. */
     void (*on_message)(void *ud, const vg_kafka_msg_t *m);
     /* After each assignment change (the group is joined): the number of
-     * partitions now assigned.  May be NULL. */
+     * (topic, partition) pairs now assigned.  May be NULL. */
     void (*on_assigned)(void *ud, int n_partitions);
     /* A fatal consumer error: the app should exit non-zero (after
      * vg_kafka_close).  Called at most once.  May be NULL. */
@@ -113,7 +128,7 @@ typedef struct vg_kafka_cfg {
 
 typedef struct vg_kafka_stats {
     uint64_t consumed;       /* messages handed to on_message */
-    uint64_t offsets_stored; /* partition offsets stored (rd_kafka_offsets_store) */
+    uint64_t offsets_stored; /* (topic, partition) offsets stored (rd_kafka_offsets_store) */
     uint64_t commits;        /* successful commits */
     uint64_t commit_errors;  /* failed commits */
     uint64_t rebalances;     /* rebalance events (assign, revoke, error) */
@@ -121,26 +136,33 @@ typedef struct vg_kafka_stats {
     uint64_t dlq_errors;     /* DLQ messages that could not be queued or delivered */
     uint64_t errors;         /* transient client errors (broker down, ...) */
     uint64_t held;           /* messages of a paused partition held for resume */
-    int assigned;            /* partitions assigned now (incl. ones being revoked) */
+    int assigned;            /* (topic, partition) pairs assigned now (incl. ones being revoked) */
     size_t outstanding;      /* delivered, not yet done */
 } vg_kafka_stats_t;
 
-/* Creates the consumer (and the DLQ producer), subscribes to cfg->topic and
+/* Creates the consumer (and the DLQ producer), subscribes to cfg->topics and
  * starts its uv handles on loop.  cfg and its strings are copied; the caller
  * keeps ownership of cfg.  On success *out belongs to the caller until
- * vg_kafka_close().  Returns 0, VG_EINVAL (a required field missing), or
- * VG_ECONFIG for a bad option with err like
+ * vg_kafka_close().  Returns 0, VG_EINVAL (a required field missing, no
+ * topic or an empty one), or VG_ECONFIG for a bad option with err like
  *   kafka.option.fetch.wait.max.msx: No such configuration property: "fetch.wait.max.msx"
- * (or a combination librdkafka refuses), or VG_EKAFKA / VG_ENOMEM; err says
- * why.  On error nothing is left on the loop and *out is untouched. */
+ * (or a combination librdkafka refuses, or a regex of cfg->topics it
+ * cannot compile: "kafka: subscribe to clicks,^[: ..."), or VG_EKAFKA /
+ * VG_ENOMEM; err says why.  On error nothing is left on the loop and *out
+ * is untouched. */
 int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, char *err,
                   size_t errlen);
 
-/* Marks the delivered message (partition, offset) done: its effect is
- * durable.  Call exactly once per delivered message, in any order.  A done
- * for a message this consumer does not track (e.g. of a partition revoked
- * after the 10 s timeout) is ignored. */
-void vg_kafka_done(vg_kafka_t *k, int32_t partition, int64_t offset);
+/* Marks the delivered message (topic_id, partition, offset) done: its
+ * effect is durable.  Call exactly once per delivered message, in any order
+ * (across topics too).  A done for a message this consumer does not track
+ * (e.g. of a partition revoked after the 10 s timeout, or an unknown
+ * topic_id) is ignored. */
+void vg_kafka_done(vg_kafka_t *k, int32_t topic_id, int32_t partition, int64_t offset);
+
+/* The name of the topic with this id (see vg_kafka_msg_t.topic_id), valid
+ * until vg_kafka_close(); NULL for an id not (yet) given out. */
+const char *vg_kafka_topic_name(const vg_kafka_t *k, int32_t topic_id);
 
 /* Stops delivering: pauses every assigned partition, and any assigned later.
  * Idempotent. */

@@ -25,11 +25,25 @@ static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const c
     (void)rk, (void)level, (void)fac, (void)buf;
 }
 
-int vg_mock_start(vg_mock_t **out, const char *topic, int partitions, char *addr, size_t addrlen,
-                  char *err, size_t errlen)
+/* topics[i] names a topic to create: literal, non-empty, not a repeat. */
+static int creates(const char *const *topics, size_t i)
+{
+    if (!topics[i] || !topics[i][0] || topics[i][0] == '^')
+        return 0;
+    for (size_t j = 0; j < i; j++)
+        if (topics[j] && !strcmp(topics[j], topics[i]))
+            return 0;
+    return 1;
+}
+
+int vg_mock_start(vg_mock_t **out, const char *const *topics, size_t n_topics, int partitions,
+                  char *addr, size_t addrlen, char *err, size_t errlen)
 {
     char errstr[512];
-    if (topic && partitions < 1) {
+    size_t n_create = 0;
+    for (size_t i = 0; i < n_topics; i++)
+        n_create += (size_t)creates(topics, i);
+    if (n_create && partitions < 1) {
         snprintf(err, errlen, "mock broker: partitions must be >= 1 (got %d)", partitions);
         return VG_EINVAL;
     }
@@ -61,10 +75,13 @@ int vg_mock_start(vg_mock_t **out, const char *topic, int partitions, char *addr
         snprintf(err, errlen, "mock broker: could not start the mock cluster");
         return VG_EKAFKA;
     }
-    if (topic) {
-        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(m->mc, topic, partitions, 1);
+    for (size_t i = 0; i < n_topics; i++) {
+        if (!creates(topics, i))
+            continue;
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(m->mc, topics[i], partitions, 1);
         if (e) {
-            snprintf(err, errlen, "mock broker: creating topic %s: %s", topic, rd_kafka_err2str(e));
+            snprintf(err, errlen, "mock broker: creating topic %s: %s", topics[i],
+                     rd_kafka_err2str(e));
             vg_mock_stop(m);
             return VG_EKAFKA;
         }

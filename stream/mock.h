@@ -19,14 +19,18 @@
 
 typedef struct vg_mock vg_mock_t;
 
-/* Starts a one-broker mock cluster on a random loopback port; creates
- * `topic` (if not NULL) with `partitions` partitions (>= 1); writes the
- * bootstrap address "host:port" (NUL-terminated, truncated to addrlen) into
- * addr.  The broker runs on librdkafka's own threads until vg_mock_stop().
- * *out belongs to the caller.  Returns 0, or VG_EINVAL (partitions < 1) or
- * VG_EKAFKA with the reason in err. */
-int vg_mock_start(vg_mock_t **out, const char *topic, int partitions, char *addr, size_t addrlen,
-                  char *err, size_t errlen);
+/* Starts a one-broker mock cluster on a random loopback port; creates each
+ * literal topic of topics[0..n_topics) with `partitions` partitions (>= 1
+ * when a topic is created).  Entries starting with ^ (a consumer's regex
+ * subscription, kafka.h) name no topic and are skipped, as are NULL or
+ * empty ones and repeats; n_topics 0 (topics may then be NULL) creates
+ * none.  Writes the bootstrap address "host:port" (NUL-terminated,
+ * truncated to addrlen) into addr.  The broker runs on librdkafka's own
+ * threads until vg_mock_stop().  *out belongs to the caller; topics stays
+ * the caller's.  Returns 0, or VG_EINVAL (partitions < 1 with a topic to
+ * create), VG_ENOMEM or VG_EKAFKA with the reason in err. */
+int vg_mock_start(vg_mock_t **out, const char *const *topics, size_t n_topics, int partitions,
+                  char *addr, size_t addrlen, char *err, size_t errlen);
 
 /* Stops the broker (clients connected to it see it go away) and frees m.
  * NULL is ok. */

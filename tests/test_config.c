@@ -604,3 +604,48 @@ Test(config, shipped_file_documents_every_key)
         cr_assert(known, "%s is documented but not a key", documented[i]);
     }
 }
+
+/* ---- topics and event types --------------------------------------------------- */
+
+Test(config, topics_and_topic)
+{
+    cr_assert_eq(load(""), 0, "%s", err);
+    cr_assert_eq(cfg.kafka.topics.n, 1);
+    cr_assert_str_eq(cfg.kafka.topics.v[0], "clicks");
+    cr_assert_eq(load("[kafka]\ntopic = views\n"), 0, "%s", err);
+    cr_assert_eq(cfg.kafka.topics.n, 1, "kafka.topic alone is the one-topic list");
+    cr_assert_str_eq(cfg.kafka.topics.v[0], "views");
+    cr_assert_eq(load("[kafka]\ntopics = views ,buys,  ^cart-.*\n"), 0, "%s", err);
+    cr_assert_eq(cfg.kafka.topics.n, 3);
+    cr_assert_str_eq(cfg.kafka.topics.v[0], "views");
+    cr_assert_str_eq(cfg.kafka.topics.v[1], "buys");
+    cr_assert_str_eq(cfg.kafka.topics.v[2], "^cart-.*");
+    cr_assert_str_eq(cfg.kafka.topic, "views", "topic is the first of topics");
+    cr_assert_eq(load("[kafka]\ntopic = views\ntopics = views\n"), 0, "agreeing spellings: %s", err);
+    expect_bad("[kafka]\ntopic = views\ntopics = views, buys\n", 3, "kafka.topics", "set one of them");
+    expect_bad("[kafka]\ntopics =\n", 2, "kafka.topics", "at least one");
+    expect_bad("[kafka]\ntopics = a,,b\n", 2, "kafka.topics = \"a,,b\"", "empty");
+    expect_bad("[kafka]\ntopics = a, a\n", 2, "kafka.topics", "twice");
+    expect_bad("[kafka]\ntopics = a b\n", 2, "kafka.topics", "blank");
+    expect_bad("[kafka]\ntopics = views, buys\ndlq_topic = buys\n", 3, "kafka.dlq_topic = \"buys\"", "topics");
+    vg_config_free(&cfg);
+}
+
+Test(config, event_types)
+{
+    cr_assert_eq(load(""), 0, "%s", err);
+    cr_assert_eq(cfg.events.types.n, 1);
+    cr_assert_str_eq(cfg.events.types.v[0], "click");
+    cr_assert_eq(cfg.events.removal_types.n, 0, "no removal types by default");
+    cr_assert_eq(load("[events]\ntypes = click, purchase\nremoval_types = remove,dislike\n"), 0, "%s", err);
+    cr_assert(vg_strlist_has(&cfg.events.types, "purchase", 8));
+    cr_assert(!vg_strlist_has(&cfg.events.types, "purchas", 7));
+    cr_assert(vg_strlist_has(&cfg.events.removal_types, "dislike", 7));
+    expect_bad("[events]\ntypes =\n", 2, "events.types", "at least one");
+    expect_bad("[events]\ntypes = click, like\nremoval_types = like\n", 3, "events.removal_types", "\"like\"");
+    expect_bad("[events]\ntipes = click\n", 2, "events.tipes", "events.types");
+    expect_bad("[events]\ntypes = click, forget\n", 2, "events.types", "erasure");
+    expect_bad("[events]\nremoval_types = forget\n", 2, "events.removal_types", "erasure");
+    cr_assert_eq(cfg.events.forget_retention_s, 30 * 86400);
+    vg_config_free(&cfg);
+}

@@ -59,6 +59,74 @@ Test(hist, keeps_the_latest_ts_and_caps_like_redis)
     vg_hist_free(&h);
 }
 
+static int apply(vg_hist_t *h, const char *item, double ts, int removal)
+{
+    return vg_hist_apply(h, "u", 1, item, strlen(item), ts, removal, NULL);
+}
+
+/* The ordered script's rules (cache/write.c): between an interaction and a
+ * removal of one item the later ts wins, whatever the order of arrival. */
+Test(hist, removals_are_ordered_by_ts)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init(&h, 3), 0);
+    cr_assert_eq(apply(&h, "a", 90, 0), 1);
+    cr_assert_eq(apply(&h, "a", 100, 1), 1, "a removal newer than the click takes the item out");
+    cr_assert(!has(&h, "u", "a", NULL));
+    cr_assert_eq(h.pop[vg_vocab_find(&h.items, "a", 1)], 0);
+    cr_assert_eq(h.entries, 0);
+    cr_assert_eq(apply(&h, "a", 95, 0), 0, "a click older than the removal, arriving later, is refused");
+    cr_assert_eq(apply(&h, "a", 100, 0), 0, "on a tie the removal wins");
+    cr_assert(!has(&h, "u", "a", NULL));
+    cr_assert_eq(apply(&h, "a", 110, 0), 1, "a newer click brings it back");
+    double ts;
+    cr_assert(has(&h, "u", "a", &ts) && ts == 110);
+    cr_assert_eq(apply(&h, "a", 105, 1), 0, "an older removal changes nothing in the history");
+    cr_assert(has(&h, "u", "a", NULL));
+    cr_assert_eq(apply(&h, "b", 50, 1), 0, "removing an item never held");
+    cr_assert_eq(apply(&h, "b", 40, 0), 0);
+    cr_assert_eq(h.u[0].rm_n, 2);
+    /* removals are capped like the history: the lowest (ts, member) goes */
+    apply(&h, "c", 60, 1);
+    apply(&h, "d", 70, 1);
+    cr_assert_eq(h.u[0].rm_n, 3);
+    cr_assert_eq(apply(&h, "b", 45, 0), 1, "b's removal (the oldest) was evicted by the cap");
+    /* start-up: removals read back from Redis */
+    vg_hist_t g;
+    cr_assert_eq(vg_hist_init(&g, 3), 0);
+    cr_assert_eq(vg_hist_load_removal(&g, "u", 1, "a", 1, 100), 0);
+    cr_assert_eq(vg_hist_apply(&g, "u", 1, "a", 1, 99, 0, NULL), 0);
+    cr_assert_eq(vg_hist_apply(&g, "u", 1, "a", 1, 101, 0, NULL), 1);
+    vg_hist_free(&g);
+    vg_hist_free(&h);
+}
+
+/* A forgotten user leaves nothing: history, removals, popularity, the id in
+ * the vocabulary and the recent ring; the id coming back starts afresh. */
+Test(hist, forget_leaves_nothing)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init(&h, 10), 0);
+    add(&h, "gone", "a", 1, 1);
+    add(&h, "gone", "b", 2, 1);
+    add(&h, "stay", "a", 3, 1);
+    cr_assert_eq(vg_hist_apply(&h, "gone", 4, "c", 1, 5, 1, NULL), 0);
+    cr_assert_eq(vg_hist_forget(&h, "gone", 4), 0);
+    cr_assert_eq(vg_hist_forget(&h, "gone", 4), -1, "unknown now");
+    cr_assert_eq(vg_vocab_find(&h.users, "gone", 4), -1);
+    cr_assert_str_eq(vg_vocab_id(&h.users, 0), "");
+    cr_assert_eq(h.u[0].n + h.u[0].rm_n, 0);
+    cr_assert_eq(h.pop[vg_vocab_find(&h.items, "a", 1)], 1);
+    cr_assert_eq(h.pop[vg_vocab_find(&h.items, "b", 1)], 0);
+    cr_assert_eq(h.entries, 1);
+    for (uint64_t k = 0; k < h.recent_total; k++)
+        cr_assert_neq(h.recent[k], 0, "the ring does not name the user");
+    int32_t u;
+    cr_assert_eq(vg_hist_apply(&h, "gone", 4, "c", 1, 1, 0, &u), 1, "its removals went too");
+    cr_assert_eq(u, 2, "a new index");
+    vg_hist_free(&h);
+}
+
 /* Items i0..i9 with popularity 10..1; user "x" holds i0 and i3. */
 static void popular(vg_hist_t *h)
 {

@@ -30,6 +30,7 @@ typedef struct env {
     vgt_redis_t redis;
     vgt_broker_t broker;
     char conf[4200], log[4200], state[4200];
+    const char *topics; /* the [kafka] line naming the topics */
     pid_t daemon;
     int partitions;
 } env_t;
@@ -41,7 +42,7 @@ static void write_conf(const char *path, const char *extra)
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fprintf(f,
-            "[kafka]\nbrokers = %s\ntopic = clicks\ngroup = it\noption.session.timeout.ms = 6000\n"
+            "[kafka]\nbrokers = %s\n%s\ngroup = it\noption.session.timeout.ms = 6000\n"
             "option.fetch.wait.max.ms = 10\noption.auto.offset.reset = earliest\n"
             "[redis]\nsocket = %s\n"
             "[serve]\ntop_n = %d\nbatch = 64\n"
@@ -50,7 +51,7 @@ static void write_conf(const char *path, const char *extra)
             "[train]\ninterval_ms = 200\nsteps_per_round = 2\n"
             "[log]\nlevel = debug\n"
             "[metrics]\nlisten =\n%s",
-            E.broker.addr, E.redis.sock, TOP_N, E.state, extra ? extra : "");
+            E.broker.addr, E.topics ? E.topics : "topic = clicks", E.redis.sock, TOP_N, E.state, extra ? extra : "");
     fclose(f);
 }
 
@@ -639,4 +640,209 @@ Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardow
     /* --reset-model starts afresh on purpose */
     E.daemon = spawn("--reset-model", NULL);
     cr_assert_eq(vgt_wait_exit(E.daemon, 8), -1, "running with --reset-model");
+}
+
+/* ---- topics, event types, erasure ------------------------------------------------ */
+
+static void setup_topics(void)
+{
+    setup(4);
+    vgt_broker_stop(&E.broker);
+    const char *topics[] = {"views", "buys"};
+    cr_assert_eq(vgt_broker_start_topics(&E.broker, VG_MOCKBROKER_BIN, topics, 2, 8), 0, "no broker");
+    E.topics = "topics = views, buys";
+    write_conf(E.conf, NULL);
+}
+
+static void produce_to(const char *topic, const stream_t *s, size_t from, size_t to)
+{
+    int failed = vgt_produce(E.broker.addr, topic, (const char *const *)s->key + from,
+                             (const char *const *)s->val + from, s->len + from, to - from);
+    cr_assert_eq(failed, 0, "%d deliveries failed", failed);
+}
+
+/* Events from two topics, kill -9 mid-stream: every (user, item) of both
+ * topics ends up in hist:<user> (offsets are kept per topic and partition). */
+Test(events, two_topics_kill_9_loses_nothing, .init = setup_topics, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "t", 800, 20000, 5);
+    expect_t x;
+    expected(&s, &x);
+    produce_to("views", &s, 0, 5000);
+    produce_to("buys", &s, 5000, 10000);
+    E.daemon = spawn(NULL);
+    double end = vg_mono_s() + 60;
+    while (zcard("vaegan:users") < 200 && vg_mono_s() < end)
+        vgt_sleep_ms(20);
+    kill(E.daemon, SIGKILL);
+    waitpid(E.daemon, NULL, 0);
+    produce_to("buys", &s, 10000, 15000);
+    produce_to("views", &s, 15000, 20000);
+    E.daemon = spawn(NULL);
+    cr_assert_eq(wait_hist(&s, &x, 180), 0, "histories differ from the two topics after kill -9");
+    cr_assert_eq(zcard("vaegan:users"), x.n_users);
+    free_expect(&x);
+    free_stream(&s);
+}
+
+static void send_events(const char *const *vals, size_t n)
+{
+    const char *keys[16];
+    for (size_t k = 0; k < n; k++) {
+        const char *u = strstr(vals[k], "\"user\":\"") + 8;
+        static char buf[16][64];
+        snprintf(buf[k], sizeof buf[k], "%.*s", (int)(strchr(u, '"') - u), u);
+        keys[k] = buf[k];
+    }
+    cr_assert_eq(vgt_produce(E.broker.addr, "clicks", keys, vals, NULL, n), 0);
+}
+
+static char *zset_text(const char *key)
+{
+    static char out[1024];
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k + 1 < r->elements; k += 2)
+        o += (size_t)snprintf(out + o, sizeof out - o, "%s%s:%s", o ? " " : "", r->element[k]->str,
+                              r->element[k + 1]->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return out;
+}
+
+/* Waits until key's ZRANGE WITHSCORES text is want. */
+static int wait_zset(const char *key, const char *want, double timeout)
+{
+    double end = vg_mono_s() + timeout;
+    while (strcmp(zset_text(key), want) != 0 && vg_mono_s() < end)
+        vgt_sleep_ms(50);
+    if (strcmp(zset_text(key), want) != 0) {
+        show_log(key);
+        fprintf(stderr, "%s is \"%s\", want \"%s\"\n", key, zset_text(key), want);
+        return 0;
+    }
+    return 1;
+}
+
+/* Interactions of every configured type enter the history, other types are
+ * skipped, and between an interaction and a removal of one item the later
+ * ts wins whatever the arrival order. */
+Test(events, types_and_removals_ordered_by_ts, .init = setup16, .fini = teardown, .timeout = 120)
+{
+    write_conf(E.conf, "[events]\ntypes = click, purchase\nremoval_types = remove, dislike\n");
+    E.daemon = spawn(NULL);
+    const char *first[] = {
+        "{\"user\":\"r\",\"item\":\"a\",\"ts\":90}",
+        "{\"user\":\"r\",\"item\":\"b\",\"ts\":95,\"type\":\"purchase\"}",
+        "{\"user\":\"r\",\"item\":\"c\",\"ts\":96,\"type\":\"view\"}",
+        "{\"user\":\"r\",\"item\":\"a\",\"ts\":100,\"type\":\"remove\"}",
+        "{\"user\":\"r\",\"item\":\"x\",\"ts\":50}",
+        "{\"user\":\"o\",\"item\":\"p\",\"ts\":1}", /* items to recommend */
+        "{\"user\":\"o\",\"item\":\"q\",\"ts\":2}",
+    };
+    send_events(first, 7);
+    cr_assert(wait_zset("hist:r", "x:50 b:95", 60), "click, purchase kept; view skipped; a removed");
+    const char *later[] = {
+        "{\"user\":\"r\",\"item\":\"a\",\"ts\":95}",                          /* older than its removal */
+        "{\"user\":\"r\",\"item\":\"x\",\"ts\":40,\"type\":\"dislike\"}",   /* older than the click */
+        "{\"user\":\"r\",\"item\":\"y\",\"ts\":60}",
+    };
+    send_events(later, 3);
+    cr_assert(wait_zset("hist:r", "x:50 y:60 b:95", 60), "the later ts wins");
+    cr_assert_str_eq(zset_text("rm:r"), "x:40 a:100");
+    const char *newer[] = {"{\"user\":\"r\",\"item\":\"a\",\"ts\":110}"};
+    send_events(newer, 1);
+    cr_assert(wait_zset("hist:r", "x:50 y:60 b:95 a:110", 60), "a click newer than the removal wins");
+    /* the list is re-ranked and never holds a history item */
+    double end = vg_mono_s() + 60;
+    int ok = 0;
+    while (!ok && vg_mono_s() < end) {
+        redisContext *c = vgt_redis_connect(&E.redis);
+        redisReply *r = redisCommand(c, "ZRANGE rec:r 0 -1");
+        ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+        for (size_t k = 0; ok && k < r->elements; k++)
+            ok = strchr("xyba", r->element[k]->str[0]) == NULL || r->element[k]->str[1];
+        freeReplyObject(r);
+        redisFree(c);
+        if (!ok)
+            vgt_sleep_ms(100);
+    }
+    cr_assert(ok, "rec:r holds no item of the final history");
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
+    E.daemon = spawn(NULL); /* the removals are read back: an old click stays refused */
+    const char *old[] = {"{\"user\":\"r\",\"item\":\"x\",\"ts\":30,\"type\":\"remove\"}",
+                         "{\"user\":\"r\",\"item\":\"z\",\"ts\":1,\"type\":\"remove\"}",
+                         "{\"user\":\"r\",\"item\":\"z\",\"ts\":0.5}",
+                         "{\"user\":\"r\",\"item\":\"w\",\"ts\":61}"};
+    send_events(old, 4);
+    cr_assert(wait_zset("hist:r", "x:50 y:60 w:61 b:95 a:110", 60), "after a restart the removals still order");
+}
+
+static int exists(const char *key)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    int n = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* A forget erases everything about the user; the user's older events —
+ * after a kill -9 too — do not bring it back; a newer click starts afresh. */
+Test(events, forget_erases_the_user, .init = setup16, .fini = teardown, .timeout = 180)
+{
+    E.daemon = spawn(NULL);
+    const char *items[] = {"{\"user\":\"o\",\"item\":\"p\",\"ts\":1}", /* items to recommend, first */
+                           "{\"user\":\"o\",\"item\":\"q\",\"ts\":2}"};
+    send_events(items, 2);
+    cr_assert(wait_zset("hist:o", "p:1 q:2", 60));
+    const char *before[] = {"{\"user\":\"secret-42\",\"item\":\"a\",\"ts\":100}",
+                            "{\"user\":\"secret-42\",\"item\":\"b\",\"ts\":110}",
+                            "{\"user\":\"g\",\"item\":\"a\",\"ts\":100}"};
+    send_events(before, 3);
+    double end = vg_mono_s() + 60;
+    while ((exists("rec:secret-42") != 1 || exists("rec:g") != 1) && vg_mono_s() < end)
+        vgt_sleep_ms(50);
+    cr_assert_eq(exists("rec:secret-42"), 1);
+    pid_t f = spawn("--forget", "secret-42", NULL); /* produces {"user":..,"type":"forget","ts":now} */
+    cr_assert_eq(vgt_wait_exit(f, 60), 0, "vaegand --forget exits 0");
+    end = vg_mono_s() + 60;
+    while (zcard("vaegan:forgotten") != 1 && vg_mono_s() < end)
+        vgt_sleep_ms(50);
+    cr_assert_eq(zcard("vaegan:forgotten"), 1, "one erasure mark");
+    cr_assert_eq(exists("hist:secret-42") + exists("rec:secret-42") + exists("rm:secret-42"), 0, "no key left");
+    cr_assert_str_eq(zset_text("vaegan:users"), "o:2 g:100");
+    cr_assert_null(strstr(zset_text("vaegan:forgotten"), "secret"), "the mark does not hold the id");
+    /* later work of the loop and the scorer (a click of g, re-ranked) does not bring the user back */
+    const char *g2[] = {"{\"user\":\"g\",\"item\":\"b\",\"ts\":120}"};
+    send_events(g2, 1);
+    cr_assert(wait_zset("hist:g", "a:100 b:120", 60));
+    end = vg_mono_s() + 60;
+    while (strstr(zset_text("rec:g"), "b:") && vg_mono_s() < end)
+        vgt_sleep_ms(50);
+    cr_assert_null(strstr(zset_text("rec:g"), "b:"), "g re-ranked");
+    cr_assert_eq(exists("rec:secret-42"), 0, "no list written for the forgotten user");
+    /* kill -9, then the user's earlier events again (as a redelivery would) */
+    kill(E.daemon, SIGKILL);
+    waitpid(E.daemon, NULL, 0);
+    E.daemon = spawn(NULL);
+    const char *again[] = {"{\"user\":\"secret-42\",\"item\":\"a\",\"ts\":100}",
+                           "{\"user\":\"secret-42\",\"item\":\"c\",\"ts\":200}",
+                           "{\"user\":\"g\",\"item\":\"c\",\"ts\":130}"};
+    send_events(again, 3);
+    cr_assert(wait_zset("hist:g", "a:100 b:120 c:130", 60), "events after them were applied");
+    cr_assert_eq(exists("hist:secret-42") + exists("rec:secret-42"), 0, "the user stays forgotten");
+    /* a click newer than the forget starts a fresh history */
+    const char *fresh[] = {"{\"user\":\"secret-42\",\"item\":\"d\",\"ts\":4000000000}"};
+    send_events(fresh, 1);
+    cr_assert(wait_zset("hist:secret-42", "d:4000000000", 60), "a fresh history");
+    end = vg_mono_s() + 60;
+    while (exists("rec:secret-42") != 1 && vg_mono_s() < end)
+        vgt_sleep_ms(50);
+    cr_assert_eq(exists("rec:secret-42"), 1, "and a list again");
 }

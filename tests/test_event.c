@@ -282,3 +282,21 @@ Test(number, parse)
     memset(longnum, '1', sizeof longnum);
     cr_assert_eq(vg_event_number(longnum, sizeof longnum, &v), VG_EFORMAT);
 }
+
+/* A forget names only the user; every other type still needs an item. */
+Test(event_json, forget_needs_no_item)
+{
+    vg_event_t ev;
+    char reason[128];
+    const char *f = "{\"user\":\"u1\",\"type\":\"forget\",\"ts\":5}";
+    cr_assert_eq(vg_event_parse(f, strlen(f), &ev, reason, sizeof reason), 0, "%s", reason);
+    cr_assert_str_eq(ev.type, "forget");
+    cr_assert_eq(ev.item_len, 0);
+    cr_assert_str_eq(ev.user, "u1");
+    const char *g = "{\"user\":\"u1\",\"item\":\"i\",\"type\":\"forget\",\"ts\":5}";
+    cr_assert_eq(vg_event_parse(g, strlen(g), &ev, reason, sizeof reason), 0, "%s", reason);
+    cr_assert_str_eq(ev.item, "i");
+    const char *r = "{\"user\":\"u1\",\"type\":\"remove\",\"ts\":5}";
+    cr_assert_eq(vg_event_parse(r, strlen(r), &ev, reason, sizeof reason), VG_EFORMAT);
+    cr_assert_str_eq(reason, "missing field \"item\"");
+}

@@ -27,6 +27,8 @@
 #define MAXP 8
 
 typedef struct rec {
+    int32_t tid; /* topic id */
+    char topic[16];
     int32_t p;
     int64_t off;
     char key[32];
@@ -38,6 +40,7 @@ typedef struct tctx {
     uv_timer_t check;
     vg_kafka_t *k;
     const char *name;
+    const char *topic; /* cfg_for's one topic (cfg.topics points here) */
     rec_t recs[512];
     size_t n;
     int assigned, assigned_calls;
@@ -59,6 +62,13 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
     tctx_t *t = ud;
     cr_assert_lt(t->n, sizeof t->recs / sizeof t->recs[0]);
     rec_t *r = &t->recs[t->n++];
+    cr_assert_not_null(m->topic);
+    cr_assert_geq(m->topic_id, 0);
+    const char *name = vg_kafka_topic_name(t->k, m->topic_id);
+    cr_assert(name && !strcmp(name, m->topic), "topic id %d names %s, the message's topic is %s",
+              (int)m->topic_id, name ? name : "NULL", m->topic);
+    r->tid = m->topic_id;
+    snprintf(r->topic, sizeof r->topic, "%s", m->topic);
     r->p = m->partition;
     r->off = m->offset;
     snprintf(r->key, sizeof r->key, "%.*s", (int)m->key_len, m->key ? m->key : "");
@@ -68,7 +78,7 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         t->dlq_rc = vg_kafka_dlq(t->k, m, "not JSON");
     }
     if (t->done_inline)
-        vg_kafka_done(t->k, m->partition, m->offset);
+        vg_kafka_done(t->k, m->topic_id, m->partition, m->offset);
     if (t->pause_at && t->n == t->pause_at)
         vg_kafka_pause(t->k);
 }
@@ -89,11 +99,15 @@ static void on_fatal(void *ud, const char *reason)
 
 static const char *const mock_opts[] = {"session.timeout.ms", "6000", "fetch.wait.max.ms", "10", "debug", "cgrp"};
 
-static vg_kafka_cfg_t cfg_for(tctx_t *t, const char *addr, const char *topic, const char *group)
+/* A configuration for the topics (copied by vg_kafka_init: they need to
+ * live only until then). */
+static vg_kafka_cfg_t cfg_topics(tctx_t *t, const char *addr, const char *const *topics,
+                                 size_t n_topics, const char *group)
 {
     vg_kafka_cfg_t c = {
         .brokers = addr,
-        .topic = topic,
+        .topics = topics,
+        .n_topics = n_topics,
         .group = group,
         .options = mock_opts,
         .n_options = getenv("VGT_DEBUG") ? 3 : 2,
@@ -105,6 +119,22 @@ static vg_kafka_cfg_t cfg_for(tctx_t *t, const char *addr, const char *topic, co
         .ud = t,
     };
     return c;
+}
+
+/* The same for one topic. */
+static vg_kafka_cfg_t cfg_for(tctx_t *t, const char *addr, const char *topic, const char *group)
+{
+    t->topic = topic;
+    return cfg_topics(t, addr, &t->topic, 1, group);
+}
+
+/* The id t->k gave the topic name, -1 if none. */
+static int32_t tid_of(const tctx_t *t, const char *name)
+{
+    for (int32_t i = 0; vg_kafka_topic_name(t->k, i); i++)
+        if (!strcmp(vg_kafka_topic_name(t->k, i), name))
+            return i;
+    return -1;
 }
 
 static void tctx_init(tctx_t *t, const char *name)
@@ -200,9 +230,10 @@ static void produce_n(const char *addr, const char *topic, size_t from, size_t n
     }
 }
 
-/* Per partition: the offsets received, in order; asserts they are strictly
- * increasing and contiguous from `first[p]`; returns the counts. */
-static void by_partition(const tctx_t *t, const int64_t *first, size_t *count)
+/* Per partition of `topic`: the offsets received, in order; asserts they
+ * are strictly increasing and contiguous from `first[p]`; returns the
+ * counts.  Records of other topics are skipped. */
+static void by_partition_of(const tctx_t *t, const char *topic, const int64_t *first, size_t *count)
 {
     int64_t next[MAXP];
     for (int p = 0; p < MAXP; p++) {
@@ -211,12 +242,59 @@ static void by_partition(const tctx_t *t, const int64_t *first, size_t *count)
     }
     for (size_t i = 0; i < t->n; i++) {
         const rec_t *r = &t->recs[i];
+        if (strcmp(r->topic, topic))
+            continue;
         cr_assert(r->p >= 0 && r->p < MAXP);
-        cr_assert_eq(r->off, next[r->p], "%s: partition %d: got offset %" PRId64 ", expected %" PRId64,
-                     t->name, r->p, r->off, next[r->p]);
+        cr_assert_eq(r->off, next[r->p], "%s: %s[%d]: got offset %" PRId64 ", expected %" PRId64,
+                     t->name, topic, r->p, r->off, next[r->p]);
         next[r->p]++;
         count[r->p]++;
     }
+}
+
+/* The same for a consumer of one topic; asserts every record is of it. */
+static void by_partition(const tctx_t *t, const int64_t *first, size_t *count)
+{
+    for (size_t i = 0; i < t->n; i++)
+        cr_assert_str_eq(t->recs[i].topic, t->topic, "%s: a message of %s", t->name,
+                         t->recs[i].topic);
+    by_partition_of(t, t->topic, first, count);
+}
+
+/* order[0..n) = 0..n-1 in a fixed pseudo-random order. */
+static void shuffled(size_t *order, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    uint32_t rng = 12345;
+    for (size_t i = n - 1; n > 0 && i > 0; i--) {
+        rng = rng * 1103515245u + 12345u;
+        size_t j = (rng >> 8) % (i + 1);
+        size_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+}
+
+/* Partition count of topic in the broker's metadata (all topics listed, so
+ * asking creates nothing), or -1 when the broker has no such topic. */
+static int topic_parts(const char *addr, const char *topic)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, vgt_quiet_log);
+    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", addr, errstr, sizeof errstr), 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    cr_assert_not_null(rk, "%s", errstr);
+    const rd_kafka_metadata_t *md = NULL;
+    cr_assert_eq(rd_kafka_metadata(rk, 1, NULL, &md, 10000), 0, "no metadata from %s", addr);
+    int n = -1;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (!strcmp(md->topics[i].topic, topic) && !md->topics[i].err)
+            n = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return n;
 }
 
 /* ---- the mock itself ------------------------------------------------------ */
@@ -226,7 +304,8 @@ Test(mock, address_parses_and_accepts, .timeout = 30)
     vg_mock_t *m;
     char addr[128], err[256], host[64];
     int port = 0;
-    cr_assert_eq(vg_mock_start(&m, "clicks", 3, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    const char *clicks[] = {"clicks"};
+    cr_assert_eq(vg_mock_start(&m, clicks, 1, 3, addr, sizeof addr, err, sizeof err), 0, "%s", err);
     cr_assert_eq(vg_hostport_parse(addr, host, sizeof host, &port), 0, "address '%s'", addr);
     cr_assert_str_eq(host, "127.0.0.1");
     cr_assert_gt(port, 0);
@@ -235,7 +314,7 @@ Test(mock, address_parses_and_accepts, .timeout = 30)
     cr_assert_eq(vgt_produce(addr, "clicks", NULL, v, NULL, 1), 0);
     vg_mock_stop(m);
     vg_mock_stop(NULL);
-    cr_assert_eq(vg_mock_start(&m, "clicks", 0, addr, sizeof addr, err, sizeof err), VG_EINVAL);
+    cr_assert_eq(vg_mock_start(&m, clicks, 1, 0, addr, sizeof addr, err, sizeof err), VG_EINVAL);
 }
 
 Test(mock, tool_prints_address, .timeout = 30)
@@ -248,6 +327,48 @@ Test(mock, tool_prints_address, .timeout = 30)
     vgt_broker_stop(&b);
     cr_assert_eq(b.pid, 0);
     cr_assert_neq(vgt_tcp_open(b.addr), 0, "broker still accepts after SIGTERM");
+}
+
+Test(mock, creates_the_literal_topics, .timeout = 30)
+{
+    vg_mock_t *m;
+    char addr[128], err[256];
+    const char *const topics[] = {"a1", "^a.*", "b1", "a1"}; /* a regex, a repeat */
+    cr_assert_eq(vg_mock_start(&m, topics, 4, 2, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(topic_parts(addr, "a1"), 2);
+    cr_assert_eq(topic_parts(addr, "b1"), 2);
+    cr_assert_eq(topic_parts(addr, "^a.*"), -1, "a regex was created as a topic");
+    vg_mock_stop(m);
+    /* no topics: the partition count is not looked at */
+    cr_assert_eq(vg_mock_start(&m, NULL, 0, 0, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(topic_parts(addr, "a1"), -1);
+    vg_mock_stop(m);
+    const char *const only_regex[] = {"^a.*"};
+    cr_assert_eq(vg_mock_start(&m, only_regex, 1, 0, addr, sizeof addr, err, sizeof err), 0, "%s",
+                 err);
+    vg_mock_stop(m);
+}
+
+Test(mock, tool_creates_every_topic, .timeout = 30)
+{
+    vgt_broker_t b;
+    const char *const topics[] = {"views", "buys"};
+    cr_assert_eq(vgt_broker_start_topics(&b, VG_MOCKBROKER_BIN, topics, 2, 3), 0);
+    cr_assert_eq(topic_parts(b.addr, "views"), 3);
+    cr_assert_eq(topic_parts(b.addr, "buys"), 3);
+    cr_assert_eq(topic_parts(b.addr, "clicks"), -1, "the default topic made despite --topic");
+    vgt_broker_stop(&b);
+
+    /* no --topic: clicks */
+    cr_assert_eq(vgt_broker_start_topics(&b, VG_MOCKBROKER_BIN, NULL, 0, 2), 0);
+    cr_assert_eq(topic_parts(b.addr, "clicks"), 2);
+    vgt_broker_stop(&b);
+
+    /* a regex names no topic: a usage error */
+    const char *const argv[] = {VG_MOCKBROKER_BIN, "--topic", "views", "--topic", "^v.*", NULL};
+    pid_t pid = vgt_spawn(argv, "/dev/null");
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(vgt_wait_exit(pid, 10), 2);
 }
 
 /* ---- configuration -------------------------------------------------------- */
@@ -285,6 +406,20 @@ Test(kafka, bad_options_are_config_errors, .timeout = 30)
 
     vg_kafka_cfg_t c = cfg_for(&t, "127.0.0.1:1", "", "g");
     cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+    const char *const one_empty[] = {"clicks", ""}, *const one_null[] = {"clicks", NULL};
+    c = cfg_topics(&t, "127.0.0.1:1", one_empty, 2, "g");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+    c = cfg_topics(&t, "127.0.0.1:1", one_null, 2, "g");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+    c = cfg_topics(&t, "127.0.0.1:1", one_empty, 0, "g"); /* no topic */
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+    c = cfg_topics(&t, "127.0.0.1:1", NULL, 1, "g");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_EINVAL);
+    cr_assert(strstr(err, "topics"), "err: %s", err);
+    const char *const bad_regex[] = {"clicks", "^["};
+    c = cfg_topics(&t, "127.0.0.1:1", bad_regex, 2, "g");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), VG_ECONFIG, "err: %s", err);
+    cr_assert(strstr(err, "subscribe to clicks,^["), "err: %s", err);
 
     cr_assert_eq(uv_loop_alive(&t.loop), 0, "a failed init left handles on the loop");
     tctx_fini(&t);
@@ -330,6 +465,13 @@ Test(kafka, lowwater_commit_and_resume, .timeout = 90)
     cr_assert_eq(s.outstanding, (size_t)N);
     cr_assert_eq(s.assigned, P);
     cr_assert_eq(a.assigned, P);
+    int32_t tid = tid_of(&a, "t3");
+    cr_assert_eq(tid, 0, "the one literal topic has id 0");
+    cr_assert_str_eq(vg_kafka_topic_name(a.k, 0), "t3");
+    cr_assert_null(vg_kafka_topic_name(a.k, 1));
+    cr_assert_null(vg_kafka_topic_name(a.k, -1));
+    for (size_t i = 0; i < a.n; i++)
+        cr_assert_eq(a.recs[i].tid, tid);
 
     /* The plan: partition 0 all done; partition 1 everything but its first
      * message; the others everything but their middle one.  Expected
@@ -342,16 +484,7 @@ Test(kafka, lowwater_commit_and_resume, .timeout = 90)
     }
     /* dones out of order within and across partitions: a fixed shuffle */
     size_t order[N];
-    for (size_t i = 0; i < N; i++)
-        order[i] = i;
-    uint32_t rng = 12345;
-    for (size_t i = N - 1; i > 0; i--) {
-        rng = rng * 1103515245u + 12345u;
-        size_t j = (rng >> 8) % (i + 1);
-        size_t tmp = order[i];
-        order[i] = order[j];
-        order[j] = tmp;
-    }
+    shuffled(order, N);
     size_t holes = 0;
     for (size_t i = 0; i < N; i++) {
         rec_t *r = &a.recs[order[i]];
@@ -359,11 +492,13 @@ Test(kafka, lowwater_commit_and_resume, .timeout = 90)
             holes++;
             continue;
         }
-        vg_kafka_done(a.k, r->p, r->off);
-        vg_kafka_done(a.k, r->p, r->off); /* a second done is ignored */
+        vg_kafka_done(a.k, r->tid, r->p, r->off);
+        vg_kafka_done(a.k, r->tid, r->p, r->off); /* a second done is ignored */
     }
-    vg_kafka_done(a.k, 0, 1000000); /* unknown offsets are ignored */
-    vg_kafka_done(a.k, 77, 0);
+    vg_kafka_done(a.k, tid, 0, 1000000); /* unknown offsets are ignored */
+    vg_kafka_done(a.k, tid, 77, 0);
+    vg_kafka_done(a.k, 5, 1, hole[1]); /* an unknown topic id too */
+    vg_kafka_done(a.k, -1, 1, hole[1]);
     cr_assert_eq(holes, (size_t)(P - 1));
     cr_assert_eq(vg_kafka_outstanding(a.k), holes);
 
@@ -417,13 +552,199 @@ Test(kafka, lowwater_commit_and_resume, .timeout = 90)
     vgt_broker_stop(&b);
 }
 
+/* ---- several topics ------------------------------------------------------- */
+
+enum { TT = 2 };
+static const char *const two_topics[TT] = {"views", "buys"};
+
+/* Every value "v<i>" of topic t (produced with from = t * 1000) was received
+ * exactly once, i < n. */
+static void all_values_once(const tctx_t *t, size_t n)
+{
+    static unsigned char seen[TT][1000];
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 0; i < t->n; i++) {
+        const rec_t *r = &t->recs[i];
+        int ti = !strcmp(r->topic, two_topics[0]) ? 0 : !strcmp(r->topic, two_topics[1]) ? 1 : -1;
+        unsigned v = 0;
+        cr_assert(ti >= 0, "a message of topic %s", r->topic);
+        cr_assert_eq(sscanf(r->val, "v%u", &v), 1, "value %s", r->val);
+        cr_assert(v >= (unsigned)ti * 1000 && v < (unsigned)ti * 1000 + n, "%s: value %s", r->topic,
+                  r->val);
+        cr_assert_eq(seen[ti][v - (unsigned)ti * 1000]++, 0, "%s: %s twice", r->topic, r->val);
+    }
+    cr_assert_eq(t->n, TT * n);
+}
+
+Test(kafka, two_topics_lowwater, .timeout = 90)
+{
+    enum { N = 60, P = 3 };
+    vgt_broker_t b;
+    cr_assert_eq(vgt_broker_start_topics(&b, VG_MOCKBROKER_BIN, two_topics, TT, P), 0);
+    for (int ti = 0; ti < TT; ti++)
+        produce_n(b.addr, two_topics[ti], (size_t)ti * 1000, N);
+
+    tctx_t a;
+    char err[512];
+    tctx_init(&a, "A");
+    vg_kafka_cfg_t c = cfg_topics(&a, b.addr, two_topics, TT, "g7");
+    cr_assert_eq(vg_kafka_init(&a.k, &a.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t want = TT * N;
+    cr_assert(run_until(&a, have_n, &want, 30000), "A got %zu of %d", a.n, TT * N);
+    run_until(&a, NULL, NULL, 300); /* nothing more arrives */
+    all_values_once(&a, N);         /* nothing lost, nothing twice */
+    vg_kafka_stats_t s;
+    vg_kafka_stats(a.k, &s);
+    cr_assert_eq(s.assigned, TT * P, "assigned counts (topic, partition) pairs: %d", s.assigned);
+    cr_assert_eq(a.assigned, TT * P);
+    cr_assert_eq(s.outstanding, (size_t)(TT * N));
+    for (int ti = 0; ti < TT; ti++) /* the literal topics' ids: their order */
+        cr_assert_eq(tid_of(&a, two_topics[ti]), ti);
+    cr_assert_null(vg_kafka_topic_name(a.k, TT));
+
+    /* The plan per (topic, partition), different for the same partition of
+     * the two topics: 0 all done, 1 all but the first, 2 all but the
+     * middle one, 3 all but the last.  Expected committed offset = the hole
+     * (none for a hole at 0). */
+    size_t cnt[TT][MAXP];
+    int64_t hole[TT][MAXP], expect[TT][MAXP];
+    size_t holes = 0, stores = 0;
+    for (int ti = 0; ti < TT; ti++) {
+        by_partition_of(&a, two_topics[ti], NULL, cnt[ti]); /* in order per (topic, partition) */
+        for (int p = 0; p < P; p++) {
+            int plan = (ti * P + p) % 4;
+            int64_t n = (int64_t)cnt[ti][p];
+            cr_assert_geq(n, 3, "%s[%d] got only %" PRId64 " messages", two_topics[ti], p, n);
+            hole[ti][p] = plan == 0 ? -1 : plan == 1 ? 0 : plan == 2 ? n / 2 : n - 1;
+            expect[ti][p] = plan == 0 ? n : plan == 1 ? RD_KAFKA_OFFSET_INVALID : hole[ti][p];
+            holes += plan != 0;
+            stores += plan != 1;
+        }
+    }
+    /* dones out of order within and across topics and partitions */
+    size_t order[TT * N];
+    shuffled(order, TT * N);
+    for (size_t i = 0; i < TT * N; i++) {
+        const rec_t *r = &a.recs[order[i]];
+        if (r->off != hole[r->tid][r->p])
+            vg_kafka_done(a.k, r->tid, r->p, r->off);
+    }
+    cr_assert_eq(vg_kafka_outstanding(a.k), holes);
+
+    vg_kafka_stats(a.k, &s);
+    stats_goal_t goal = {s.commits + 1};
+    cr_assert(run_until(&a, commits_reached, &goal, 5000), "no commit after the dones");
+    run_until(&a, NULL, NULL, 300);
+    vg_kafka_stats(a.k, &s);
+    cr_assert_eq(s.offsets_stored, (uint64_t)stores, "stored %" PRIu64, s.offsets_stored);
+    cr_assert_eq(s.commit_errors, 0);
+    for (int ti = 0; ti < TT; ti++)
+        for (int p = 0; p < P; p++)
+            cr_assert_eq(vgt_committed(b.addr, "g7", two_topics[ti], p), expect[ti][p],
+                         "%s[%d]: committed %" PRId64 ", expected %" PRId64, two_topics[ti], p,
+                         vgt_committed(b.addr, "g7", two_topics[ti], p), expect[ti][p]);
+    close_consumer(&a);
+    tctx_fini(&a);
+    for (int ti = 0; ti < TT; ti++)
+        for (int p = 0; p < P; p++)
+            cr_assert_eq(vgt_committed(b.addr, "g7", two_topics[ti], p), expect[ti][p]);
+
+    /* a restarted consumer resumes exactly at the committed offsets of both */
+    tctx_t bb;
+    tctx_init(&bb, "B");
+    bb.done_inline = 1;
+    c = cfg_topics(&bb, b.addr, two_topics, TT, "g7");
+    cr_assert_eq(vg_kafka_init(&bb.k, &bb.loop, &c, err, sizeof err), 0, "%s", err);
+    int64_t first[TT][MAXP] = {{0}};
+    size_t redeliver = 0;
+    for (int ti = 0; ti < TT; ti++)
+        for (int p = 0; p < P; p++) {
+            first[ti][p] = expect[ti][p] < 0 ? 0 : expect[ti][p];
+            redeliver += cnt[ti][p] - (size_t)first[ti][p];
+        }
+    cr_assert(run_until(&bb, have_n, &redeliver, 30000), "B got %zu of %zu", bb.n, redeliver);
+    run_until(&bb, NULL, NULL, 500);
+    cr_assert_eq(bb.n, redeliver, "B got %zu, expected %zu", bb.n, redeliver);
+    for (int ti = 0; ti < TT; ti++) {
+        size_t cnt2[MAXP];
+        cr_assert_eq(tid_of(&bb, two_topics[ti]), ti);
+        by_partition_of(&bb, two_topics[ti], first[ti], cnt2); /* from the committed offset */
+        for (int p = 0; p < P; p++)
+            cr_assert_eq(cnt2[p], cnt[ti][p] - (size_t)first[ti][p], "%s[%d]: B got %zu",
+                         two_topics[ti], p, cnt2[p]);
+    }
+    stats_goal_t g2 = {1};
+    cr_assert(run_until(&bb, commits_reached, &g2, 5000));
+    close_consumer(&bb);
+    tctx_fini(&bb);
+    for (int ti = 0; ti < TT; ti++)
+        for (int p = 0; p < P; p++)
+            cr_assert_eq(vgt_committed(b.addr, "g7", two_topics[ti], p), (int64_t)cnt[ti][p]);
+    vgt_broker_stop(&b);
+}
+
+Test(kafka, regex_subscription, .timeout = 60)
+{
+    enum { M = 20, P = 2, NT = 4 };
+    vg_mock_t *m;
+    char addr[128], err[512];
+    const char *const created[NT] = {"clicks", "clacks", "buys", "views"};
+    cr_assert_eq(vg_mock_start(&m, created, NT, P, addr, sizeof addr, err, sizeof err), 0, "%s",
+                 err);
+    for (int i = 0; i < NT; i++)
+        produce_n(addr, created[i], (size_t)i * 100, M);
+
+    /* the regex first, a literal topic after it, and a repeat */
+    const char *const sub[] = {"^cl.*", "buys", "buys"};
+    tctx_t t;
+    tctx_init(&t, "R");
+    t.done_inline = 1;
+    vg_kafka_cfg_t c = cfg_topics(&t, addr, sub, 3, "g8");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tid_of(&t, "buys"), 0, "a literal topic has its id from the start");
+    cr_assert_null(vg_kafka_topic_name(t.k, 1), "a regex names no topic before an assignment");
+    size_t want = 3 * M;
+    cr_assert(run_until(&t, have_n, &want, 30000), "got %zu of %d", t.n, 3 * M);
+    run_until(&t, NULL, NULL, 500); /* nothing of views arrives */
+    cr_assert_eq(t.n, want);
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t.k, &s);
+    cr_assert_eq(s.assigned, 3 * P);
+    cr_assert_eq(t.assigned, 3 * P);
+    cr_assert_eq(s.outstanding, 0);
+    /* the matched topics got the next ids, 1 and 2, in the order first seen */
+    int32_t ci = tid_of(&t, "clicks"), ca = tid_of(&t, "clacks");
+    cr_assert((ci == 1 && ca == 2) || (ci == 2 && ca == 1), "clicks %d, clacks %d", ci, ca);
+    cr_assert_null(vg_kafka_topic_name(t.k, 3));
+    cr_assert_eq(tid_of(&t, "views"), -1);
+    size_t cnt[NT][MAXP];
+    for (int i = 0; i < NT; i++) {
+        by_partition_of(&t, created[i], NULL, cnt[i]);
+        size_t sum = 0;
+        for (int p = 0; p < P; p++)
+            sum += cnt[i][p];
+        cr_assert_eq(sum, i < 3 ? (size_t)M : 0, "%s: %zu messages", created[i], sum);
+    }
+    stats_goal_t g = {1};
+    cr_assert(run_until(&t, commits_reached, &g, 5000), "no commit");
+    close_consumer(&t);
+    tctx_fini(&t);
+    for (int i = 0; i < NT; i++)
+        for (int p = 0; p < P; p++)
+            cr_assert_eq(vgt_committed(addr, "g8", created[i], p),
+                         i < 3 ? (int64_t)cnt[i][p] : RD_KAFKA_OFFSET_INVALID, "%s[%d]",
+                         created[i], p);
+    vg_mock_stop(m);
+}
+
 /* ---- pause / resume ------------------------------------------------------- */
 
 Test(kafka, pause_and_resume, .timeout = 60)
 {
     vg_mock_t *m;
     char addr[128], err[512];
-    cr_assert_eq(vg_mock_start(&m, "t4", 2, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    const char *t4[] = {"t4"};
+    cr_assert_eq(vg_mock_start(&m, t4, 1, 2, addr, sizeof addr, err, sizeof err), 0, "%s", err);
     produce_n(addr, "t4", 0, 60);
 
     tctx_t t;
@@ -453,7 +774,8 @@ Test(kafka, pause_and_resume, .timeout = 60)
     cr_assert_eq(t.n, 10);
 
     /* a message without a DLQ configured: vg_kafka_dlq is a no-op */
-    vg_kafka_msg_t fake = {.topic = "t4", .partition = 0, .offset = 0, .value = "x", .value_len = 1};
+    vg_kafka_msg_t fake = {
+        .topic = "t4", .topic_id = 0, .partition = 0, .offset = 0, .value = "x", .value_len = 1};
     cr_assert_eq(vg_kafka_dlq(t.k, &fake, "test"), 0);
 
     vg_kafka_resume(t.k);
@@ -500,7 +822,8 @@ Test(kafka, dead_letter_copy, .timeout = 60)
 {
     vg_mock_t *m;
     char addr[128], err[512];
-    cr_assert_eq(vg_mock_start(&m, "t5", 1, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    const char *t5[] = {"t5"};
+    cr_assert_eq(vg_mock_start(&m, t5, 1, 1, addr, sizeof addr, err, sizeof err), 0, "%s", err);
     const char *keys[] = {"u1", "u2", "u3"}, *vals[] = {"good", "bad", "good"};
     cr_assert_eq(vgt_produce(addr, "t5", keys, vals, NULL, 3), 0);
 
@@ -612,7 +935,7 @@ Test(kafka, revoke_waits_for_outstanding, .timeout = 90)
         lastoff[p] = (int64_t)cnt[p] - 1;
     for (size_t i = 0; i < a.n; i++)
         if (a.recs[i].off != lastoff[a.recs[i].p])
-            vg_kafka_done(a.k, a.recs[i].p, a.recs[i].off);
+            vg_kafka_done(a.k, a.recs[i].tid, a.recs[i].p, a.recs[i].off);
     cr_assert_eq(vg_kafka_outstanding(a.k), (size_t)P);
 
     /* B joins: A is asked to give up partitions but holds them until done */
@@ -633,8 +956,10 @@ Test(kafka, revoke_waits_for_outstanding, .timeout = 90)
     cr_assert_eq(a.assigned, P, "A let partitions go with messages outstanding");
 
     /* A finishes: the revoked partitions are committed, then handed over */
+    int32_t tid = tid_of(&a, "t6");
+    cr_assert_geq(tid, 0);
     for (int p = 0; p < P; p++)
-        vg_kafka_done(a.k, p, lastoff[p]);
+        vg_kafka_done(a.k, tid, p, lastoff[p]);
     two_t w = {&a, &b};
     t0 = vgt_now_ms();
     cr_assert(run_until(&a, split_done, &w, 30000), "no split: A %d, B %d", a.assigned,
@@ -654,7 +979,7 @@ Test(kafka, revoke_waits_for_outstanding, .timeout = 90)
     produce_n(br.addr, "t6", N, 20);
     cr_assert(run_until(&a, b_has, &w, 15000), "A %zu + B %zu", a.n, b.n);
     for (size_t i = N; i < a.n; i++) /* A's new ones are done too */
-        vg_kafka_done(a.k, a.recs[i].p, a.recs[i].off);
+        vg_kafka_done(a.k, a.recs[i].tid, a.recs[i].p, a.recs[i].off);
     run_until(&a, NULL, NULL, 300);
     cr_assert_eq(a.n + b.n, (size_t)(N + 20));
     for (size_t i = 0; i < b.n; i++)

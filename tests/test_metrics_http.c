@@ -69,6 +69,33 @@ Test(metrics, render_exposition)
     vg_metrics_free(m);
 }
 
+/* Labelled series of one family share one HELP/TYPE, rendered together
+ * even when added apart; label values are escaped. */
+Test(metrics, labelled_family)
+{
+    vg_metrics_t *m = new_registry();
+    vg_metric_t *a = vg_metrics_add_labeled(m, "vaegan_events_ignored_total", "Events of other types",
+                                            VG_METRIC_COUNTER, "type", "view");
+    vg_metric_t *other = vg_metrics_add(m, "vaegan_other", "x", VG_METRIC_GAUGE, NULL, 0);
+    vg_metric_t *b = vg_metrics_add_labeled(m, "vaegan_events_ignored_total", "ignored", VG_METRIC_COUNTER, "type",
+                                            "a\"b\\c");
+    cr_assert(a && other && b);
+    vg_metric_inc(a, 2);
+    vg_metric_inc(b, 1);
+    char *text = vg_metrics_render(m);
+    cr_assert_not_null(text);
+    const char *want = "# HELP vaegan_events_ignored_total Events of other types\n"
+                       "# TYPE vaegan_events_ignored_total counter\n"
+                       "vaegan_events_ignored_total{type=\"view\"} 2\n"
+                       "vaegan_events_ignored_total{type=\"a\\\"b\\\\c\"} 1\n"
+                       "# HELP vaegan_other x\n";
+    cr_assert_not_null(strstr(text, want), "got:\n%s", text);
+    const char *second = strstr(text, "# HELP vaegan_events_ignored_total");
+    cr_assert_null(strstr(second + 1, "# HELP vaegan_events_ignored_total"), "one header per family");
+    free(text);
+    vg_metrics_free(m);
+}
+
 Test(metrics, default_buckets_and_values)
 {
     vg_metrics_t *m = new_registry();

@@ -422,3 +422,36 @@ Test(vocab, add_find_and_reject)
     cr_assert_eq(vg_vocab_add(&v, longid, 128, NULL), 5000);
     vg_vocab_free(&v);
 }
+
+/* Erasing keeps every other id findable (backward-shift deletion in the
+ * probe runs), frees the text, and the same id added again gets a new index. */
+Test(vocab, erase)
+{
+    vg_vocab_t v;
+    vg_vocab_init(&v);
+    char id[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "id%d", i);
+        cr_assert_eq(vg_vocab_add(&v, id, strlen(id), NULL), i);
+    }
+    for (int i = 0; i < 1000; i += 3)
+        cr_assert_eq(vg_vocab_erase(&v, i), 0);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(id, sizeof id, "id%d", i);
+        int32_t want = i % 3 == 0 ? -1 : i;
+        cr_assert_eq(vg_vocab_find(&v, id, strlen(id)), want, "%s", id);
+        if (i % 3 == 0)
+            cr_assert_str_eq(vg_vocab_id(&v, i), "");
+    }
+    int added = 0;
+    cr_assert_eq(vg_vocab_add(&v, "id3", 3, &added), 1000, "a new index");
+    cr_assert(added);
+    for (int i = 1000; i < 3000; i++) { /* rehashes with erased ids inside */
+        snprintf(id, sizeof id, "more%d", i);
+        cr_assert_geq(vg_vocab_add(&v, id, strlen(id), NULL), 0);
+    }
+    cr_assert_eq(vg_vocab_find(&v, "id3", 3), 1000);
+    cr_assert_eq(vg_vocab_find(&v, "id4", 3), 4);
+    cr_assert_eq(vg_vocab_find(&v, "id6", 3), -1);
+    vg_vocab_free(&v);
+}

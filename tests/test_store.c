@@ -146,7 +146,13 @@ static int job_done(void *arg) { return ((job_t *)arg)->calls > 0; }
 
 static vg_store_event_t EV(const char *u, const char *i, double ts)
 {
-    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts};
+    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts, 0};
+    return e;
+}
+
+static vg_store_event_t RM(const char *u, const char *i, double ts)
+{
+    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts, 1};
     return e;
 }
 
@@ -249,7 +255,7 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
     cr_assert_eq(vg_store_add_events(S, b2, 6, job_cb, &j2), 0);
     /* binary-safe ids: CR, LF, space and '*' inside an item */
     const char weird[] = "i\r\n *3$";
-    vg_store_event_t b3[] = {{"u4", 2, weird, sizeof weird - 1, 1.5}};
+    vg_store_event_t b3[] = {{"u4", 2, weird, sizeof weird - 1, 1.5, 0}};
     cr_assert_eq(vg_store_add_events(S, b3, 1, job_cb, &j3), 0);
     cr_assert_eq(vg_store_add_events(S, NULL, 0, job_cb, &j4), 0); /* barrier */
     cr_assert(wait_for(job_done, &j4, 5000));
@@ -553,14 +559,123 @@ Test(store, readonly_server_is_retried_not_failed, .init = setup, .fini = teardo
 
 /* ---- load --------------------------------------------------------------------------------- */
 
+/* With removals the history writes go through the ordered script: the later
+ * ts wins between an interaction and a removal, whatever the order of
+ * arrival; rm:<user> keeps the removals, capped; the load reads them back. */
+static char ord_hist[256], ord_rm[256];
+static void ord_user(void *ud, const char *user, size_t ulen, int removals, const char *const *items,
+                     const size_t *lens, const double *ts, size_t n)
+{
+    (void)ud;
+    if (ulen != 1 || user[0] != 'u')
+        return;
+    char *out = removals ? ord_rm : ord_hist;
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++)
+        o += (size_t)snprintf(out + o, 256 - o, "%s%.*s:%g", k ? " " : "", (int)lens[k], items[k], ts[k]);
+}
+
+Test(store, removals_are_ordered_by_ts, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.history_max = 2;
+    cfg.removals = 1;
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000), "never up: %s", vg_store_errstr(S));
+    job_t j1 = {0}, j2 = {0}, j3 = {0};
+    vg_store_event_t b1[] = {EV("u", "a", 90), RM("u", "a", 100), EV("u", "b", 50), EV("v", "x", 1)};
+    cr_assert_eq(vg_store_add_events(S, b1, 4, job_cb, &j1), 0);
+    /* later arrivals: an older click (refused), a newer click of b's removal's item, removals */
+    vg_store_event_t b2[] = {EV("u", "a", 95), RM("u", "b", 40), RM("u", "c", 10), RM("u", "d", 20)};
+    cr_assert_eq(vg_store_add_events(S, b2, 4, job_cb, &j2), 0);
+    cr_assert(wait_for(job_done, &j2, 5000));
+    cr_assert_eq(j1.status + j2.status, 0);
+    redisContext *c = cli(NULL, 0);
+    cr_assert_str_eq(zset(c, "hist:u"), "b:50", "a removed at 100, its click at 95 refused; b newer than its removal");
+    cr_assert_str_eq(zset(c, "rm:u"), "b:40 a:100", "removals capped like the history (2): c and d went");
+    cr_assert_str_eq(zset(c, "hist:v"), "x:1");
+    vg_store_event_t b3[] = {EV("u", "a", 110), EV("u", "c", 60)};
+    cr_assert_eq(vg_store_add_events(S, b3, 2, job_cb, &j3), 0);
+    cr_assert(wait_for(job_done, &j3, 5000));
+    cr_assert_str_eq(zset(c, "hist:u"), "c:60 a:110", "a newer click wins over the removal; c's removal was capped away");
+    job_t jl = {0};
+    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = ord_user, .on_done = job_cb, .ud = &jl}), 0);
+    cr_assert(wait_for(job_done, &jl, 5000));
+    cr_assert_eq(jl.status, 0);
+    cr_assert_str_eq(ord_hist, "c:60 a:110");
+    cr_assert_str_eq(ord_rm, "b:40 a:100");
+    /* without removals configured a removal is refused */
+    redisFree(c);
+    close_store(S);
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cfg.removals = 0;
+    S = open_store(&cfg);
+    vg_store_event_t r = RM("u", "a", 1);
+    cr_assert_eq(vg_store_add_events(S, &r, 1, job_cb, &j1), VG_EINVAL);
+    close_store(S);
+}
+
+static char marks[256];
+static void on_mark(void *ud, const char *mark, size_t len, double ts)
+{
+    (void)ud;
+    size_t o = strlen(marks);
+    snprintf(marks + o, sizeof marks - o, "%s%.*s:%g", o ? " " : "", (int)len, mark, ts);
+}
+
+/* A forget erases every key of the user, and leaves a mark that expires. */
+Test(store, forget_erases_the_user, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.removals = 1;
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000), "never up: %s", vg_store_errstr(S));
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "ZADD vaegan:forgotten 40 old");
+    job_t j1 = {0}, j2 = {0}, j3 = {0};
+    vg_store_event_t b[] = {EV("u", "a", 90), RM("u", "b", 95), EV("v", "x", 1)};
+    cr_assert_eq(vg_store_add_events(S, b, 3, job_cb, &j1), 0);
+    const char *items[] = {"c"};
+    size_t lens[] = {1};
+    double sc[] = {0.5};
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, items, lens, sc, 1, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_forget(S, "u", 1, "mark-u", 6, 100, 50, job_cb, &j3), 0);
+    cr_assert(wait_for(job_done, &j3, 5000));
+    cr_assert_eq(j1.status + j2.status + j3.status, 0);
+    cr_assert(j2.order < j3.order);
+    cr_assert_eq(cmd_int(c, "EXISTS hist:u rm:u rec:u"), 0, "no key of the user is left");
+    cr_assert_str_eq(zset(c, "vaegan:users"), "v:1");
+    cr_assert_str_eq(zset(c, "vaegan:forgotten"), "mark-u:100", "the mark, and the expired one gone");
+    job_t jl = {0};
+    vg_store_loader_t ld = {.on_user = ord_user, .on_mark = on_mark, .marks_since = 99, .on_done = job_cb, .ud = &jl};
+    cr_assert_eq(vg_store_load(S, &ld), 0);
+    cr_assert(wait_for(job_done, &jl, 5000));
+    cr_assert_eq(jl.status, 0);
+    cr_assert_str_eq(marks, "mark-u:100");
+    marks[0] = '\0';
+    job_t jm = {0};
+    ld.marks_since = 100; /* exclusive */
+    ld.ud = &jm;
+    cr_assert_eq(vg_store_load(S, &ld), 0);
+    cr_assert(wait_for(job_done, &jm, 5000));
+    cr_assert_str_eq(marks, "");
+    cr_assert_eq(vg_store_forget(S, "u", 1, "", 0, 100, 50, NULL, NULL), VG_EINVAL);
+    redisFree(c);
+    close_store(S);
+}
+
 #define LOAD_USERS 2345
 static unsigned char seen[LOAD_USERS + 2];
 static int delivered, load_status = 1, load_done, load_bad, killed;
 
-static void load_user(void *ud, const char *user, size_t ulen, const char *const *items,
+static void load_user(void *ud, const char *user, size_t ulen, int removals, const char *const *items,
                       const size_t *lens, const double *ts, size_t n)
 {
     (void)ud;
+    if (removals) /* the store of this test has no removals */
+        load_bad++;
     char u[64];
     cr_assert(ulen < sizeof u);
     memcpy(u, user, ulen);
@@ -639,7 +754,7 @@ Test(store, load_returns_everything_across_a_killed_connection, .init = setup, .
     cr_assert_eq(uv_loop_init(&loop), 0);
     ups = downs = 0;
     S = open_store(&cfg);
-    cr_assert_eq(vg_store_load(S, load_user, load_end, NULL), 0);
+    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_done = load_end}), 0);
     cr_assert(wait_for(load_finished, NULL, 30000), "load never finished");
     cr_assert_eq(load_done, 1);
     cr_assert_eq(load_bad, 0, "wrong or duplicate deliveries");
@@ -808,7 +923,7 @@ Test(store, close_drops_pending_without_callbacks, .init = setup, .fini = teardo
     cfg.socket = nowhere;
     S = open_store(&cfg);
     cr_assert_eq(vg_store_add_events(S, ev, 1000, cl_cb, NULL), 0);
-    cr_assert_eq(vg_store_load(S, load_user, cl_cb, NULL), 0);
+    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_done = cl_cb}), 0);
     spin(200);
     cr_assert_eq(vg_store_pending(S), 2);
     close_store(S);

@@ -70,12 +70,31 @@ static void kill_broker(vgt_broker_t *b)
 
 int vgt_broker_start(vgt_broker_t *b, const char *mockbroker_bin, const char *topic, int partitions)
 {
+    return vgt_broker_start_topics(b, mockbroker_bin, &topic, 1, partitions);
+}
+
+int vgt_broker_start_topics(vgt_broker_t *b, const char *mockbroker_bin, const char *const *topics,
+                            size_t n_topics, int partitions)
+{
+    enum { MAXT = 16 };
     memset(b, 0, sizeof *b);
-    int fds[2];
-    if (pipe(fds) != 0)
+    if (n_topics > MAXT)
         return -1;
     char parts[16];
     snprintf(parts, sizeof parts, "%d", partitions);
+    const char *argv[2 * MAXT + 4];
+    size_t argc = 0;
+    argv[argc++] = mockbroker_bin;
+    for (size_t i = 0; i < n_topics; i++) {
+        argv[argc++] = "--topic";
+        argv[argc++] = topics[i];
+    }
+    argv[argc++] = "--partitions";
+    argv[argc++] = parts;
+    argv[argc] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -87,7 +106,7 @@ int vgt_broker_start(vgt_broker_t *b, const char *mockbroker_bin, const char *to
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        execl(mockbroker_bin, mockbroker_bin, "--topic", topic, "--partitions", parts, (char *)NULL);
+        execv(mockbroker_bin, (char *const *)argv);
         _exit(127);
     }
     close(fds[1]);

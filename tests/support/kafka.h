@@ -31,6 +31,12 @@ typedef struct vgt_broker {
  * (the child is then stopped). */
 int vgt_broker_start(vgt_broker_t *b, const char *mockbroker_bin, const char *topic, int partitions);
 
+/* The same with `--topic T` for each of topics[0..n_topics) (at most 16),
+ * each created with `partitions` partitions; n_topics 0 passes no --topic
+ * (the tool then creates clicks). */
+int vgt_broker_start_topics(vgt_broker_t *b, const char *mockbroker_bin, const char *const *topics,
+                            size_t n_topics, int partitions);
+
 /* SIGTERM + waitpid.  Safe on a stopped or never started broker. */
 void vgt_broker_stop(vgt_broker_t *b);
 
