@@ -3,10 +3,19 @@
 #include "stream/produce.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/errors.h"
 #include "stream/kafka_conf.h"
+
+/* Errors only: the operator's consumer options draw a warning each here. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 3)
+        fprintf(stderr, "kafka: %s: %s\n", fac, buf);
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -27,6 +36,7 @@ int vg_kafka_produce_one(const char *brokers, const char *const *options, size_t
         return rc;
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_opaque(conf, &result);
     rd_kafka_t *rk = vg_kafka_conf_new_handle(RD_KAFKA_PRODUCER, conf, err, errlen, &rc);
     if (!rk)
