@@ -12,6 +12,8 @@
  */
 #include "daemon/scorer.h"
 
+#define NO_MODEL (-2) /* last_step of a list ranked by popularity */
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -176,7 +178,8 @@ static int pick_stale(vg_scorer_t *sc, int users, int64_t step, double now, int3
     for (int k = 0; k < users && n < max; k++) {
         int u = (sc->cursor + k) % users;
         int never = sc->last_step[u] == -1 && sc->last_time[u] < -1e299;
-        if (never || (sc->last_step[u] != step && now - sc->last_time[u] >= sc->cfg.refresh_s))
+        int popular = sc->last_step[u] == NO_MODEL && step != NO_MODEL; /* the first model reaches every list */
+        if (never || popular || (sc->last_step[u] != step && now - sc->last_time[u] >= sc->cfg.refresh_s))
             if (!sc->marked || u >= sc->mark_cap || !sc->marked[u])
                 sel[n++] = u;
         if (n == max)
@@ -210,7 +213,7 @@ static void *scorer_main(void *arg)
             tm[n] = sc->t_mark[u];
             sel[n++] = u;
         }
-        int64_t step = sc->snap ? sc->snap->m.step : 0;
+        int64_t step = sc->snap ? sc->snap->m.step : NO_MODEL;
         double now = vg_mono_s();
         if (n == 0) {
             /* lock order: never the mirror's lock while holding mu (the loop

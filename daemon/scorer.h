@@ -7,8 +7,11 @@
  * ranks them on the current model snapshot (vg_rank_users, rank.h), and
  * hands the lists back to the loop thread (on_lists, called there through uv_async)
  * for writing to Redis.  Users with no mark are refreshed in the background
- * when their list is older than refresh_s and a newer model exists, and once
- * after start (so a crash between a history write and its list write heals).
+ * when their list is older than refresh_s and a newer model exists, at once
+ * when their list was ranked by popularity and a model exists now (the first
+ * model reaches every list within seconds), and once after start (so a crash
+ * between a history write and its list write heals).  Marked users always
+ * go first.
  *
  * Snapshots: vg_scorer_set_model() takes a reference-counted, immutable
  * vg_snap_t from any thread (the trainer); the scorer swaps to it between

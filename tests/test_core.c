@@ -262,3 +262,70 @@ Test(trainer, rounds_grow_the_catalogue_and_the_state_resumes, .init = vg_tmpdir
     vg_model_close(&m);
     vg_hist_free(&h);
 }
+
+/* ---- the scorer: the first model reaches every list ---------------------------- */
+
+typedef struct seen_lists {
+    int n_pop, n_model; /* lists written by popularity / with the model */
+    uint8_t model[64];  /* per user: a list with the model arrived */
+    vg_scorer_t *sc;
+} seen_lists_t;
+
+static void count_lists(void *ud, const vg_list_t *lists, int n)
+{
+    seen_lists_t *s = ud;
+    for (int k = 0; k < n; k++) {
+        if (lists[k].n == 0) /* nothing to recommend: says nothing */
+            continue;
+        /* popularity scores are user counts (integers); the model's are not */
+        int pop = lists[k].scores[0] == (double)(long long)lists[k].scores[0];
+        s->n_pop += pop;
+        if (!pop && lists[k].user < 64 && !s->model[lists[k].user]) {
+            s->model[lists[k].user] = 1;
+            s->n_model++;
+        }
+    }
+    vg_scorer_release(s->sc, n);
+}
+
+static void run_until_lists(uv_loop_t *loop, const int *counter, int want)
+{
+    /* the scorer thread's lists arrive through uv_async; the cap is only a
+     * safety net far above the few milliseconds this takes */
+    for (int i = 0; i < 30000 && *counter < want; i++) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+}
+
+Test(scorer, the_first_model_replaces_popularity_lists_at_once)
+{
+    vg_hist_t h;
+    popular(&h);
+    int users = 0; /* users with something to recommend (p0 holds every item) */
+    for (int u = 0; u < h.users.n; u++)
+        users += h.u[u].n < h.items.n;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    seen_lists_t s = {0};
+    vg_scorer_cfg_t cfg = {.hist = &h, .top_n = 3, .batch = 4, .refresh_s = 3600, .max_outstanding = 1000,
+                           .on_lists = count_lists, .ud = &s};
+    cr_assert_eq(vg_scorer_start(&s.sc, &loop, &cfg), 0);
+    vg_scorer_mark_all(s.sc);
+    run_until_lists(&loop, &s.n_pop, users);
+    cr_assert_eq(s.n_pop, users, "every user gets a popularity list first");
+    vg_model_cfg_t c;
+    vg_model_cfg_default(&c, VG_VARIANT_AVB_D_C);
+    c.hidden = 8, c.latent = 4, c.disc_hidden = 4;
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, h.items.n, 4), 0);
+    m.step = 1;
+    vg_scorer_set_model(s.sc, vg_snap_new(&m));
+    run_until_lists(&loop, &s.n_model, users);
+    cr_assert_eq(s.n_model, users, "refresh_s (1 h) does not hold back lists built without a model");
+    vg_scorer_stop(s.sc);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    vg_model_close(&m);
+    vg_hist_free(&h);
+}
