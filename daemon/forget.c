@@ -15,24 +15,33 @@
 
 #define KEY_FILE "forget.key"
 
-static int read_key(vg_forget_t *f, const char *path)
+/* 0, 1 when there is no key file yet, or a VG_E* code with *why set. */
+static int read_key(vg_forget_t *f, const char *path, const char **why)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        *why = strerror(errno);
         return errno == ENOENT ? 1 : VG_EIO;
-    ssize_t n = read(fd, f->key, sizeof f->key);
+    }
+    unsigned char buf[sizeof f->key + 1]; /* one more: a longer file is no key either */
+    ssize_t n = read(fd, buf, sizeof buf);
+    *why = n < 0 ? strerror(errno) : "not a key (it must hold exactly 32 bytes)";
     close(fd);
-    return n == (ssize_t)sizeof f->key ? 0 : VG_ECORRUPT;
+    if (n == (ssize_t)sizeof f->key)
+        memcpy(f->key, buf, sizeof f->key);
+    sodium_memzero(buf, sizeof buf);
+    return n == (ssize_t)sizeof f->key ? 0 : n < 0 ? VG_EIO : VG_ECORRUPT;
 }
 
-static int write_key(vg_forget_t *f, const char *path)
+static int write_key(vg_forget_t *f, const char *path, const char **why)
 {
     randombytes_buf(f->key, sizeof f->key);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return VG_EIO;
-    int ok = write(fd, f->key, sizeof f->key) == (ssize_t)sizeof f->key && fsync(fd) == 0;
-    return close(fd) == 0 && ok ? 0 : VG_EIO;
+    int ok = fd >= 0 && write(fd, f->key, sizeof f->key) == (ssize_t)sizeof f->key && fsync(fd) == 0;
+    *why = strerror(errno);
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    return ok ? 0 : VG_EIO;
 }
 
 int vg_forget_open(vg_forget_t *f, const char *dir)
@@ -45,12 +54,12 @@ int vg_forget_open(vg_forget_t *f, const char *dir)
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, KEY_FILE);
-    int rc = read_key(f, path);
-    if (rc == 1 && (rc = write_key(f, path)) == 0)
+    const char *why = "";
+    int rc = read_key(f, path, &why);
+    if (rc == 1 && (rc = write_key(f, path, &why)) == 0)
         vg_log(VG_LOG_INFO, "erasure key created in %s", path);
     if (rc)
-        vg_log(VG_LOG_ERROR, "%s: %s (the key that hashes forgotten users' ids; 32 bytes)", path,
-               rc == VG_ECORRUPT ? "not a key" : strerror(errno));
+        vg_log(VG_LOG_ERROR, "refusing to start: %s: %s (the key that hashes forgotten users' ids)", path, why);
     return rc;
 }
 

@@ -846,3 +846,20 @@ Test(events, forget_erases_the_user, .init = setup16, .fini = teardown, .timeout
         vgt_sleep_ms(50);
     cr_assert_eq(exists("rec:secret-42"), 1, "and a list again");
 }
+
+/* A damaged erasure key stops the start (forgotten users would come back). */
+Test(events, a_damaged_erasure_key_is_refused, .init = setup16, .fini = teardown, .timeout = 60)
+{
+    char path[4400];
+    mkdir(E.state, 0755);
+    snprintf(path, sizeof path, "%s/forget.key", E.state);
+    FILE *f = fopen(path, "w");
+    fputs("short", f);
+    fclose(f);
+    cr_assert_neq(vgt_wait_exit(spawn(NULL), 30), 0, "a damaged key stops the start");
+    FILE *l = fopen(E.log, "r");
+    char buf[8192] = {0};
+    cr_assert_gt(fread(buf, 1, sizeof buf - 1, l), 0);
+    fclose(l);
+    cr_assert(strstr(buf, "forget.key") && strstr(buf, "32 bytes"), "the message names the file: %s", buf);
+}
