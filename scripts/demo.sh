@@ -93,6 +93,9 @@ for u in u0 u1 u2; do
   echo "== $u: $(rcli zcard hist:$u) items in hist:$u; ZREVRANGE rec:$u 0 9 WITHSCORES:"
   rcli zrevrange "rec:$u" 0 9 withscores | paste - - | sed 's/^/   /'
 done
+sample=$(( USERS < 200 ? USERS : 200 ))
+distinct=$(for ((k = 0; k < sample; k++)); do rcli zrevrange "rec:u$k" 0 9 | paste -sd' '; done | sort -u | wc -l)
+echo "== personalised: $distinct distinct top-10 lists among $sample users (a popularity ranking gives about 1)"
 echo "== vaegan:model"
 rcli hgetall vaegan:model | paste - - | sed 's/^/   /'
 
@@ -111,4 +114,4 @@ fi
 
 echo "== SIGTERM"
 kill -TERM $daemon
-wait $daemon && echo "   vaegand exited 0; state saved: $(ls "$tmp/state")"
+wait $daemon && echo "   vaegand exited 0; state saved: $(ls "$tmp/state" | paste -sd" ")"
