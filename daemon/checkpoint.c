@@ -2,6 +2,7 @@
 #include "daemon/checkpoint.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,28 @@ static void make_dirs(const char *dir)
             *c = '/';
         }
     mkdir(p, 0755);
+}
+
+int vg_ckpt_lock(const char *dir, int *fd)
+{
+    make_dirs(dir);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (*fd < 0 || fcntl(*fd, F_SETLK, &l) != 0) {
+        int busy = *fd >= 0 && (errno == EACCES || errno == EAGAIN);
+        if (busy)
+            vg_log(VG_LOG_ERROR, "refusing to start: state.dir = \"%s\" is in use by another vaegand (or --replay); "
+                   "two processes on one state directory would overwrite each other's model", dir);
+        else
+            vg_log(VG_LOG_ERROR, "state.dir = \"%s\": cannot lock %s: %s", dir, path, strerror(errno));
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        return busy ? VG_EAGAIN : VG_EIO;
+    }
+    return 0;
 }
 
 /* The loaded model's vocabulary becomes the mirror's first items. */

@@ -23,6 +23,12 @@
 
 #define VG_STATE_FILE "model.ckpt" /* inside state.dir */
 
+/* Takes the lock of dir (an fcntl write lock on dir/lock, held while *fd
+ * stays open), so that two daemons, or --replay beside a running daemon,
+ * never write one state directory.  Returns 0, or VG_EAGAIN when another
+ * process holds it, or VG_EIO (both logged). */
+int vg_ckpt_lock(const char *dir, int *fd);
+
 /* Creates dir (and its parents) and writes dir/model.ckpt into path.  When
  * that file exists and reset is 0, loads it into *m (checked against cfg)
  * and enters its vocabulary into the (empty) mirror h.  Every outcome is

@@ -24,6 +24,7 @@
 #include "daemon/replay.h"
 #include "model/blas.h"
 #include "stream/event.h"
+#include "stream/kafka.h"
 #include "stream/produce.h"
 
 #define EX_USAGE_ 2
@@ -146,6 +147,14 @@ int main(int argc, char **argv)
     char err[1024];
     if (vg_config_load(&cfg, path, err, sizeof err)) {
         fprintf(stderr, "vaegand: %s\n", err);
+        vg_config_free(&cfg);
+        return EX_CONFIG_;
+    }
+    vg_kafka_cfg_t kc = {.brokers = cfg.kafka.brokers, .group = cfg.kafka.group,
+                         .topics = (const char *const *)cfg.kafka.topics.v, .n_topics = cfg.kafka.topics.n,
+                         .options = (const char *const *)cfg.kafka.options, .n_options = cfg.kafka.n_options};
+    if (vg_kafka_check_options(&kc, err, sizeof err)) { /* a librdkafka option typo is a configuration error too */
+        fprintf(stderr, "vaegand: %s: %s\n", path, err);
         vg_config_free(&cfg);
         return EX_CONFIG_;
     }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -426,9 +427,13 @@ static int open_store(vg_pipe_t *p)
 int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset)
 {
     p->cfg = cfg;
+    p->lock_fd = -1;
     if (vg_hist_init(&p->hist, cfg->history.max_items))
         return VG_ENOMEM;
-    int rc = vg_ckpt_load(&p->model, &p->hist, cfg->state.dir, reset, &cfg->model.cfg, cfg->model.batch,
+    int rc = vg_ckpt_lock(cfg->state.dir, &p->lock_fd);
+    if (rc)
+        return rc == VG_EAGAIN ? VG_EIO : rc; /* not "stopped by a signal" */
+    rc = vg_ckpt_load(&p->model, &p->hist, cfg->state.dir, reset, &cfg->model.cfg, cfg->model.batch,
                           p->state_path, sizeof p->state_path);
     if (rc < 0)
         return rc;
@@ -489,5 +494,8 @@ void vg_pipe_close(vg_pipe_t *p)
     if (p->forget_open)
         vg_forget_close(&p->forget);
     p->forget_open = 0;
+    if (p->lock_fd >= 0)
+        close(p->lock_fd); /* last: the state file was saved under the lock */
+    p->lock_fd = -1;
     vg_hist_free(&p->hist);
 }

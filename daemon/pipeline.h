@@ -79,6 +79,7 @@ typedef struct vg_pipe {
     vg_model_t model;        /* the loaded state, until the trainer (or replay) takes it */
     int have_model;
     char state_path[PATH_MAX];
+    int lock_fd;             /* state.dir's lock (checkpoint.h), -1 = none */
 
     size_t pending_events;   /* handed to the store, not yet acknowledged */
     size_t pending_lists;    /* rec:<user> writes not yet acknowledged */

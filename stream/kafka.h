@@ -153,6 +153,12 @@ typedef struct vg_kafka_stats {
 int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, char *err,
                   size_t errlen);
 
+/* Checks cfg's librdkafka options as vg_kafka_init() would set them on the
+ * consumer and on the DLQ producer (property names and values; not the
+ * cross-property checks librdkafka makes when a client starts), without
+ * creating a client.  Returns 0, or VG_ECONFIG with err naming the option. */
+int vg_kafka_check_options(const vg_kafka_cfg_t *cfg, char *err, size_t errlen);
+
 /* Marks the delivered message (topic_id, partition, offset) done: its
  * effect is durable.  Call exactly once per delivered message, in any order
  * (across topics too).  A done for a message this consumer does not track

@@ -101,3 +101,15 @@ rd_kafka_t *vg_kafka_conf_new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf
     rd_kafka_set_log_queue(rk, NULL); /* logs are served by our polls, on the loop */
     return rk;
 }
+
+int vg_kafka_check_options(const vg_kafka_cfg_t *cfg, char *err, size_t errlen)
+{
+    for (int consumer = 1; consumer >= 0; consumer--) {
+        rd_kafka_conf_t *conf;
+        int rc = vg_kafka_conf_build(cfg, consumer, &conf, err, errlen);
+        if (rc)
+            return rc;
+        rd_kafka_conf_destroy(conf);
+    }
+    return 0;
+}

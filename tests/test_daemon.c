@@ -863,3 +863,50 @@ Test(events, a_damaged_erasure_key_is_refused, .init = setup16, .fini = teardown
     fclose(l);
     cr_assert(strstr(buf, "forget.key") && strstr(buf, "32 bytes"), "the message names the file: %s", buf);
 }
+
+/* ---- start-up refusals ------------------------------------------------------------- */
+
+static int log_has(const char *text)
+{
+    FILE *f = fopen(E.log, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, text) != NULL;
+}
+
+/* A second vaegand, or --replay, on the state directory of a running one is
+ * refused instead of overwriting its model. */
+Test(daemon, a_state_dir_in_use_is_refused, .init = setup16, .fini = teardown, .timeout = 120)
+{
+    E.daemon = spawn(NULL);
+    double end = vg_mono_s() + 60;
+    while (!log_has("history entries") && vg_mono_s() < end) /* past the lock: the histories are loaded */
+        vgt_sleep_ms(20);
+    cr_assert(log_has("history entries"), "the first daemon started");
+    cr_assert_neq(vgt_wait_exit(spawn(NULL), 30), 0, "a second daemon on the same state.dir stops");
+    cr_assert(log_has("is in use by another vaegand"), "and says why");
+    char data[4300];
+    snprintf(data, sizeof data, "%s/events.json", vg_tmpdir);
+    FILE *f = fopen(data, "w");
+    fputs("{\"user\":\"u\",\"item\":\"i\",\"ts\":1}\n", f);
+    fclose(f);
+    cr_assert_neq(vgt_wait_exit(spawn("--replay", data, NULL), 30), 0, "so does --replay");
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0, "the running one is untouched and stops cleanly");
+    E.daemon = 0;
+    cr_assert_eq(vgt_wait_exit(spawn("--replay", data, "--epochs", "1", NULL), 120), 0, "free again after its stop");
+}
+
+/* A librdkafka option typo is a configuration error (exit 78), for
+ * --check-config and at start, before anything else starts. */
+Test(daemon, a_kafka_option_typo_is_a_config_error, .init = setup16, .fini = teardown, .timeout = 60)
+{
+    write_conf(E.conf, "[kafka]\noption.fetch.wait.max.msx = 10\n");
+    cr_assert_eq(vgt_wait_exit(spawn("--check-config", NULL), 30), 78);
+    cr_assert(log_has("kafka.option.fetch.wait.max.msx"), "the message names the option");
+    cr_assert_eq(vgt_wait_exit(spawn(NULL), 30), 78, "the daemon refuses to start the same way");
+}
