@@ -115,7 +115,6 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         skip_invalid(d, m, reason);
         return;
     }
-    const vg_config_t *c = d->p.cfg;
     vg_event_origin_t from = {m->topic_id, m->partition, m->offset};
     if (strcmp(ev.type, VG_FORGET_TYPE) == 0) { /* after everything read before it */
         send_current(d);
@@ -126,9 +125,8 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
         return;
     }
-    size_t tl = strlen(ev.type);
-    int removal = vg_strlist_has(&c->events.removal_types, ev.type, tl);
-    if (!removal && !vg_strlist_has(&c->events.types, ev.type, tl)) {
+    int kind = vg_pipe_event_kind(&d->p, ev.type), removal = kind == VG_KIND_REMOVAL;
+    if (kind == VG_KIND_OTHER) {
         count_ignored(d, ev.type);
         vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
         return;

@@ -128,6 +128,14 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
     vg_pipe_update_flow(p);
 }
 
+int vg_pipe_event_kind(const vg_pipe_t *p, const char *type)
+{
+    size_t n = strlen(type);
+    if (vg_strlist_has(&p->cfg->events.removal_types, type, n))
+        return VG_KIND_REMOVAL;
+    return vg_strlist_has(&p->cfg->events.types, type, n) ? VG_KIND_INTERACTION : VG_KIND_OTHER;
+}
+
 /* ---- erasure ------------------------------------------------------------------- */
 
 typedef struct forget_ctx {

@@ -106,6 +106,10 @@ int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset);
 int vg_pipe_wait_loaded(vg_pipe_t *p);
 /* Hands b (malloc'd; the pipeline frees it) to the store. */
 void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b);
+/* What an event's type means (events.types, events.removal_types). */
+enum { VG_KIND_OTHER = -1, VG_KIND_INTERACTION = 0, VG_KIND_REMOVAL = 1 };
+int vg_pipe_event_kind(const vg_pipe_t *p, const char *type);
+
 /* The erasure of a user (an event of type "forget" at ts, forget.h): the
  * mark is remembered at once (so later events of the user up to ts are
  * refused, vg_pipe_refuses), the store erases the user's keys after every

@@ -46,10 +46,8 @@ static int on_event(const vg_event_t *e, void *ud)
 {
     replay_t *r = ud;
     vg_hist_t *h = &r->p->hist;
-    const vg_config_t *c = r->p->cfg;
-    size_t tl = strlen(e->type);
-    int removal = vg_strlist_has(&c->events.removal_types, e->type, tl);
-    if ((!removal && !vg_strlist_has(&c->events.types, e->type, tl)) || /* forgets too: stream them */
+    int kind = vg_pipe_event_kind(r->p, e->type), removal = kind == VG_KIND_REMOVAL;
+    if (kind == VG_KIND_OTHER || /* forgets too: stream them */
         vg_pipe_refuses(r->p, e->user, e->user_len, e->ts)) {
         r->ignored++;
         return 0;

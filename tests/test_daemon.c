@@ -622,21 +622,36 @@ Test(training, a_new_item_becomes_recommendable, .init = setup16, .fini = teardo
     free_stream(&s);
 }
 
-Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardown, .timeout = 60)
+static int log_has(const char *text)
+{
+    FILE *f = fopen(E.log, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, text) != NULL;
+}
+
+/* Writes text to state.dir/name (before the daemon's first start). */
+static void write_state_file(const char *name, const char *text)
 {
     char path[4400];
     mkdir(E.state, 0755);
-    snprintf(path, sizeof path, "%s/model.ckpt", E.state);
+    snprintf(path, sizeof path, "%s/%s", E.state, name);
     FILE *f = fopen(path, "w");
-    fputs("VAEGANST but not really a state file", f);
+    cr_assert_not_null(f);
+    fputs(text, f);
     fclose(f);
+}
+
+Test(training, a_corrupt_state_file_is_refused, .init = setup16, .fini = teardown, .timeout = 60)
+{
+    write_state_file("model.ckpt", "VAEGANST but not really a state file");
     int rc = vgt_wait_exit(spawn(NULL), 30);
     cr_assert_neq(rc, 0, "a corrupt state file stops the start");
-    FILE *l = fopen(E.log, "r");
-    char buf[8192] = {0};
-    cr_assert_gt(fread(buf, 1, sizeof buf - 1, l), 0);
-    fclose(l);
-    cr_assert(strstr(buf, "model.ckpt") && strstr(buf, "--reset-model"), "the message names the file: %s", buf);
+    cr_assert(log_has("model.ckpt") && log_has("--reset-model"), "the message names the file");
     /* --reset-model starts afresh on purpose */
     E.daemon = spawn("--reset-model", NULL);
     cr_assert_eq(vgt_wait_exit(E.daemon, 8), -1, "running with --reset-model");
@@ -850,33 +865,13 @@ Test(events, forget_erases_the_user, .init = setup16, .fini = teardown, .timeout
 /* A damaged erasure key stops the start (forgotten users would come back). */
 Test(events, a_damaged_erasure_key_is_refused, .init = setup16, .fini = teardown, .timeout = 60)
 {
-    char path[4400];
-    mkdir(E.state, 0755);
-    snprintf(path, sizeof path, "%s/forget.key", E.state);
-    FILE *f = fopen(path, "w");
-    fputs("short", f);
-    fclose(f);
+    write_state_file("forget.key", "short");
     cr_assert_neq(vgt_wait_exit(spawn(NULL), 30), 0, "a damaged key stops the start");
-    FILE *l = fopen(E.log, "r");
-    char buf[8192] = {0};
-    cr_assert_gt(fread(buf, 1, sizeof buf - 1, l), 0);
-    fclose(l);
-    cr_assert(strstr(buf, "forget.key") && strstr(buf, "32 bytes"), "the message names the file: %s", buf);
+    cr_assert(log_has("forget.key") && log_has("32 bytes"), "the message names the file");
 }
 
 /* ---- start-up refusals ------------------------------------------------------------- */
 
-static int log_has(const char *text)
-{
-    FILE *f = fopen(E.log, "r");
-    if (!f)
-        return 0;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return strstr(buf, text) != NULL;
-}
 
 /* A second vaegand, or --replay, on the state directory of a running one is
  * refused instead of overwriting its model. */
