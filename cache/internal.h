@@ -31,6 +31,21 @@ typedef struct st_ev {
 
 struct st_job; /* a job of the queue: private to store.c */
 
+/* What a reply means to the store (reply.c). */
+enum {
+    VG_RC_OK = 0,
+    VG_RC_DATA = 1,      /* an error of this command on its key (WRONGTYPE, a bad value): not retried */
+    VG_RC_TRANSIENT = 2, /* the server's passing state (LOADING, BUSY, OOM, ...): reconnect, re-send */
+    VG_RC_READONLY = 3,  /* READONLY: transient until it lasts readonly_timeout_ms, then refused */
+    VG_RC_REFUSED = 4    /* the server is not ours to write (MOVED, ASK, CROSSSLOT, NOPERM, NOAUTH
+                            without a password): the store stops, on_fatal */
+};
+struct redisReply;
+/* The class of r; *msg = the error text when not VG_RC_OK.  An array (EXEC's
+ * reply) is looked into one level deep.  has_password: NOAUTH is transient
+ * (the reconnect re-AUTHs) rather than refused. */
+int vg_store_classify_(const struct redisReply *r, int has_password, const char **msg);
+
 struct vg_store {
     uv_loop_t *loop;
     uv_timer_t timer;
@@ -50,10 +65,14 @@ struct vg_store {
     int port, db;
     int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
     int ordered;        /* cfg->removals: history writes through the ordered script */
+    int readonly_timeout;  /* ms a READONLY may last before it is refused */
+    uint64_t ro_since;  /* loop time of the first READONLY since the last good reply, 0 = none */
+    int fatal;          /* the server refused us (VG_RC_REFUSED): nothing more is written */
     char rank_stop[24]; /* "-(history_max+1)" */
     char ttl[24];
     char where[300];    /* for messages */
     void (*on_up)(void *ud, int up);
+    void (*on_fatal)(void *ud, const char *msg);
     vg_log_fn log;
     void *ud;
 
@@ -68,6 +87,8 @@ struct vg_store {
     size_t socap;
     st_ev_t *sev;
     size_t sevcap;
+    uint32_t *smap; /* per command of a history job: [first, end) of the sev entries it writes */
+    size_t smapcap;
     const char **litems;
     size_t *llens;
     double *lts;
@@ -113,5 +134,26 @@ static inline int vg_store_scratch_(vg_store_t *s, size_t bytes, size_t ncmds)
  * again after the call.  cb (may be NULL) fires once when every reply is in.
  * Returns 0 or VG_ENOMEM (nothing queued). */
 int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud);
+
+/* As vg_store_submit_ for a history job of n events: command c writes the
+ * events s->sev[s->smap[2c] .. s->smap[2c+1]).i; the job keeps that map so
+ * that ecb learns which events a data error refused. */
+int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n, vg_store_events_cb ecb, void *ud);
+
+/* One ACL DRYRUN check of the connect-time probe (reply.c): the command
+ * "ACL DRYRUN <user> <command> <key> ..." and what it checks, for messages. */
+typedef struct vg_store_probe {
+    const char *argv[10];
+    size_t lens[10];
+    int argc;
+    char key[300], key2[300], what[340];
+} vg_store_probe_t;
+/* How many checks there are; check i for this store and user into *out:
+ * returns 1, or 0 when check i does not apply (or i is past the end). */
+size_t vg_store_probe_count_(void);
+int vg_store_probe_(const vg_store_t *s, size_t i, const char *user, vg_store_probe_t *out);
+/* The reply of INFO cluster (is_info) or of an ACL DRYRUN: the refusal it
+ * states (owned by r), or NULL when it states none or could not check. */
+const char *vg_store_probe_refusal_(const struct redisReply *r, int is_info);
 
 #endif

@@ -31,15 +31,21 @@
  *
  * A load job differs from write jobs: its buffer is rebuilt per round (the
  * ZRANGE of a chunk of vaegan:users, then one ZRANGE WITHSCORES per user of
- * the chunk) and the pump does not pass it until its round is answered.  It
- * stays in this file because it is part of the same state machine: the pump,
- * the reconnect path (it resumes from its first unanswered reply) and the
- * reply handling all know its phase.
+ * the chunk) and the pump does not pass it until its round is answered.
+ *
+ * Why one file: the connection, the queue, the replies and the load are
+ * one state machine over one set of private fields — the pump, the
+ * reconnect path (a load resumes from its first unanswered reply), the
+ * handshake and the reply handling all know each job's phase.  What does
+ * not touch that state lives beside it: the command formatting (write.c),
+ * what a reply means (reply.c), RESP (resp.c), the libuv binding
+ * (hiredis_uv.c).
  */
 #include "cache/store.h"
 
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,13 +69,19 @@
 enum { ST_DOWN = 0, ST_HANDSHAKE = 1, ST_READY = 2 };
 enum { JOB_WRITE = 0, JOB_LOAD = 1 };
 enum { LOAD_USERS = 0, LOAD_HISTS = 1, LOAD_MARKS = 2 };
-enum { CL_OK = 0, CL_PERMANENT = 1, CL_TRANSIENT = 2 };
+#define ST_DEF_READONLY_MS 30000
 
 typedef struct st_job {
     struct st_job *next;
     int kind;
-    int status;         /* VG_EREDIS once a permanent error arrived in this pass */
+    int status;         /* VG_EREDIS once a data error arrived in this pass */
     vg_store_cb cb;     /* on_done for a load */
+    vg_store_events_cb ecb; /* a history job's callback instead of cb */
+    uint32_t n_ev;      /* a history job's events */
+    uint32_t *map;      /* ... per command [first, end) into evi (vg_store_submit_events_) */
+    uint32_t *evi;      /* ... the events' indices in the caller's array, grouped by user */
+    char **cerr;        /* per command, the data error's text in this pass; NULL until one */
+    int cerr_lost;      /* out of memory keeping them: every event counts as refused */
     void *ud;
     uint32_t ncmds;     /* commands in buf */
     uint32_t nsent;     /* commands written on the current connection */
@@ -118,48 +130,24 @@ static char *st_strdup(const char *p)
 }
 
 
-/* ---- reply classification ----------------------------------------------------------------- */
-
-static int st_transient_err(const char *msg, size_t len)
-{
-    static const char *const codes[] = {"LOADING",  "BUSY",    "MISCONF",    "OOM",
-                                        "READONLY", "MASTERDOWN", "TRYAGAIN", "NOAUTH",
-                                        "NOREPLICAS", "CLUSTERDOWN"};
-    size_t w = 0;
-    while (w < len && msg[w] != ' ')
-        w++;
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (strlen(codes[i]) == w && memcmp(codes[i], msg, w) == 0)
-            return 1;
-    return 0;
-}
-
-/* CL_OK, CL_PERMANENT or CL_TRANSIENT; *msg = the error text if not OK.  An
- * array (EXEC's reply) is looked into one level deep: an error inside a
- * transaction comes back as an element (EXEC itself succeeds). */
-static int st_classify(const redisReply *r, const char **msg)
-{
-    const redisReply *e = NULL;
-    if (r->type == REDIS_REPLY_ERROR) {
-        e = r;
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i] && r->element[i]->type == REDIS_REPLY_ERROR) {
-                e = r->element[i];
-                if (st_transient_err(e->str, e->len))
-                    break;
-            }
-    }
-    if (!e)
-        return CL_OK;
-    *msg = e->str;
-    return st_transient_err(e->str, e->len) ? CL_TRANSIENT : CL_PERMANENT;
-}
-
 /* ---- the queue ---------------------------------------------------------------------------- */
+
+/* Forgets the data errors of j's pass (a re-send starts a new one). */
+static void st_job_clear_errors(st_job_t *j)
+{
+    j->status = 0;
+    j->cerr_lost = 0;
+    if (!j->cerr)
+        return;
+    for (uint32_t c = 0; c < j->ncmds; c++)
+        free(j->cerr[c]);
+    free(j->cerr);
+    j->cerr = NULL;
+}
 
 static void st_job_free(st_job_t *j)
 {
+    st_job_clear_errors(j);
     if (j->kind == JOB_LOAD) {
         st_load_t *L = (st_load_t *)j;
         free(j->buf);
@@ -189,7 +177,21 @@ static void st_enqueue(vg_store_t *s, st_job_t *j)
     st_pump(s);
 }
 
-/* Pops the head (which must be j), frees it and calls its callback. */
+/* A history job's callback: which events a data error refused (store.h,
+ * vg_store_events_cb). */
+static void st_events_done(st_job_t *j)
+{
+    const char **ev_err = j->status && j->cerr ? calloc(j->n_ev, sizeof *ev_err) : NULL;
+    if (ev_err)
+        for (uint32_t c = 0; c < j->ncmds; c++)
+            for (uint32_t k = j->map[2 * c]; j->cerr[c] && k < j->map[2 * c + 1]; k++)
+                if (!ev_err[j->evi[k]])
+                    ev_err[j->evi[k]] = j->cerr[c];
+    j->ecb(j->ud, j->status, ev_err, j->n_ev); /* VG_EREDIS with NULL: could not tell which, so all */
+    free(ev_err);
+}
+
+/* Pops the head (which must be j), calls its callback and frees it. */
 static void st_finish_head(vg_store_t *s, st_job_t *j)
 {
     vg_assert(j == s->head);
@@ -201,41 +203,62 @@ static void st_finish_head(vg_store_t *s, st_job_t *j)
     s->njobs--;
     s->pending_bytes -= j->bytes;
     s->jobs_done++;
-    vg_store_cb cb = j->cb;
-    void *ud = j->ud;
-    int status = j->status;
+    if (j->ecb)
+        st_events_done(j);
+    else if (j->cb)
+        j->cb(j->ud, j->status);
     st_job_free(j);
-    if (cb)
-        cb(ud, status);
 }
 
 /* A write job built in the scratch (len bytes, ncmds commands whose offsets
- * are in s->soff) -> a heap job of exact size, enqueued. */
-int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud)
+ * are in s->soff; with n_ev > 0 the event map of a history job in s->smap
+ * and s->sev) -> a heap job of exact size, enqueued. */
+static int st_submit(vg_store_t *s, size_t len, uint32_t ncmds, size_t n_ev, vg_store_cb cb,
+                     vg_store_events_cb ecb, void *ud)
 {
     size_t offb = (size_t)(ncmds + 1) * sizeof(uint32_t);
-    st_job_t *j = malloc(sizeof *j + offb + len);
+    size_t mapb = n_ev ? ((size_t)2 * ncmds + n_ev) * sizeof(uint32_t) : 0;
+    st_job_t *j = malloc(sizeof *j + offb + mapb + len);
     if (!j)
         return VG_ENOMEM;
     memset(j, 0, sizeof *j);
     j->kind = JOB_WRITE;
     j->cb = cb;
+    j->ecb = ecb;
     j->ud = ud;
     j->ncmds = ncmds;
+    j->n_ev = (uint32_t)n_ev;
     j->off = (uint32_t *)(j + 1);
-    j->buf = (char *)j->off + offb;
     s->soff[ncmds] = (uint32_t)len;
     memcpy(j->off, s->soff, offb);
+    if (n_ev) {
+        j->map = j->off + ncmds + 1;
+        j->evi = j->map + 2 * ncmds;
+        memcpy(j->map, s->smap, (size_t)2 * ncmds * sizeof(uint32_t));
+        for (size_t k = 0; k < n_ev; k++)
+            j->evi[k] = (uint32_t)s->sev[k].i;
+    }
+    j->buf = (char *)j->off + offb + mapb;
     memcpy(j->buf, s->sbuf, len);
-    j->bytes = sizeof *j + offb + len;
+    j->bytes = sizeof *j + offb + mapb + len;
     st_enqueue(s, j);
     return 0;
+}
+
+int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, void *ud)
+{
+    return st_submit(s, len, ncmds, 0, cb, NULL, ud);
+}
+
+int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n, vg_store_events_cb ecb, void *ud)
+{
+    return st_submit(s, len, ncmds, n, NULL, ecb, ud);
 }
 
 /* Writes commands while the connection is ready and the window allows. */
 static void st_pump(vg_store_t *s)
 {
-    if (s->state != ST_READY || s->closing)
+    if (s->state != ST_READY || s->closing || s->fatal)
         return;
     while (s->send && s->inflight < (size_t)s->max_inflight) {
         st_job_t *j = s->send;
@@ -261,13 +284,14 @@ static void st_pump(vg_store_t *s)
 
 static void st_connect(vg_store_t *s);
 static void st_abort(vg_store_t *s, const char *why);
+static void st_refuse(vg_store_t *s, const char *what, const char *msg);
 
 /* One timer: the reconnect delay while down, the connect + handshake
  * deadline while connecting (hiredis 0.14 has no timeouts of its own). */
 static void st_on_timer(uv_timer_t *t)
 {
     vg_store_t *s = t->data;
-    if (s->closing)
+    if (s->closing || s->fatal)
         return;
     if (s->state == ST_DOWN && !s->ac)
         st_connect(s);
@@ -312,7 +336,7 @@ static void st_lost(vg_store_t *s, const char *why)
             j->nsent = j->nanswered; /* its answered replies were consumed */
         } else {
             j->nsent = j->nanswered = 0;
-            j->status = 0;
+            st_job_clear_errors(j);
         }
         requeued++;
     }
@@ -382,7 +406,7 @@ static void st_on_hs(redisAsyncContext *ac, void *r, void *priv)
 {
     vg_store_t *s = ac->data;
     redisReply *reply = r;
-    if (!reply || s->closing || ac != s->ac || s->state != ST_HANDSHAKE)
+    if (!reply || s->closing || s->fatal || ac != s->ac || s->state != ST_HANDSHAKE)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[256];
@@ -390,6 +414,45 @@ static void st_on_hs(redisAsyncContext *ac, void *r, void *priv)
         s->errors++;
         st_abort(s, why);
         return;
+    }
+    if (--s->hs_left == 0)
+        st_ready(s);
+}
+
+/* Tags of the checks' replies: INFO cluster, ACL WHOAMI, or 2 + i for
+ * ACL DRYRUN check i. */
+#define PROBE_INFO ((uintptr_t)0)
+#define PROBE_WHOAMI ((uintptr_t)1)
+
+/* A reply to one of the connect-time checks (store.h): an error means the
+ * server has no such check or we may not run it — nothing to learn; a
+ * refusal it states stops the store.  WHOAMI's user name starts the ACL
+ * DRYRUN checks, which join the handshake. */
+static void st_on_probe(redisAsyncContext *ac, void *r, void *priv)
+{
+    vg_store_t *s = ac->data;
+    redisReply *reply = r;
+    uintptr_t tag = (uintptr_t)priv;
+    if (!reply || s->closing || s->fatal || ac != s->ac || s->state != ST_HANDSHAKE)
+        return;
+    if (tag == PROBE_WHOAMI && reply->type == REDIS_REPLY_STRING) {
+        vg_store_probe_t pr;
+        for (size_t i = 0; i < vg_store_probe_count_(); i++)
+            if (vg_store_probe_(s, i, reply->str, &pr) &&
+                redisAsyncCommandArgv(ac, st_on_probe, (void *)(2 + i), pr.argc, pr.argv, pr.lens) == REDIS_OK) {
+                s->hs_left++;
+                s->commands++;
+            }
+    } else if (tag != PROBE_WHOAMI) {
+        const char *why = vg_store_probe_refusal_(reply, tag == PROBE_INFO);
+        if (why) {
+            vg_store_probe_t pr;
+            if (tag != PROBE_INFO && vg_store_probe_(s, tag - 2, "", &pr))
+                st_refuse(s, pr.what, why);
+            else
+                st_refuse(s, "the connection", why);
+            return;
+        }
     }
     if (--s->hs_left == 0)
         st_ready(s);
@@ -458,29 +521,107 @@ static void st_connect(vg_store_t *s)
     size_t lens[1] = {4};
     if (redisAsyncCommandArgv(ac, st_on_hs, (void *)"PING", 1, argv, lens) == REDIS_OK)
         s->hs_left++;
+    /* the checks (store.h): their replies are read by st_on_probe */
+    const char *info[2] = {"INFO", "cluster"}, *whoami[2] = {"ACL", "WHOAMI"};
+    size_t info_l[2] = {4, 7}, whoami_l[2] = {3, 6};
+    if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_INFO, 2, info, info_l) == REDIS_OK)
+        s->hs_left++;
+    if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_WHOAMI, 2, whoami, whoami_l) == REDIS_OK)
+        s->hs_left++;
     s->commands += (uint64_t)s->hs_left;
     uv_timer_start(&s->timer, st_on_timer, (uint64_t)s->connect_timeout, 0);
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
-static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *msg)
+/* "ZADD hist:u1" or, for EXEC, "EXEC (DEL rec:u1)": what command idx of j was. */
+static void st_describe(const st_job_t *j, uint32_t idx, char *out, size_t outlen)
 {
-    uint64_t supp = 0;
-    if (!vg_ratelimit_ok(&s->rl_cmd, &supp))
-        return;
     char what[200], key[200] = "";
     vg_resp_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
     if (!strchr(what, ' ') && j->ncmds > 1 && idx != 1) /* EXEC: name the key of the DEL */
         vg_resp_describe(j->buf + j->off[1], j->off[2] - j->off[1], key, sizeof key);
-    st_log(s, VG_LOG_ERROR, "redis %s: error on %s%s%s%s: %s (not retried%s)", s->where, what,
-           key[0] ? " (" : "", key, key[0] ? ")" : "", msg,
+    snprintf(out, outlen, "%s%s%s%s", what, key[0] ? " (" : "", key, key[0] ? ")" : "");
+}
+
+/* A data error of command idx of j: remembered for the per-event results
+ * of a history job, logged (rate-limited). */
+static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *msg)
+{
+    s->errors++;
+    if (j->ecb && !j->cerr_lost) {
+        if (!j->cerr)
+            j->cerr = calloc(j->ncmds, sizeof *j->cerr);
+        if (j->cerr)
+            j->cerr[idx] = st_strdup(msg);
+        if (!j->cerr || !j->cerr[idx]) { /* out of memory: every event of the job counts as refused */
+            st_job_clear_errors(j);
+            j->cerr_lost = 1;
+        }
+    }
+    j->status = VG_EREDIS;
+    uint64_t supp = 0;
+    if (!vg_ratelimit_ok(&s->rl_cmd, &supp))
+        return;
+    char what[420];
+    st_describe(j, idx, what, sizeof what);
+    st_log(s, VG_LOG_ERROR, "redis %s: error on %s: %s (not retried%s)", s->where, what, msg,
            supp ? "; similar errors were suppressed" : "");
+}
+
+/* The server is not ours to write (store.h, "a refusal"): stop for good and
+ * tell the owner, once.  what = the command (and key) it refused. */
+static void st_refuse(vg_store_t *s, const char *what, const char *msg)
+{
+    if (s->fatal)
+        return;
+    s->fatal = 1;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "redis %s refused %.340s: %.300s; the server is not ours to write, so nothing more is written",
+             s->where, what, msg);
+    size_t n = strlen(text) < sizeof s->errstr ? strlen(text) : sizeof s->errstr - 1;
+    memcpy(s->errstr, text, n);
+    s->errstr[n] = '\0';
+    st_log(s, VG_LOG_ERROR, "%s", text);
+    uv_timer_stop(&s->timer);
+    if (s->on_fatal)
+        s->on_fatal(s->ud, text);
+}
+
+/* The part of a reply's handling that server-state errors and refusals
+ * share between write and load replies.  Returns 1 when it ends the reply's
+ * handling (the connection was dropped, or the store refused), else 0. */
+static int st_server_error(vg_store_t *s, const st_job_t *j, uint32_t idx, int cl, const char *msg)
+{
+    if (cl == VG_RC_READONLY) {
+        uint64_t now = uv_now(s->loop) + 1; /* + 1: 0 means "none" */
+        if (!s->ro_since)
+            s->ro_since = now;
+        cl = now - s->ro_since >= (uint64_t)s->readonly_timeout ? VG_RC_REFUSED : VG_RC_TRANSIENT;
+    }
+    if (cl == VG_RC_TRANSIENT) {
+        char why[256];
+        s->errors++;
+        snprintf(why, sizeof why, "server not writable: %s", msg);
+        s->streak++;
+        st_abort(s, why);
+        return 1;
+    }
+    if (cl == VG_RC_REFUSED) {
+        char what[420];
+        s->errors++;
+        st_describe(j, idx, what, sizeof what);
+        st_refuse(s, what, msg);
+        return 1;
+    }
+    return 0;
 }
 
 /* A reply that was not a server-state error: the server takes commands. */
 static void st_good_reply(vg_store_t *s)
 {
+    s->ro_since = 0;
     if (!s->streak)
         return;
     st_log(s, VG_LOG_INFO, "redis %s: server takes writes again after %u retries", s->where,
@@ -493,30 +634,18 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     vg_store_t *s = ac->data;
     redisReply *reply = r;
-    if (!reply || s->closing || ac != s->ac)
+    if (!reply || s->closing || s->fatal || ac != s->ac)
         return;
     st_job_t *j = priv;
     s->replies++;
     s->inflight--;
     uint32_t idx = j->nanswered++;
     const char *msg = NULL;
-    switch (st_classify(reply, &msg)) {
-    case CL_TRANSIENT: {
-        char why[256];
-        s->errors++;
-        snprintf(why, sizeof why, "server not writable: %s", msg);
-        s->streak++;
-        st_abort(s, why);
+    int cl = vg_store_classify_(reply, s->pass != NULL, &msg);
+    if (st_server_error(s, j, idx, cl, msg))
         return;
-    }
-    case CL_PERMANENT:
-        s->errors++;
-        j->status = VG_EREDIS;
+    if (cl == VG_RC_DATA)
         st_cmd_error(s, j, idx, msg);
-        break;
-    default:
-        break;
-    }
     st_good_reply(s);
     if (j->nanswered == j->ncmds) {
         st_finish_head(s, j);
@@ -647,7 +776,8 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
     const char *user = L->job.buf + L->uoff[idx];
     size_t ulen = L->ulen[idx];
     const char *msg = NULL;
-    if (st_classify(h, &msg) != CL_OK || h->type != REDIS_REPLY_ARRAY || h->elements % 2) {
+    if (vg_store_classify_(h, s->pass != NULL, &msg) != VG_RC_OK || h->type != REDIS_REPLY_ARRAY ||
+        h->elements % 2) {
         uint64_t supp = 0;
         L->failed = 1;
         if (h->type == REDIS_REPLY_ERROR)
@@ -690,26 +820,20 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     vg_store_t *s = ac->data;
     redisReply *reply = r;
-    if (!reply || s->closing || ac != s->ac)
+    if (!reply || s->closing || s->fatal || ac != s->ac)
         return;
     st_load_t *L = priv;
     s->replies++;
     s->inflight--;
     uint32_t idx = L->job.nanswered++;
     const char *msg = NULL;
-    int cl = st_classify(reply, &msg);
-    if (cl == CL_TRANSIENT) {
-        char why[256];
-        s->errors++;
-        snprintf(why, sizeof why, "server not ready: %s", msg);
-        s->streak++;
-        st_abort(s, why);
+    int cl = vg_store_classify_(reply, s->pass != NULL, &msg);
+    if (st_server_error(s, &L->job, idx, cl, msg))
         return;
-    }
     st_good_reply(s);
     if (L->phase == LOAD_MARKS) {
-        if (cl != CL_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
-            if (cl != CL_OK)
+        if (cl != VG_RC_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2) {
+            if (cl != VG_RC_OK)
                 s->errors++;
             st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %svaegan:forgotten: %s", s->where,
                    s->prefix ? s->prefix : "", msg ? msg : "unexpected reply");
@@ -725,8 +849,8 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
                 st_load_finish(s, L, rc);
         }
     } else if (L->phase == LOAD_USERS) {
-        if (cl != CL_OK || reply->type != REDIS_REPLY_ARRAY) {
-            if (cl != CL_OK)
+        if (cl != VG_RC_OK || reply->type != REDIS_REPLY_ARRAY) {
+            if (cl != VG_RC_OK)
                 s->errors++;
             st_log(s, VG_LOG_ERROR, "redis %s: load: cannot read %svaegan:users: %s", s->where,
                    s->prefix ? s->prefix : "", msg ? msg : "unexpected reply");
@@ -783,6 +907,7 @@ static void st_free_mem(vg_store_t *s)
     free(s->sbuf);
     free(s->soff);
     free(s->sev);
+    free(s->smap);
     free(s->litems);
     free(s->llens);
     free(s->lts);
@@ -828,6 +953,8 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     s->rmax = rmax;
     s->connect_timeout = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : ST_DEF_CONNECT_TIMEOUT;
     s->on_up = cfg->on_up;
+    s->on_fatal = cfg->on_fatal;
+    s->readonly_timeout = cfg->readonly_timeout_ms > 0 ? cfg->readonly_timeout_ms : ST_DEF_READONLY_MS;
     s->log = cfg->log;
     s->ud = cfg->ud;
     if (sock) {
@@ -918,6 +1045,7 @@ void vg_store_stats(const vg_store_t *s, vg_store_stats_t *st)
     st->pending_bytes = s->pending_bytes;
     st->inflight = s->inflight;
     st->up = vg_store_is_up(s);
+    st->refused = s->fatal;
 }
 
 const char *vg_store_errstr(const vg_store_t *s) { return s ? s->errstr : ""; }

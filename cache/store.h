@@ -26,18 +26,30 @@
  * vg_store_stats().pending_bytes tell how much waits, so the daemon can pause
  * its input (docs/architecture.md "Back-pressure").
  *
- * Errors Redis answers.  An error that belongs to the command (WRONGTYPE, a
- * bad argument, ...) is permanent: logged (rate-limited), not retried, and
- * the job's callback gets VG_EREDIS once all its replies are in (the job's
- * other commands still ran).  An error that describes the *server's* state
- * (LOADING, BUSY, MISCONF, OOM, READONLY, MASTERDOWN, TRYAGAIN, NOAUTH,
- * NOREPLICAS, CLUSTERDOWN) is treated like a lost connection: the store drops
- * the connection, backs off and re-sends — such a server cannot take writes
- * now but may soon, and a job must not be dropped for it.  A server that
- * stays read-only or out of memory therefore stalls the queue (with a warning
- * per backoff window) instead of losing data.  The connection is declared up
- * only after AUTH, SELECT and a PING succeeded (a Redis loading its AOF
- * answers -LOADING and is retried).
+ * Errors Redis answers fall in three classes.
+ *   - A *data error* belongs to one command on one key (WRONGTYPE because
+ *     another app wrote hist:<user>, a value out of range, ...): logged
+ *     (rate-limited), not retried; the job's other commands still ran, and
+ *     its callback says which events (vg_store_events_cb) or that something
+ *     (vg_store_cb: VG_EREDIS) was refused.
+ *   - A *server-state error* (LOADING, BUSY, MISCONF, OOM, MASTERDOWN,
+ *     TRYAGAIN, NOREPLICAS, CLUSTERDOWN; NOAUTH when a password is set) is
+ *     treated like a lost connection: drop it, back off, re-send — such a
+ *     server cannot take writes now but may soon, and a job must not be
+ *     dropped for it.  READONLY too, until it has lasted
+ *     cfg->readonly_timeout_ms without a good reply in between (a failover
+ *     takes seconds; a replica that stays one is the next class).
+ *   - A *refusal*: the server is not ours to write (MOVED, ASK, CROSSSLOT:
+ *     a Redis Cluster; NOPERM, or NOAUTH with no password: its ACLs;
+ *     READONLY that lasts).  The store stops writing for good: no job
+ *     completes any more, the error (command, key, reply) is logged and
+ *     cfg->on_fatal gets it once; the owner should stop without committing
+ *     what is still pending.  Detected at connect where the server tells:
+ *     INFO cluster (cluster_enabled:1), and ACL WHOAMI + ACL DRYRUN of each
+ *     kind of command the store sends (a server without ACL DRYRUN, or a
+ *     user who may not run it, skips that check: the first write tells).
+ * The connection is declared up only after AUTH, SELECT, PING and these
+ * checks (a Redis loading its AOF answers -LOADING and is retried).
  *
  * Threads and reentrancy.  Everything runs on the loop thread given to
  * vg_store_init(); no function may be called from another thread.  Callbacks
@@ -95,15 +107,29 @@ typedef struct vg_store_cfg {
     /* 1: connected and ready (AUTH/SELECT/PING done); 0: the ready connection
      * was lost.  Calls alternate, starting with 1.  May be NULL. */
     void (*on_up)(void *ud, int up);
+    /* The server refused us (a refusal, above): msg names the command, the
+     * key and the reply.  Called once; nothing completes afterwards.  May be
+     * NULL (then the store just stops). */
+    void (*on_fatal)(void *ud, const char *msg);
+    int readonly_timeout_ms; /* how long READONLY may last; 0 = 30000 */
     vg_log_fn log; /* NULL = silent */
-    void *ud;      /* passed to on_up and log */
+    void *ud;      /* passed to on_up, on_fatal and log */
 } vg_store_cfg_t;
 
 /* A job's completion: status 0 = every command succeeded; VG_EREDIS = Redis
- * answered a (permanent) error to at least one of them (logged; the others
- * ran).  Called exactly once per accepted job, in submission order, unless
- * the store is closed first. */
+ * answered a data error to at least one of them (logged; the others ran).
+ * Called exactly once per accepted job, in submission order, unless the
+ * store is closed or refused first. */
 typedef void (*vg_store_cb)(void *ud, int status);
+
+/* A history job's completion, per event: status 0 = every event stored
+ * (ev_err NULL); VG_EREDIS = a data error refused some: ev_err[i] (i < n,
+ * the job's events in the caller's order) is NULL when event i was stored,
+ * else the error reply of a command that wrote it (the user's history, or
+ * vaegan:users, which every event of the job needs); valid during the call
+ * only.  Called exactly once per accepted job, in submission order, unless
+ * the store is closed or refused first. */
+typedef void (*vg_store_events_cb)(void *ud, int status, const char *const *ev_err, size_t n);
 
 typedef struct vg_store_event {
     const char *user; /* user_len bytes, need not be NUL-terminated */
@@ -137,12 +163,12 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
  *     history), and the item leaves hist:<user> if its ts there is <= ts;
  * so between an interaction and a removal of one item the later ts wins
  * (the removal on a tie), whatever the arrival order.  n = 0 is a barrier: one PING, so cb fires once every job accepted
- * before it is done.  cb (may be NULL) fires once, when every reply of the
+ * before it is done (n = 0, ev_err NULL).  cb (may be NULL) fires once, when every reply of the
  * job has arrived.  The store copies what it needs: ev and the strings it
  * points to are the caller's again after the call.
  * Returns 0 (accepted), VG_EINVAL (s NULL, ev NULL with n > 0, a NULL id, a
  * non-finite ts; nothing accepted) or VG_ENOMEM. */
-int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
+int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_events_cb cb,
                         void *ud);
 
 /* Replaces <p>rec:<user> atomically with the n pairs (items[i], scores[i]):
@@ -224,6 +250,7 @@ typedef struct vg_store_stats {
     size_t pending_bytes;      /* command bytes held by pending jobs */
     size_t inflight;           /* commands written and unanswered now */
     int up;                    /* = vg_store_is_up() */
+    int refused;               /* 1 once the server refused us (on_fatal) */
 } vg_store_stats_t;
 
 /* Fills *st with the counters since vg_store_init(). */

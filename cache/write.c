@@ -87,6 +87,8 @@ static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_
         p = vg_resp_arg(p, e->item, e->item_len);
     }
     if (s->history_max > 0) {
+        s->smap[2 * *nc] = (uint32_t)a;
+        s->smap[2 * *nc + 1] = (uint32_t)b;
         s->soff[(*nc)++] = (uint32_t)(p - s->sbuf);
         p = vg_resp_hdr(p, 4);
         p = vg_resp_arg(p, "ZREMRANGEBYRANK", 15);
@@ -114,7 +116,7 @@ static int st_same_user(const st_ev_t *a, const st_ev_t *b)
     return a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0);
 }
 
-int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_cb cb,
+int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_events_cb cb,
                         void *ud)
 {
     if (!s || s->closing || (n && !ev))
@@ -125,7 +127,7 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         char *p = vg_resp_hdr(s->sbuf, 1);
         p = vg_resp_str(p, "PING");
         s->soff[0] = 0;
-        return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+        return vg_store_submit_events_(s, (size_t)(p - s->sbuf), 1, 0, cb, ud);
     }
     if (n > UINT32_MAX / 2 - 1)
         return VG_EINVAL;
@@ -144,6 +146,8 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
     int rc = vg_store_scratch_(s, bound, 2 * n + 1);
     if (rc)
         return rc;
+    if (vg_store_grow_((void **)&s->smap, &s->smapcap, 2 * (2 * n + 1), sizeof *s->smap))
+        return VG_ENOMEM;
 
     /* group the events by user (keeping their order): one ZADD (+ ZREMRANGEBYRANK),
      * or one EVAL of the ordered script, per user */
@@ -156,9 +160,13 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
             ;
         nusers++;
+        s->smap[2 * nc] = (uint32_t)a;
+        s->smap[2 * nc + 1] = (uint32_t)b;
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
         p = s->ordered ? put_ordered(s, p, ev, a, b) : put_plain(s, p, ev, a, b, &nc);
     }
+    s->smap[2 * nc] = 0; /* vaegan:users: every event needs its entry */
+    s->smap[2 * nc + 1] = (uint32_t)n;
     s->soff[nc++] = (uint32_t)(p - s->sbuf);
     p = vg_resp_hdr(p, 3 + 2 * nusers);
     p = vg_resp_arg(p, "ZADD", 4);
@@ -174,7 +182,7 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         p = vg_resp_arg(p, g->user, g->ulen);
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
-    return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
+    return vg_store_submit_events_(s, (size_t)(p - s->sbuf), nc, n, cb, ud);
 }
 
 int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,

@@ -22,16 +22,9 @@
 #include "stream/mock.h"
 
 #define STOP_DRAIN_S 30.0     /* how long a stop waits for Redis to take the in-flight writes */
+#define RETRY_MIN_MS 100      /* first wait after out of memory while reading an event */
+#define RETRY_MAX_MS 5000
 #define EMBEDDED_PARTITIONS 16 /* of each topic of kafka.brokers = embedded */
-#define IGNORED_TYPES 16       /* distinct types with their own vaegan_events_ignored_total series */
-
-/* Events of a type that is neither an interaction nor a removal: one counter
- * series per type for the first IGNORED_TYPES types, then "other". */
-typedef struct ignored {
-    int n;
-    char type[IGNORED_TYPES][VG_TYPE_MAX + 1];
-    vg_metric_t *count[IGNORED_TYPES + 1]; /* [IGNORED_TYPES]: "other" */
-} ignored_t;
 
 typedef struct vg_daemon {
     vg_pipe_t p;               /* first: the pipeline's callbacks get &d->p */
@@ -40,9 +33,10 @@ typedef struct vg_daemon {
     int ready;
     uint64_t events, invalid, ignored_events;
     vg_ratelimit_t invalid_rl;
-    ignored_t ignored;
+    vg_metric_family_t ignored; /* vaegan_events_ignored_total{type} */
 
-    uv_timer_t tick, stop_timer;
+    uv_timer_t tick, stop_timer, retry_timer;
+    int retry_ms;              /* the current out-of-memory backoff, 0 = none */
     uv_check_t flush;
     uv_async_t model_async;
     pthread_mutex_t info_mu;
@@ -68,33 +62,35 @@ static void skip_invalid(vg_daemon_t *d, const vg_kafka_msg_t *m, const char *re
     if (vg_ratelimit_ok(&d->invalid_rl, &suppressed))
         vg_log(VG_LOG_WARN, "invalid event skipped at %s/%d@%lld: %s%s", m->topic, (int)m->partition,
                (long long)m->offset, reason, suppressed ? " (and earlier ones not logged)" : "");
-    if (vg_kafka_dlq(d->p.kafka, m, reason) == 0 && d->p.cfg->kafka.dlq_topic[0])
+    if (vg_kafka_dlq(d->p.kafka, m, reason) == 0) /* done when the broker acknowledged the copy */
         vg_metric_inc(d->p.m_dlq, 1);
-    vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
+    else
+        vg_kafka_done(d->p.kafka, m->topic_id, m->partition, m->offset);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    vg_daemon_t *d = t->data;
+    if (!d->p.paused && !d->p.stopping) /* a flow-control pause resumes by itself */
+        vg_kafka_resume(d->p.kafka);
+}
+
+/* Out of memory while reading m: the consumer keeps m, pauses, and
+ * delivers it again when the retry timer resumes (backoff doubling from
+ * RETRY_MIN_MS to RETRY_MAX_MS while it keeps failing). */
+static void retry_later(vg_daemon_t *d, const vg_kafka_msg_t *m)
+{
+    vg_kafka_retry(d->p.kafka);
+    d->retry_ms = d->retry_ms ? (d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2) : RETRY_MIN_MS;
+    vg_log(VG_LOG_WARN, "out of memory reading %s/%d@%lld: consumption paused, retrying in %d ms", m->topic,
+           (int)m->partition, (long long)m->offset, d->retry_ms);
+    uv_timer_start(&d->retry_timer, on_retry_timer, (uint64_t)d->retry_ms, 0);
 }
 
 static void count_ignored(vg_daemon_t *d, const char *type)
 {
-    ignored_t *g = &d->ignored;
-    int k = 0;
-    while (k < g->n && strcmp(g->type[k], type) != 0)
-        k++;
-    if (k == g->n && g->n < IGNORED_TYPES) {
-        snprintf(g->type[k], sizeof g->type[k], "%s", type);
-        g->count[k] = vg_metrics_add_labeled(d->p.metrics, "vaegan_events_ignored_total",
-                                             "Events skipped for their type (neither in events.types nor in "
-                                             "events.removal_types), by type",
-                                             VG_METRIC_COUNTER, "type", type);
-        g->n++;
-    } else if (k == g->n) {
-        k = IGNORED_TYPES;
-        if (!g->count[k])
-            g->count[k] = vg_metrics_add_labeled(d->p.metrics, "vaegan_events_ignored_total", "", VG_METRIC_COUNTER,
-                                                 "type", "other");
-    }
     d->ignored_events++;
-    if (g->count[k])
-        vg_metric_inc(g->count[k], 1);
+    vg_metric_family_inc(&d->ignored, type, 1);
 }
 
 static void on_message(void *ud, const vg_kafka_msg_t *m)
@@ -109,7 +105,11 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         if ((d->cur = malloc(sizeof *d->cur)))
             d->cur->n = 0;
         else
-            rc = vg_errf(reason, sizeof reason, VG_ENOMEM, "out of memory");
+            rc = VG_ENOMEM;
+    }
+    if (rc == VG_ENOMEM) { /* not bad input: read it again when memory allows */
+        retry_later(d, m);
+        return;
     }
     if (rc) {
         skip_invalid(d, m, reason);
@@ -133,7 +133,8 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
     }
     d->events++;
     vg_metric_inc(removal ? d->p.m_removals : d->p.m_events, 1);
-    if (vg_batch_push(d->cur, ev.user, ev.user_len, ev.item, ev.item_len, ev.ts, removal, from))
+    d->retry_ms = 0; /* memory is back */
+    if (vg_batch_push(d->cur, ev.user, ev.user_len, ev.item, ev.item_len, ev.ts, ev.type, removal, from))
         send_current(d);
 }
 
@@ -198,6 +199,7 @@ static void on_tick(uv_timer_t *t)
         vg_notify("WATCHDOG=1");
     if (vg_log_enabled(VG_LOG_DEBUG) && p->kafka)
         log_progress(d);
+    vg_pipe_update_flow(p); /* dead letters acknowledged since the last batch count here */
     if (d->ready && !p->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
                    (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.users.n, p->hist.items.n,
@@ -250,7 +252,8 @@ static void on_stop_timer(uv_timer_t *t)
 {
     vg_daemon_t *d = t->data;
     vg_pipe_t *p = &d->p;
-    int drained = p->pending_events == 0 && (!p->kafka || vg_kafka_outstanding(p->kafka) == 0);
+    int drained = p->redis_refused || /* nothing more completes: stop now */
+                  (p->pending_events == 0 && (!p->kafka || vg_kafka_outstanding(p->kafka) == 0));
     if (!drained && vg_mono_s() - p->stop_started < STOP_DRAIN_S)
         return;
     if (!drained)
@@ -366,7 +369,8 @@ static void init_handles(vg_daemon_t *d)
     uv_check_start(&d->flush, on_flush);
     uv_timer_init(loop, &d->tick);
     uv_timer_init(loop, &d->stop_timer);
-    d->model_async.data = d->flush.data = d->tick.data = d->stop_timer.data = d;
+    uv_timer_init(loop, &d->retry_timer);
+    d->model_async.data = d->flush.data = d->tick.data = d->stop_timer.data = d->retry_timer.data = d;
 }
 
 static int start_streaming(vg_daemon_t *d)
@@ -400,6 +404,7 @@ static void close_daemon(vg_daemon_t *d)
     }
     if (p->loop_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&d->flush, (uv_handle_t *)&d->tick, (uv_handle_t *)&d->stop_timer,
+                             (uv_handle_t *)&d->retry_timer,
                              (uv_handle_t *)&d->model_async};
         for (size_t k = 0; k < sizeof hs / sizeof hs[0]; k++)
             if (hs[k]->loop && !uv_is_closing(hs[k]))
@@ -423,6 +428,10 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
     d->p.on_stop = on_stop;
     pthread_mutex_init(&d->info_mu, NULL);
     int rc = vg_pipe_open(&d->p, cfg, reset_model);
+    d->ignored = (vg_metric_family_t){.reg = d->p.metrics, .name = "vaegan_events_ignored_total",
+                                      .help = "Events skipped for their type (neither in events.types nor in "
+                                              "events.removal_types), by type",
+                                      .label = "type"};
     if (rc == 0) {
         init_handles(d);
         rc = vg_pipe_wait_loaded(&d->p);
@@ -433,7 +442,7 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
         uv_run(&d->p.loop, UV_RUN_DEFAULT);
     else if (rc == VG_EAGAIN) /* stopped by a signal while starting */
         rc = 0;
-    int code = rc ? 1 : d->p.exit_code;
+    int code = d->p.exit_code ? d->p.exit_code : rc ? 1 : 0;
     close_daemon(d);
     free(d);
     if (code == 0)

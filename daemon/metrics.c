@@ -233,6 +233,29 @@ vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const cha
     return add_series(m, name, help, type, NULL, 0, label, value);
 }
 
+void vg_metric_family_inc(vg_metric_family_t *f, const char *value, double v)
+{
+    size_t len = strlen(value);
+    int k = 0;
+    while (k < f->n && strcmp(f->value[k], value) != 0)
+        k++;
+    if (k == f->n && (f->n == VG_FAMILY_MAX || len > VG_FAMILY_VALUE_MAX))
+        k = VG_FAMILY_MAX;
+    if (!f->series[k]) {
+        const char *v_text = k == VG_FAMILY_MAX ? "other" : value;
+        /* help only with the family's first series */
+        int first = f->n == 0 && !f->series[VG_FAMILY_MAX];
+        if (!(f->series[k] = vg_metrics_add_labeled(f->reg, f->name, first ? f->help : "", VG_METRIC_COUNTER,
+                                                    f->label, v_text)))
+            return;
+        if (k < VG_FAMILY_MAX) {
+            memcpy(f->value[k], value, len + 1);
+            f->n++;
+        }
+    }
+    vg_metric_inc(f->series[k], v);
+}
+
 void vg_metric_inc(vg_metric_t *x, double v)
 {
     if (x->type == VG_METRIC_HISTOGRAM)

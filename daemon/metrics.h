@@ -59,6 +59,26 @@ vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help,
 vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const char *help, int type, const char *label,
                                     const char *value);
 
+/* A labelled counter family whose label values come from the input (event
+ * types, error codes): the first VG_FAMILY_MAX distinct values get a series
+ * each, later ones share the series "other", so the cardinality stays
+ * bounded whatever the input.  Fill name/help/label (static strings) and
+ * reg, zero the rest; loop thread only (the series themselves are atomic). */
+#define VG_FAMILY_MAX 16
+#define VG_FAMILY_VALUE_MAX 32
+typedef struct vg_metric_family {
+    vg_metrics_t *reg;
+    const char *name, *help, *label;
+    int n;
+    char value[VG_FAMILY_MAX][VG_FAMILY_VALUE_MAX + 1];
+    vg_metric_t *series[VG_FAMILY_MAX + 1]; /* [VG_FAMILY_MAX]: "other" */
+} vg_metric_family_t;
+
+/* The series of value (registered on first use; a value longer than
+ * VG_FAMILY_VALUE_MAX counts as "other"); += v.  Out of memory: not
+ * counted. */
+void vg_metric_family_inc(vg_metric_family_t *f, const char *value, double v);
+
 /* Counter or gauge: value += v.  Atomic, any thread.  A counter only goes
  * up: a negative v on a counter is ignored.  No-op on a histogram. */
 void vg_metric_inc(vg_metric_t *x, double v);

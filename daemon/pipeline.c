@@ -25,7 +25,7 @@
 #define LISTS_DRAIN_S 5.0 /* how long a close waits for handed-over lists to reach Redis */
 
 int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
-                  int removal, vg_event_origin_t from)
+                  const char *type, int removal, vg_event_origin_t from)
 {
     vg_assert(b->n < VG_BATCH_MAX && user_len <= VG_ID_MAX && item_len <= VG_ID_MAX);
     vg_pipe_event_t *e = &b->ev[b->n++];
@@ -40,6 +40,7 @@ int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *
     e->user[user_len] = '\0';
     memcpy(e->item, item, item_len);
     e->item[item_len] = '\0';
+    snprintf(e->type, sizeof e->type, "%s", type ? type : "");
     return b->n == VG_BATCH_MAX;
 }
 
@@ -50,12 +51,15 @@ void vg_pipe_update_flow(vg_pipe_t *p)
     if (!p->kafka || p->stopping)
         return;
     size_t max = (size_t)p->cfg->kafka.max_pending;
-    int want = !p->redis_up || p->pending_events >= max;
+    vg_kafka_stats_t ks;
+    vg_kafka_stats(p->kafka, &ks);
+    size_t pending = p->pending_events + ks.dlq_pending; /* dead letters wait for the broker */
+    int want = !p->redis_up || pending >= max;
     if (want && !p->paused) {
         vg_kafka_pause(p->kafka);
         p->paused = 1;
         vg_log(VG_LOG_INFO, "consumption paused (%s)", p->redis_up ? "Redis is behind" : "Redis is away");
-    } else if (!want && p->paused && p->pending_events <= max / 2) {
+    } else if (!want && p->paused && pending <= max / 2) {
         vg_kafka_resume(p->kafka);
         p->paused = 0;
         vg_log(VG_LOG_INFO, "consumption resumed");
@@ -66,17 +70,74 @@ void vg_pipe_update_flow(vg_pipe_t *p)
 
 /* ---- events: batch -> Redis -> mirror ------------------------------------------ */
 
-static void on_batch_done(void *ud, int status)
+/* ---- events Redis refused ------------------------------------------------------ */
+
+/* The label of a Redis error reply: its code in lower case ("wrongtype"),
+ * "out_of_range" for a value Redis cannot take, "error" for anything else. */
+static void failure_label(const char *reply, char *out, size_t outlen)
+{
+    if (strstr(reply, "out of range") || strstr(reply, "not a valid float")) {
+        snprintf(out, outlen, "out_of_range");
+        return;
+    }
+    size_t n = 0;
+    while (reply[n] >= 'A' && reply[n] <= 'Z' && n + 1 < outlen)
+        n++;
+    if (n == 0 || (reply[n] != ' ' && reply[n] != '\0')) {
+        snprintf(out, outlen, "error");
+        return;
+    }
+    for (size_t k = 0; k < n; k++)
+        out[k] = (char)(reply[k] - 'A' + 'a');
+    out[n] = '\0';
+}
+
+/* An event Redis refused with reply: dead-lettered (rebuilt as JSON; done
+ * when the broker acknowledged the copy) or, without a DLQ, logged and
+ * skipped (done now); counted either way.  Never silent. */
+static void event_failed(vg_pipe_t *p, const vg_pipe_event_t *e, const char *reply)
+{
+    char label[24];
+    failure_label(reply, label, sizeof label);
+    vg_metric_family_inc(&p->failed, label, 1);
+    p->failed_events++;
+    int dead = 0;
+    const char *topic = p->kafka ? vg_kafka_topic_name(p->kafka, e->topic) : NULL;
+    if (p->kafka && p->cfg->kafka.dlq_topic[0]) {
+        char *json = vg_event_to_json(e->user, e->user_len, e->item, e->item_len, e->ts, e->type[0] ? e->type : NULL);
+        char reason[320];
+        snprintf(reason, sizeof reason, "redis: %s", reply);
+        vg_kafka_msg_t m = {.topic = topic, .topic_id = e->topic, .partition = e->partition, .offset = e->offset,
+                            .key = e->user, .key_len = e->user_len, .value = json, .value_len = json ? strlen(json) : 0};
+        dead = json && vg_kafka_dlq(p->kafka, &m, reason) == 0;
+        free(json);
+        if (dead)
+            vg_metric_inc(p->m_dlq, 1);
+    }
+    uint64_t supp = 0;
+    if (vg_ratelimit_ok(&p->failed_rl, &supp))
+        vg_log(VG_LOG_ERROR, "Redis refused the event at %s/%d@%lld (user %s): %s; %s%s", topic ? topic : "replay",
+               (int)e->partition, (long long)e->offset, e->user, reply,
+               dead ? "dead-lettered" : "skipped and counted in vaegan_events_failed_total",
+               supp ? " (and earlier ones not logged)" : "");
+    if (p->kafka && !dead && e->partition >= 0)
+        vg_kafka_done(p->kafka, e->topic, e->partition, e->offset);
+}
+
+/* The store's answer to a batch (store.h, vg_store_events_cb): the events it
+ * stored go to the mirror and are done; the refused ones fail one by one. */
+static void on_batch_done(void *ud, int status, const char *const *ev_err, size_t n_ev)
 {
     vg_batch_t *b = ud;
     vg_pipe_t *p = b->p;
-    if (status)
-        vg_log(VG_LOG_ERROR, "Redis refused a history batch of %zu events (%s); they are skipped", b->n,
-               vg_strerror(status));
+    vg_assert(n_ev == b->n);
     int changed = 0, n_marks = 0, rc = 0;
+    size_t stored = 0;
     int32_t marks[VG_BATCH_MAX];
     vg_hist_wrlock(&p->hist);
-    for (size_t k = 0; k < b->n && status == 0; k++) {
+    for (size_t k = 0; k < b->n; k++) {
+        if (status && (!ev_err || ev_err[k]))
+            continue;
         const vg_pipe_event_t *e = &b->ev[k];
         int32_t u;
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
@@ -85,6 +146,7 @@ static void on_batch_done(void *ud, int status)
         else if (r > 0)
             marks[n_marks++] = u;
         changed += r >= 0;
+        stored++;
     }
     int users = p->hist.users.n, items = p->hist.items.n;
     vg_hist_unlock(&p->hist);
@@ -93,14 +155,16 @@ static void on_batch_done(void *ud, int status)
     /* after the unlock: the scorer takes its own lock before the mirror's */
     for (int k = 0; k < n_marks && p->scorer; k++)
         vg_scorer_mark(p->scorer, marks[k]);
-    if (p->kafka)
-        for (size_t k = 0; k < b->n; k++)
+    for (size_t k = 0; k < b->n; k++) {
+        if (status && (!ev_err || ev_err[k]))
+            event_failed(p, &b->ev[k], ev_err ? ev_err[k] : "refused (which events of the batch is not known)");
+        else if (p->kafka)
             vg_kafka_done(p->kafka, b->ev[k].topic, b->ev[k].partition, b->ev[k].offset);
+    }
     if (p->trainer && changed)
         vg_trainer_events(p->trainer, changed);
     p->pending_events -= b->n;
-    if (status == 0)
-        vg_metric_inc(p->m_stored, (double)b->n);
+    vg_metric_inc(p->m_stored, (double)stored);
     vg_metric_set(p->m_users, users);
     vg_metric_set(p->m_items, items);
     free(b);
@@ -150,8 +214,12 @@ static void on_forget_done(void *ud, int status)
 {
     forget_ctx_t *c = ud;
     vg_pipe_t *p = c->p;
-    if (status) {
-        vg_log(VG_LOG_ERROR, "Redis refused the erasure of a user (mark %s): %s", c->mark, vg_strerror(status));
+    if (status) { /* logged by the store with Redis' reply; never silent */
+        vg_log(VG_LOG_ERROR, "Redis refused the erasure of a user (mark %s) at %d@%lld: %s; counted in "
+               "vaegan_events_failed_total{reason=\"forget\"}", c->mark, (int)c->from.partition,
+               (long long)c->from.offset, vg_strerror(status));
+        vg_metric_family_inc(&p->failed, "forget", 1);
+        p->failed_events++;
     } else {
         vg_hist_wrlock(&p->hist);
         int32_t ui = vg_hist_forget(&p->hist, c->user, c->user_len);
@@ -294,6 +362,19 @@ static void on_store_up(void *ud, int up)
     vg_pipe_update_flow(p);
 }
 
+/* The store was refused for good (store.h): stop at once, nothing more is
+ * marked done, exit VG_EXIT_REDIS_REFUSED. */
+static void on_store_fatal(void *ud, const char *msg)
+{
+    vg_pipe_t *p = ud;
+    vg_log(VG_LOG_ERROR, "stopping: %s; the events not yet stored stay uncommitted (exit %d)", msg,
+           VG_EXIT_REDIS_REFUSED);
+    p->redis_refused = 1;
+    p->exit_code = VG_EXIT_REDIS_REFUSED;
+    p->loaded = 1; /* ends a start-up load that waits */
+    vg_pipe_stop(p, 0);
+}
+
 static void on_user_loaded(void *ud, const char *user, size_t ulen, int removals, const char *const *items,
                            const size_t *lens, const double *ts, size_t n)
 {
@@ -390,7 +471,13 @@ static int open_metrics(vg_pipe_t *p)
     p->m_stored = metric(p, "vaegan_events_stored_total", "Events whose history write Redis acknowledged",
                          VG_METRIC_COUNTER);
     p->m_invalid = metric(p, "vaegan_events_invalid_total", "Invalid events skipped", VG_METRIC_COUNTER);
-    p->m_dlq = metric(p, "vaegan_events_dead_lettered_total", "Invalid events copied to the DLQ", VG_METRIC_COUNTER);
+    p->m_dlq = metric(p, "vaegan_events_dead_lettered_total",
+                      "Events copied to the DLQ (invalid, or refused by Redis)", VG_METRIC_COUNTER);
+    p->failed = (vg_metric_family_t){.reg = p->metrics, .name = "vaegan_events_failed_total",
+                                     .help = "Events Redis refused (dead-lettered, or skipped without a DLQ), by "
+                                             "the Redis error",
+                                     .label = "reason"};
+    p->failed_rl = (vg_ratelimit_t)VG_RATELIMIT_INIT(10, 20);
     p->m_removals = metric(p, "vaegan_events_removals_total", "Events of a removal type (events.removal_types) read",
                            VG_METRIC_COUNTER);
     p->m_forgets = metric(p, "vaegan_users_forgotten_total", "Users erased by a forget event", VG_METRIC_COUNTER);
@@ -423,7 +510,7 @@ static int open_store(vg_pipe_t *p)
         .host = c->redis.host, .port = c->redis.port, .socket = c->redis.socket, .password = c->redis.password,
         .db = c->redis.db, .prefix = c->redis.prefix, .history_max = c->history.max_items,
         .removals = c->events.removal_types.n > 0,
-        .rec_ttl_s = c->serve.rec_ttl_s, .max_inflight = 4096, .on_up = on_store_up, .log = vg_log_cb, .ud = p,
+        .rec_ttl_s = c->serve.rec_ttl_s, .max_inflight = 4096, .on_up = on_store_up, .on_fatal = on_store_fatal, .log = vg_log_cb, .ud = p,
     };
     char err[512];
     int rc = vg_store_init(&p->store, &p->loop, &sc, err, sizeof err);

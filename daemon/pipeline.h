@@ -12,6 +12,13 @@
  *   batch -> each event applied to the mirror, changed users marked for
  *   scoring, the trainer told, the offsets marked done (vg_kafka_done stores
  *   them up to the contiguous low-water mark).
+ * An event Redis refused with a data error (WRONGTYPE on its user's
+ * history, ...; store.h) is dead-lettered with the error as reason when
+ * kafka.dlq_topic is set — done when the broker acknowledged the copy —
+ * else logged (rate-limited) and skipped; counted either way in
+ * vaegan_events_failed_total{reason}.  The batch's other events go on as
+ * above.  A refusal of the whole server stops the mode (exit
+ * VG_EXIT_REDIS_REFUSED) with nothing more marked done.
  * Events handed over and not yet acknowledged are bounded by
  * kafka.max_pending: above it, and whenever Redis is away, the consumer (if
  * any) is paused.
@@ -29,6 +36,7 @@
 #include "daemon/config.h"
 #include "daemon/forget.h"
 #include "daemon/hist.h"
+#include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/rank.h"
 #include "daemon/scorer.h"
@@ -47,6 +55,7 @@ typedef struct vg_pipe_event {
     uint8_t user_len, item_len;
     uint8_t removal;          /* a removal type (events.removal_types), else an interaction */
     char user[VG_ID_MAX + 1], item[VG_ID_MAX + 1];
+    char type[VG_TYPE_MAX + 1]; /* as read ("" when the mode does not keep it: replay) */
 } vg_pipe_event_t;
 
 typedef struct vg_batch {
@@ -62,9 +71,15 @@ typedef struct vg_event_origin {
 } vg_event_origin_t;
 
 /* Appends one event to b (b->n < VG_BATCH_MAX; ids are valid: 1..VG_ID_MAX
- * bytes).  Returns 1 when the batch is now full. */
+ * bytes; type NULL or at most VG_TYPE_MAX bytes).  Returns 1 when the batch
+ * is now full. */
 int vg_batch_push(vg_batch_t *b, const char *user, size_t user_len, const char *item, size_t item_len, double ts,
-                  int removal, vg_event_origin_t from);
+                  const char *type, int removal, vg_event_origin_t from);
+
+/* The exit status when Redis refuses us for good (store.h, "a refusal":
+ * not ours to write — a Redis Cluster, ACLs, a replica that stays one):
+ * EX_NOPERM.  Nothing after the refusal is committed. */
+#define VG_EXIT_REDIS_REFUSED 77
 
 typedef struct vg_pipe {
     const vg_config_t *cfg;
@@ -85,6 +100,10 @@ typedef struct vg_pipe {
     size_t pending_lists;    /* rec:<user> writes not yet acknowledged */
     uint64_t lists;          /* rec:<user> writes done */
     int loop_open, redis_up, loaded, paused, stopping, exit_code;
+    int redis_refused;       /* the store refused us for good (on_fatal): nothing more completes */
+    uint64_t failed_events;  /* events Redis refused (dead-lettered or skipped) */
+    vg_ratelimit_t failed_rl;
+    vg_metric_family_t failed; /* vaegan_events_failed_total{reason} */
     double stop_started;
     /* The mode's reaction to SIGTERM/SIGINT, called once after stopping is
      * set (NULL: the loop is stopped). */

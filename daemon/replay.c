@@ -91,7 +91,8 @@ static void send_more(replay_t *r)
         for (; r->sent < r->n && b->n < VG_BATCH_MAX; r->sent++) {
             const rev_t *e = &r->ev[r->sent];
             const char *u = vg_vocab_id(&p->hist.users, e->user), *i = vg_vocab_id(&p->hist.items, e->item);
-            vg_batch_push(b, u, strlen(u), i, strlen(i), e->ts, e->removal, (vg_event_origin_t){-1, -1, (int64_t)r->sent});
+            vg_batch_push(b, u, strlen(u), i, strlen(i), e->ts, NULL, e->removal,
+                          (vg_event_origin_t){-1, -1, (int64_t)r->sent});
         }
         vg_pipe_send(p, b);
     }
@@ -236,11 +237,11 @@ static void print_summary(const replay_t *r)
 {
     const vg_pipe_t *p = r->p;
     int users = p->hist.users.n;
-    printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"ignored\":%llu,\"users\":%d,\"items\":%d,"
-           "\"epochs\":%d,"
+    printf("{\"events\":%llu,\"invalid\":%llu,\"filtered\":%llu,\"ignored\":%llu,\"failed\":%llu,\"users\":%d,"
+           "\"items\":%d,\"epochs\":%d,"
            "\"step\":%lld,\"lists\":%llu,\"train_s\":%.2f,\"seconds\":%.2f}\n",
            (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
-           (unsigned long long)r->ignored, users, p->hist.items.n, r->o->epochs, (long long)p->model.step, (unsigned long long)p->lists, r->train_s,
+           (unsigned long long)r->ignored, (unsigned long long)p->failed_events, users, p->hist.items.n, r->o->epochs, (long long)p->model.step, (unsigned long long)p->lists, r->train_s,
            vg_mono_s() - r->t0);
     fflush(stdout);
     vg_log(VG_LOG_INFO, "replay: done: %d users, %d items, %d epochs, %.1f s", users, p->hist.items.n, r->o->epochs,
@@ -279,7 +280,7 @@ int vg_replay_run(const vg_config_t *cfg, const vg_replay_opts_t *o)
         rc = run(&r);
     if (rc == VG_EAGAIN) /* stopped by a signal */
         rc = 0;
-    int code = rc ? 1 : p->exit_code;
+    int code = p->exit_code ? p->exit_code : rc ? 1 : 0;
     vg_pipe_close(p);
     free(p);
     if (code == 0)

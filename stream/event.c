@@ -338,3 +338,16 @@ int vg_event_parse(const char *buf, size_t len, vg_event_t *ev, char *reason, si
         return vg_event_parse_json(buf, len, ev, reason, reason_len);
     return vg_event_parse_csv(buf, len, ev, reason, reason_len);
 }
+
+char *vg_event_to_json(const char *user, size_t user_len, const char *item, size_t item_len, double ts,
+                       const char *type)
+{
+    json_t *o = json_object();
+    int bad = !o || json_object_set_new(o, "user", json_stringn(user, user_len)) ||
+              (item_len && json_object_set_new(o, "item", json_stringn(item, item_len))) ||
+              json_object_set_new(o, "ts", json_real(ts)) ||
+              (type && json_object_set_new(o, "type", json_string(type)));
+    char *out = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    return out;
+}

@@ -69,6 +69,14 @@ int vg_event_parse(const char *buf, size_t len, vg_event_t *ev, char *reason, si
 int vg_event_parse_json(const char *buf, size_t len, vg_event_t *ev, char *reason, size_t reason_len);
 int vg_event_parse_csv(const char *buf, size_t len, vg_event_t *ev, char *reason, size_t reason_len);
 
+/* The JSON form of an event, as vg_event_parse() reads it back:
+ * {"user":...,"item":...,"ts":...,"type":...} ("item" left out when
+ * item_len is 0, "type" when type is NULL).  Ids must be valid (above).
+ * Returns a malloc'd NUL-terminated string (the caller frees it) or NULL
+ * when out of memory. */
+char *vg_event_to_json(const char *user, size_t user_len, const char *item, size_t item_len, double ts,
+                       const char *type);
+
 /* Checks an id s[0..len) against the rules above.  Returns 0 or VG_EFORMAT
  * and, if why is not NULL, points *why at a static phrase to put after the
  * field name ("is empty", "is longer than 128 bytes", "has a control byte",

@@ -82,6 +82,21 @@
 
 enum { REVOKE_NONE, REVOKE_WAIT, REVOKE_COMMIT };
 
+/* A dead letter from vg_kafka_dlq() until the broker acknowledged it: its
+ * own copy of what it sends (the producer references it, flags 0), kept for
+ * a re-send after a failed delivery, and the message it stands for, marked
+ * done on the acknowledgement. */
+typedef struct dlq_rec {
+    struct dlq_rec *next; /* in k->dlq_retry while waiting for a re-send */
+    int32_t topic_id, partition;
+    int64_t offset;
+    size_t key_len, value_len;
+    const char *key; /* NULL = no key */
+    const char *value, *reason, *topic;
+    char part[16], off[24];
+    char data[]; /* key, value, reason, topic */
+} dlq_rec_t;
+
 struct vg_kafka {
     uv_loop_t *loop;
     rd_kafka_t *rk;
@@ -94,6 +109,8 @@ struct vg_kafka {
     int handles_open;
 
     char *dlq_topic;
+    dlq_rec_t *dlq_retry;  /* dead letters whose delivery failed: re-sent by the DLQ timer */
+    int dlq_final;         /* closing: a failed or purged dead letter is dropped, not re-sent */
     int commit_interval_ms;
     void (*on_message)(void *ud, const vg_kafka_msg_t *m);
     void (*on_assigned)(void *ud, int n);
@@ -105,6 +122,7 @@ struct vg_kafka {
     int n_assigned;       /* (topic, partition) pairs assigned */
 
     int paused, stopped, closing, in_drain;
+    int retry_current;          /* vg_kafka_retry() was called from on_message */
     int fatal, fatal_reported;
     char fatal_reason[512];
 
@@ -298,12 +316,21 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     vg_kafka_t *k = opaque;
-    if (m->err) {
-        k->st.dlq_errors++;
-        kwarn_rl(k, "kafka: dead-letter delivery to %s failed: %s", k->dlq_topic,
-                 rd_kafka_err2str(m->err));
-    } else {
+    dlq_rec_t *r = m->_private;
+    if (!m->err) {
         k->st.dlq_produced++;
+        k->st.dlq_pending--;
+        vg_kafka_done(k, r->topic_id, r->partition, r->offset); /* at-least-once: only now */
+        free(r);
+    } else if (k->dlq_final) {
+        k->st.dlq_pending--; /* not done: its message is read again after the restart */
+        free(r);
+    } else {
+        k->st.dlq_errors++;
+        kwarn_rl(k, "kafka: dead-letter delivery to %s of %s[%" PRId32 "]@%" PRId64 " failed: %s; will retry",
+                 k->dlq_topic, r->topic, r->partition, r->offset, rd_kafka_err2str(m->err));
+        r->next = k->dlq_retry;
+        k->dlq_retry = r;
     }
 }
 
@@ -686,6 +713,21 @@ static int held_push(vg_kafka_t *k, rd_kafka_message_t *m)
     return 0;
 }
 
+/* Puts m back at the front of the held messages: delivered first on resume. */
+static int held_front(vg_kafka_t *k, rd_kafka_message_t *m)
+{
+    if (k->held_head == 0) {
+        if (held_push(k, m))
+            return VG_ENOMEM;
+        k->st.held--; /* not a message of a paused partition */
+        memmove(k->held + 1, k->held, (k->held_len - 1) * sizeof *k->held);
+        k->held[0] = m;
+        return 0;
+    }
+    k->held[--k->held_head] = m;
+    return 0;
+}
+
 /* Hands one message to the app; takes ownership of m. */
 static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
 {
@@ -699,6 +741,7 @@ static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
+    int64_t prev_last = pt->o.last_delivered;
     if (vg_offsets_push(&pt->o, m->offset) != 0) {
         set_fatal(k, "out of memory tracking offsets");
         rd_kafka_message_destroy(m);
@@ -716,7 +759,18 @@ static void deliver(vg_kafka_t *k, rd_kafka_message_t *m)
         .value = m->payload,
         .value_len = m->len,
     };
+    k->retry_current = 0;
     k->on_message(k->ud, &msg);
+    if (k->retry_current && held_front(k, m) == 0) { /* vg_kafka_retry: as if never delivered */
+        vg_offsets_unpush(&pt->o, prev_last);
+        k->st.outstanding--;
+        k->st.consumed--;
+        k->st.retried++;
+        return;
+    }
+    if (k->retry_current) /* cannot keep it: it comes back after a restart (never done) */
+        kwarn_rl(k, "kafka: cannot keep %s[%" PRId32 "]@%" PRId64 " for a retry (out of memory)", name,
+                 m->partition, m->offset);
     rd_kafka_message_destroy(m);
 }
 
@@ -828,13 +882,67 @@ static void commit_timer_cb(uv_timer_t *t)
     }
 }
 
+/* Hands r to the producer; 0, or the producer's error (r not taken). */
+static rd_kafka_resp_err_t dlq_produce(vg_kafka_t *k, dlq_rec_t *r)
+{
+    return rd_kafka_producev(k->prod, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_MSGFLAGS(0),
+                             RD_KAFKA_V_KEY(r->key, r->key ? r->key_len : 0),
+                             RD_KAFKA_V_VALUE((void *)r->value, r->value_len), RD_KAFKA_V_OPAQUE(r),
+                             RD_KAFKA_V_HEADER("vaegan-error", r->reason, -1),
+                             RD_KAFKA_V_HEADER("vaegan-topic", r->topic, -1),
+                             RD_KAFKA_V_HEADER("vaegan-partition", r->part, -1),
+                             RD_KAFKA_V_HEADER("vaegan-offset", r->off, -1), RD_KAFKA_V_END);
+}
+
+/* Re-sends the dead letters whose delivery failed (those the producer
+ * refuses again wait for the next call). */
+static void dlq_resend(vg_kafka_t *k)
+{
+    dlq_rec_t *r = k->dlq_retry, *keep = NULL;
+    k->dlq_retry = NULL;
+    while (r) {
+        dlq_rec_t *next = r->next;
+        if (dlq_produce(k, r)) {
+            r->next = keep;
+            keep = r;
+        }
+        r = next;
+    }
+    k->dlq_retry = keep;
+}
+
 static void dlq_timer_cb(uv_timer_t *t)
 {
     vg_kafka_t *k = t->data;
     if (k->prod && !k->closing) {
         rd_kafka_poll(k->prod, 0);
+        dlq_resend(k);
         report_fatal(k);
     }
+}
+
+/* Close, before the final commit: the dead letters get until
+ * VG_KAFKA_FLUSH_MS to be acknowledged (and so their messages done); the
+ * rest are dropped undone, to be read again after the restart.  Returns
+ * how many were dropped. */
+static size_t dlq_flush(vg_kafka_t *k)
+{
+    uint64_t end = uv_hrtime() / 1000000u + VG_KAFKA_FLUSH_MS;
+    while (k->st.dlq_pending && uv_hrtime() / 1000000u < end) {
+        dlq_resend(k);
+        rd_kafka_flush(k->prod, 100);
+    }
+    size_t left = k->st.dlq_pending;
+    k->dlq_final = 1;
+    rd_kafka_purge(k->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(k->prod, 0); /* the purged ones' reports free them */
+    for (dlq_rec_t *r = k->dlq_retry, *next; r; r = next) {
+        next = r->next;
+        k->st.dlq_pending--;
+        free(r);
+    }
+    k->dlq_retry = NULL;
+    return left;
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -883,27 +991,47 @@ int vg_kafka_paused(const vg_kafka_t *k)
     return k->paused;
 }
 
+void vg_kafka_retry(vg_kafka_t *k)
+{
+    vg_assert(k->in_drain);
+    k->retry_current = 1;
+    vg_kafka_pause(k);
+}
+
 int vg_kafka_dlq(vg_kafka_t *k, const vg_kafka_msg_t *m, const char *reason)
 {
     if (!k->prod)
-        return 0;
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%" PRId32, m->partition);
-    snprintf(off, sizeof off, "%" PRId64, m->offset);
+        return VG_ENOTFOUND;
     const char *topic = m->topic ? m->topic : "";
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        k->prod, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(m->key, m->key ? m->key_len : 0),
-        RD_KAFKA_V_VALUE((void *)m->value, m->value ? m->value_len : 0),
-        RD_KAFKA_V_HEADER("vaegan-error", reason ? reason : "", -1),
-        RD_KAFKA_V_HEADER("vaegan-topic", topic, -1),
-        RD_KAFKA_V_HEADER("vaegan-partition", part, -1),
-        RD_KAFKA_V_HEADER("vaegan-offset", off, -1), RD_KAFKA_V_END);
-    if (e) {
-        k->st.dlq_errors++;
-        kwarn_rl(k, "kafka: dead-letter copy of %s[%" PRId32 "]@%" PRId64 " failed: %s", topic,
+    reason = reason ? reason : "";
+    size_t klen = m->key ? m->key_len : 0, vlen = m->value ? m->value_len : 0;
+    size_t rlen = strlen(reason), tlen = strlen(topic);
+    dlq_rec_t *r = malloc(sizeof *r + klen + vlen + rlen + tlen + 2);
+    if (!r)
+        return VG_ENOMEM;
+    char *d = r->data;
+    r->next = NULL;
+    r->topic_id = m->topic_id;
+    r->partition = m->partition;
+    r->offset = m->offset;
+    r->key_len = klen;
+    r->value_len = vlen;
+    r->key = m->key ? memcpy(d, m->key, klen) : NULL;
+    d += klen;
+    r->value = vlen ? memcpy(d, m->value, vlen) : d;
+    d += vlen;
+    r->reason = memcpy(d, reason, rlen + 1);
+    d += rlen + 1;
+    r->topic = memcpy(d, topic, tlen + 1);
+    snprintf(r->part, sizeof r->part, "%" PRId32, m->partition);
+    snprintf(r->off, sizeof r->off, "%" PRId64, m->offset);
+    k->st.dlq_pending++;
+    rd_kafka_resp_err_t e = dlq_produce(k, r);
+    if (e) { /* e.g. the producer's queue is full: the DLQ timer re-sends it */
+        kwarn_rl(k, "kafka: dead-letter copy of %s[%" PRId32 "]@%" PRId64 " not queued yet: %s", topic,
                  m->partition, m->offset, rd_kafka_err2str(e));
-        return VG_EKAFKA;
+        r->next = k->dlq_retry;
+        k->dlq_retry = r;
     }
     return 0;
 }
@@ -1179,6 +1307,11 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
     uv_timer_stop(&k->revoke_timer);
     uv_timer_stop(&k->dlq_timer);
 
+    /* dead letters first: an acknowledged one marks its message done */
+    size_t undelivered = k->prod ? dlq_flush(k) : 0;
+    if (undelivered)
+        klog(k, VG_LOG_WARN, "kafka: %zu dead letters not acknowledged within %d s; their messages are not "
+             "committed and will be read again after the restart", undelivered, VG_KAFKA_FLUSH_MS / 1000);
     /* offsets done so far, committed synchronously */
     store_offsets(k, NULL);
     if (!k->fatal) {
@@ -1209,16 +1342,6 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
     k->rk = NULL;
 
     if (k->prod) {
-        rd_kafka_flush(k->prod, VG_KAFKA_FLUSH_MS);
-        int left = rd_kafka_outq_len(k->prod);
-        if (left > 0) {
-            k->st.dlq_errors += (uint64_t)left;
-            if (!rc) {
-                snprintf(why, sizeof why, "%d dead-letter messages not delivered within %d s",
-                         left, VG_KAFKA_FLUSH_MS / 1000);
-                rc = VG_EKAFKA;
-            }
-        }
         rd_kafka_destroy(k->prod);
         k->prod = NULL;
     }

@@ -62,7 +62,12 @@
  *
  * Dead-letter topic: when dlq_topic is set a librdkafka producer (same
  * brokers and options) copies bad messages there, served by a 100 ms loop
- * timer; delivery failures are counted and logged.
+ * timer.  Dead letters are at-least-once too: a message handed to
+ * vg_kafka_dlq() is marked done by the consumer itself when the broker
+ * acknowledged its copy; a failed delivery is counted, logged and re-sent.
+ * They count in vg_kafka_outstanding() until then (so a revoke waits for
+ * them), and vg_kafka_close() gives them VG_KAFKA_FLUSH_MS before its final
+ * commit; those still unacknowledged are not committed.
  *
  * Typical use:
  *   vg_kafka_init(&k, loop, &cfg, err, sizeof err);
@@ -133,9 +138,11 @@ typedef struct vg_kafka_stats {
     uint64_t commit_errors;  /* failed commits */
     uint64_t rebalances;     /* rebalance events (assign, revoke, error) */
     uint64_t dlq_produced;   /* DLQ messages the broker acknowledged */
-    uint64_t dlq_errors;     /* DLQ messages that could not be queued or delivered */
+    uint64_t dlq_errors;     /* failed DLQ deliveries (each is re-sent) */
+    size_t dlq_pending;      /* dead letters not yet acknowledged (also in outstanding) */
     uint64_t errors;         /* transient client errors (broker down, ...) */
     uint64_t held;           /* messages of a paused partition held for resume */
+    uint64_t retried;        /* messages given back with vg_kafka_retry */
     int assigned;            /* (topic, partition) pairs assigned now (incl. ones being revoked) */
     size_t outstanding;      /* delivered, not yet done */
 } vg_kafka_stats_t;
@@ -181,12 +188,21 @@ void vg_kafka_resume(vg_kafka_t *k);
 /* 1 while paused, else 0. */
 int vg_kafka_paused(const vg_kafka_t *k);
 
+/* From on_message only: gives the message being handed over back — not
+ * done, never to be marked done by the app — and pauses.  It is the first
+ * message delivered again after vg_kafka_resume() (the app resumes when it
+ * can take it: e.g. after out of memory, with a backoff).  Counted in
+ * stats.retried. */
+void vg_kafka_retry(vg_kafka_t *k);
+
 /* Copies m (key, value) into the dead-letter topic with the headers
  * vaegan-error = reason, vaegan-topic, vaegan-partition, vaegan-offset
- * (decimal text).  m's memory is copied; the caller keeps it.  Returns 0
- * when queued (delivery is counted later in stats.dlq_produced/dlq_errors)
- * or when no DLQ is configured, VG_EKAFKA when it could not be queued
- * (counted in dlq_errors and logged). */
+ * (decimal text), and takes over m's vg_kafka_done(): it is marked done when
+ * the broker acknowledged the copy (re-sent until then).  m (topic, topic_id,
+ * partition, offset, key, value; it need not be a message on_message handed
+ * over, e.g. a rebuilt event) is copied; the caller keeps it.  Returns 0
+ * (taken over), VG_ENOTFOUND when no DLQ is configured or VG_ENOMEM (then
+ * the caller still owns the done). */
 int vg_kafka_dlq(vg_kafka_t *k, const vg_kafka_msg_t *m, const char *reason);
 
 /* Messages delivered and not yet done. */

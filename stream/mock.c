@@ -99,3 +99,19 @@ void vg_mock_stop(vg_mock_t *m)
     rd_kafka_destroy(m->rk);
     free(m);
 }
+
+int vg_mock_set_down(vg_mock_t *m, int down)
+{
+    /* the cluster's one broker has id 1 */
+    rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(m->mc, 1) : rd_kafka_mock_broker_set_up(m->mc, 1);
+    return e ? VG_EKAFKA : 0;
+}
+
+void vg_mock_push_errors(vg_mock_t *m, int api_key, size_t n, const int *errors)
+{
+    rd_kafka_resp_err_t errs[64];
+    size_t k = n < 64 ? n : 64;
+    for (size_t i = 0; i < k; i++)
+        errs[i] = (rd_kafka_resp_err_t)errors[i];
+    rd_kafka_mock_push_request_errors_array(m->mc, (int16_t)api_key, k, errs);
+}

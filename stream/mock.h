@@ -32,6 +32,17 @@ typedef struct vg_mock vg_mock_t;
 int vg_mock_start(vg_mock_t **out, const char *const *topics, size_t n_topics, int partitions,
                   char *addr, size_t addrlen, char *err, size_t errlen);
 
+/* Fault injection, for tests that own the broker in their own process.
+ * Takes the one broker down (down = 1: connections are closed and refused)
+ * or up again (0).  Returns 0 or VG_EKAFKA. */
+int vg_mock_set_down(vg_mock_t *m, int down);
+
+/* Makes the broker answer the next n requests of the Kafka API api_key
+ * (e.g. 8 = OffsetCommit, 11 = JoinGroup, 12 = Heartbeat) with errors[0..n)
+ * (Kafka error codes, e.g. 27 = REBALANCE_IN_PROGRESS, 15 =
+ * COORDINATOR_NOT_AVAILABLE), one each, in order. */
+void vg_mock_push_errors(vg_mock_t *m, int api_key, size_t n, const int *errors);
+
 /* Stops the broker (clients connected to it see it go away) and frees m.
  * NULL is ok. */
 void vg_mock_stop(vg_mock_t *m);

@@ -55,6 +55,14 @@ int vg_offsets_push(vg_offsets_t *o, int64_t off)
     return 0;
 }
 
+void vg_offsets_unpush(vg_offsets_t *o, int64_t prev_last)
+{
+    vg_assert(o->len > 0 && !slot(o, o->len - 1)->done);
+    o->len--;
+    o->n_out--;
+    o->last_delivered = prev_last;
+}
+
 int vg_offsets_done(vg_offsets_t *o, int64_t off)
 {
     if (o->len == 0)

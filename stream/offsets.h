@@ -43,6 +43,11 @@ void vg_offsets_reset(vg_offsets_t *o);
  * off > o->last_delivered.  Returns 0, or VG_ENOMEM (nothing changed). */
 int vg_offsets_push(vg_offsets_t *o, int64_t off);
 
+/* Takes back the last push (its offset not done), as if it never happened:
+ * last_delivered becomes prev_last, its value before that push.  For a
+ * message the app gave back to be delivered again (vg_kafka_retry). */
+void vg_offsets_unpush(vg_offsets_t *o, int64_t prev_last);
+
 /* Marks off done and pops the done entries at the front, moving next_store.
  * Returns 1 if off was tracked and not yet done, 0 otherwise (nothing
  * changed: an offset never pushed, already popped or already done). */

@@ -302,6 +302,18 @@ static long long zcard(const char *key)
     return n;
 }
 
+static int log_has(const char *text)
+{
+    FILE *f = fopen(E.log, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, text) != NULL;
+}
+
 /* ---- tests ------------------------------------------------------------------------ */
 
 Test(daemon, fifty_thousand_events_from_several_producers, .init = setup16, .fini = teardown, .timeout = 300)
@@ -437,6 +449,102 @@ Test(daemon, invalid_events_are_skipped_and_counted, .init = setup16, .fini = te
         logged += strstr(line, "invalid event skipped") != NULL;
     fclose(f);
     cr_assert_eq(logged, n_bad, "each invalid event logged once (%d)", logged);
+    free_expect(&x);
+    free_stream(&s);
+}
+
+/* The events of stream s whose user is not skip (a copy the caller frees). */
+static void without_user(const stream_t *s, const char *skip, stream_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->key = calloc(s->n, sizeof *out->key);
+    out->val = calloc(s->n, sizeof *out->val);
+    out->len = calloc(s->n, sizeof *out->len);
+    for (size_t k = 0; k < s->n; k++)
+        if (strcmp(s->key[k], skip) != 0) {
+            out->key[out->n] = strdup(s->key[k]);
+            out->val[out->n] = strdup(s->val[k]);
+            out->len[out->n++] = s->len[k];
+        }
+}
+
+static int64_t committed_total(void)
+{
+    int64_t sum = 0;
+    for (int p = 0; p < E.partitions; p++) {
+        int64_t o = vgt_committed(E.broker.addr, "it", "clicks", p);
+        sum += o > 0 ? o : 0;
+    }
+    return sum;
+}
+
+/* Another app wrote hist:w5 as a string: Redis answers WRONGTYPE to that
+ * user's writes.  Only w5's events are dead-lettered (with Redis' error as
+ * reason); the rest of every batch is stored; every offset is committed. */
+Test(daemon, a_redis_data_error_dead_letters_only_that_event, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s, good;
+    make_stream(&s, "w", 200, 3000, 6);
+    without_user(&s, "w5", &good);
+    size_t n_bad = s.n - good.n;
+    cr_assert_gt(n_bad, 0);
+    expect_t x;
+    expected(&good, &x);
+    redisContext *c = vgt_redis_connect(&E.redis);
+    freeReplyObject(redisCommand(c, "SET hist:w5 not-a-zset"));
+    redisFree(c);
+    E.topics = "topic = clicks\ndlq_topic = clicks-dlq";
+    write_conf(E.conf, NULL);
+    E.daemon = spawn(NULL);
+    produce(&s, 0, s.n);
+    cr_assert_eq(wait_hist(&good, &x, 120), 0, "the other events of the batches are stored");
+    static vgt_msg_t dead[64];
+    size_t got = vgt_consume(E.broker.addr, "clicks-dlq", dead, n_bad, 60);
+    cr_assert_eq(got, n_bad, "%zu of %zu events of w5 dead-lettered", got, n_bad);
+    for (size_t k = 0; k < got; k++) {
+        cr_assert_str_eq(dead[k].key, "w5");
+        cr_assert(strstr(dead[k].value, "\"user\":\"w5\"") && strstr(dead[k].value, "\"item\":\"i"), "%s",
+                  dead[k].value);
+        cr_assert(strstr(dead[k].error, "WRONGTYPE"), "the reason is Redis' error: %s", dead[k].error);
+    }
+    cr_assert(log_has("Redis refused the event") && log_has("user w5"), "logged with the user");
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
+    E.daemon = 0;
+    cr_assert_eq(committed_total(), (int64_t)s.n, "every offset committed: stored or dead-lettered");
+    free_expect(&x);
+    free_stream(&good);
+    free_stream(&s);
+}
+
+/* Redis' ACLs forbid our history writes: the daemon stops with exit 77 and
+ * a message naming the command, the key and the reply, commits nothing it
+ * did not store, and once the ACL is fixed a restart stores everything. */
+Test(daemon, a_redis_refusal_stops_without_committing, .init = setup16, .fini = teardown, .timeout = 300)
+{
+    stream_t s;
+    make_stream(&s, "r", 100, 1000, 7);
+    expect_t x;
+    expected(&s, &x);
+    redisContext *c = vgt_redis_connect(&E.redis);
+    freeReplyObject(redisCommand(c, "ACL SETUSER admin on nopass ~* &* +@all"));
+    freeReplyObject(redisCommand(c, "ACL SETUSER default resetkeys ~vaegan:* ~rec:* ~rm:* -acl"));
+    redisFree(c);
+    E.daemon = spawn(NULL);
+    produce(&s, 0, s.n);
+    int rc = vgt_wait_exit(E.daemon, 120);
+    E.daemon = 0;
+    if (rc != 77)
+        show_log("exit status");
+    cr_assert_eq(rc, 77, "exit status %d", rc);
+    cr_assert(log_has("NOPERM") && log_has("ZADD hist:r") && log_has("not ours to write"), "the message says why");
+    cr_assert_eq(committed_total(), 0, "nothing committed");
+    c = vgt_redis_connect(&E.redis);
+    freeReplyObject(redisCommand(c, "AUTH admin x"));
+    freeReplyObject(redisCommand(c, "ACL SETUSER default allkeys +@all"));
+    redisFree(c);
+    E.daemon = spawn(NULL);
+    cr_assert_eq(wait_hist(&s, &x, 120), 0, "after the fix, every event is stored");
     free_expect(&x);
     free_stream(&s);
 }
@@ -620,18 +728,6 @@ Test(training, a_new_item_becomes_recommendable, .init = setup16, .fini = teardo
     for (int k = 0; k < 100; k++)
         free(vals[k]);
     free_stream(&s);
-}
-
-static int log_has(const char *text)
-{
-    FILE *f = fopen(E.log, "r");
-    if (!f)
-        return 0;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return strstr(buf, text) != NULL;
 }
 
 /* Writes text to state.dir/name (before the daemon's first start). */

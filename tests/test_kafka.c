@@ -46,6 +46,7 @@ typedef struct tctx {
     int assigned, assigned_calls;
     int done_inline;     /* vg_kafka_done inside on_message */
     size_t pause_at;     /* pause inside on_message when n reaches it (0 = never) */
+    size_t retry_at;     /* vg_kafka_retry the message when n reaches it (0 = never), once */
     int dlq_rc, dlq_calls;
     int fatal;
 } tctx_t;
@@ -73,14 +74,22 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
     r->off = m->offset;
     snprintf(r->key, sizeof r->key, "%.*s", (int)m->key_len, m->key ? m->key : "");
     snprintf(r->val, sizeof r->val, "%.*s", (int)m->value_len, m->value ? m->value : "");
+    int dead = 0;
     if (!strcmp(r->val, "bad")) {
         t->dlq_calls++;
         t->dlq_rc = vg_kafka_dlq(t->k, m, "not JSON");
+        dead = t->dlq_rc == 0; /* the consumer marks it done on the broker's acknowledgement */
     }
-    if (t->done_inline)
+    if (t->done_inline && !dead && !(t->retry_at && t->n == t->retry_at))
         vg_kafka_done(t->k, m->topic_id, m->partition, m->offset);
     if (t->pause_at && t->n == t->pause_at)
         vg_kafka_pause(t->k);
+    if (t->retry_at && t->n == t->retry_at) {
+        t->retry_at = 0;
+        t->n--; /* given back: not received */
+        vg_kafka_retry(t->k);
+        return;
+    }
 }
 
 static void on_assigned(void *ud, int n)
@@ -773,10 +782,10 @@ Test(kafka, pause_and_resume, .timeout = 60)
     run_until(&t, NULL, NULL, 500);
     cr_assert_eq(t.n, 10);
 
-    /* a message without a DLQ configured: vg_kafka_dlq is a no-op */
+    /* a message without a DLQ configured: vg_kafka_dlq says so, the caller keeps the done */
     vg_kafka_msg_t fake = {
         .topic = "t4", .topic_id = 0, .partition = 0, .offset = 0, .value = "x", .value_len = 1};
-    cr_assert_eq(vg_kafka_dlq(t.k, &fake, "test"), 0);
+    cr_assert_eq(vg_kafka_dlq(t.k, &fake, "test"), VG_ENOTFOUND);
 
     vg_kafka_resume(t.k);
     size_t all = 80;
@@ -794,6 +803,44 @@ Test(kafka, pause_and_resume, .timeout = 60)
     fprintf(stderr, "pause: %" PRIu64 " messages were held across the pause (librdkafka "
             "discards and re-fetches the rest)\n", s.held);
     close_consumer(&t);
+    tctx_fini(&t);
+    vg_mock_stop(m);
+}
+
+/* A message given back with vg_kafka_retry (out of memory in the app) is
+ * the first one delivered again after the resume: nothing lost, nothing
+ * twice, in order. */
+Test(kafka, retry_gives_a_message_back, .timeout = 60)
+{
+    vg_mock_t *m;
+    char addr[128], err[512];
+    const char *t7[] = {"t7"};
+    cr_assert_eq(vg_mock_start(&m, t7, 1, 1, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    produce_n(addr, "t7", 0, 40);
+    tctx_t t;
+    tctx_init(&t, "R");
+    t.done_inline = 1;
+    t.retry_at = 7;
+    vg_kafka_cfg_t c = cfg_for(&t, addr, "t7", "g7");
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t six = 6;
+    cr_assert(run_until(&t, have_n, &six, 20000));
+    run_until(&t, NULL, NULL, 300);
+    cr_assert_eq(t.n, 6, "paused by the retry: %zu delivered", t.n);
+    cr_assert_eq(vg_kafka_paused(t.k), 1);
+    vg_kafka_stats_t s;
+    vg_kafka_stats(t.k, &s);
+    cr_assert_eq(s.retried, 1);
+    cr_assert_eq(s.outstanding, 0, "the given-back message is not outstanding");
+    vg_kafka_resume(t.k);
+    size_t all = 40;
+    cr_assert(run_until(&t, have_n, &all, 10000), "after resume: %zu of 40", t.n);
+    run_until(&t, NULL, NULL, 300);
+    cr_assert_eq(t.n, 40);
+    for (size_t i = 0; i < t.n; i++)
+        cr_assert_eq(t.recs[i].off, (int64_t)i, "message %zu has offset %lld", i, (long long)t.recs[i].off);
+    close_consumer(&t);
+    cr_assert_eq(vgt_committed(addr, "g7", "t7", 0), 40);
     tctx_fini(&t);
     vg_mock_stop(m);
 }
@@ -842,6 +889,8 @@ Test(kafka, dead_letter_copy, .timeout = 60)
     vg_kafka_stats(t.k, &s);
     cr_assert_eq(s.dlq_produced, 1);
     cr_assert_eq(s.dlq_errors, 0);
+    cr_assert_eq(s.dlq_pending, 0);
+    cr_assert_eq(s.outstanding, 0, "the acknowledged dead letter marks its message done (the app did not)");
     close_consumer(&t);
     tctx_fini(&t);
 

@@ -131,6 +131,9 @@ typedef struct job {
     int calls;
     int status;
     int order;
+    size_t n_ev;
+    int ev_err_null;     /* a history job's ev_err was NULL */
+    char ev_err[8][160]; /* its first per-event errors ("" = stored) */
 } job_t;
 static int job_seq;
 
@@ -140,6 +143,17 @@ static void job_cb(void *ud, int status)
     j->calls++;
     j->status = status;
     j->order = job_seq++;
+}
+
+/* A history job's callback: job_cb, plus what it said of each event. */
+static void ev_cb(void *ud, int status, const char *const *ev_err, size_t n)
+{
+    job_t *j = ud;
+    job_cb(ud, status);
+    j->n_ev = n;
+    j->ev_err_null = ev_err == NULL;
+    for (size_t k = 0; k < n && k < 8; k++)
+        snprintf(j->ev_err[k], sizeof j->ev_err[k], "%s", ev_err && ev_err[k] ? ev_err[k] : "");
 }
 
 static int job_done(void *arg) { return ((job_t *)arg)->calls > 0; }
@@ -241,7 +255,7 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
     job_t j1 = {0}, j2 = {0}, j3 = {0}, j4 = {0};
     vg_store_event_t b1[] = {EV("u1", "a", 10), EV("u1", "b", 20), EV("u1", "a", 5),
                              EV("u2", "x", 7), EV("u3", "a", 10)};
-    cr_assert_eq(vg_store_add_events(S, b1, 5, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_add_events(S, b1, 5, ev_cb, &j1), 0);
     cr_assert_eq(vg_store_pending(S), 1);
     cr_assert_eq(j1.calls, 0, "callback from inside the call");
     cr_assert(wait_for(job_done, &j1, 5000));
@@ -252,12 +266,12 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
 
     vg_store_event_t b2[] = {EV("u1", "a", 3),  EV("u1", "c", 30), EV("u1", "d", 40),
                              EV("u2", "y", 1),  EV("u3", "a", 50), EV("u3", "b", 2)};
-    cr_assert_eq(vg_store_add_events(S, b2, 6, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_add_events(S, b2, 6, ev_cb, &j2), 0);
     /* binary-safe ids: CR, LF, space and '*' inside an item */
     const char weird[] = "i\r\n *3$";
     vg_store_event_t b3[] = {{"u4", 2, weird, sizeof weird - 1, 1.5, 0}};
-    cr_assert_eq(vg_store_add_events(S, b3, 1, job_cb, &j3), 0);
-    cr_assert_eq(vg_store_add_events(S, NULL, 0, job_cb, &j4), 0); /* barrier */
+    cr_assert_eq(vg_store_add_events(S, b3, 1, ev_cb, &j3), 0);
+    cr_assert_eq(vg_store_add_events(S, NULL, 0, ev_cb, &j4), 0); /* barrier */
     cr_assert(wait_for(job_done, &j4, 5000));
     cr_assert_eq(j2.calls, 1);
     cr_assert_eq(j3.calls, 1);
@@ -285,8 +299,8 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
 
     /* bad arguments are refused and nothing is queued */
     vg_store_event_t bad = EV("u", "i", NAN);
-    cr_assert_eq(vg_store_add_events(S, &bad, 1, job_cb, &j1), VG_EINVAL);
-    cr_assert_eq(vg_store_add_events(S, NULL, 3, job_cb, &j1), VG_EINVAL);
+    cr_assert_eq(vg_store_add_events(S, &bad, 1, ev_cb, &j1), VG_EINVAL);
+    cr_assert_eq(vg_store_add_events(S, NULL, 3, ev_cb, &j1), VG_EINVAL);
     cr_assert_eq(vg_store_set_model(S, NULL, NULL, 0, NULL, NULL), VG_EINVAL);
     cr_assert_eq(vg_store_pending(S), 0);
 
@@ -310,7 +324,7 @@ Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
     S = open_store(&cfg);
     job_t j1 = {0}, j2 = {0}, j3 = {0};
     vg_store_event_t ev[] = {EV("u1", "a", 1), EV("u1", "b", 2)};
-    cr_assert_eq(vg_store_add_events(S, ev, 2, job_cb, &j1), 0); /* queued before connecting */
+    cr_assert_eq(vg_store_add_events(S, ev, 2, ev_cb, &j1), 0); /* queued before connecting */
     const char *items[] = {"x"};
     size_t lens[] = {1};
     double sc[] = {0.5};
@@ -347,7 +361,7 @@ Test(store, wrong_password_retries_until_fixed, .init = setup, .fini = teardown,
     S = open_store(&cfg);
     job_t j = {0};
     vg_store_event_t ev[] = {EV("u", "i", 1)};
-    cr_assert_eq(vg_store_add_events(S, ev, 1, job_cb, &j), 0);
+    cr_assert_eq(vg_store_add_events(S, ev, 1, ev_cb, &j), 0);
     spin(700);
     cr_assert_eq(vg_store_is_up(S), 0);
     cr_assert_eq(ups, 0);
@@ -510,23 +524,152 @@ Test(store, wrongtype_is_permanent_and_isolated, .init = setup, .fini = teardown
     vg_store_cfg_t cfg = base_cfg();
     S = open_store(&cfg);
     job_t a = {0}, b = {0};
-    vg_store_event_t ea[] = {EV("bad", "i", 1), EV("good1", "i", 2)};
+    vg_store_event_t ea[] = {EV("good0", "i", 0.5), EV("bad", "i", 1), EV("good1", "i", 2), EV("bad", "j", 3)};
     vg_store_event_t eb[] = {EV("good2", "i", 3)};
-    cr_assert_eq(vg_store_add_events(S, ea, 2, job_cb, &a), 0);
-    cr_assert_eq(vg_store_add_events(S, eb, 1, job_cb, &b), 0);
+    cr_assert_eq(vg_store_add_events(S, ea, 4, ev_cb, &a), 0);
+    cr_assert_eq(vg_store_add_events(S, eb, 1, ev_cb, &b), 0);
     cr_assert(wait_for(job_done, &b, 5000));
     cr_assert_eq(a.calls, 1);
     cr_assert_eq(a.status, VG_EREDIS);
+    cr_assert_eq(a.n_ev, 4);
+    cr_assert_eq(a.ev_err_null, 0, "a data error says which events it refused");
+    cr_assert_str_eq(a.ev_err[0], "", "good0 was stored");
+    cr_assert(strncmp(a.ev_err[1], "WRONGTYPE", 9) == 0, "%s", a.ev_err[1]);
+    cr_assert_str_eq(a.ev_err[2], "", "good1 was stored");
+    cr_assert(strncmp(a.ev_err[3], "WRONGTYPE", 9) == 0, "%s", a.ev_err[3]);
     cr_assert_eq(b.status, 0);
-    cr_assert_str_eq(zset(c, "hist:good1"), "i:2", "the job's other commands ran");
+    cr_assert_eq(b.ev_err_null, 1);
+    cr_assert_str_eq(zset(c, "hist:good0"), "i:0.5", "the job's other commands ran");
+    cr_assert_str_eq(zset(c, "hist:good1"), "i:2");
     cr_assert_str_eq(zset(c, "hist:good2"), "i:3");
-    cr_assert_str_eq(zset(c, "vaegan:users"), "bad:1 good1:2 good2:3");
+    cr_assert_str_eq(zset(c, "vaegan:users"), "good0:0.5 good1:2 bad:3 good2:3");
     vg_store_stats_t st;
     vg_store_stats(S, &st);
     cr_assert_eq(st.errors, 2); /* ZADD and ZREMRANGEBYRANK of hist:bad */
     cr_assert_eq(st.reconnects, 0, "a permanent error must not reconnect");
     cr_assert_eq(st.up, 1);
+    cr_assert_eq(st.refused, 0);
     cr_assert(strstr(logbuf, "WRONGTYPE") && strstr(logbuf, "hist:bad"), "%s", logbuf);
+    redisFree(c);
+    close_store(S);
+}
+
+/* vaegan:users is needed by every event of a job: an error there refuses them all. */
+Test(store, users_index_error_refuses_every_event, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "SET vaegan:users x");
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    job_t a = {0};
+    vg_store_event_t ea[] = {EV("u1", "i", 1), EV("u2", "i", 2)};
+    cr_assert_eq(vg_store_add_events(S, ea, 2, ev_cb, &a), 0);
+    cr_assert(wait_for(job_done, &a, 5000));
+    cr_assert_eq(a.status, VG_EREDIS);
+    cr_assert(strncmp(a.ev_err[0], "WRONGTYPE", 9) == 0 && strncmp(a.ev_err[1], "WRONGTYPE", 9) == 0, "%s / %s",
+              a.ev_err[0], a.ev_err[1]);
+    redisFree(c);
+    close_store(S);
+}
+
+/* ---- refusals: the server is not ours to write ------------------------------------------ */
+
+static int fatal_calls;
+static char fatal_msg[1024];
+static void on_fatal(void *ud, const char *msg)
+{
+    (void)ud;
+    fatal_calls++;
+    snprintf(fatal_msg, sizeof fatal_msg, "%s", msg);
+}
+static int refused(void *arg)
+{
+    (void)arg;
+    return fatal_calls > 0;
+}
+static vg_store_cfg_t refusing_cfg(void)
+{
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.on_fatal = on_fatal;
+    fatal_calls = 0;
+    fatal_msg[0] = '\0';
+    return cfg;
+}
+
+/* ACL DRYRUN at connect finds a command we may not send. */
+Test(store, acl_refusal_found_at_connect, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "ACL SETUSER default resetkeys ~vaegan:* ~rec:* ~rm:*"); /* no hist:* */
+    vg_store_cfg_t cfg = refusing_cfg();
+    S = open_store(&cfg);
+    job_t j = {0};
+    vg_store_event_t ev[] = {EV("u", "i", 1)};
+    cr_assert_eq(vg_store_add_events(S, ev, 1, ev_cb, &j), 0);
+    cr_assert(wait_for(refused, NULL, 5000), "no refusal: %s", logbuf);
+    cr_assert_eq(fatal_calls, 1);
+    cr_assert(strstr(fatal_msg, "hist:vaegan-acl-check") && strstr(fatal_msg, "ZADD"), "%s", fatal_msg);
+    spin(200);
+    cr_assert_eq(j.calls, 0, "nothing completes after a refusal");
+    cr_assert_eq(fatal_calls, 1, "called once");
+    vg_store_stats_t st;
+    vg_store_stats(S, &st);
+    cr_assert_eq(st.refused, 1);
+    cr_assert_eq(st.up, 0, "never declared up");
+    redisFree(c);
+    close_store(S);
+}
+
+/* Without ACL DRYRUN (the user may not run ACL) the first write tells: NOPERM. */
+Test(store, noperm_at_write_is_a_refusal, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "ACL SETUSER default resetkeys ~vaegan:* ~rec:* ~rm:* -acl");
+    vg_store_cfg_t cfg = refusing_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000), "%s", logbuf);
+    job_t j = {0};
+    vg_store_event_t ev[] = {EV("u", "i", 1)};
+    cr_assert_eq(vg_store_add_events(S, ev, 1, ev_cb, &j), 0);
+    cr_assert(wait_for(refused, NULL, 5000));
+    cr_assert(strstr(fatal_msg, "NOPERM") && strstr(fatal_msg, "ZADD hist:u"), "%s", fatal_msg);
+    spin(200);
+    cr_assert_eq(j.calls, 0, "the job is neither completed nor failed: its events are not acknowledged");
+    redisFree(c);
+    close_store(S);
+}
+
+/* A Redis Cluster node (cluster support comes later): refused at connect. */
+Test(store, cluster_node_is_refused_at_connect, .init = setup, .fini = teardown, .timeout = 30)
+{
+    cr_assert_eq(vgt_redis_start_cluster_node(&R, vg_tmpdir, 0, 1), 0);
+    vg_store_cfg_t cfg = refusing_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(refused, NULL, 5000), "no refusal: %s", logbuf);
+    cr_assert(strstr(fatal_msg, "cluster_enabled:1"), "%s", fatal_msg);
+    close_store(S);
+}
+
+/* READONLY that lasts past readonly_timeout_ms: a replica that stays one. */
+Test(store, lasting_readonly_is_a_refusal, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    vg_store_cfg_t cfg = refusing_cfg();
+    cfg.readonly_timeout_ms = 300;
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000));
+    cmd_ok(c, "REPLICAOF 127.0.0.1 1");
+    job_t j = {0};
+    vg_store_event_t ev[] = {EV("u", "i", 1)};
+    cr_assert_eq(vg_store_add_events(S, ev, 1, ev_cb, &j), 0);
+    cr_assert(wait_for(refused, NULL, 10000), "%s", logbuf);
+    cr_assert(strstr(fatal_msg, "READONLY") && strstr(fatal_msg, "ZADD hist:u"), "%s", fatal_msg);
+    cr_assert_eq(j.calls, 0);
+    cmd_ok(c, "REPLICAOF NO ONE");
     redisFree(c);
     close_store(S);
 }
@@ -541,7 +684,7 @@ Test(store, readonly_server_is_retried_not_failed, .init = setup, .fini = teardo
     cmd_ok(c, "REPLICAOF 127.0.0.1 1"); /* a replica of nothing: -READONLY to writes */
     job_t j = {0};
     vg_store_event_t ev[] = {EV("u", "i", 1)};
-    cr_assert_eq(vg_store_add_events(S, ev, 1, job_cb, &j), 0);
+    cr_assert_eq(vg_store_add_events(S, ev, 1, ev_cb, &j), 0);
     spin(800);
     cr_assert_eq(j.calls, 0, "a server-state error must not fail the job");
     vg_store_stats_t st;
@@ -585,10 +728,10 @@ Test(store, removals_are_ordered_by_ts, .init = setup, .fini = teardown, .timeou
     cr_assert(wait_for(is_up, S, 5000), "never up: %s", vg_store_errstr(S));
     job_t j1 = {0}, j2 = {0}, j3 = {0};
     vg_store_event_t b1[] = {EV("u", "a", 90), RM("u", "a", 100), EV("u", "b", 50), EV("v", "x", 1)};
-    cr_assert_eq(vg_store_add_events(S, b1, 4, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_add_events(S, b1, 4, ev_cb, &j1), 0);
     /* later arrivals: an older click (refused), a newer click of b's removal's item, removals */
     vg_store_event_t b2[] = {EV("u", "a", 95), RM("u", "b", 40), RM("u", "c", 10), RM("u", "d", 20)};
-    cr_assert_eq(vg_store_add_events(S, b2, 4, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_add_events(S, b2, 4, ev_cb, &j2), 0);
     cr_assert(wait_for(job_done, &j2, 5000));
     cr_assert_eq(j1.status + j2.status, 0);
     redisContext *c = cli(NULL, 0);
@@ -596,7 +739,7 @@ Test(store, removals_are_ordered_by_ts, .init = setup, .fini = teardown, .timeou
     cr_assert_str_eq(zset(c, "rm:u"), "b:40 a:100", "removals capped like the history (2): c and d went");
     cr_assert_str_eq(zset(c, "hist:v"), "x:1");
     vg_store_event_t b3[] = {EV("u", "a", 110), EV("u", "c", 60)};
-    cr_assert_eq(vg_store_add_events(S, b3, 2, job_cb, &j3), 0);
+    cr_assert_eq(vg_store_add_events(S, b3, 2, ev_cb, &j3), 0);
     cr_assert(wait_for(job_done, &j3, 5000));
     cr_assert_str_eq(zset(c, "hist:u"), "c:60 a:110", "a newer click wins over the removal; c's removal was capped away");
     job_t jl = {0};
@@ -612,7 +755,7 @@ Test(store, removals_are_ordered_by_ts, .init = setup, .fini = teardown, .timeou
     cfg.removals = 0;
     S = open_store(&cfg);
     vg_store_event_t r = RM("u", "a", 1);
-    cr_assert_eq(vg_store_add_events(S, &r, 1, job_cb, &j1), VG_EINVAL);
+    cr_assert_eq(vg_store_add_events(S, &r, 1, ev_cb, &j1), VG_EINVAL);
     close_store(S);
 }
 
@@ -636,7 +779,7 @@ Test(store, forget_erases_the_user, .init = setup, .fini = teardown, .timeout = 
     cmd_ok(c, "ZADD vaegan:forgotten 40 old");
     job_t j1 = {0}, j2 = {0}, j3 = {0};
     vg_store_event_t b[] = {EV("u", "a", 90), RM("u", "b", 95), EV("v", "x", 1)};
-    cr_assert_eq(vg_store_add_events(S, b, 3, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_add_events(S, b, 3, ev_cb, &j1), 0);
     const char *items[] = {"c"};
     size_t lens[] = {1};
     double sc[] = {0.5};
@@ -786,8 +929,10 @@ static void rs_restart(uv_timer_t *t)
     rs_restarted = vgt_redis_restart(&R) == 0 ? 1 : -1;
 }
 
-static void rs_cb(void *ud, int status)
+static void rs_cb(void *ud, int status, const char *const *ev_err, size_t n)
 {
+    (void)ev_err;
+    (void)n;
     job_cb(ud, status);
     if (++rs_done == 5) {
         /* Redis goes away with most batches still queued or in flight */
@@ -869,16 +1014,25 @@ Test(store, redis_restart_loses_nothing_and_calls_back_once, .init = setup, .fin
 /* ---- close ------------------------------------------------------------------------------- */
 
 static int cl_calls;
-static void cl_cb(void *ud, int status)
+static void cl_cb(void *ud, int status, const char *const *ev_err, size_t n)
 {
     (void)ud;
     (void)status;
+    (void)ev_err;
+    (void)n;
     cl_calls++;
 }
 
-static void cl_cb_closing(void *ud, int status)
+static void cl_done(void *ud, int status)
+{
+    cl_cb(ud, status, NULL, 0);
+}
+
+static void cl_cb_closing(void *ud, int status, const char *const *ev_err, size_t n)
 {
     (void)status;
+    (void)ev_err;
+    (void)n;
     cl_calls++;
     vg_store_close(ud);
 }
@@ -923,7 +1077,7 @@ Test(store, close_drops_pending_without_callbacks, .init = setup, .fini = teardo
     cfg.socket = nowhere;
     S = open_store(&cfg);
     cr_assert_eq(vg_store_add_events(S, ev, 1000, cl_cb, NULL), 0);
-    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_done = cl_cb}), 0);
+    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_done = cl_done}), 0);
     spin(200);
     cr_assert_eq(vg_store_pending(S), 2);
     close_store(S);
@@ -947,7 +1101,7 @@ static uint64_t tp_next(void)
     return tp_rng;
 }
 
-static void tp_cb(void *ud, int status);
+static void tp_cb(void *ud, int status, const char *const *ev_err, size_t n);
 
 static void tp_submit(void)
 {
@@ -960,9 +1114,11 @@ static void tp_submit(void)
     tp_submitted++;
 }
 
-static void tp_cb(void *ud, int status)
+static void tp_cb(void *ud, int status, const char *const *ev_err, size_t n)
 {
     (void)ud;
+    (void)ev_err;
+    (void)n;
     if (status)
         tp_bad++;
     tp_done++;

@@ -216,3 +216,51 @@ int64_t vgt_committed(const char *addr, const char *group, const char *topic, in
     rd_kafka_destroy(rk);
     return off;
 }
+
+size_t vgt_consume(const char *addr, const char *topic, vgt_msg_t *out, size_t max, double timeout_s)
+{
+    char errstr[256], group[64];
+    snprintf(group, sizeof group, "vgt-reader-%d", (int)getpid());
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, vgt_quiet_log);
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", addr, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, sizeof errstr)) {
+        rd_kafka_conf_destroy(conf);
+        return 0;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return 0;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    size_t n = 0;
+    long end = vgt_now_ms() + (long)(timeout_s * 1000);
+    while (n < max && vgt_now_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            vgt_msg_t *o = &out[n++];
+            snprintf(o->key, sizeof o->key, "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+            snprintf(o->value, sizeof o->value, "%.*s", (int)m->len, m->payload ? (const char *)m->payload : "");
+            o->error[0] = '\0';
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t vl;
+            if (rd_kafka_message_headers(m, &h) == 0 &&
+                rd_kafka_header_get_last(h, "vaegan-error", &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                snprintf(o->error, sizeof o->error, "%.*s", (int)vl, (const char *)v);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
+}

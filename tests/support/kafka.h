@@ -59,4 +59,14 @@ int vgt_produce(const char *addr, const char *topic, const char *const *keys, co
  * when none (or on error). */
 int64_t vgt_committed(const char *addr, const char *group, const char *topic, int32_t partition);
 
+/* One message read back by vgt_consume(): key, value and the vaegan-error
+ * header ("" when absent), truncated to the buffers. */
+typedef struct vgt_msg {
+    char key[256], value[4096], error[512];
+} vgt_msg_t;
+
+/* Reads topic from its start with a fresh group into out[0..max) until max
+ * messages arrived or timeout_s passed; returns how many arrived. */
+size_t vgt_consume(const char *addr, const char *topic, vgt_msg_t *out, size_t max, double timeout_s);
+
 #endif

@@ -54,9 +54,12 @@ static void exec_server(const vgt_redis_t *r, const char *logf)
         dup2(fd, 1);
         dup2(fd, 2);
     }
+    char nodes[PATH_MAX + 16];
+    snprintf(nodes, sizeof nodes, "%s/nodes.conf", r->dir);
     execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
            "--dir", r->dir, "--save", "", "--appendonly", r->aof ? "yes" : "no", "--appendfsync", "always",
-           "--logfile", logf, "--daemonize", "no", (char *)NULL);
+           "--logfile", logf, "--daemonize", "no", "--cluster-enabled", r->cluster ? "yes" : "no",
+           "--cluster-config-file", nodes, (char *)NULL);
     _exit(127);
 }
 
@@ -76,12 +79,18 @@ static int answers_ping(const vgt_redis_t *r)
 
 int vgt_redis_start(vgt_redis_t *r, const char *dir, int aof)
 {
+    return vgt_redis_start_cluster_node(r, dir, aof, 0);
+}
+
+int vgt_redis_start_cluster_node(vgt_redis_t *r, const char *dir, int aof, int cluster)
+{
     char d[PATH_MAX];
     if (snprintf(d, sizeof d, "%s", dir) >= (int)sizeof d)
         return -1;
     memset(r, 0, sizeof *r);
     memcpy(r->dir, d, sizeof d);
     r->aof = aof;
+    r->cluster = cluster;
     if (snprintf(r->sock, sizeof r->sock, "%s/redis.sock", d) >= (int)sizeof r->sock)
         return -1;
     char logf[PATH_MAX + 16];

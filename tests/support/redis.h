@@ -28,6 +28,7 @@ typedef struct vgt_redis {
     char dir[PATH_MAX];
     char sock[PATH_MAX];
     int aof;
+    int cluster; /* started with --cluster-enabled yes (a node of no cluster yet) */
 } vgt_redis_t;
 
 /* A synchronous hiredis client on r's socket for assertions (the caller
@@ -37,6 +38,10 @@ redisContext *vgt_redis_connect(const vgt_redis_t *r);
 /* Starts redis-server on dir (which must exist) and waits until it answers
  * PING (not -LOADING), up to 10 s.  Returns 0 or -1 (nothing left running). */
 int vgt_redis_start(vgt_redis_t *r, const char *dir, int aof);
+
+/* The same with cluster = 1: a Redis Cluster node (--cluster-enabled yes,
+ * its nodes.conf in dir), which answers INFO cluster with cluster_enabled:1. */
+int vgt_redis_start_cluster_node(vgt_redis_t *r, const char *dir, int aof, int cluster);
 
 /* Stops the server: SHUTDOWN NOSAVE (the AOF is flushed), or SIGTERM if that
  * cannot be sent (e.g. requirepass is set), and waits for it.  Safe on a
