@@ -1,6 +1,12 @@
-/* checkpoint.c — see checkpoint.h. */
+/* checkpoint.c — see checkpoint.h.  Growth keeps the state file valid
+ * whatever fails: the model grows first (all or nothing, vg_model_grow), and
+ * only then does its vocabulary take the new ids, so a model never names more
+ * items than it has rows (the loader would call such a file corrupt).
+ * Temporary files of interrupted saves (model.ckpt.tmp-XXXXXX, unique per
+ * save) are removed at start, under the state directory's lock. */
 #include "daemon/checkpoint.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -60,6 +66,28 @@ static int enter_vocab(const vg_model_t *m, vg_hist_t *h)
     return rc < 0 || m->vocab.n != m->n_items ? VG_ECORRUPT : 0;
 }
 
+/* Removes dir's temporary files of saves that never finished (a kill -9 or
+ * a crash during a save: "model.ckpt.tmp-XXXXXX", and the "model.ckpt.tmp"
+ * of earlier versions).  Only under the lock: nobody else saves here. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    const char *prefix = VG_STATE_FILE ".tmp";
+    size_t plen = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen) != 0 || (e->d_name[plen] && e->d_name[plen] != '-'))
+            continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) == 0)
+            vg_log(VG_LOG_INFO, "removed %s, left by a save that did not finish", p);
+    }
+    closedir(d);
+}
+
 int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const vg_model_cfg_t *cfg, int batch,
                  char *path, size_t pathlen)
 {
@@ -70,6 +98,7 @@ int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const 
         return VG_EIO;
     }
     snprintf(path, pathlen, "%s/%s", dir, VG_STATE_FILE);
+    remove_stale_temps(dir);
     if (access(path, F_OK) != 0) {
         vg_log(VG_LOG_INFO, "no model state in %s yet: serving by popularity until the first training round", dir);
         return 0;
@@ -109,9 +138,15 @@ static int sync_vocab(vg_model_t *m, const vg_hist_t *h, int upto)
 int vg_ckpt_grow(vg_model_t *m, vg_hist_t *h)
 {
     vg_hist_rdlock(h);
-    int n = h->items.n, rc = sync_vocab(m, h, n);
+    int n = h->items.n;
     vg_hist_unlock(h);
-    return rc ? rc : vg_model_grow(m, n);
+    int rc = vg_model_grow(m, n); /* first: the vocabulary never runs ahead of the rows */
+    if (rc)
+        return rc;
+    vg_hist_rdlock(h);
+    rc = sync_vocab(m, h, n);
+    vg_hist_unlock(h);
+    return rc;
 }
 
 int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)

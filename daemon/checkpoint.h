@@ -29,7 +29,9 @@
  * process holds it, or VG_EIO (both logged). */
 int vg_ckpt_lock(const char *dir, int *fd);
 
-/* Creates dir (and its parents) and writes dir/model.ckpt into path.  When
+/* Creates dir (and its parents), removes the temporary files of saves that
+ * did not finish (call it holding dir's lock) and writes dir/model.ckpt into
+ * path.  When
  * that file exists and reset is 0, loads it into *m (checked against cfg)
  * and enters its vocabulary into the (empty) mirror h.  Every outcome is
  * logged.  Returns 1 when a model was loaded (the caller owns *m), 0 when
@@ -44,8 +46,10 @@ int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const 
  * mirror's read lock.  Returns 0 or a VG_E* code with err filled. */
 int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen);
 
-/* Grows m to the mirror's catalogue (rows and vocabulary).  Takes the
- * mirror's read lock.  Returns 0 or VG_ENOMEM. */
+/* Grows m to the mirror's catalogue: rows first (all or nothing), then the
+ * vocabulary.  On VG_ENOMEM m still saves and loads as before (its
+ * vocabulary may have taken some of the new ids, never more than its rows).
+ * Takes the mirror's read lock.  Returns 0 or VG_ENOMEM. */
 int vg_ckpt_grow(vg_model_t *m, vg_hist_t *h);
 
 #endif

@@ -314,7 +314,7 @@ static int start_trainer(vg_daemon_t *d)
         .hist = &p->hist, .model = c->model.cfg, .batch = c->model.batch,
         .steps_per_round = c->train.steps_per_round, .interval_ms = c->train.interval_ms,
         .min_new_events = c->train.min_new_events, .recent_fraction = c->train.recent_fraction,
-        .threads = c->train.threads, .state_path = p->state_path,
+        .threads = c->train.threads, .state_path = p->state_path, .metrics = p->metrics,
         .checkpoint_interval_s = c->state.checkpoint_interval_s, .on_round = on_round, .ud = d,
     };
     int rc = vg_trainer_start(&p->trainer, &tcfg, p->have_model ? &p->model : NULL);

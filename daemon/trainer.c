@@ -1,10 +1,16 @@
 /*
  * trainer.c — the background trainer thread (see trainer.h).  The model's
  * rows follow the mirror's items as checkpoint.h describes.
+ *
+ * The thread sleeps until the next round (interval, or enough new events) or
+ * the next save attempt (save_due), whichever comes first; a failed save
+ * moves save_due by the backoff `retry_s` only, a successful one by the full
+ * checkpoint interval.
  */
 #define _GNU_SOURCE /* syscall(SYS_gettid): per-thread nice on Linux */
 #include "daemon/trainer.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -30,8 +36,13 @@ struct vg_trainer {
     int stop;                /* under mu */
     atomic_long new_events;
     uint64_t users_trained;
-    double last_save;
+    double save_due;         /* vg_mono_s() of the next save attempt (INFINITY: none) */
+    double retry_s;          /* the last backoff after a failed save, 0 after a success */
+    int save_failures;       /* failed saves since the last success */
+    vg_metric_t *m_ckpt_failures; /* vaegan_checkpoint_failures_total, or NULL */
 };
+
+#define CKPT_RETRY_FIRST_S 10.0 /* first retry after a failed save (at most the interval) */
 
 void vg_trainer_events(vg_trainer_t *t, int n)
 {
@@ -79,6 +90,81 @@ static void round_done(vg_trainer_t *t, int users)
     t->cfg.on_round(t->cfg.ud, snap, &info);
 }
 
+/* A failed save: counted, logged, retried after the backoff (min(10 s,
+ * interval), doubling up to the interval). */
+static void save_failed(vg_trainer_t *t, const char *err, double now)
+{
+    double interval = t->cfg.checkpoint_interval_s;
+    t->retry_s = t->retry_s > 0 ? fmin(2 * t->retry_s, interval) : fmin(CKPT_RETRY_FIRST_S, interval);
+    t->save_failures++;
+    if (t->m_ckpt_failures)
+        vg_metric_inc(t->m_ckpt_failures, 1);
+    vg_log(VG_LOG_ERROR, "checkpoint failed (%d in a row; the previous state file is kept, retrying in %.0f s): %s",
+           t->save_failures, t->retry_s, err);
+    t->save_due = now + t->retry_s;
+}
+
+/* The periodic save (trainer thread), when save_due has come. */
+static void checkpoint(vg_trainer_t *t)
+{
+    char err[512];
+    if (vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err)) {
+        save_failed(t, err, vg_mono_s());
+        return;
+    }
+    if (t->save_failures)
+        vg_log(VG_LOG_INFO, "checkpoint: step %lld saved to %s after %d failed attempts", (long long)t->model.step,
+               t->cfg.state_path, t->save_failures);
+    else
+        vg_log(VG_LOG_DEBUG, "checkpoint: step %lld saved to %s", (long long)t->model.step, t->cfg.state_path);
+    t->save_failures = 0;
+    t->retry_s = 0;
+    t->save_due = vg_mono_s() + t->cfg.checkpoint_interval_s;
+}
+
+/* One round: the model created or grown to the catalogue, steps_per_round
+ * updates, the snapshot published. */
+static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *X)
+{
+    vg_hist_rdlock(t->cfg.hist);
+    int users = t->cfg.hist->users.n, items = t->cfg.hist->items.n;
+    vg_hist_unlock(t->cfg.hist);
+    int rc = 0;
+    if (users > 0 && items > 0 && !t->have_model) {
+        rc = vg_model_init(&t->model, &t->cfg.model, items, t->cfg.batch);
+        t->have_model = rc == 0;
+        if (rc)
+            vg_log(VG_LOG_ERROR, "trainer: cannot create the model: %s", vg_strerror(rc));
+        else
+            vg_log(VG_LOG_INFO, "trainer: new model (%s, %d items)", vg_variant_name(t->cfg.model.variant), items);
+    }
+    if (!t->have_model || users == 0)
+        return;
+    if ((rc = vg_ckpt_grow(&t->model, t->cfg.hist))) { /* the model stays as it was (checkpoint.h) */
+        vg_log(VG_LOG_ERROR, "trainer: cannot grow the model from %d to %d items: %s; round skipped",
+               t->model.n_items, items, vg_strerror(rc));
+        return;
+    }
+    for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
+        vg_hist_rdlock(t->cfg.hist);
+        int B = draw(t, rng, sel);
+        rc = vg_hist_rows(t->cfg.hist, sel, B, t->model.n_items, X, NULL);
+        vg_hist_unlock(t->cfg.hist);
+        if (rc == 0)
+            rc = vg_model_train_step(&t->model, X, NULL);
+        t->users_trained += (uint64_t)B;
+        pthread_mutex_lock(&t->mu);
+        int stop = t->stop;
+        pthread_mutex_unlock(&t->mu);
+        if (stop)
+            break;
+    }
+    if (rc)
+        vg_log(VG_LOG_ERROR, "trainer: round failed: %s", vg_strerror(rc));
+    else
+        round_done(t, users);
+}
+
 static void *trainer_main(void *arg)
 {
     vg_trainer_t *t = arg;
@@ -89,63 +175,27 @@ static void *trainer_main(void *arg)
     vg_omp_set_threads(t->cfg.threads > 0 ? t->cfg.threads : 1);
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
         vg_log(VG_LOG_DEBUG, "trainer: cannot lower its priority; it competes with scoring");
-    t->last_save = vg_mono_s();
+    t->save_due = t->cfg.checkpoint_interval_s > 0 ? vg_mono_s() + t->cfg.checkpoint_interval_s : INFINITY;
     double next = vg_mono_s();
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
         double now = vg_mono_s();
         int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
-        if (now < next && !enough) {
-            struct timespec until = vg_deadline(next - now);
+        int round = now >= next || enough, save = t->have_model && now >= t->save_due;
+        if (!round && !save) {
+            double wake = t->have_model && t->save_due < next ? t->save_due : next;
+            struct timespec until = vg_deadline(wake - now);
             pthread_cond_timedwait(&t->cv, &t->mu, &until);
             continue;
         }
         pthread_mutex_unlock(&t->mu);
-        next = vg_mono_s() + t->cfg.interval_ms / 1000.0;
-        atomic_store(&t->new_events, 0);
-
-        vg_hist_rdlock(t->cfg.hist);
-        int users = t->cfg.hist->users.n, items = t->cfg.hist->items.n;
-        vg_hist_unlock(t->cfg.hist);
-        int rc = 0;
-        if (users > 0 && items > 0 && !t->have_model) {
-            rc = vg_model_init(&t->model, &t->cfg.model, items, t->cfg.batch);
-            t->have_model = rc == 0;
-            if (rc)
-                vg_log(VG_LOG_ERROR, "trainer: cannot create the model: %s", vg_strerror(rc));
-            else
-                vg_log(VG_LOG_INFO, "trainer: new model (%s, %d items)", vg_variant_name(t->cfg.model.variant), items);
+        if (round) {
+            next = vg_mono_s() + t->cfg.interval_ms / 1000.0;
+            atomic_store(&t->new_events, 0);
+            train_round(t, &rng, sel, &X);
         }
-        if (t->have_model && users > 0 && (rc = vg_ckpt_grow(&t->model, t->cfg.hist)) == 0) {
-            for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
-                vg_hist_rdlock(t->cfg.hist);
-                int B = draw(t, &rng, sel);
-                rc = vg_hist_rows(t->cfg.hist, sel, B, t->model.n_items, &X, NULL);
-                vg_hist_unlock(t->cfg.hist);
-                if (rc == 0)
-                    rc = vg_model_train_step(&t->model, &X, NULL);
-                t->users_trained += (uint64_t)B;
-                pthread_mutex_lock(&t->mu);
-                int stop = t->stop;
-                pthread_mutex_unlock(&t->mu);
-                if (stop)
-                    break;
-            }
-            if (rc)
-                vg_log(VG_LOG_ERROR, "trainer: round failed: %s", vg_strerror(rc));
-            else
-                round_done(t, users);
-        }
-        if (t->have_model && t->cfg.checkpoint_interval_s > 0 &&
-            vg_mono_s() - t->last_save >= t->cfg.checkpoint_interval_s) {
-            char err[512];
-            if (vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err))
-                vg_log(VG_LOG_ERROR, "checkpoint: %s", err);
-            else
-                vg_log(VG_LOG_DEBUG, "checkpoint: step %lld saved to %s", (long long)t->model.step,
-                       t->cfg.state_path);
-            t->last_save = vg_mono_s();
-        }
+        if (t->have_model && vg_mono_s() >= t->save_due)
+            checkpoint(t);
         pthread_mutex_lock(&t->mu);
     }
     pthread_mutex_unlock(&t->mu);
@@ -160,6 +210,10 @@ int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t
     if (!t)
         return VG_ENOMEM;
     t->cfg = *cfg;
+    if (cfg->metrics)
+        t->m_ckpt_failures = vg_metrics_add(cfg->metrics, "vaegan_checkpoint_failures_total",
+                                            "Saves of the model state file that failed (periodic and at stop)",
+                                            VG_METRIC_COUNTER, NULL, 0);
     if (model) {
         t->model = *model;
         t->have_model = 1;
@@ -189,6 +243,8 @@ int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen)
     int rc = 0;
     if (t->have_model) {
         rc = vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, errlen);
+        if (rc && t->m_ckpt_failures)
+            vg_metric_inc(t->m_ckpt_failures, 1);
         vg_model_close(&t->model);
     }
     pthread_mutex_destroy(&t->mu);

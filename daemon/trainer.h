@@ -11,6 +11,13 @@
  * through on_round and, every checkpoint_interval_s, saves the state file
  * (atomically, model/state.c); vg_trainer_stop() saves once more.
  *
+ * A failed save (disk full, read-only file system, ...) is logged at ERROR
+ * and counted in vaegan_checkpoint_failures_total; the previous state file
+ * stays as it was, training and serving go on, and the save is retried
+ * sooner than the interval: after min(10 s, interval), then twice as long
+ * each time up to the interval.  The first save that succeeds after failures
+ * is logged at INFO.  A failed save at stop is counted too and returned.
+ *
  * On an idle stream it keeps refining the model on all users.  The thread
  * runs at the lowest CPU priority (nice 19) so that the loop and the scorer,
  * which keep lists fresh, always come first on a busy machine.
@@ -24,6 +31,7 @@
 #include <stdint.h>
 
 #include "daemon/hist.h"
+#include "daemon/metrics.h"
 #include "daemon/rank.h"
 #include "model/vaegan.h"
 
@@ -41,7 +49,8 @@ typedef struct vg_trainer_cfg {
     int threads;                /* OpenMP threads of the model's element-wise loops */
     double recent_fraction;
     const char *state_path;     /* where the state file goes */
-    int checkpoint_interval_s;
+    int checkpoint_interval_s;  /* <= 0: saved at stop only */
+    vg_metrics_t *metrics;      /* registry for vaegan_checkpoint_failures_total; NULL = not counted */
     /* Trainer thread, after each round: snap carries one reference that the
      * callee takes over; info describes the round. */
     void (*on_round)(void *ud, vg_snap_t *snap, const vg_train_info_t *info);
@@ -50,9 +59,9 @@ typedef struct vg_trainer_cfg {
 
 typedef struct vg_trainer vg_trainer_t;
 
-/* Starts the thread.  `model` (may be NULL: one is created once the first
- * items exist) is a loaded or fresh model whose vocabulary equals the
- * mirror's first items; the trainer takes it over (the struct is copied, the
+/* Starts the thread (and registers its metric in cfg->metrics).  `model`
+ * (may be NULL: one is created once the first items exist) is a loaded or
+ * fresh model whose vocabulary equals the mirror's first items; the trainer takes it over (the struct is copied, the
  * caller's copy must not be used afterwards).  Returns 0 or VG_ENOMEM. */
 int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t *model);
 /* n new events are in the mirror (any thread; never blocks on training). */

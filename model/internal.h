@@ -3,8 +3,8 @@
  * use: the precision switch of the numerical code (float or, with VG_DOUBLE,
  * double BLAS and libm names), three small dense helpers, the training
  * workspace (vg_work_t: owned by its model, allocated and freed by vaegan.c,
- * filled by each training step in train.c), and the allocation entry point
- * the state-file loader (state.c) uses.  Names here end in '_' (they are not
+ * filled by each training step in train.c), and the shapes and the
+ * allocation entry point the state-file loader (state.c) uses.  Names here end in '_' (they are not
  * part of the public API).
  */
 #ifndef VG_MODEL_INTERNAL_H
@@ -75,6 +75,11 @@ typedef struct vg_work {
     void *blocks[64];
     int n_blocks;
 } vg_work_t;
+
+/* Every tensor's shape for m->cfg and m->n_items: rows, cols, whether the
+ * rows are items (1/0), player (VG_PLAYER_*).  The loader (state.c) sizes a
+ * file from it before allocating. */
+void vg_param_shapes_(const vg_model_t *m, size_t shape[VG_P_COUNT][4]);
 
 /* Checks m->cfg against n_items/max_batch, then allocates every tensor (zero
  * weights and moments) and the workspace for m->cfg and m->n_items.

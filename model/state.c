@@ -5,20 +5,34 @@
  * a file from a machine of the other order is refused as foreign rather than
  * misread.  The CRC-32 (zlib) covers every byte before it, so a flipped bit
  * anywhere, or a file cut short, is refused.  Saving never leaves a partial
- * file under the real name: it writes "<path>.tmp", fsyncs it, renames it
- * over the old file and fsyncs the directory.
+ * file under the real name, nor a temporary file behind: it writes a
+ * temporary file of a unique name in the same directory ("<path>.tmp-XXXXXX",
+ * mkstemp, so two writers never share one), fsyncs it, renames it over the
+ * old file and fsyncs the directory; a failure of any step (the directory's
+ * fsync included) is the save's error, and the old file stays as it was.
+ * The writer holds the test hook VAEGAN_FAULT_FILE (vaegan.h): a file named
+ * by that variable, while it exists, makes every write of a save fail with
+ * the errno it names, so tests can fill or freeze the disk without root's
+ * permissions getting in the way.
  *
  * The loader reads the sections in file order, one function each (header,
  * architecture and hyperparameters, step + RNG + vocabulary, then — once the
  * model is allocated for that architecture — the tensors and the checksum).
- * Each returns 0 or a VG_E* code with the reason, naming the file and the
- * section, in the caller's err buffer (vg_errf); the first failure stops the
- * load and the partly built model is closed.  The byte layout is in
- * docs/model.md, "The state file".
+ * Before anything is allocated for the architecture, the file's size must be
+ * what its header implies (checked once the vocabulary count is known, and
+ * exactly once the vocabulary is read), so a damaged size field (N, H, K,
+ * H_d, the count of ids) is called corrupt instead of costing a huge
+ * allocation or passing for a configuration change.  Each step returns 0 or a
+ * VG_E* code with the reason, naming the file and the section, in the
+ * caller's err buffer (vg_errf); the first failure stops the load and the
+ * partly built model is closed.  The byte layout is in docs/model.md, "The
+ * state file".
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -32,15 +46,27 @@
 typedef struct {
     FILE *f;
     uLong crc;
-    int failed;
+    int failed; /* an errno once a step failed (the first one is kept), else 0 */
+    int fault;  /* the test hook's errno for every write, or 0 */
 } wstream_t;
+
+/* Records the first failure of a save: errno e (EIO when e is 0). */
+static void fail(wstream_t *s, int e)
+{
+    if (!s->failed)
+        s->failed = e ? e : EIO;
+}
 
 static void put(wstream_t *s, const void *p, size_t n)
 {
     if (s->failed || n == 0)
         return;
+    if (s->fault) {
+        fail(s, s->fault);
+        return;
+    }
     if (fwrite(p, 1, n, s->f) != n) {
-        s->failed = 1;
+        fail(s, errno);
         return;
     }
     /* zlib's crc32 takes uInt lengths: feed large arrays in pieces */
@@ -105,9 +131,30 @@ static void put_state(wstream_t *s, const vg_model_t *m)
     }
 }
 
-/* Makes a rename inside path's directory durable (best effort: fsync of the
- * directory). */
-static void sync_parent_dir(const char *path)
+/* The test hook (vaegan.h): the errno named in the file $VAEGAN_FAULT_FILE
+ * when that file exists, else 0. */
+static int injected_write_error(void)
+{
+    static const struct {
+        const char *name;
+        int e;
+    } names[] = {{"ENOSPC", ENOSPC}, {"EROFS", EROFS}, {"EDQUOT", EDQUOT}, {"EIO", EIO}};
+    const char *hook = getenv("VAEGAN_FAULT_FILE");
+    FILE *f = hook && *hook ? fopen(hook, "r") : NULL;
+    if (!f)
+        return 0;
+    char word[16] = "";
+    int got = fscanf(f, "%15s", word);
+    fclose(f);
+    for (size_t k = 0; got == 1 && k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(word, names[k].name) == 0)
+            return names[k].e;
+    return EIO;
+}
+
+/* Makes the rename inside path's directory durable (fsync of the
+ * directory).  Returns 0 or VG_EIO with the reason in err. */
+static int sync_parent_dir(const char *path, char *err, size_t errlen)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
@@ -119,34 +166,49 @@ static void sync_parent_dir(const char *path)
     else
         strcpy(dir, ".");
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return vg_errf(err, errlen, VG_EIO, "%s is renamed into place but its directory %s cannot be synced: %s",
+                       path, dir, strerror(e));
     }
+    close(fd);
+    return 0;
+}
+
+/* Writes the whole file (state, checksum) to the open temporary file fd,
+ * fsyncs and closes it.  Returns 0 or the errno of the first failure. */
+static int write_temp(const vg_model_t *m, int fd)
+{
+    int fault = injected_write_error();
+    wstream_t s = {fdopen(fd, "wb"), crc32(0L, Z_NULL, 0), 0, fault};
+    if (!s.f) {
+        int e = errno;
+        close(fd);
+        return e ? e : EIO;
+    }
+    if (fchmod(fd, 0644) != 0) /* mkstemp's 0600: the state file has always been world-readable */
+        fail(&s, errno);
+    put_state(&s, m);
+    put_u32(&s, (uint32_t)s.crc); /* the CRC of everything before it */
+    if (!s.failed && (fflush(s.f) != 0 || fsync(fd) != 0))
+        fail(&s, errno);
+    if (fclose(s.f) != 0)
+        fail(&s, errno);
+    return s.failed;
 }
 
 int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
         return vg_errf(err, errlen, VG_EINVAL, "state file path too long: %s", path);
-    wstream_t s = {fopen(tmp, "wb"), crc32(0L, Z_NULL, 0), 0};
-    if (!s.f)
-        return vg_errf(err, errlen, VG_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    put_state(&s, m);
-    uint32_t crc = (uint32_t)s.crc;
-    if (!s.failed && fwrite(&crc, sizeof crc, 1, s.f) != 1)
-        s.failed = 1;
-    int e = errno;
-    if (!s.failed && (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0)) {
-        s.failed = 1;
-        e = errno;
-    }
-    if (fclose(s.f) != 0 && !s.failed) {
-        s.failed = 1;
-        e = errno;
-    }
-    if (s.failed) {
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return vg_errf(err, errlen, VG_EIO, "cannot create a temporary file %s: %s", tmp, strerror(errno));
+    int e = write_temp(m, fd);
+    if (e) {
         unlink(tmp);
         return vg_errf(err, errlen, VG_EIO, "cannot write %s: %s", tmp, strerror(e));
     }
@@ -155,8 +217,7 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
         unlink(tmp);
         return vg_errf(err, errlen, VG_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
     }
-    sync_parent_dir(path);
-    return 0;
+    return sync_parent_dir(path, err, errlen);
 }
 
 typedef struct {
@@ -165,6 +226,7 @@ typedef struct {
     const char *path;
     char *err;
     size_t errlen;
+    uint64_t pos, size; /* bytes read so far; the file's size */
 } rstream_t;
 
 /* Reads n bytes; returns 0 or VG_ECORRUPT naming what was cut short. */
@@ -177,6 +239,7 @@ static int get(rstream_t *s, void *p, size_t n, const char *what)
             return vg_errf(s->err, s->errlen, VG_EIO, "%s: read error in %s: %s", s->path, what, strerror(errno));
         return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: truncated (file ends inside %s)", s->path, what);
     }
+    s->pos += n;
     unsigned char *b = p;
     while (n) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -240,7 +303,8 @@ static int read_architecture(rstream_t *s, vg_model_cfg_t *c, uint32_t *n_items)
     GET(c->noise_hidden, "the hyperparameters");
     GET(c->seed, "the hyperparameters");
     if (variant > VG_VARIANT_AVB_D_C || lik > VG_LIK_LOGISTIC || *n_items < 1 || *n_items > (1u << 30) ||
-        hidden < 1 || hidden > 65536 || latent < 1 || latent > 65536 || dh < 1 || dh > 65536)
+        hidden < 1 || hidden > VG_MODEL_DIM_MAX || latent < 1 || latent > VG_MODEL_DIM_MAX || dh < 1 ||
+        dh > VG_MODEL_DIM_MAX)
         return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: corrupt architecture fields", s->path);
     c->variant = (vg_variant_t)variant;
     c->likelihood = (vg_likelihood_t)lik;
@@ -290,9 +354,36 @@ static void adopt_hyperparameters(vg_model_cfg_t *c, const vg_model_cfg_t *expec
     c->seed = expect->seed;
 }
 
+/* Bytes of the tensor section that m's architecture (m->cfg, m->n_items)
+ * implies: per tensor its two u64 dimensions, weights and two moments. */
+static uint64_t tensor_bytes(const vg_model_t *m)
+{
+    size_t shape[VG_P_COUNT][4];
+    vg_param_shapes_(m, shape);
+    uint64_t n = 0;
+    for (int i = 0; i < VG_P_COUNT; i++) /* N <= 2^30, a width <= 2^17: no overflow */
+        n += 2 * sizeof(uint64_t) + 3 * (uint64_t)shape[i][0] * shape[i][1] * sizeof(vg_real);
+    return n;
+}
+
+/* 0 when the file's size is `implied` (or, with at_least, not below it),
+ * else VG_ECORRUPT naming the header's sizes. */
+static int check_size(const rstream_t *s, const vg_model_t *m, uint64_t implied, int at_least, uint32_t nv)
+{
+    if (s->size == implied || (at_least && s->size > implied))
+        return 0;
+    const vg_model_cfg_t *c = &m->cfg;
+    return vg_errf(s->err, s->errlen, VG_ECORRUPT,
+                   "%s: corrupt or truncated: its header (%d items, H %d, K %d, H_d %d, %u item ids) implies %s%llu "
+                   "bytes, the file has %llu",
+                   s->path, m->n_items, c->hidden, c->latent, c->disc_hidden, nv, at_least ? "at least " : "",
+                   (unsigned long long)implied, (unsigned long long)s->size);
+}
+
 /* The step counter, the RNG state and the item vocabulary (at most n_items
- * distinct ids, each 1..VG_VOCAB_ID_MAX bytes). */
-static int read_progress_and_vocabulary(rstream_t *s, vg_model_t *m, uint32_t n_items)
+ * distinct ids, each 1..VG_VOCAB_ID_MAX bytes); then the file's size must be
+ * the one the header implies (tensors: tensor_bytes, then the checksum). */
+static int read_progress_and_vocabulary(rstream_t *s, vg_model_t *m, uint32_t n_items, uint64_t tensors)
 {
     uint64_t step;
     GET(step, "the step counter");
@@ -302,20 +393,22 @@ static int read_progress_and_vocabulary(rstream_t *s, vg_model_t *m, uint32_t n_
     GET(nv, "the item vocabulary");
     if (nv > n_items)
         return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: vocabulary of %u ids for %u items", s->path, nv, n_items);
+    int rc = check_size(s, m, s->pos + (uint64_t)nv * (sizeof(uint32_t) + 1) + tensors + sizeof(uint32_t), 1, nv);
+    if (rc)
+        return rc;
     for (uint32_t i = 0; i < nv; i++) {
         uint32_t len;
         char id[VG_VOCAB_ID_MAX];
         GET(len, "the item vocabulary");
         if (len < 1 || len > VG_VOCAB_ID_MAX)
             return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: item id %u has a bad length %u", s->path, i, len);
-        int rc = get(s, id, len, "the item vocabulary");
-        if (rc)
+        if ((rc = get(s, id, len, "the item vocabulary")))
             return rc;
         int added = 0;
         if (vg_vocab_add(&m->vocab, id, len, &added) != (int32_t)i || !added)
             return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: item id %u is invalid or repeated", s->path, i);
     }
-    return 0;
+    return check_size(s, m, s->pos + tensors + sizeof(uint32_t), 0, nv);
 }
 
 /* Every tensor of the allocated model: its shape (must match), weights and
@@ -354,7 +447,8 @@ static int read_checksum(rstream_t *s)
 
 #undef GET
 
-/* The file in its order: header, architecture, step, RNG, vocabulary, then
+/* The file in its order: header, architecture, step, RNG, vocabulary (and
+ * the file's size against the header), then the comparison with expect, and
  * (once the model is allocated for that architecture) the tensors and the
  * checksum.  On failure m may hold part of the model (the caller closes it). */
 static int read_state(rstream_t *s, vg_model_t *m, const vg_model_cfg_t *expect, int max_batch)
@@ -364,17 +458,20 @@ static int read_state(rstream_t *s, vg_model_t *m, const vg_model_cfg_t *expect,
     int rc;
     if ((rc = read_header(s)) || (rc = read_architecture(s, &c, &n_items)))
         return rc;
+    m->cfg = c;
+    m->n_items = (int)n_items;
+    m->gen_terms = VG_TERM_ALL;
+    if ((rc = read_progress_and_vocabulary(s, m, n_items, tensor_bytes(m))))
+        return rc;
     if (expect) {
         if ((rc = check_architecture(s, &c, expect)))
             return rc;
         adopt_hyperparameters(&c, expect);
+        m->cfg = c;
     }
-    m->cfg = c;
-    m->n_items = (int)n_items;
-    m->gen_terms = VG_TERM_ALL;
-    if ((rc = read_progress_and_vocabulary(s, m, n_items)))
-        return rc;
-    if ((rc = vg_model_alloc_(m, max_batch)))
+    if ((rc = vg_model_alloc_(m, max_batch)) == VG_EINVAL && max_batch >= 1)
+        return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: corrupt hyperparameters", s->path);
+    if (rc)
         return vg_errf(s->err, s->errlen, rc, "%s: cannot allocate the model: %s", s->path, vg_strerror(rc));
     if ((rc = read_tensors(s, m)))
         return rc;
@@ -386,9 +483,16 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
 {
     memset(m, 0, sizeof *m);
     vg_vocab_init(&m->vocab);
-    rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen};
+    rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen, 0, 0};
     if (!s.f)
         return vg_errf(err, errlen, VG_EIO, "cannot open state file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(s.f), &st) != 0) {
+        int e = errno;
+        fclose(s.f);
+        return vg_errf(err, errlen, VG_EIO, "cannot stat state file %s: %s", path, strerror(e));
+    }
+    s.size = (uint64_t)st.st_size;
     int rc = read_state(&s, m, expect, max_batch);
     fclose(s.f);
     if (rc)

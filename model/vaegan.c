@@ -9,7 +9,12 @@
  * Invariants: a tensor a variant does not use has 0 rows; item-major tensors
  * have rows == n_items <= cap_rows; the workspace matches the model's
  * configuration, n_items and max_batch (it is rebuilt when the catalogue
- * grows), and a snapshot has none (it cannot be trained).
+ * grows), and a snapshot has none (it cannot be trained).  Growth is all or
+ * nothing: it makes every allocation first (realloc of the tensors, which
+ * keeps their rows, then the new workspace) and only then commits rows, RNG
+ * draws and workspace, so a failed growth leaves a model that saves, loads
+ * and trains exactly as before.  vg_model_t.fail_alloc, a test hook, makes
+ * the k-th of those allocations fail.
  */
 #include "model/vaegan.h"
 #include "model/internal.h"
@@ -68,15 +73,29 @@ const char *vg_likelihood_name(vg_likelihood_t l) { return (unsigned)l < 2 ? lik
 
 /* ---- the workspace ------------------------------------------------------- */
 
-static vg_real *walloc(vg_work_t *w, size_t n, int *fail)
+/* The test hook vg_model_t.fail_alloc: 1 when the allocation about to be
+ * made is the one armed to fail (countdown NULL or 0 = off). */
+static int injected_failure(int *countdown)
+{
+    return countdown && *countdown > 0 && --*countdown == 0;
+}
+
+/* The workspace being built and whether an allocation failed. */
+typedef struct {
+    vg_work_t *w;
+    int fail;
+    int *countdown; /* injected_failure's */
+} walloc_t;
+
+static vg_real *walloc(walloc_t *a, size_t n)
 {
     if (n == 0)
         n = 1;
-    vg_real *p = calloc(n, sizeof *p);
+    vg_real *p = injected_failure(a->countdown) ? NULL : calloc(n, sizeof *p);
     if (!p)
-        *fail = 1;
+        a->fail = 1;
     else
-        w->blocks[w->n_blocks++] = p;
+        a->w->blocks[a->w->n_blocks++] = p;
     return p;
 }
 
@@ -92,64 +111,65 @@ static void work_free(vg_work_t *w)
     free(w);
 }
 
-static vg_work_t *work_new(const vg_model_t *m, int B)
+/* The workspace for configuration c, n_items items and batches of B users,
+ * or NULL when out of memory (countdown: injected_failure's, may be NULL). */
+static vg_work_t *work_new(const vg_model_cfg_t *c, int n_items, int B, int *countdown)
 {
-    vg_work_t *w = calloc(1, sizeof *w);
+    vg_work_t *w = injected_failure(countdown) ? NULL : calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    const vg_model_cfg_t *c = &m->cfg;
-    size_t N = (size_t)m->n_items, H = (size_t)c->hidden, K = (size_t)c->latent, Hd = (size_t)c->disc_hidden;
+    size_t N = (size_t)n_items, H = (size_t)c->hidden, K = (size_t)c->latent, Hd = (size_t)c->disc_hidden;
     size_t Kout = c->variant == VG_VARIANT_MULT_VAE ? 2 * K : K;
     size_t Bs = (size_t)B, HH = (size_t)(H > K ? H : K);
-    int fail = 0;
+    walloc_t a = {w, 0, countdown};
     int avb = c->variant != VG_VARIANT_MULT_VAE, use_d = c->variant >= VG_VARIANT_AVB_D,
         use_c = c->variant == VG_VARIANT_AVB_D_C;
     w->B = B;
-    w->N = m->n_items;
-    w->inv = walloc(w, Bs, &fail);
-    w->eps1 = avb && c->noise_input > 0 ? walloc(w, Bs * N, &fail) : NULL;
-    w->eps2 = walloc(w, Bs * HH, &fail);
-    w->zp = walloc(w, Bs * K, &fail);
-    w->pre0 = walloc(w, Bs * H, &fail);
-    w->h = walloc(w, Bs * H, &fail);
-    w->hn = walloc(w, Bs * H, &fail);
-    w->out = walloc(w, Bs * Kout, &fail);
-    w->z = walloc(w, Bs * K, &fail);
-    w->g = walloc(w, Bs * H, &fail);
-    w->logits = walloc(w, Bs * N, &fail);
-    w->dl = walloc(w, Bs * N, &fail);
-    w->dg = walloc(w, Bs * H, &fail);
-    w->dz = walloc(w, Bs * K, &fail);
-    w->dh = walloc(w, Bs * H, &fail);
-    w->dout = walloc(w, Bs * Kout, &fail);
-    w->t1 = walloc(w, Bs * (H > Hd ? H : Hd), &fail);
-    w->t2 = walloc(w, Bs * (H > Hd ? H : Hd), &fail);
-    w->t3 = walloc(w, Bs * (H > Hd ? H : Hd), &fail);
+    w->N = n_items;
+    w->inv = walloc(&a, Bs);
+    w->eps1 = avb && c->noise_input > 0 ? walloc(&a, Bs * N) : NULL;
+    w->eps2 = walloc(&a, Bs * HH);
+    w->zp = walloc(&a, Bs * K);
+    w->pre0 = walloc(&a, Bs * H);
+    w->h = walloc(&a, Bs * H);
+    w->hn = walloc(&a, Bs * H);
+    w->out = walloc(&a, Bs * Kout);
+    w->z = walloc(&a, Bs * K);
+    w->g = walloc(&a, Bs * H);
+    w->logits = walloc(&a, Bs * N);
+    w->dl = walloc(&a, Bs * N);
+    w->dg = walloc(&a, Bs * H);
+    w->dz = walloc(&a, Bs * K);
+    w->dh = walloc(&a, Bs * H);
+    w->dout = walloc(&a, Bs * Kout);
+    w->t1 = walloc(&a, Bs * (H > Hd ? H : Hd));
+    w->t2 = walloc(&a, Bs * (H > Hd ? H : Hd));
+    w->t3 = walloc(&a, Bs * (H > Hd ? H : Hd));
     if (avb) {
-        w->ex = walloc(w, Bs * Hd, &fail);
-        w->uq = walloc(w, Bs * Hd, &fail);
-        w->up = walloc(w, Bs * Hd, &fail);
-        w->tq = walloc(w, Bs, &fail);
-        w->tp = walloc(w, Bs, &fail);
+        w->ex = walloc(&a, Bs * Hd);
+        w->uq = walloc(&a, Bs * Hd);
+        w->up = walloc(&a, Bs * Hd);
+        w->tq = walloc(&a, Bs);
+        w->tp = walloc(&a, Bs);
     }
     if (use_d) {
-        w->zc = walloc(w, Bs * K, &fail);
-        w->dzc = walloc(w, Bs * K, &fail);
-        w->eq = walloc(w, Bs * Hd, &fail);
-        w->hr = walloc(w, Bs * Hd, &fail);
-        w->hf = walloc(w, Bs * Hd, &fail);
-        w->dr = walloc(w, Bs, &fail);
-        w->df = walloc(w, Bs, &fail);
+        w->zc = walloc(&a, Bs * K);
+        w->dzc = walloc(&a, Bs * K);
+        w->eq = walloc(&a, Bs * Hd);
+        w->hr = walloc(&a, Bs * Hd);
+        w->hf = walloc(&a, Bs * Hd);
+        w->dr = walloc(&a, Bs);
+        w->df = walloc(&a, Bs);
     }
     if (use_c) {
-        w->h0 = walloc(w, Bs * H, &fail);
-        w->Y = walloc(w, Bs * H, &fail);
-        w->M = walloc(w, H * H, &fail);
-        w->S = walloc(w, H * H, &fail);
-        w->MS = walloc(w, H * H, &fail);
-        w->Gam = walloc(w, H * H, &fail);
+        w->h0 = walloc(&a, Bs * H);
+        w->Y = walloc(&a, Bs * H);
+        w->M = walloc(&a, H * H);
+        w->S = walloc(&a, H * H);
+        w->MS = walloc(&a, H * H);
+        w->Gam = walloc(&a, H * H);
     }
-    if (fail) {
+    if (a.fail) {
         work_free(w);
         return NULL;
     }
@@ -232,8 +252,7 @@ static void param_init_rows(vg_model_t *m, int slot, size_t r0)
         vg_rng_uniform_fill(&m->rng, w, n, (vg_real)xavier_bound(m, slot));
 }
 
-/* Shapes: rows, cols, whether rows are items, player. */
-static void param_shapes(const vg_model_t *m, size_t shape[VG_P_COUNT][4])
+void vg_param_shapes_(const vg_model_t *m, size_t shape[VG_P_COUNT][4])
 {
     const vg_model_cfg_t *c = &m->cfg;
     size_t N = (size_t)m->n_items, H = (size_t)c->hidden, K = (size_t)c->latent, Hd = (size_t)c->disc_hidden;
@@ -273,7 +292,7 @@ int vg_model_alloc_(vg_model_t *m, int max_batch)
     if (rc)
         return rc;
     size_t shape[VG_P_COUNT][4];
-    param_shapes(m, shape);
+    vg_param_shapes_(m, shape);
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_param_t *p = &m->p[i];
         p->name = param_names[i];
@@ -283,7 +302,7 @@ int vg_model_alloc_(vg_model_t *m, int max_batch)
             return VG_ENOMEM;
     }
     m->max_batch = max_batch;
-    m->work = work_new(m, max_batch);
+    m->work = work_new(&m->cfg, m->n_items, max_batch, NULL);
     return m->work ? 0 : VG_ENOMEM;
 }
 
@@ -349,27 +368,42 @@ int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src)
     return 0;
 }
 
+/* Makes room for n_items rows in every item-major tensor (realloc keeps the
+ * rows in use; a tensor's cap_rows is raised once all four of its arrays
+ * hold it).  Changes no row and no value: on failure a tensor may only keep
+ * some spare capacity.  Returns 0 or VG_ENOMEM. */
+static int reserve_item_rows(vg_model_t *m, size_t n_items, int *countdown)
+{
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        vg_param_t *p = &m->p[i];
+        if (!p->item_rows || !p->rows || n_items <= p->cap_rows)
+            continue;
+        size_t cap = p->cap_rows * 2 > n_items ? p->cap_rows * 2 : n_items;
+        vg_real **arrs[4] = {&p->w, &p->g, &p->m, &p->v};
+        for (int a = 0; a < 4; a++) {
+            vg_real *q = injected_failure(countdown) ? NULL : realloc(*arrs[a], cap * p->cols * sizeof(vg_real));
+            if (!q)
+                return VG_ENOMEM;
+            *arrs[a] = q;
+        }
+        p->cap_rows = cap;
+    }
+    return 0;
+}
+
 int vg_model_grow(vg_model_t *m, int n_items)
 {
     if (n_items <= m->n_items)
         return 0;
-    for (int i = 0; i < VG_P_COUNT; i++) {
-        vg_param_t *p = &m->p[i];
-        if (!p->item_rows || !p->rows)
-            continue;
-        if ((size_t)n_items > p->cap_rows) {
-            size_t cap = p->cap_rows * 2 > (size_t)n_items ? p->cap_rows * 2 : (size_t)n_items;
-            vg_real **arrs[4] = {&p->w, &p->g, &p->m, &p->v};
-            for (int a = 0; a < 4; a++) {
-                vg_real *q = realloc(*arrs[a], cap * p->cols * sizeof(vg_real));
-                if (!q)
-                    return VG_ENOMEM;
-                *arrs[a] = q;
-            }
-            p->cap_rows = cap;
-        }
-    }
-    int old = m->n_items;
+    /* 1. every allocation, before anything of the model changes */
+    int *countdown = m->fail_alloc > 0 ? &m->fail_alloc : NULL;
+    if (reserve_item_rows(m, (size_t)n_items, countdown))
+        return VG_ENOMEM;
+    vg_work_t *w = work_new(&m->cfg, n_items, m->max_batch, countdown);
+    if (!w)
+        return VG_ENOMEM;
+    /* 2. the commit, which cannot fail: new rows (fresh weights drawn with the
+     * new N's Xavier bound, zero moments and gradients) and the workspace */
     m->n_items = n_items;
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_param_t *p = &m->p[i];
@@ -381,11 +415,6 @@ int vg_model_grow(vg_model_t *m, int n_items)
         memset(p->v + r0 * p->cols, 0, add * sizeof(vg_real));
         memset(p->g + r0 * p->cols, 0, add * sizeof(vg_real));
         param_init_rows(m, i, r0);
-    }
-    vg_work_t *w = work_new(m, m->max_batch);
-    if (!w) {
-        m->n_items = old;
-        return VG_ENOMEM;
     }
     work_free(m->work);
     m->work = w;

@@ -52,6 +52,10 @@ typedef enum {
 
 typedef enum { VG_LIK_MULTINOMIAL = 0, VG_LIK_LOGISTIC = 1 } vg_likelihood_t;
 
+/* The largest H, K and H_d a model may have: the configuration refuses more
+ * and the state-file loader calls a larger one corrupt. */
+#define VG_MODEL_DIM_MAX 65536
+
 typedef struct vg_model_cfg {
     vg_variant_t variant;
     vg_likelihood_t likelihood;
@@ -135,6 +139,8 @@ typedef struct vg_model {
     vg_param_t p[VG_P_COUNT]; /* unused slots of a variant have rows = 0 */
     unsigned gen_terms; /* VG_TERM_* mask of the generator objective; default all */
     int frozen_noise;   /* tests only: 1 = draw no noise/dropout (use what is in the workspace) */
+    int fail_alloc;     /* tests only: k > 0 = the k-th allocation of the next vg_model_grow()s fails
+                         * (counted down by each allocation; 0 = off), to test growth's all-or-nothing */
     struct vg_work *work; /* training workspace (owned) */
 } vg_model_t;
 
@@ -181,7 +187,11 @@ int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src);
 
 /* Grows the catalogue to n_items (>= current): item rows of every
  * item-major tensor are appended with fresh initialisation and zero moments;
- * capacity doubles so growth is amortised.  Returns 0 or VG_ENOMEM. */
+ * capacity doubles so growth is amortised.  All or nothing: every allocation
+ * (larger tensors, the workspace for the new N) is made before anything of
+ * the model changes, so on VG_ENOMEM the model is as before (rows, weights,
+ * RNG, workspace; at most some tensors have spare capacity) and saves and
+ * trains as before.  Returns 0 or VG_ENOMEM. */
 int vg_model_grow(vg_model_t *m, int n_items);
 
 /* FLOPs of the dense matrix products of one training step on B users (for
@@ -193,8 +203,16 @@ double vg_model_step_flops(const vg_model_t *m, int B);
  * architecture (variant, likelihood, N, H, K, H_d), hyperparameters, step,
  * RNG state; then the item vocabulary; then every tensor's weights and Adam
  * moments; then a CRC-32 (zlib) of everything before it (byte layout:
- * docs/model.md, "The state file").  Written to "<path>.tmp", fsynced,
- * renamed over path, directory fsynced. */
+ * docs/model.md, "The state file").  Written to a temporary file of a
+ * unique name beside it ("<path>.tmp-XXXXXX", mkstemp, mode 0644), fsynced,
+ * renamed over path, directory fsynced; any failure of these steps fails the
+ * save, removes the temporary file and leaves the old file at path as it was.
+ *
+ * Test hook (fault injection, not for production use): when the environment
+ * variable VAEGAN_FAULT_FILE names a file and that file exists at the start
+ * of a save, the save's writes fail with the errno named by the file's first
+ * word: "ENOSPC", "EROFS", "EDQUOT" or "EIO" (anything else: EIO).  Removing
+ * the file ends the fault.  Costs one getenv per save when unset. */
 
 /* Returns 0 or VG_EIO, with the reason in err. */
 int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errlen);
@@ -205,7 +223,11 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
  * Other hyperparameters (lr, beta, ...) are taken from expect when given,
  * from the file otherwise.  A truncated or corrupt file is VG_ECORRUPT, a
  * foreign file VG_EFORMAT, an unknown version VG_EVERSION, a missing one
- * VG_EIO; err says which and where.  max_batch sizes the workspace. */
+ * VG_EIO; err says which and where.  The file's size must be the one its
+ * header (N, H, K, H_d, variant, vocabulary) implies, checked before the
+ * model is allocated (and before the architecture is compared with expect):
+ * a damaged size field is VG_ECORRUPT, never a huge allocation or a
+ * VG_EMISMATCH.  max_batch sizes the workspace. */
 int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect, int max_batch,
                   char *err, size_t errlen);
 

@@ -240,10 +240,7 @@ Test(state, roundtrip_and_resume_equals_uninterrupted, .init = vg_tmpdir_make, .
     char path[128], err[256];
     snprintf(path, sizeof path, "%s/model.ckpt", vg_tmpdir);
     cr_assert_eq(vg_model_save(&a, path, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(access(path, F_OK), 0);
-    char tmp[140];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    cr_assert_neq(access(tmp, F_OK), 0, "the temporary file is renamed away");
+    cr_assert_eq(access(path, F_OK), 0); /* temporary files and failures: test_state.c */
     cr_assert_eq(vg_model_load(&b, path, &a.cfg, 20, err, sizeof err), 0, "%s", err);
     cr_assert(same_weights(&a, &b));
     cr_assert_eq(b.step, 7);
