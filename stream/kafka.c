@@ -63,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -76,6 +77,7 @@
 #define VG_KAFKA_CLOSE_COMMIT_MS 10000
 #define VG_KAFKA_FLUSH_MS 5000
 #define VG_KAFKA_DLQ_POLL_MS 100
+#define VG_KAFKA_REVOKE_RETRY_MS 200 /* between tries of a refused revoke commit */
 #define VG_KAFKA_HOLD_MS 30000      /* max hold of periodic commits in a rebalance */
 #define VG_KAFKA_RL_WINDOW_MS 10000 /* rate limit of warnings: */
 #define VG_KAFKA_RL_MAX 5           /* at most 5 lines per window */
@@ -132,6 +134,7 @@ struct vg_kafka {
     int revoke_state;
     int revoke_eager;           /* finish with rd_kafka_assign(NULL) */
     int revoke_answered;        /* the revoke commit's result came */
+    int revoke_retry;           /* the revoke timer sends the revoke commit again */
     uint64_t revoke_deadline;   /* uv_now() limit of the whole revoke */
     rd_kafka_topic_partition_list_t *revoking;
 
@@ -277,18 +280,20 @@ static void hold_commits(vg_kafka_t *k, int assigns)
         k->hold_assigns = assigns;
 }
 
+/* A commit's error: its own, or the first of a partition. */
+static rd_kafka_resp_err_t commit_error(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t *offsets)
+{
+    for (int i = 0; !err && offsets && i < offsets->cnt; i++)
+        err = offsets->elems[i].err;
+    return err;
+}
+
 static void commit_result(vg_kafka_t *k, rd_kafka_resp_err_t err,
                           const rd_kafka_topic_partition_list_t *offsets, const char *what)
 {
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
         return;
-    if (!err) {
-        for (int i = 0; offsets && i < offsets->cnt; i++)
-            if (offsets->elems[i].err) {
-                err = offsets->elems[i].err;
-                break;
-            }
-    }
+    err = commit_error(err, offsets);
     if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
         err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID)
         hold_commits(k, 1); /* until the rebalance brings its assignment */
@@ -481,6 +486,7 @@ static void revoke_finish(vg_kafka_t *k)
     rd_kafka_topic_partition_list_t *l = k->revoking;
     k->revoking = NULL;
     k->revoke_state = REVOKE_NONE;
+    k->revoke_retry = 0;
     uv_timer_stop(&k->revoke_timer);
     if (l) {
         unassign_now(k, l, k->revoke_eager);
@@ -498,16 +504,46 @@ static void revoke_kick(vg_kafka_t *k)
         uv_timer_start(&k->revoke_timer, revoke_timer_cb, 0, 0);
 }
 
+/* Errors after which the revoke commit is tried again (the group or its
+ * coordinator is busy or moving); any other ends it. */
+static int commit_retriable(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+           e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+           e == RD_KAFKA_RESP_ERR__TRANSPORT;
+}
+
+/* The revoke commit's answer.  Refused for a passing reason, it is tried
+ * again every VG_KAFKA_REVOKE_RETRY_MS until the revoke's deadline (WARN,
+ * counted in commit_retries): a lost revoke commit makes the next owner
+ * read again what was already done. */
 static void revoke_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
     vg_kafka_t *k = opaque;
-    commit_result(k, err, offsets, "revoke");
-    if (k->revoke_state == REVOKE_COMMIT) {
-        k->revoke_answered = 1;
-        revoke_kick(k);
+    rd_kafka_resp_err_t e = commit_error(err, offsets);
+    if (k->revoke_state != REVOKE_COMMIT) {
+        commit_result(k, err, offsets, "revoke");
+        return;
     }
+    if (commit_retriable(e) && uv_now(k->loop) + VG_KAFKA_REVOKE_RETRY_MS < k->revoke_deadline) {
+        k->st.commit_retries++;
+        kwarn_rl(k, "kafka: revoke commit refused: %s; retrying until the revoke's deadline", rd_kafka_err2str(e));
+        k->revoke_retry = 1;
+        uv_timer_start(&k->revoke_timer, revoke_timer_cb, VG_KAFKA_REVOKE_RETRY_MS, 0);
+        return;
+    }
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        k->st.commit_errors++;
+        klog(k, VG_LOG_WARN, "kafka: revoke commit failed: %s; the next owner of the partitions reads again "
+             "from their last commit", rd_kafka_err2str(e));
+    } else {
+        commit_result(k, err, offsets, "revoke");
+    }
+    k->revoke_answered = 1;
+    revoke_kick(k);
 }
 
 static size_t revoking_outstanding(vg_kafka_t *k)
@@ -524,7 +560,7 @@ static size_t revoking_outstanding(vg_kafka_t *k)
 
 /* The revoked partitions are finished (or the deadline passed): store and
  * commit their offsets; the unassign follows when the commit answered. */
-static void revoke_commit(vg_kafka_t *k)
+static void revoke_commit(vg_kafka_t *k, int retry)
 {
     store_offsets(k, k->revoking);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->revoking->cnt);
@@ -550,8 +586,12 @@ static void revoke_commit(vg_kafka_t *k)
         return;
     }
     uint64_t now = uv_now(k->loop);
-    if (k->revoke_deadline < now + 2000) /* give the commit a moment even after the deadline */
+    if (!retry && k->revoke_deadline < now + 2000) /* give the commit a moment even after the deadline */
         k->revoke_deadline = now + 2000;
+    if (now >= k->revoke_deadline) {
+        revoke_finish(k);
+        return;
+    }
     uv_timer_start(&k->revoke_timer, revoke_timer_cb, k->revoke_deadline - now, 0);
 }
 
@@ -563,6 +603,11 @@ static void revoke_timer_cb(uv_timer_t *t)
         return;
     uint64_t now = uv_now(k->loop);
     int expired = now >= k->revoke_deadline;
+    if (k->revoke_state == REVOKE_COMMIT && k->revoke_retry) {
+        k->revoke_retry = 0;
+        revoke_commit(k, 1);
+        return;
+    }
     if (k->revoke_state == REVOKE_COMMIT) {
         if (k->revoke_answered || expired) {
             if (!k->revoke_answered)
@@ -584,7 +629,7 @@ static void revoke_timer_cb(uv_timer_t *t)
         klog(k, VG_LOG_WARN,
              "kafka: revoke: %zu messages still not done after %d s; committing what is done",
              n, VG_KAFKA_REVOKE_MS / 1000);
-    revoke_commit(k);
+    revoke_commit(k, 0);
 }
 
 /* ---- rebalance ------------------------------------------------------------ */
@@ -1266,11 +1311,12 @@ fail:
 }
 
 /* Commits the stored offsets, waiting at most ms for the answer. */
-static rd_kafka_resp_err_t commit_sync(vg_kafka_t *k, int ms)
+/* One synchronous commit of the stored offsets: its error, or
+ * RD_KAFKA_RESP_ERR__TIMED_OUT at end (ms, uv_hrtime's clock). */
+static rd_kafka_resp_err_t commit_once(vg_kafka_t *k, uint64_t end)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
     rd_kafka_resp_err_t e = rd_kafka_commit_queue(k->rk, NULL, q, NULL, NULL);
-    uint64_t end = uv_hrtime() / 1000000 + (uint64_t)ms;
     while (!e) {
         uint64_t now = uv_hrtime() / 1000000;
         if (now >= end) {
@@ -1281,16 +1327,29 @@ static rd_kafka_resp_err_t commit_sync(vg_kafka_t *k, int ms)
         if (!ev)
             continue;
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
-            e = rd_kafka_event_error(ev);
-            const rd_kafka_topic_partition_list_t *l = rd_kafka_event_topic_partition_list(ev);
-            for (int i = 0; !e && l && i < l->cnt; i++)
-                e = l->elems[i].err;
+            e = commit_error(rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
             rd_kafka_event_destroy(ev);
             break;
         }
         rd_kafka_event_destroy(ev);
     }
     rd_kafka_queue_destroy(q);
+    return e;
+}
+
+/* The final commit: refused for a passing reason (commit_retriable), it is
+ * tried again every VG_KAFKA_REVOKE_RETRY_MS within ms (WARN, counted). */
+static rd_kafka_resp_err_t commit_sync(vg_kafka_t *k, int ms)
+{
+    uint64_t end = uv_hrtime() / 1000000 + (uint64_t)ms;
+    rd_kafka_resp_err_t e;
+    while ((e = commit_once(k, end)) && commit_retriable(e) && e != RD_KAFKA_RESP_ERR__TIMED_OUT &&
+           uv_hrtime() / 1000000 + VG_KAFKA_REVOKE_RETRY_MS < end) {
+        k->st.commit_retries++;
+        kwarn_rl(k, "kafka: final commit refused: %s; retrying", rd_kafka_err2str(e));
+        struct timespec ts = {0, VG_KAFKA_REVOKE_RETRY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     return e;
 }
 
@@ -1314,7 +1373,7 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
              "committed and will be read again after the restart", undelivered, VG_KAFKA_FLUSH_MS / 1000);
     /* offsets done so far, committed synchronously */
     store_offsets(k, NULL);
-    if (!k->fatal) {
+    if (!k->fatal && k->dirty_commit) { /* nothing new since the last commit: nothing to send */
         rd_kafka_resp_err_t e = commit_sync(k, VG_KAFKA_CLOSE_COMMIT_MS);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             k->st.commit_errors++;

@@ -136,6 +136,7 @@ typedef struct vg_kafka_stats {
     uint64_t offsets_stored; /* (topic, partition) offsets stored (rd_kafka_offsets_store) */
     uint64_t commits;        /* successful commits */
     uint64_t commit_errors;  /* failed commits */
+    uint64_t commit_retries; /* revoke commits refused for a passing reason and tried again */
     uint64_t rebalances;     /* rebalance events (assign, revoke, error) */
     uint64_t dlq_produced;   /* DLQ messages the broker acknowledged */
     uint64_t dlq_errors;     /* failed DLQ deliveries (each is re-sent) */
