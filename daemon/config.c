@@ -15,6 +15,16 @@
  * previous value — is refused instead of silently changing that value.
  * The first error wins: after it the handler ignores everything; a syntax
  * error inih finds on an earlier line than ours is reported instead.
+ *
+ * No message quotes a value from the file, nor a line of it: any value may
+ * be a password (one typed on the wrong line, too).  Messages name
+ * FILE:LINE and the key (a syntax error its section).  Secrets may come
+ * from files instead (redis.password_file, kafka.sasl_password_file; read
+ * by config_secrets.c after the whole file, so a relative name resolves in
+ * $CREDENTIALS_DIRECTORY); a secret written in the file itself is accepted
+ * but noted in c->warnings for --check-config.  The readers of one value's
+ * text are in config_parse.c; this file holds the table, the INI reading,
+ * the checks across keys and the dump.
  */
 #include "daemon/config.h"
 
@@ -32,6 +42,8 @@
 #include "common/addr.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "daemon/config_parse.h"
+#include "daemon/config_secrets.h"
 #include "daemon/log.h"
 #include "stream/event.h"
 
@@ -52,7 +64,7 @@ enum {
     K_LIST,    /* vg_strlist_t: comma-separated names, may be empty */
 };
 
-enum { OPEN_MIN = 1, OPEN_MAX = 2 };
+enum { OPEN_MIN = VG_CFG_OPEN_MIN, OPEN_MAX = VG_CFG_OPEN_MAX };
 
 typedef struct key_def {
     const char *key; /* "section.name" */
@@ -78,12 +90,14 @@ static const key_def_t keys[] = {
     STR("kafka.dlq_topic", kafka.dlq_topic),
     INT("kafka.commit_interval_ms", kafka.commit_interval_ms, 1, INT_MAX),
     INT("kafka.max_pending", kafka.max_pending, 1, INT_MAX),
+    STR("kafka.sasl_password_file", kafka.sasl_password_file),
     OTHER("kafka.option.*", K_OPTION, kafka.options),
 
     STR("redis.host", redis.host),
     INT("redis.port", redis.port, 1, 65535),
     STR("redis.socket", redis.socket),
     STR("redis.password", redis.password),
+    STR("redis.password_file", redis.password_file),
     INT("redis.db", redis.db, 0, INT_MAX),
     STR("redis.prefix", redis.prefix),
 
@@ -108,9 +122,9 @@ static const key_def_t keys[] = {
     INT("train.threads", train.threads, 1, 256),
 
     OTHER("model.variant", K_VARIANT, model.cfg.variant),
-    INT("model.hidden", model.cfg.hidden, 1, 100000),
-    INT("model.latent", model.cfg.latent, 1, 100000),
-    INT("model.disc_hidden", model.cfg.disc_hidden, 1, 100000),
+    INT("model.hidden", model.cfg.hidden, 1, VG_MODEL_DIM_MAX),
+    INT("model.latent", model.cfg.latent, 1, VG_MODEL_DIM_MAX),
+    INT("model.disc_hidden", model.cfg.disc_hidden, 1, VG_MODEL_DIM_MAX),
     OTHER("model.likelihood", K_LIK, model.cfg.likelihood),
     DBL("model.alpha_cap", model.cfg.alpha_cap, 0, INFINITY, 0),
     DBL("model.anneal_steps", model.cfg.anneal_steps, 0, INFINITY, 0),
@@ -163,76 +177,12 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-/* ---- lists ------------------------------------------------------------- */
-
-static void list_free(vg_strlist_t *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
-}
-
-/* Splits text at commas, trimming blanks, into l (replacing what it held).
- * Returns NULL, or why the text is refused (l is then empty). */
-static const char *list_parse(vg_strlist_t *l, const char *text)
-{
-    list_free(l);
-    const char *p = text;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (!*p)
-        return NULL; /* the empty list */
-    for (;;) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) {
-                list_free(l);
-                return "an entry has a blank or a control character inside (entries are separated by commas)";
-            }
-        if (n == 0 || vg_strlist_has(l, p, n)) {
-            list_free(l);
-            return n ? "an entry is given twice" : "an entry is empty (entries are separated by commas)";
-        }
-        char **v = realloc(l->v, (l->n + 1) * sizeof *v);
-        char *d = malloc(n + 1);
-        if (!v || !d) {
-            free(d);
-            if (v)
-                l->v = v;
-            list_free(l);
-            return "out of memory";
-        }
-        memcpy(d, p, n);
-        d[n] = '\0';
-        l->v = v;
-        l->v[l->n++] = d;
-        if (!e)
-            return NULL;
-        p = e + 1;
-        while (*p == ' ' || *p == '\t')
-            p++;
-    }
-}
-
 static void list_set(vg_strlist_t *l, const char *text)
 {
-    if (list_parse(l, text)) {
+    if (vg_cfg_list_parse_(l, text)) {
         fputs("vaegand: out of memory\n", stderr);
         abort();
     }
-}
-
-int vg_strlist_has(const vg_strlist_t *l, const char *name, size_t len)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strlen(l->v[i]) == len && memcmp(l->v[i], name, len) == 0)
-            return 1;
-    return 0;
 }
 
 void vg_config_default(vg_config_t *c)
@@ -245,10 +195,12 @@ void vg_config_default(vg_config_t *c)
     c->kafka.dlq_topic = xstrdup("");
     c->kafka.commit_interval_ms = 1000;
     c->kafka.max_pending = 100000;
+    c->kafka.sasl_password_file = xstrdup("");
     c->redis.host = xstrdup("127.0.0.1");
     c->redis.port = 6379;
     c->redis.socket = xstrdup("");
     c->redis.password = xstrdup("");
+    c->redis.password_file = xstrdup("");
     c->redis.db = 0;
     c->redis.prefix = xstrdup("");
     c->history.max_items = 500;
@@ -271,6 +223,7 @@ void vg_config_default(vg_config_t *c)
     c->log.file = xstrdup("");
     c->metrics.listen = xstrdup("127.0.0.1:9464");
     c->path = NULL;
+    c->warnings = xstrdup("");
 }
 
 void vg_config_free(vg_config_t *c)
@@ -283,7 +236,7 @@ void vg_config_free(vg_config_t *c)
         }
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].kind == K_LIST)
-            list_free((vg_strlist_t *)((char *)c + keys[i].off));
+            vg_cfg_list_free_((vg_strlist_t *)((char *)c + keys[i].off));
     for (size_t i = 0; i < 2 * c->kafka.n_options; i++)
         free(c->kafka.options[i]);
     free(c->kafka.options);
@@ -291,6 +244,8 @@ void vg_config_free(vg_config_t *c)
     c->kafka.n_options = 0;
     free(c->path);
     c->path = NULL;
+    free(c->warnings);
+    c->warnings = NULL;
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -331,10 +286,6 @@ __attribute__((format(printf, 4, 5))) static void fail(load_ctx_t *x, int rc, in
     va_end(ap);
 }
 
-/* Values are quoted in messages; long ones are cut. */
-#define VAL_FMT "\"%.60s%s\""
-#define VAL_ARG(v) (v), (strlen(v) > 60 ? "..." : "")
-
 /* Reads one line for inih: counts it, keeps it raw in x->buf and refuses
  * lines longer than inih's buffer (num - 1 characters). */
 static char *read_line(char *str, int num, void *stream)
@@ -361,32 +312,6 @@ static char *read_line(char *str, int num, void *stream)
     return str;
 }
 
-/* Levenshtein distance of two short strings (at most 63 characters each). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return SIZE_MAX;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 /* The known key of `section` closest to name (distance <= 2), or NULL. */
 static const char *suggest_key(const char *section, const char *name)
 {
@@ -395,7 +320,7 @@ static const char *suggest_key(const char *section, const char *name)
     for (size_t i = 0; i < N_KEYS; i++) {
         if (keys[i].kind == K_OPTION || strncmp(keys[i].key, section, sl) != 0 || keys[i].key[sl] != '.')
             continue;
-        size_t d = edit_distance(name, keys[i].key + sl + 1);
+        size_t d = vg_cfg_edit_distance_(name, keys[i].key + sl + 1);
         if (d < best) {
             best = d;
             hit = keys[i].key;
@@ -409,60 +334,13 @@ static const char *suggest_section(const char *section)
     size_t best = 3;
     const char *hit = NULL;
     for (size_t i = 0; i < N_SECTIONS; i++) {
-        size_t d = edit_distance(section, sections[i]);
+        size_t d = vg_cfg_edit_distance_(section, sections[i]);
         if (d < best) {
             best = d;
             hit = sections[i];
         }
     }
     return hit;
-}
-
-/* Parses a whole decimal integer; returns NULL or the reason it is not one. */
-static const char *parse_ll(const char *v, long long *out)
-{
-    if (!*v)
-        return "empty value: an integer is required";
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (end == v)
-        return "not an integer";
-    if (*end)
-        return "not an integer (trailing characters)";
-    if (errno == ERANGE)
-        return "out of range";
-    *out = n;
-    return NULL;
-}
-
-static const char *parse_double(const char *v, double *out)
-{
-    if (!*v)
-        return "empty value: a number is required";
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v)
-        return "not a number";
-    if (*end)
-        return "not a number (trailing characters)";
-    if (!isfinite(d)) /* "inf", "nan", or an overflow */
-        return "not a finite number";
-    *out = d;
-    return NULL;
-}
-
-/* Describes a double range as "must be ..." into buf. */
-static void dbl_range_text(const key_def_t *k, char *buf, size_t len)
-{
-    int lo_open = k->dflags & OPEN_MIN, hi_open = k->dflags & OPEN_MAX;
-    if (isinf(k->dmax))
-        snprintf(buf, len, lo_open ? "must be greater than %g" : "must be at least %g", k->dmin);
-    else if (!lo_open && !hi_open)
-        snprintf(buf, len, "must be between %g and %g", k->dmin, k->dmax);
-    else
-        snprintf(buf, len, "must be %s %g and %s %g", lo_open ? "greater than" : "at least", k->dmin,
-                 hi_open ? "less than" : "at most", k->dmax);
 }
 
 static int set_string(load_ctx_t *x, char **slot, const char *v)
@@ -475,80 +353,6 @@ static int set_string(load_ctx_t *x, char **slot, const char *v)
     free(*slot);
     *slot = d;
     return 0;
-}
-
-/* Each parse_* below reads one kind of value into slot and returns NULL, or
- * the reason the text is refused (slot untouched); range[0..128) may hold
- * that reason. */
-
-static const char *parse_int_key(const key_def_t *k, const char *v, int *slot, char *range)
-{
-    long long n = 0;
-    const char *why = parse_ll(v, &n);
-    if (why && strcmp(why, "out of range") != 0)
-        return why;
-    if (why || n < k->imin || n > k->imax) {
-        if (k->imax == INT_MAX)
-            snprintf(range, 128, "must be at least %lld", k->imin);
-        else
-            snprintf(range, 128, "must be between %lld and %lld", k->imin, k->imax);
-        return range;
-    }
-    *slot = (int)n;
-    return NULL;
-}
-
-static const char *parse_double_key(const key_def_t *k, const char *v, double *slot, char *range)
-{
-    double d = 0;
-    const char *why = parse_double(v, &d);
-    if (why && strcmp(why, "out of range") != 0)
-        return why;
-    if (why || d < k->dmin || d > k->dmax || (d == k->dmin && (k->dflags & OPEN_MIN)) ||
-        (d == k->dmax && (k->dflags & OPEN_MAX))) {
-        dbl_range_text(k, range, 128);
-        return range;
-    }
-    *slot = d;
-    return NULL;
-}
-
-/* "auto" (stored as -1) or a number >= 0. */
-static const char *parse_noise(const char *v, double *slot)
-{
-    if (strcmp(v, "auto") == 0) {
-        *slot = -1.0;
-        return NULL;
-    }
-    double d = 0;
-    const char *why = parse_double(v, &d);
-    if (!why && d < 0)
-        why = "must be \"auto\" or a number of at least 0";
-    if (!why)
-        *slot = d;
-    return why;
-}
-
-static const char *parse_u64(const char *v, uint64_t *slot)
-{
-    const char *p = v;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (!*v)
-        return "empty value: an integer is required";
-    if (*p == '-')
-        return "must be at least 0";
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (end == v)
-        return "not an integer";
-    if (*end)
-        return "not an integer (trailing characters)";
-    if (errno == ERANGE)
-        return "must be between 0 and 18446744073709551615";
-    *slot = (uint64_t)n;
-    return NULL;
 }
 
 /* The kinds read by name: model.variant, model.likelihood, log.level. */
@@ -584,7 +388,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
 {
     void *slot = (char *)x->c + k->off;
     const char *why = NULL;
-    char range[128], host[256];
+    char range[VG_CFG_RANGE_LEN], host[256];
     int port;
     switch (k->kind) {
     case K_STR_NE:
@@ -604,18 +408,44 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
         }
         set_string(x, slot, v);
         return;
-    case K_LIST: why = list_parse(slot, v); break;
-    case K_INT: why = parse_int_key(k, v, slot, range); break;
-    case K_DBL: why = parse_double_key(k, v, slot, range); break;
-    case K_NOISE: why = parse_noise(v, slot); break;
-    case K_U64: why = parse_u64(v, slot); break;
+    case K_LIST: why = vg_cfg_list_parse_(slot, v); break;
+    case K_INT: why = vg_cfg_parse_int_(v, k->imin, k->imax, slot, range); break;
+    case K_DBL: why = vg_cfg_parse_double_(v, k->dmin, k->dmax, k->dflags, slot, range); break;
+    case K_NOISE: why = vg_cfg_parse_noise_(v, slot); break;
+    case K_U64: why = vg_cfg_parse_u64_(v, slot); break;
     case K_VARIANT:
     case K_LIK:
     case K_LEVEL: why = parse_name(k->kind, v, slot); break;
     default: vg_assert(!"unreachable");
     }
     if (why)
-        fail(x, VG_ECONFIG, x->line, "%s = " VAL_FMT ": %s", k->key, VAL_ARG(v), why);
+        fail(x, VG_ECONFIG, x->line, "%s: %s", k->key, why); /* never the value: it may be a secret */
+}
+
+/* Appends the option name = value (both malloc'ed; they belong to c->kafka
+ * from here on, or are freed on failure); line 0 = not written in the file. */
+static void push_option(load_ctx_t *x, char *name, char *value, int line)
+{
+    vg_config_t *c = x->c;
+    if (c->kafka.n_options == x->opt_cap) {
+        size_t cap = x->opt_cap ? 2 * x->opt_cap : 8;
+        char **o = realloc(c->kafka.options, 2 * cap * sizeof *o);
+        if (o)
+            c->kafka.options = o;
+        int *l = o ? realloc(x->opt_line, cap * sizeof *l) : NULL;
+        if (!l) {
+            free(name);
+            free(value);
+            fail(x, VG_ENOMEM, x->line, "out of memory");
+            return;
+        }
+        x->opt_line = l;
+        x->opt_cap = cap;
+    }
+    size_t k = c->kafka.n_options++;
+    c->kafka.options[2 * k] = name;
+    c->kafka.options[2 * k + 1] = value;
+    x->opt_line[k] = line;
 }
 
 /* kafka.option.<name> = value */
@@ -637,19 +467,6 @@ static void apply_option(load_ctx_t *x, const char *key, const char *v)
             fail(x, VG_ECONFIG, x->line, "%s: set twice (first on line %d)", key, x->opt_line[i]);
             return;
         }
-    if (c->kafka.n_options == x->opt_cap) {
-        size_t cap = x->opt_cap ? 2 * x->opt_cap : 8;
-        char **o = realloc(c->kafka.options, 2 * cap * sizeof *o);
-        if (o)
-            c->kafka.options = o;
-        int *l = o ? realloc(x->opt_line, cap * sizeof *l) : NULL;
-        if (!l) {
-            fail(x, VG_ENOMEM, x->line, "out of memory");
-            return;
-        }
-        x->opt_line = l;
-        x->opt_cap = cap;
-    }
     char *n = strdup(name), *val = strdup(v);
     if (!n || !val) {
         free(n);
@@ -657,10 +474,7 @@ static void apply_option(load_ctx_t *x, const char *key, const char *v)
         fail(x, VG_ENOMEM, x->line, "out of memory");
         return;
     }
-    size_t k = c->kafka.n_options++;
-    c->kafka.options[2 * k] = n;
-    c->kafka.options[2 * k + 1] = val;
-    x->opt_line[k] = x->line;
+    push_option(x, n, val, x->line);
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -682,12 +496,17 @@ static int handler(void *user, const char *section, const char *name, const char
         fail(x, VG_ECONFIG, x->line, "%.60s...: unknown key", key);
         return 0;
     }
-    /* inih reads an indented line as the continuation of the previous value */
-    if ((x->buf[0] == ' ' || x->buf[0] == '\t') && strcmp(key, x->last_key) == 0) {
-        fail(x, VG_ECONFIG, x->line,
-             "%s: an indented line continues the value of the line before it; multi-line values are not "
-             "supported: remove the indentation",
-             key);
+    /* inih reads an indented line as the continuation of the previous value
+     * (under that key's name cut to its 49-byte buffer: key is then a prefix
+     * of last_key) or, right after a [section] line, as a key: both are refused */
+    if (x->buf[0] == ' ' || x->buf[0] == '\t') {
+        if (x->last_key[0] && strncmp(key, x->last_key, (size_t)kl) == 0)
+            fail(x, VG_ECONFIG, x->line,
+                 "%s: an indented line continues the value of the line before it; multi-line values are not "
+                 "supported: remove the indentation",
+                 x->last_key);
+        else
+            fail(x, VG_ECONFIG, x->line, "%s: an indented key: remove the indentation", key);
         return 0;
     }
     snprintf(x->last_key, sizeof x->last_key, "%s", key);
@@ -803,15 +622,20 @@ static void check_topics(load_ctx_t *x)
         return;
     }
     if (l_topic) {
-        list_set(&c->kafka.topics, c->kafka.topic);
+        /* one name, as kafka.topics would take it (list_set would abort on what list_parse refuses) */
+        if (vg_cfg_list_parse_(&c->kafka.topics, c->kafka.topic) || c->kafka.topics.n != 1) {
+            fail(x, VG_ECONFIG, l_topic,
+                 "kafka.topic: must be one topic name, without blanks, control characters or commas "
+                 "(kafka.topics takes a list)");
+            return;
+        }
     } else {
         free(c->kafka.topic);
         c->kafka.topic = xstrdup(c->kafka.topics.v[0]);
     }
     if (vg_strlist_has(&c->kafka.topics, c->kafka.dlq_topic, strlen(c->kafka.dlq_topic))) {
         fail(x, VG_ECONFIG, x->seen[key_index("kafka.dlq_topic")],
-             "kafka.dlq_topic = " VAL_FMT ": must differ from kafka.topic%s", VAL_ARG(c->kafka.dlq_topic),
-             c->kafka.topics.n > 1 ? "s" : "");
+             "kafka.dlq_topic: must differ from kafka.topic%s", c->kafka.topics.n > 1 ? "s" : "");
     }
 }
 
@@ -835,9 +659,107 @@ static void check_types(load_ctx_t *x)
         const char *t = c->events.removal_types.v[i];
         if (vg_strlist_has(&c->events.types, t, strlen(t))) {
             fail(x, VG_ECONFIG, x->seen[key_index("events.removal_types")],
-                 "events.removal_types: \"%s\" is in events.types too: a type is an interaction or a removal", t);
+                 "events.removal_types: entry %zu is in events.types too: a type is an interaction or a removal",
+                 i + 1);
             return;
         }
+    }
+}
+
+/* ---- secrets -------------------------------------------------------------- */
+
+/* Appends "FILE:LINE: <fmt>\n" to c->warnings (dropped when out of memory:
+ * a warning is advice). */
+__attribute__((format(printf, 3, 4))) static void add_warning(load_ctx_t *x, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg, "%s:%d: ", x->path, line);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    size_t old = strlen(x->c->warnings), add = strlen(msg);
+    char *w = realloc(x->c->warnings, old + add + 2);
+    if (!w)
+        return;
+    memcpy(w + old, msg, add);
+    memcpy(w + old + add, "\n", 2);
+    x->c->warnings = w;
+}
+
+/* The secret in the file that file_key names (its value `name`), or NULL
+ * when name is empty or on an error (recorded).  The inline spelling
+ * inline_key must not be set too (inline_line > 0: it is). */
+static char *secret_from_file(load_ctx_t *x, const char *file_key, const char *name, const char *inline_key,
+                              int inline_line)
+{
+    if (!*name)
+        return NULL;
+    int line = x->seen[key_index(file_key)];
+    if (inline_line) {
+        fail(x, VG_ECONFIG, line, "%s: %s is set too (line %d): set one of them", file_key, inline_key,
+             inline_line);
+        return NULL;
+    }
+    char why[PATH_MAX + 256], *s = NULL;
+    int rc = vg_cfg_secret_read_(name, &s, why, sizeof why);
+    if (rc)
+        fail(x, rc, line, "%s: %s", file_key, why);
+    return s;
+}
+
+/* redis.password_file and kafka.sasl_password_file: their files' contents
+ * become redis.password and the librdkafka property sasl.password. */
+static void load_secrets(load_ctx_t *x)
+{
+    vg_config_t *c = x->c;
+    char *s = secret_from_file(x, "redis.password_file", c->redis.password_file, "redis.password",
+                               *c->redis.password ? x->seen[key_index("redis.password")] : 0);
+    if (s) {
+        free(c->redis.password);
+        c->redis.password = s;
+    }
+    size_t k = 0;
+    while (k < c->kafka.n_options && strcmp(c->kafka.options[2 * k], "sasl.password") != 0)
+        k++;
+    if (x->rc || !(s = secret_from_file(x, "kafka.sasl_password_file", c->kafka.sasl_password_file,
+                                        OPTION_PREFIX "sasl.password",
+                                        k < c->kafka.n_options ? x->opt_line[k] : 0)))
+        return;
+    char *name = strdup("sasl.password");
+    if (!name) {
+        free(s);
+        fail(x, VG_ENOMEM, 0, "out of memory");
+        return;
+    }
+    push_option(x, name, s, 0);
+}
+
+#define INLINE_SECRET                                                                                       \
+    "a secret written in the configuration file: put it in a file of its own and set %s instead (under " \
+    "systemd: LoadCredential=, see vaegand.service)"
+
+/* A secret written in the file works, but only while nobody else can read
+ * the file: each one gets a warning. */
+static void warn_inline_secrets(load_ctx_t *x)
+{
+    const vg_config_t *c = x->c;
+    int l = x->seen[key_index("redis.password")];
+    if (l && *c->redis.password && !*c->redis.password_file)
+        add_warning(x, l, "redis.password: " INLINE_SECRET, "redis.password_file");
+    for (size_t k = 0; k < c->kafka.n_options; k++) {
+        const char *name = c->kafka.options[2 * k];
+        if (!x->opt_line[k] || !*c->kafka.options[2 * k + 1] || !vg_cfg_secret_name_(name))
+            continue;
+        if (strcmp(name, "sasl.password") == 0)
+            add_warning(x, x->opt_line[k], OPTION_PREFIX "%s: " INLINE_SECRET, name, "kafka.sasl_password_file");
+        else
+            add_warning(x, x->opt_line[k],
+                 OPTION_PREFIX "%s: a secret written in the configuration file: keep the file unreadable to "
+                 "other users (mode 0640, as installed)",
+                 name);
     }
 }
 
@@ -852,18 +774,25 @@ static void check_whole(load_ctx_t *x)
     check_topics(x);
     if (!x->rc)
         check_types(x);
+    if (!x->rc)
+        load_secrets(x);
+    if (!x->rc)
+        warn_inline_secrets(x);
 }
 
-/* Line `line` of the file, for a message ("" if it cannot be read again). */
-static const char *line_text(load_ctx_t *x, int line)
+/* The [section] line `line` of the file is in, for a message: the line
+ * itself is never shown (it may hold a secret).  "" before any section or
+ * when the file cannot be read again. */
+static void section_at(load_ctx_t *x, int line, char *out, size_t len)
 {
+    out[0] = '\0';
     rewind(x->f);
-    for (int i = 0; i < line; i++)
-        if (getline(&x->buf, &x->cap, x->f) < 0)
-            return "";
-    size_t len = strcspn(x->buf, "\r\n");
-    x->buf[len] = '\0';
-    return x->buf;
+    for (int i = 1; i < line && getline(&x->buf, &x->cap, x->f) >= 0; i++) {
+        const char *p = x->buf + strspn(x->buf, " \t");
+        const char *e = *p == '[' ? strchr(p, ']') : NULL;
+        if (e)
+            snprintf(out, len, "%.*s", (int)(e - p - 1), p + 1);
+    }
 }
 
 int vg_config_load(vg_config_t *c, const char *path, char *err, size_t errlen)
@@ -905,9 +834,12 @@ int vg_config_load(vg_config_t *c, const char *path, char *err, size_t errlen)
     } else if (r > 0 && (!x->rc || r < x->err_line)) {
         /* a line inih itself could not read, before any problem of ours */
         x->rc = 0;
-        const char *text = line_text(x, r);
-        fail(x, VG_ECONFIG, r, "syntax error in " VAL_FMT ": expected \"[section]\", \"key = value\" or a comment",
-             VAL_ARG(text));
+        char sec[64];
+        section_at(x, r, sec, sizeof sec);
+        fail(x, VG_ECONFIG, r,
+             "syntax error%s%s%s: expected \"[section]\", \"key = value\" or a comment (the line is not shown: it "
+             "may hold a secret)",
+             *sec ? " in [" : "", sec, *sec ? "]" : "");
     }
     if (!x->rc) {
         apply_variant_defaults(x);
@@ -933,11 +865,6 @@ static void fmt_double(double d, char *buf, size_t len)
     }
 }
 
-static int secret_option(const char *name)
-{
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, ".pem");
-}
-
 void vg_config_dump(const vg_config_t *c, FILE *f)
 {
     for (size_t i = 0; i < N_KEYS; i++) {
@@ -951,7 +878,7 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
         case K_LISTEN:
             v = *(char *const *)slot ? *(char *const *)slot : "";
             if (strcmp(k->key, "redis.password") == 0 && *v)
-                v = "***";
+                v = *c->redis.password_file ? "" : "***"; /* from the file: the _file line says where */
             break;
         case K_INT:
             snprintf(num, sizeof num, "%d", *(const int *)slot);
@@ -988,7 +915,9 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
         case K_OPTION:
             for (size_t j = 0; j < c->kafka.n_options; j++) {
                 const char *name = c->kafka.options[2 * j];
-                fprintf(f, "%s%s = %s\n", OPTION_PREFIX, name, secret_option(name) ? "***" : c->kafka.options[2 * j + 1]);
+                if (*c->kafka.sasl_password_file && strcmp(name, "sasl.password") == 0)
+                    continue; /* from kafka.sasl_password_file, shown as that */
+                fprintf(f, "%s%s = %s\n", OPTION_PREFIX, name, vg_cfg_secret_name_(name) ? "***" : c->kafka.options[2 * j + 1]);
             }
             continue;
         default:

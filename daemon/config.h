@@ -16,8 +16,18 @@
  * indented line would continue the previous value and is refused; lines are
  * at most 199 characters).  Each key is `section.key`; unknown sections and
  * keys, keys set twice, empty numbers, trailing garbage ("12abc") and values
- * out of range are errors that name FILE:LINE and the key.  Only the first
- * problem is reported.
+ * out of range are errors that name FILE:LINE and the key — never the value
+ * or the line's text, which may be a password.  Only the first problem is
+ * reported.
+ *
+ * Secrets may live in files of their own: redis.password_file and
+ * kafka.sasl_password_file name one (a relative name is looked up in
+ * $CREDENTIALS_DIRECTORY, which systemd's LoadCredential= sets; an absolute
+ * one is read as is); its content less one trailing newline becomes
+ * redis.password, or the librdkafka property sasl.password (appended to
+ * kafka.options).  A missing, unreadable or empty file, or a secret set both
+ * inline and by file, is an error.  A secret written in the file itself is
+ * accepted with a warning (c->warnings, printed by --check-config).
  *
  * The model.* keys whose default depends on model.variant (beta, lambda,
  * noise_*) take the default of the variant the file chooses unless the file
@@ -56,7 +66,9 @@ typedef struct vg_config {
         vg_strlist_t topics;
         char *group;     /* kafka.group; never empty */
         char *dlq_topic; /* kafka.dlq_topic; "" = no dead-letter topic; never one of topics */
-        char **options;  /* options[2k] name, [2k+1] value, from kafka.option.<name> keys, in file order */
+        char *sasl_password_file; /* kafka.sasl_password_file: "" = none; its content is in options as sasl.password */
+        char **options;  /* options[2k] name, [2k+1] value, from kafka.option.<name> keys, in file order
+                            (then sasl.password from sasl_password_file) */
         size_t n_options;
         int commit_interval_ms; /* kafka.commit_interval_ms, default 1000 */
         int max_pending;        /* kafka.max_pending: events read but not yet in Redis before consumption pauses, default 100000 */
@@ -65,7 +77,8 @@ typedef struct vg_config {
         char *host;     /* redis.host (may be "" only when socket is set) */
         int port;       /* redis.port, 1..65535 */
         char *socket;   /* redis.socket: a unix socket path; "" = use host/port; wins over host/port */
-        char *password; /* redis.password; "" = no AUTH */
+        char *password; /* redis.password, or the content of password_file; "" = no AUTH */
+        char *password_file; /* redis.password_file: "" = none (see the top of this file) */
         int db;         /* redis.db, >= 0 */
         char *prefix;   /* redis.prefix of every key, may be "" */
     } redis;
@@ -108,6 +121,10 @@ typedef struct vg_config {
         char *listen; /* metrics.listen: "" = off, otherwise HOST:PORT (common/addr.h) */
     } metrics;
     char *path; /* the file it came from (NULL for a configuration made by vg_config_default) */
+    /* Advice about settings that work but should change — a secret written in
+     * the file — as lines "FILE:LINE: key: text\n"; "" = none (never NULL
+     * after vg_config_default or vg_config_load).  For --check-config. */
+    char *warnings;
 } vg_config_t;
 
 /* Fills c with every default (config/vaegand.conf lists them; docs/model.md
@@ -119,10 +136,12 @@ void vg_config_default(vg_config_t *c);
  * first, that would leak) and loads the file at path over them.
  * Returns 0; VG_EIO when the file cannot be read (err: "cannot read FILE:
  * <errno text>"); VG_ENOMEM; or VG_ECONFIG with
- * err = "FILE:LINE: section.key = \"value\": reason", e.g.
- *   `vaegand.conf:14: serve.top_n = "abc": not an integer`,
+ * err = "FILE:LINE: section.key: reason" (the value is never shown), e.g.
+ *   `vaegand.conf:14: serve.top_n: not an integer`,
  *   `vaegand.conf:15: serve.topn: unknown key (did you mean serve.top_n?)`,
- *   `vaegand.conf:3: redis.port = "70000": must be between 1 and 65535`,
+ *   `vaegand.conf:3: redis.port: must be between 1 and 65535`,
+ *   `vaegand.conf:9: syntax error in [redis]: expected "[section]", ...`,
+ *   `vaegand.conf:6: redis.password_file: cannot read /run/credentials/vaegand.service/redis: No such file or directory`,
  * or, for a check across keys where no single line is to blame,
  *   `vaegand.conf: redis.host: must not be empty when redis.socket is empty`.
  * Only the first problem is reported.  Whatever the result, c is valid
@@ -135,7 +154,9 @@ void vg_config_free(vg_config_t *c);
 /* Writes every effective setting as "section.key = value" lines, in the
  * order of config/vaegand.conf, kafka.option.* in file order.  Passwords are
  * shown as "***" (redis.password when set, and kafka.option.* whose name
- * contains "password", "secret" or ".pem").  model.noise_input < 0 is shown
+ * contains "password", "secret" or ".pem"); a secret read from a *_file key
+ * is shown as that key alone (redis.password empty, no sasl.password line),
+ * so the dump, made an INI file again, loads to the same dump.  model.noise_input < 0 is shown
  * as "auto".  For --check-config and the start-up log. */
 void vg_config_dump(const vg_config_t *c, FILE *f);
 

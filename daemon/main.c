@@ -159,6 +159,11 @@ int main(int argc, char **argv)
         return EX_CONFIG_;
     }
     if (check) {
+        /* advice, not errors: e.g. a password written in the file (exit 0 all the same) */
+        for (const char *w = cfg.warnings, *e; w && *w; w = e + 1) {
+            e = strchr(w, '\n');
+            fprintf(stderr, "vaegand: warning: %.*s\n", (int)(e - w), w);
+        }
         printf("# %s: configuration ok\n", path);
         vg_config_dump(&cfg, stdout);
         vg_config_free(&cfg);
