@@ -13,6 +13,7 @@ PKGS=(
   libcriterion-dev
   librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev libsodium-dev
   redis-server kcat python3 systemd
+  clang-14 libclang-rt-14-dev
   "$@"
 )
 

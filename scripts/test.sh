@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds (Release, -Werror) and
 # runs every ctest label, then builds again with AddressSanitizer +
-# UndefinedBehaviorSanitizer and runs the unit and integration tests.
+# UndefinedBehaviorSanitizer and runs the unit and integration tests, then,
+# when clang and libclang-rt are there, fuzzes the parsers and loaders
+# (scripts/fuzz.sh, VG_FUZZ_SECONDS per harness, default 60).
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -L unit         # extra arguments go to both ctest runs
@@ -31,3 +33,12 @@ cmake --build build-asan -j"$jobs"
 echo "== ctest -L 'unit|integration' under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan -L 'unit|integration' --output-on-failure "$@"
+
+# libFuzzer (scripts/fuzz.sh: its own clang build in build-fuzz/), when clang links a fuzzer (libclang-rt)
+if echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
+    clang -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; then
+  echo "== fuzz (${VG_FUZZ_SECONDS:-60} s per harness)"
+  scripts/fuzz.sh "${VG_FUZZ_SECONDS:-60}"
+else
+  echo "== fuzz: skipped (needs clang and libclang-rt)"
+fi
