@@ -140,6 +140,10 @@ int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, 
  * that ecb learns which events a data error refused. */
 int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n, vg_store_events_cb ecb, void *ud);
 
+/* As vg_store_submit_ for a read-back (vg_store_read_user): rows gets each
+ * reply's (member, score) pairs. */
+int vg_store_submit_read_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_rows_cb rows, vg_store_cb cb, void *ud);
+
 /* One ACL DRYRUN check of the connect-time probe (reply.c): the command
  * "ACL DRYRUN <user> <command> <key> ..." and what it checks, for messages. */
 typedef struct vg_store_probe {

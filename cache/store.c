@@ -77,6 +77,7 @@ typedef struct st_job {
     int status;         /* VG_EREDIS once a data error arrived in this pass */
     vg_store_cb cb;     /* on_done for a load */
     vg_store_events_cb ecb; /* a history job's callback instead of cb */
+    vg_store_rows_cb rows;  /* a read-back job (vg_store_read_user): each reply's pairs */
     uint32_t n_ev;      /* a history job's events */
     uint32_t *map;      /* ... per command [first, end) into evi (vg_store_submit_events_) */
     uint32_t *evi;      /* ... the events' indices in the caller's array, grouped by user */
@@ -255,6 +256,14 @@ int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n,
     return st_submit(s, len, ncmds, n, NULL, ecb, ud);
 }
 
+int vg_store_submit_read_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_rows_cb rows, vg_store_cb cb, void *ud)
+{
+    int rc = st_submit(s, len, ncmds, 0, cb, NULL, ud);
+    if (rc == 0)
+        s->tail->rows = rows;
+    return rc;
+}
+
 /* Writes commands while the connection is ready and the window allows. */
 static void st_pump(vg_store_t *s)
 {
@@ -285,6 +294,7 @@ static void st_pump(vg_store_t *s)
 static void st_connect(vg_store_t *s);
 static void st_abort(vg_store_t *s, const char *why);
 static void st_refuse(vg_store_t *s, const char *what, const char *msg);
+static int st_pairs(vg_store_t *s, const redisReply *h, size_t *m);
 
 /* One timer: the reconnect delay while down, the connect + handshake
  * deadline while connecting (hiredis 0.14 has no timeouts of its own). */
@@ -569,6 +579,18 @@ static void st_cmd_error(vg_store_t *s, st_job_t *j, uint32_t idx, const char *m
            supp ? "; similar errors were suppressed" : "");
 }
 
+/* Reply idx of a read-back job: hist:<user> (0) or rm:<user> (1). */
+static void st_rows(vg_store_t *s, st_job_t *j, uint32_t idx, const redisReply *r)
+{
+    size_t m;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        j->status = VG_EREDIS;
+    else if (st_pairs(s, r, &m))
+        j->status = VG_ENOMEM;
+    else
+        j->rows(j->ud, (int)idx, s->litems, s->llens, s->lts, m);
+}
+
 /* The server is not ours to write (store.h, "a refusal"): stop for good and
  * tell the owner, once.  what = the command (and key) it refused. */
 static void st_refuse(vg_store_t *s, const char *what, const char *msg)
@@ -646,6 +668,8 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     if (cl == VG_RC_DATA)
         st_cmd_error(s, j, idx, msg);
+    else if (j->rows)
+        st_rows(s, j, idx, reply);
     st_good_reply(s);
     if (j->nanswered == j->ncmds) {
         st_finish_head(s, j);
@@ -766,6 +790,37 @@ static void st_load_finish(vg_store_t *s, st_load_t *L, int status)
     st_finish_head(s, &L->job);
 }
 
+/* The (member, score) pairs of a ZRANGE ... WITHSCORES reply h (an array
+ * of even length) into s->litems/llens/lts[0..*m), pointing into h.
+ * Returns 0 or VG_ENOMEM. */
+static int st_pairs(vg_store_t *s, const redisReply *h, size_t *m)
+{
+    size_t n = h->elements / 2;
+    if (n > s->lcap) {
+        size_t c = s->lcap;
+        if (vg_store_grow_((void **)&s->litems, &c, n, sizeof *s->litems))
+            return VG_ENOMEM;
+        c = s->lcap;
+        if (vg_store_grow_((void **)&s->llens, &c, n, sizeof *s->llens))
+            return VG_ENOMEM;
+        c = s->lcap;
+        if (vg_store_grow_((void **)&s->lts, &c, n, sizeof *s->lts))
+            return VG_ENOMEM;
+        s->lcap = c;
+    }
+    *m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *it = h->element[2 * i], *sc = h->element[2 * i + 1];
+        if (it->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING)
+            continue;
+        s->litems[*m] = it->str;
+        s->llens[*m] = it->len;
+        s->lts[*m] = strtod(sc->str, NULL);
+        (*m)++;
+    }
+    return 0;
+}
+
 /* Delivers reply idx of a HISTS round: a user's hist:<user>, or its
  * rm:<user> right after it when removals exist.  Returns 0 or VG_ENOMEM. */
 static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redisReply *h)
@@ -789,29 +844,9 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
                    supp ? "; similar errors were suppressed" : "");
         return 0;
     }
-    size_t n = h->elements / 2;
-    if (n > s->lcap) {
-        size_t c = s->lcap;
-        if (vg_store_grow_((void **)&s->litems, &c, n, sizeof *s->litems))
-            return VG_ENOMEM;
-        c = s->lcap;
-        if (vg_store_grow_((void **)&s->llens, &c, n, sizeof *s->llens))
-            return VG_ENOMEM;
-        c = s->lcap;
-        if (vg_store_grow_((void **)&s->lts, &c, n, sizeof *s->lts))
-            return VG_ENOMEM;
-        s->lcap = c;
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *it = h->element[2 * i], *sc = h->element[2 * i + 1];
-        if (it->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING)
-            continue;
-        s->litems[m] = it->str;
-        s->llens[m] = it->len;
-        s->lts[m] = strtod(sc->str, NULL);
-        m++;
-    }
+    size_t m;
+    if (st_pairs(s, h, &m))
+        return VG_ENOMEM;
     L->on_user(L->job.ud, user, ulen, removals, s->litems, s->llens, s->lts, m);
     return 0;
 }

@@ -222,6 +222,19 @@ typedef struct vg_store_loader {
 } vg_store_loader_t;
 int vg_store_load(vg_store_t *s, const vg_store_loader_t *ld);
 
+/* One user's history read back from Redis (a user the daemon had evicted
+ * from memory): ZRANGE <p>hist:<user> 0 -1 WITHSCORES and, with
+ * cfg->removals, the same of <p>rm:<user>.  One job of the FIFO, so it sees
+ * every write accepted before it.  rows(ud, removals, items, lens, ts, n)
+ * once per key (removals 0, then 1; pointers valid during the call), then
+ * done(ud, status): 0, VG_EREDIS (an error reply or an unexpected one;
+ * rows was not called for that key) or VG_ENOMEM.  Returns 0, VG_EINVAL or
+ * VG_ENOMEM. */
+typedef void (*vg_store_rows_cb)(void *ud, int removals, const char *const *items, const size_t *lens,
+                                 const double *ts, size_t n);
+int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_store_rows_cb rows, vg_store_cb done,
+                       void *ud);
+
 /* Erases a user, one job (FIFO like every job, so after the user's earlier
  * writes):
  *   DEL <p>hist:<user> <p>rm:<user> <p>rec:<user>

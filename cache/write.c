@@ -305,3 +305,28 @@ int vg_store_forget(vg_store_t *s, const char *user, size_t user_len, const char
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
 }
+
+int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_store_rows_cb rows, vg_store_cb done,
+                       void *ud)
+{
+    if (!s || s->closing || !user || !user_len || !rows)
+        return VG_EINVAL;
+    size_t bound = 256 + 2 * (s->plen + user_len);
+    int rc = vg_store_scratch_(s, bound, 2);
+    if (rc)
+        return rc;
+    char *p = s->sbuf;
+    uint32_t nc = 0;
+    const char *keys[2] = {"hist:", "rm:"};
+    for (int k = 0; k < 1 + (s->ordered != 0); k++) {
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 5);
+        p = vg_resp_arg(p, "ZRANGE", 6);
+        p = vg_resp_arg3(p, s->prefix, s->plen, keys[k], strlen(keys[k]), user, user_len);
+        p = vg_resp_arg(p, "0", 1);
+        p = vg_resp_arg(p, "-1", 2);
+        p = vg_resp_arg(p, "WITHSCORES", 10);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_read_(s, (size_t)(p - s->sbuf), nc, rows, done, ud);
+}

@@ -102,6 +102,7 @@ static const key_def_t keys[] = {
     STR("redis.prefix", redis.prefix),
 
     INT("history.max_items", history.max_items, 1, 1000000),
+    INT("history.max_users", history.max_users, 0, INT32_MAX),
 
     OTHER("events.types", K_LIST, events.types),
     OTHER("events.removal_types", K_LIST, events.removal_types),
@@ -133,6 +134,9 @@ static const key_def_t keys[] = {
     DBL("model.dropout", model.cfg.dropout, 0, 1, OPEN_MAX),
     DBL("model.lr", model.cfg.lr, 0, INFINITY, OPEN_MIN),
     INT("model.batch", model.batch, 1, 1000000),
+    INT("model.max_items", model.max_items, 0, 1 << 30),
+    INT("model.min_item_users", model.min_item_users, 1, 16),
+    INT("model.max_pending_items", model.max_pending_items, 1, 100000000),
     OTHER("model.noise_input", K_NOISE, model.cfg.noise_input),
     DBL("model.noise_hidden", model.cfg.noise_hidden, 0, INFINITY, 0),
     OTHER("model.seed", K_U64, model.cfg.seed),
@@ -204,6 +208,10 @@ void vg_config_default(vg_config_t *c)
     c->redis.db = 0;
     c->redis.prefix = xstrdup("");
     c->history.max_items = 500;
+    c->history.max_users = 2000000;
+    c->model.max_items = 100000;
+    c->model.min_item_users = 2;
+    c->model.max_pending_items = 100000;
     list_set(&c->events.types, "click");
     c->events.forget_retention_s = 30 * 86400;
     c->serve.top_n = 100;

@@ -84,6 +84,7 @@ typedef struct vg_config {
     } redis;
     struct {
         int max_items; /* history.max_items, 1..1000000 */
+        int max_users; /* history.max_users: users kept in memory (the rest stay in Redis); 0 = all */
     } history;
     struct {
         vg_strlist_t types;         /* events.types: the interaction types, default "click" (never empty) */
@@ -112,6 +113,9 @@ typedef struct vg_config {
     struct {
         vg_model_cfg_t cfg; /* model.*; cfg.noise_input < 0 means "auto" (1/sqrt(N)) */
         int batch;          /* model.batch, default 500 */
+        int max_items;      /* model.max_items: the catalogue's cap (later items wait); 0 = none */
+        int min_item_users; /* model.min_item_users: distinct users before an item enters, 1..16 */
+        int max_pending_items; /* model.max_pending_items: items waiting to enter, at most */
     } model;
     struct {
         int level;  /* log.level: VG_LOG_* of common/log.h, default VG_LOG_INFO */

@@ -32,6 +32,9 @@ typedef struct vg_daemon {
     vg_batch_t *cur;           /* batch being filled */
     int ready;
     uint64_t events, invalid, ignored_events;
+    /* the consumer's counters exported as metrics (on_tick adds what is new) */
+    vg_metric_t *m_commit_failures, *m_commit_retries, *m_dlq_pending;
+    vg_kafka_stats_t ks_last;
     vg_ratelimit_t invalid_rl;
     vg_metric_family_t ignored; /* vaegan_events_ignored_total{type} */
 
@@ -200,9 +203,17 @@ static void on_tick(uv_timer_t *t)
     if (vg_log_enabled(VG_LOG_DEBUG) && p->kafka)
         log_progress(d);
     vg_pipe_update_flow(p); /* dead letters acknowledged since the last batch count here */
+    if (p->kafka) {
+        vg_kafka_stats_t ks;
+        vg_kafka_stats(p->kafka, &ks);
+        vg_metric_inc(d->m_commit_failures, (double)(ks.commit_errors - d->ks_last.commit_errors));
+        vg_metric_inc(d->m_commit_retries, (double)(ks.commit_retries - d->ks_last.commit_retries));
+        vg_metric_set(d->m_dlq_pending, (double)ks.dlq_pending);
+        d->ks_last = ks;
+    }
     if (d->ready && !p->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
-                   (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.users.n, p->hist.items.n,
+                   (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.live_users, p->hist.items.n,
                    p->pending_events, p->paused ? ", paused" : "");
 }
 
@@ -433,6 +444,15 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
                                               "events.removal_types), by type",
                                       .label = "type"};
     if (rc == 0) {
+        d->m_commit_failures = vg_metrics_add(d->p.metrics, "vaegan_kafka_commit_failures_total",
+                                              "Offset commits that failed (a revoke's after its retries: the next "
+                                              "owner reads again from the last commit)",
+                                              VG_METRIC_COUNTER, NULL, 0);
+        d->m_commit_retries = vg_metrics_add(d->p.metrics, "vaegan_kafka_commit_retries_total",
+                                             "Revoke and final commits refused for a passing reason and sent again",
+                                             VG_METRIC_COUNTER, NULL, 0);
+        d->m_dlq_pending = vg_metrics_add(d->p.metrics, "vaegan_dead_letters_pending",
+                                          "Dead letters not yet acknowledged by the broker", VG_METRIC_GAUGE, NULL, 0);
         init_handles(d);
         rc = vg_pipe_wait_loaded(&d->p);
     }

@@ -2,7 +2,20 @@
  * hist.c — the in-memory mirror of hist:<user> (see hist.h for why it stays
  * equal to Redis).  Per-user entries are kept unordered: lookups are linear
  * in the history length (capped by history.max_items), eviction searches the
- * minimum only when the cap is exceeded.
+ * minimum only when the cap is exceeded.  Per-user arrays start at
+ * ENTRIES_FIRST entries and double.
+ *
+ * Bounds (hist.h, vg_hist_limits_t).  Users: a doubly linked activity list
+ * through u[].older/newer, touched by every event; vg_hist_evict() cuts its
+ * old end.  User indices are reused (users.reuse), so the index space is as
+ * large as the most users held at once; u[i].gen tells a reused index from
+ * the user it held before.  Items: an item not in `items` is pending — its
+ * (user, gen, ts) sightings are kept in pd[] under the `pend` vocabulary
+ * (indices reused too) until min_item_users distinct users saw it and the
+ * catalogue has room; then it is admitted (an index in `items`, the model's
+ * row order) and the sightings become entries of those users' histories.
+ * At most max_pending items wait; the oldest waiting one (pend_fifo) makes
+ * room.  Invariant: every entry of every history is an admitted item.
  */
 #include "daemon/hist.h"
 
@@ -11,15 +24,34 @@
 
 #include "common/errors.h"
 
-int vg_hist_init(vg_hist_t *h, int max_items)
+#define ENTRIES_FIRST 4        /* first capacity of a user's history */
+#define PENDING_DEFAULT 100000 /* lim.max_pending when 0 */
+
+int vg_hist_init_limits(vg_hist_t *h, const vg_hist_limits_t *lim)
 {
     memset(h, 0, sizeof *h);
-    h->max_items = max_items > 0 ? max_items : 1;
+    h->lim = *lim;
+    h->lim.max_items = lim->max_items > 0 ? lim->max_items : 1;
+    h->max_items = h->lim.max_items;
+    if (h->lim.min_item_users < 1)
+        h->lim.min_item_users = 1;
+    if (h->lim.min_item_users > VG_HIST_ADMIT_MAX)
+        h->lim.min_item_users = VG_HIST_ADMIT_MAX;
+    if (h->lim.max_pending <= 0)
+        h->lim.max_pending = PENDING_DEFAULT;
     vg_vocab_init(&h->users);
     vg_vocab_init(&h->items);
+    vg_vocab_init(&h->pend);
+    h->users.reuse = h->pend.reuse = 1;
+    h->oldest = h->newest = -1;
     if (pthread_rwlock_init(&h->lock, NULL))
         return VG_ENOMEM;
     return 0;
+}
+
+int vg_hist_init(vg_hist_t *h, int max_items)
+{
+    return vg_hist_init_limits(h, &(vg_hist_limits_t){.max_items = max_items});
 }
 
 void vg_hist_free(vg_hist_t *h)
@@ -30,16 +62,20 @@ void vg_hist_free(vg_hist_t *h)
     }
     free(h->u);
     free(h->pop);
+    free(h->pd);
+    free(h->pend_fifo);
+    free(h->pend_fifo_gen);
     vg_vocab_free(&h->users);
     vg_vocab_free(&h->items);
+    vg_vocab_free(&h->pend);
     pthread_rwlock_destroy(&h->lock);
 }
 
-static int grow(void **p, int *cap, int need, size_t elem)
+static int grow_from(void **p, int *cap, int need, size_t elem, int first)
 {
     if (need <= *cap)
         return 0;
-    int c = *cap ? *cap : 64;
+    int c = *cap ? *cap : first;
     while (c < need)
         c *= 2;
     void *q = realloc(*p, (size_t)c * elem);
@@ -50,6 +86,8 @@ static int grow(void **p, int *cap, int need, size_t elem)
     *cap = c;
     return 0;
 }
+
+static int grow(void **p, int *cap, int need, size_t elem) { return grow_from(p, cap, need, elem, 64); }
 
 int32_t vg_hist_item(vg_hist_t *h, const char *item, size_t item_len)
 {
@@ -90,19 +128,201 @@ static int find(const vg_hist_entry_t *e, int n, int32_t item)
     return -1;
 }
 
-/* The user's and the item's indices (registering both), the user noted as
- * recently active.  Returns the user index or VG_ENOMEM. */
-static int32_t user_item(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
-                         int32_t *it)
+/* ---- users: the activity list ---------------------------------------------------- */
+
+static void lru_unlink(vg_hist_t *h, int32_t ui)
 {
-    int32_t ui = vg_vocab_add(&h->users, user, user_len, NULL);
+    vg_hist_user_t *u = &h->u[ui];
+    if (u->older >= 0)
+        h->u[u->older].newer = u->newer;
+    else
+        h->oldest = u->newer;
+    if (u->newer >= 0)
+        h->u[u->newer].older = u->older;
+    else
+        h->newest = u->older;
+}
+
+static void lru_push(vg_hist_t *h, int32_t ui)
+{
+    vg_hist_user_t *u = &h->u[ui];
+    u->older = h->newest;
+    u->newer = -1;
+    if (h->newest >= 0)
+        h->u[h->newest].newer = ui;
+    else
+        h->oldest = ui;
+    h->newest = ui;
+}
+
+/* The user's index (registering a new one, *created = 1), noted as the
+ * most recently active.  Returns the index or VG_ENOMEM. */
+static int32_t user_slot(vg_hist_t *h, const char *user, size_t user_len, int *created)
+{
+    int32_t ui = vg_vocab_add(&h->users, user, user_len, created);
     if (ui < 0)
         return ui;
     if (grow((void **)&h->u, &h->u_cap, h->users.n, sizeof *h->u))
-        return VG_ENOMEM;
-    if ((*it = vg_hist_item(h, item, item_len)) < 0)
-        return *it;
+        return VG_ENOMEM; /* the id stays known with an empty history: harmless */
+    vg_hist_user_t *u = &h->u[ui];
+    if (!u->live) { /* new to memory (or only named in the vocabulary so far, as --replay does) */
+        uint32_t gen = u->gen + 1;
+        memset(u, 0, sizeof *u);
+        u->gen = gen;
+        u->live = 1;
+        h->live_users++;
+        *created = 1;
+    } else if (ui == h->newest) {
+        return ui;
+    } else {
+        lru_unlink(h, ui);
+    }
+    lru_push(h, ui);
     return ui;
+}
+
+/* The index leaves memory: its history and removals go, popularity with
+ * them, the id leaves the vocabulary (the index is reused later). */
+static int drop_user(vg_hist_t *h, int32_t ui)
+{
+    if (vg_vocab_erase(&h->users, ui))
+        return VG_ENOMEM;
+    vg_hist_user_t *u = &h->u[ui];
+    for (int k = 0; k < u->n; k++)
+        h->pop[u->e[k].item]--;
+    h->entries -= (uint64_t)u->n;
+    free(u->e);
+    free(u->rm);
+    lru_unlink(h, ui);
+    uint32_t gen = u->gen + 1;
+    memset(u, 0, sizeof *u);
+    u->gen = gen;
+    h->live_users--;
+    return 0;
+}
+
+int vg_hist_evict(vg_hist_t *h, int32_t *out, int max_out)
+{
+    int n = 0;
+    int32_t ui = h->oldest;
+    while (h->lim.max_users > 0 && h->live_users > h->lim.max_users && ui >= 0 && n < max_out) {
+        int32_t next = h->u[ui].newer;
+        if (!h->u[ui].loading) { /* a user being read back stays until it is whole */
+            if (drop_user(h, ui))
+                break;
+            h->evicted++;
+            out[n++] = ui;
+        }
+        ui = next;
+    }
+    return n;
+}
+
+/* ---- items: admission ------------------------------------------------------------ */
+
+/* Drops pending item pi (admitted, or for room). */
+static void pend_drop(vg_hist_t *h, int32_t pi)
+{
+    if (vg_vocab_erase(&h->pend, pi) == 0)
+        h->pd[pi].self_gen++;
+}
+
+/* A new pending item: its record, and its place at the end of the FIFO
+ * (the oldest waiting item goes when it is full).  Returns 0 or VG_ENOMEM. */
+static int pend_new(vg_hist_t *h, int32_t pi)
+{
+    if (grow((void **)&h->pd, &h->pd_cap, h->pend.n, sizeof *h->pd))
+        return VG_ENOMEM;
+    h->pd[pi].n = 0;
+    int max = h->lim.max_pending;
+    if (!h->pend_fifo) {
+        h->pend_fifo = malloc((size_t)max * sizeof *h->pend_fifo);
+        h->pend_fifo_gen = malloc((size_t)max * sizeof *h->pend_fifo_gen);
+        if (!h->pend_fifo || !h->pend_fifo_gen)
+            return VG_ENOMEM;
+    }
+    while (h->pend_len == max) { /* room: the oldest entry, if it still waits */
+        int32_t old = h->pend_fifo[h->pend_head];
+        uint32_t g = h->pend_fifo_gen[h->pend_head];
+        h->pend_head = (h->pend_head + 1) % max;
+        h->pend_len--;
+        if (old != pi && h->pd[old].self_gen == g && h->pend.ids[old][0]) {
+            pend_drop(h, old);
+            h->pend_dropped++;
+        }
+    }
+    int at = (h->pend_head + h->pend_len++) % max;
+    h->pend_fifo[at] = pi;
+    h->pend_fifo_gen[at] = h->pd[pi].self_gen;
+    return 0;
+}
+
+static int add_entry(vg_hist_t *h, vg_hist_user_t *u, int32_t it, double ts);
+
+/* Admits pending item pi as `item`: an index in `items`; every sighting
+ * whose user still holds its index becomes an entry of that history — the
+ * one of user `self` only when later than self_ts, the ts of the event the
+ * caller applies next. */
+static int32_t admit(vg_hist_t *h, int32_t pi, const char *item, size_t item_len, int32_t self, double self_ts)
+{
+    int32_t it = vg_hist_item(h, item, item_len);
+    if (it < 0)
+        return it;
+    const vg_hist_pending_t *pd = &h->pd[pi];
+    for (int k = 0; k < pd->n; k++) {
+        vg_hist_user_t *u = &h->u[pd->user[k]];
+        if ((pd->user[k] != self || pd->ts[k] > self_ts) && u->live && u->gen == pd->gen[k] && !u->loading &&
+            add_entry(h, u, it, pd->ts[k]) < 0)
+            return VG_ENOMEM;
+    }
+    pend_drop(h, pi);
+    return it;
+}
+
+/* The item's index for an event of user ui: admitted (0; *it), or -1 when
+ * it waits (the sighting recorded, or taken back for a removal), or
+ * VG_ENOMEM.  When this event admits it, the other users' sightings become
+ * entries here and the caller adds ui's own like any event's (ui's earlier
+ * sighting too when its ts is later, as ZADD GT keeps the latest). */
+static int item_of(vg_hist_t *h, int32_t ui, const char *item, size_t item_len, double ts, int removal, int32_t *it)
+{
+    if ((*it = vg_vocab_find(&h->items, item, item_len)) >= 0)
+        return 0;
+    int room = h->lim.catalogue_max <= 0 || h->items.n < h->lim.catalogue_max;
+    if (room && h->lim.min_item_users <= 1) /* no admission rule: straight in (a removal too, as Redis keeps it) */
+        return (*it = vg_hist_item(h, item, item_len)) < 0 ? *it : 0;
+    int created;
+    int32_t pi = removal ? vg_vocab_find(&h->pend, item, item_len) : vg_vocab_add(&h->pend, item, item_len, &created);
+    if (pi < 0) /* -1: a removal of an item nobody waits for */
+        return pi < -1 ? pi : -1;
+    if (!removal && created && pend_new(h, pi)) {
+        vg_vocab_erase(&h->pend, pi); /* no record to go with it */
+        return VG_ENOMEM;
+    }
+    vg_hist_pending_t *pd = &h->pd[pi];
+    int k = 0;
+    while (k < pd->n && !(pd->user[k] == ui && pd->gen[k] == h->u[ui].gen))
+        k++;
+    if (removal) { /* the user's sighting is taken back */
+        if (k < pd->n) {
+            pd->n--;
+            pd->user[k] = pd->user[pd->n];
+            pd->gen[k] = pd->gen[pd->n];
+            pd->ts[k] = pd->ts[pd->n];
+        }
+        return -1;
+    }
+    if (k < pd->n) {
+        if (ts > pd->ts[k])
+            pd->ts[k] = ts;
+    } else if (pd->n < VG_HIST_ADMIT_MAX) {
+        pd->user[pd->n] = ui;
+        pd->gen[pd->n] = h->u[ui].gen;
+        pd->ts[pd->n++] = ts;
+    }
+    if (pd->n < h->lim.min_item_users || !room)
+        return -1;
+    return (*it = admit(h, pi, item, item_len, ui, ts)) < 0 ? *it : 0;
 }
 
 /* ZADD GT of (it, ts) into e[0..*n), then the cap; 1 if a member was added. */
@@ -116,7 +336,7 @@ static int zadd_gt_capped(vg_hist_t *h, vg_hist_entry_t **e, int *n, int *cap, i
             (*e)[k].ts = ts;
         return 0;
     }
-    if (grow((void **)e, cap, *n + 1, sizeof **e))
+    if (grow_from((void **)e, cap, *n + 1, sizeof **e, ENTRIES_FIRST))
         return VG_ENOMEM;
     (*e)[(*n)++] = (vg_hist_entry_t){it, ts};
     if (*n > h->max_items) {
@@ -148,16 +368,9 @@ int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *ite
     return vg_hist_apply(h, user, user_len, item, item_len, ts, 0, user_idx);
 }
 
-int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
-                  double ts, int removal, int32_t *user_idx)
+/* An event of user ui on item it (admitted), by the ordered script's rules. */
+static int apply_admitted(vg_hist_t *h, vg_hist_user_t *u, int32_t it, double ts, int removal)
 {
-    int32_t it, ui = user_item(h, user, user_len, item, item_len, &it);
-    if (ui < 0)
-        return ui;
-    if (user_idx)
-        *user_idx = ui;
-    h->recent[h->recent_total++ % VG_HIST_RECENT] = ui;
-    vg_hist_user_t *u = &h->u[ui];
     int r = find(u->rm, u->rm_n, it);
     if (!removal)
         return r >= 0 && u->rm[r].ts >= ts ? 0 : add_entry(h, u, it, ts);
@@ -173,33 +386,71 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     return 1;
 }
 
+int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
+                  double ts, int removal, int32_t *user_idx)
+{
+    int created;
+    int32_t it, ui = user_slot(h, user, user_len, &created);
+    if (ui < 0)
+        return ui;
+    if (user_idx)
+        *user_idx = ui;
+    h->recent[h->recent_total++ % VG_HIST_RECENT] = ui;
+    vg_hist_user_t *u = &h->u[ui];
+    if (u->loading) /* the read-back will bring it: Redis has it */
+        return 0;
+    if (created && h->evicted && !h->bulk) { /* maybe evicted before: read it back whole */
+        u->loading = 1;
+        return VG_HIST_RELOAD;
+    }
+    int r = item_of(h, ui, item, item_len, ts, removal, &it);
+    if (r)
+        return r < 0 && r != -1 ? r : 0;
+    return apply_admitted(h, u, it, ts, removal);
+}
+
 int vg_hist_load_removal(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
                          double ts)
 {
-    int32_t it, ui = user_item(h, user, user_len, item, item_len, &it);
+    int created;
+    int32_t it, ui = user_slot(h, user, user_len, &created);
     if (ui < 0)
         return ui;
+    int r = item_of(h, ui, item, item_len, ts, 1, &it);
+    if (r) /* not admitted: nothing of it is mirrored */
+        return r < -1 ? r : 0;
     vg_hist_user_t *u = &h->u[ui];
     int32_t evicted;
     return zadd_gt_capped(h, &u->rm, &u->rm_n, &u->rm_cap, it, ts, &evicted) < 0 ? VG_ENOMEM : 0;
 }
+
+int vg_hist_reload(vg_hist_t *h, int32_t ui, int removals, const char *const *items, const size_t *lens,
+                   const double *ts, size_t n)
+{
+    vg_hist_user_t *u = &h->u[ui];
+    if (!u->live)
+        return 0;
+    for (size_t k = 0; k < n; k++) {
+        int32_t it;
+        int r = item_of(h, ui, items[k], lens[k], ts[k], removals, &it), evicted;
+        if (r < -1)
+            return r;
+        if (r == 0 && (removals ? zadd_gt_capped(h, &u->rm, &u->rm_n, &u->rm_cap, it, ts[k], &evicted)
+                                : add_entry(h, u, it, ts[k])) < 0)
+            return VG_ENOMEM;
+    }
+    return 0;
+}
+
+void vg_hist_reload_done(vg_hist_t *h, int32_t ui) { h->u[ui].loading = 0; }
 
 int32_t vg_hist_forget(vg_hist_t *h, const char *user, size_t user_len)
 {
     int32_t ui = vg_vocab_find(&h->users, user, user_len);
     if (ui < 0)
         return -1;
-    if (vg_vocab_erase(&h->users, ui))
+    if (drop_user(h, ui))
         return VG_ENOMEM;
-    if (ui < h->u_cap) {
-        vg_hist_user_t *u = &h->u[ui];
-        for (int k = 0; k < u->n; k++)
-            h->pop[u->e[k].item]--;
-        h->entries -= (uint64_t)u->n;
-        free(u->e);
-        free(u->rm);
-        memset(u, 0, sizeof *u);
-    }
     uint64_t ring = h->recent_total < VG_HIST_RECENT ? h->recent_total : VG_HIST_RECENT;
     for (uint64_t k = 0; k < ring; k++)
         if (h->recent[k] == ui)

@@ -41,13 +41,39 @@ typedef struct vg_hist_user {
     int n, cap;
     vg_hist_entry_t *rm; /* rm:<user>: removed items with their removal ts (unordered) */
     int rm_n, rm_cap;
+    int32_t older, newer; /* the activity list (least recently active at h->oldest); -1 = its end */
+    uint32_t gen;         /* changes whenever the index passes to another user (eviction, erasure) */
+    uint8_t live;         /* the index holds a user now */
+    uint8_t loading;      /* being read back from Redis (vg_hist_reload): not to be scored yet */
 } vg_hist_user_t;
 
 #define VG_HIST_RECENT 65536 /* ring of recently active users */
+#define VG_HIST_ADMIT_MAX 16  /* the largest model.min_item_users */
+
+/* An item seen by fewer than min_item_users distinct users (or waiting for
+ * room in the catalogue): not in the mirror's vocabulary, only in Redis;
+ * who clicked it when, to add it to their mirrored histories on admission. */
+typedef struct vg_hist_pending {
+    int n;
+    uint32_t self_gen; /* changes whenever the pending index passes to another item */
+    int32_t user[VG_HIST_ADMIT_MAX];
+    uint32_t gen[VG_HIST_ADMIT_MAX];
+    double ts[VG_HIST_ADMIT_MAX];
+} vg_hist_pending_t;
+
+/* The bounds of the mirror (vg_hist_init).  0 = no bound. */
+typedef struct vg_hist_limits {
+    int max_items;      /* history.max_items: items kept per user (>= 1) */
+    int max_users;      /* history.max_users: users kept in memory; the least recently active go */
+    int catalogue_max;  /* model.max_items: items admitted at most; later ones wait */
+    int min_item_users; /* model.min_item_users: distinct users before an item is admitted (1..16) */
+    int max_pending;    /* items waiting for admission; the oldest are dropped beyond it */
+} vg_hist_limits_t;
 
 typedef struct vg_hist {
     pthread_rwlock_t lock;
-    int max_items;          /* history.max_items */
+    vg_hist_limits_t lim;
+    int max_items;          /* = lim.max_items */
     vg_vocab_t users, items;
     vg_hist_user_t *u;      /* users.n of them (capacity u_cap) */
     int u_cap;
@@ -56,9 +82,28 @@ typedef struct vg_hist {
     uint64_t entries;       /* total (user, item) entries */
     int32_t recent[VG_HIST_RECENT]; /* user indices; -1 = a forgotten user */
     uint64_t recent_total;  /* users appended to the ring so far */
+    /* users in memory: the activity list and what left it */
+    int live_users;
+    int32_t oldest, newest;
+    uint64_t evicted;       /* users evicted from memory so far (their Redis data stays) */
+    int bulk;               /* 1 while the start-up load fills the mirror: no read-backs */
+    /* items not admitted yet */
+    vg_vocab_t pend;        /* reuse = 1 */
+    vg_hist_pending_t *pd;  /* pend.n of them */
+    int pd_cap;
+    int32_t *pend_fifo;     /* pending indices in order of arrival (ring of lim.max_pending) */
+    uint32_t *pend_fifo_gen;
+    int pend_head, pend_len;
+    uint64_t pend_dropped;  /* pending items dropped for room */
 } vg_hist_t;
 
-/* Returns 0 or VG_ENOMEM. */
+/* What vg_hist_apply says of an event beside "changed" (1) / "not" (0). */
+#define VG_HIST_RELOAD 2 /* the user was not in memory: read the history back (vg_hist_reload) */
+
+/* A mirror with the given bounds (0 fields: none; min_item_users clamped to
+ * 1..VG_HIST_ADMIT_MAX; max_pending 0 = 100000).  Returns 0 or VG_ENOMEM. */
+int vg_hist_init_limits(vg_hist_t *h, const vg_hist_limits_t *lim);
+/* The same with history.max_items only (no other bound). */
 int vg_hist_init(vg_hist_t *h, int max_items);
 void vg_hist_free(vg_hist_t *h);
 
@@ -69,7 +114,11 @@ static inline void vg_hist_unlock(vg_hist_t *h) { pthread_rwlock_unlock(&h->lock
 /* Applies one acknowledged event (caller holds the write lock).  Ids must be
  * valid (1..128 bytes).  *user_idx (may be NULL) gets the user's index.
  * Returns 1 if the user's item set changed (a new item, or one evicted),
- * 0 if only a ts moved or nothing changed, or VG_ENOMEM. */
+ * 0 if only a ts moved or nothing changed (or the item is not admitted
+ * yet), VG_HIST_RELOAD when the user is new to memory after users were
+ * evicted (the caller reads hist:<user> back and hands it to
+ * vg_hist_reload; until then the user is `loading` and its events are not
+ * applied: Redis has them), or VG_ENOMEM. */
 int vg_hist_add(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
                 double ts, int32_t *user_idx);
 
@@ -95,6 +144,22 @@ int vg_hist_load_removal(vg_hist_t *h, const char *user, size_t user_len, const 
  * Returns the forgotten index, -1 when the user is not in the mirror, or
  * VG_ENOMEM. */
 int32_t vg_hist_forget(vg_hist_t *h, const char *user, size_t user_len);
+
+/* Memory bound: while more than lim.max_users users are in memory, the
+ * least recently active ones leave it (their Redis data stays; a later event
+ * of one is VG_HIST_RELOAD).  Their indices go to out[0..) (at most max_out;
+ * the caller drops queued work for them).  Caller holds the write lock.
+ * Returns how many left. */
+int vg_hist_evict(vg_hist_t *h, int32_t *out, int max_out);
+
+/* The history of a `loading` user read back from Redis: replaces whatever
+ * the index holds with items[0..n) (ts[k]; removals = 1: rm:<user>).  Call
+ * with removals = 0 first, then (with events.removal_types) 1, then
+ * vg_hist_reload_done.  Caller holds the write lock.  Returns 0 or
+ * VG_ENOMEM. */
+int vg_hist_reload(vg_hist_t *h, int32_t ui, int removals, const char *const *items, const size_t *lens,
+                   const double *ts, size_t n);
+void vg_hist_reload_done(vg_hist_t *h, int32_t ui);
 
 /* Adds an item to the vocabulary without any history (the model's saved
  * vocabulary is loaded this way so that indices stay aligned with its rows).

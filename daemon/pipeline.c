@@ -124,6 +124,71 @@ static void event_failed(vg_pipe_t *p, const vg_pipe_event_t *e, const char *rep
         vg_kafka_done(p->kafka, e->topic, e->partition, e->offset);
 }
 
+/* ---- users read back from Redis (hist.h: VG_HIST_RELOAD) ------------------------ */
+
+typedef struct reload_ctx {
+    vg_pipe_t *p;
+    int32_t user;
+    uint32_t gen; /* the index's generation when asked: it may pass to another user meanwhile */
+} reload_ctx_t;
+
+static void on_reload_rows(void *ud, int removals, const char *const *items, const size_t *lens, const double *ts,
+                           size_t n)
+{
+    reload_ctx_t *c = ud;
+    vg_hist_t *h = &c->p->hist;
+    vg_hist_wrlock(h);
+    int rc = h->u[c->user].gen == c->gen ? vg_hist_reload(h, c->user, removals, items, lens, ts, n) : 0;
+    vg_hist_unlock(h);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
+}
+
+static void on_reload_done(void *ud, int status)
+{
+    reload_ctx_t *c = ud;
+    vg_pipe_t *p = c->p;
+    if (status)
+        vg_log(VG_LOG_ERROR, "reading a returning user's history back from Redis: %s; the user is scored from "
+               "what was read", vg_strerror(status));
+    int32_t gone[64];
+    vg_hist_wrlock(&p->hist);
+    int same = p->hist.u[c->user].gen == c->gen;
+    if (same)
+        vg_hist_reload_done(&p->hist, c->user);
+    int n_gone = vg_hist_evict(&p->hist, gone, 64); /* it may be evicted now: the bound holds without new batches */
+    int users = p->hist.live_users;
+    vg_hist_unlock(&p->hist);
+    for (int k = 0; k < n_gone && p->scorer; k++)
+        vg_scorer_forget(p->scorer, gone[k]);
+    if (same && p->scorer)
+        vg_scorer_mark(p->scorer, c->user);
+    vg_metric_inc(p->m_reloaded, 1);
+    vg_metric_inc(p->m_evicted, n_gone);
+    vg_metric_set(p->m_users, users);
+    free(c);
+}
+
+/* A user new to memory after evictions: its whole history is read back
+ * (after the batch that brought it, FIFO) before it is scored. */
+static void reload_user(vg_pipe_t *p, int32_t ui)
+{
+    reload_ctx_t *c = malloc(sizeof *c);
+    const char *user = vg_vocab_id(&p->hist.users, ui); /* loop thread: no lock needed */
+    int rc = c ? 0 : VG_ENOMEM;
+    if (c) {
+        *c = (reload_ctx_t){p, ui, p->hist.u[ui].gen};
+        rc = vg_store_read_user(p->store, user, strlen(user), on_reload_rows, on_reload_done, c);
+    }
+    if (rc) { /* scored from its new events alone rather than never */
+        vg_log(VG_LOG_ERROR, "cannot read user %s back from Redis: %s", user, vg_strerror(rc));
+        free(c);
+        vg_hist_wrlock(&p->hist);
+        vg_hist_reload_done(&p->hist, ui);
+        vg_hist_unlock(&p->hist);
+    }
+}
+
 /* The store's answer to a batch (store.h, vg_store_events_cb): the events it
  * stored go to the mirror and are done; the refused ones fail one by one. */
 static void on_batch_done(void *ud, int status, const char *const *ev_err, size_t n_ev)
@@ -131,9 +196,9 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     vg_batch_t *b = ud;
     vg_pipe_t *p = b->p;
     vg_assert(n_ev == b->n);
-    int changed = 0, n_marks = 0, rc = 0;
+    int changed = 0, n_marks = 0, n_reload = 0, n_gone = 0, rc = 0;
     size_t stored = 0;
-    int32_t marks[VG_BATCH_MAX];
+    int32_t marks[VG_BATCH_MAX], reload[VG_BATCH_MAX], gone[VG_BATCH_MAX];
     vg_hist_wrlock(&p->hist);
     for (size_t k = 0; k < b->n; k++) {
         if (status && (!ev_err || ev_err[k]))
@@ -143,18 +208,26 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
         if (r < 0)
             rc = r;
+        else if (r == VG_HIST_RELOAD)
+            reload[n_reload++] = u;
         else if (r > 0)
             marks[n_marks++] = u;
-        changed += r >= 0;
+        changed += r == 0 || r == 1;
         stored++;
     }
-    int users = p->hist.users.n, items = p->hist.items.n;
+    n_gone = vg_hist_evict(&p->hist, gone, VG_BATCH_MAX);
+    int users = p->hist.live_users, items = p->hist.items.n;
     vg_hist_unlock(&p->hist);
     if (rc)
         vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
     /* after the unlock: the scorer takes its own lock before the mirror's */
+    for (int k = 0; k < n_gone && p->scorer; k++)
+        vg_scorer_forget(p->scorer, gone[k]);
     for (int k = 0; k < n_marks && p->scorer; k++)
         vg_scorer_mark(p->scorer, marks[k]);
+    for (int k = 0; k < n_reload; k++)
+        reload_user(p, reload[k]);
+    vg_metric_inc(p->m_evicted, n_gone);
     for (size_t k = 0; k < b->n; k++) {
         if (status && (!ev_err || ev_err[k]))
             event_failed(p, &b->ev[k], ev_err ? ev_err[k] : "refused (which events of the batch is not known)");
@@ -167,6 +240,7 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     vg_metric_inc(p->m_stored, (double)stored);
     vg_metric_set(p->m_users, users);
     vg_metric_set(p->m_items, items);
+    vg_metric_set(p->m_waiting, p->hist.pend.n - p->hist.pend.n_free);
     free(b);
     vg_pipe_update_flow(p);
 }
@@ -223,7 +297,7 @@ static void on_forget_done(void *ud, int status)
     } else {
         vg_hist_wrlock(&p->hist);
         int32_t ui = vg_hist_forget(&p->hist, c->user, c->user_len);
-        int users = p->hist.users.n;
+        int users = p->hist.live_users;
         vg_hist_unlock(&p->hist);
         if (ui >= 0 && p->scorer) /* after the unlock, as for marks */
             vg_scorer_forget(p->scorer, ui);
@@ -302,7 +376,7 @@ void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
     for (int k = 0; k < n; k++) {
         const vg_list_t *l = &lists[k];
         const char *user = vg_vocab_id(&p->hist.users, l->user); /* loop thread: no lock needed */
-        if (!user[0]) { /* forgotten since it was ranked */
+        if (!user[0] || l->stale || p->hist.u[l->user].gen != l->gen) { /* gone, or not whole, when ranked */
             if (release && p->scorer)
                 vg_scorer_release(p->scorer, 1);
             continue;
@@ -379,11 +453,15 @@ static void on_user_loaded(void *ud, const char *user, size_t ulen, int removals
                            const size_t *lens, const double *ts, size_t n)
 {
     vg_pipe_t *p = ud;
+    int32_t gone[64];
     vg_hist_wrlock(&p->hist);
     for (size_t k = 0; k < n; k++)
         if ((removals ? vg_hist_load_removal(&p->hist, user, ulen, items[k], lens[k], ts[k])
                       : vg_hist_add(&p->hist, user, ulen, items[k], lens[k], ts[k], NULL)) < 0)
             vg_log(VG_LOG_ERROR, "history mirror: out of memory");
+    /* users come in ascending order of their latest event: the oldest leave memory first */
+    while (vg_hist_evict(&p->hist, gone, 64) == 64)
+        ;
     vg_hist_unlock(&p->hist);
 }
 
@@ -416,11 +494,13 @@ int vg_pipe_wait_loaded(vg_pipe_t *p)
     double t0 = vg_mono_s();
     vg_store_loader_t ld = {.on_user = on_user_loaded, .on_mark = on_mark_loaded, .on_done = on_loaded, .ud = p,
                             .marks_since = -INFINITY}; /* expired marks went at the last forget */
+    p->hist.bulk = 1; /* users evicted during the load are not read back: they are not asked for */
     int rc = vg_store_load(p->store, &ld);
     if (rc)
         return rc;
     while (!p->loaded && !p->stopping)
         uv_run(&p->loop, UV_RUN_ONCE);
+    p->hist.bulk = 0;
     if (p->exit_code || p->stopping)
         return p->exit_code ? VG_EREDIS : VG_EAGAIN;
     vg_log(VG_LOG_INFO, "loaded %d users, %d items, %llu history entries, %d erasure marks from Redis in %.1f s",
@@ -485,7 +565,13 @@ static int open_metrics(vg_pipe_t *p)
                           "Events refused because their user was forgotten at a later ts", VG_METRIC_COUNTER);
     p->m_lists = metric(p, "vaegan_lists_written_total", "rec:<user> lists written", VG_METRIC_COUNTER);
     p->m_pending = metric(p, "vaegan_pending_events", "Events read, not yet acknowledged by Redis", VG_METRIC_GAUGE);
-    p->m_users = metric(p, "vaegan_users", "Users known", VG_METRIC_GAUGE);
+    p->m_users = metric(p, "vaegan_users", "Users whose history is in memory", VG_METRIC_GAUGE);
+    p->m_evicted = metric(p, "vaegan_users_evicted_total",
+                          "Users evicted from memory (history.max_users; their Redis data stays)", VG_METRIC_COUNTER);
+    p->m_reloaded = metric(p, "vaegan_users_reloaded_total",
+                           "Returning users whose history was read back from Redis", VG_METRIC_COUNTER);
+    p->m_waiting = metric(p, "vaegan_items_waiting",
+                          "Items not in the model yet (model.min_item_users, model.max_items)", VG_METRIC_GAUGE);
     p->m_items = metric(p, "vaegan_items", "Items known", VG_METRIC_GAUGE);
     p->m_step = metric(p, "vaegan_model_step", "Training steps of the served model", VG_METRIC_GAUGE);
     p->m_alpha = metric(p, "vaegan_model_alpha", "Annealing weight alpha", VG_METRIC_GAUGE);
@@ -523,7 +609,10 @@ int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset)
 {
     p->cfg = cfg;
     p->lock_fd = -1;
-    if (vg_hist_init(&p->hist, cfg->history.max_items))
+    vg_hist_limits_t lim = {.max_items = cfg->history.max_items, .max_users = cfg->history.max_users,
+                            .catalogue_max = cfg->model.max_items, .min_item_users = cfg->model.min_item_users,
+                            .max_pending = cfg->model.max_pending_items};
+    if (vg_hist_init_limits(&p->hist, &lim))
         return VG_ENOMEM;
     int rc = vg_ckpt_lock(cfg->state.dir, &p->lock_fd);
     if (rc)

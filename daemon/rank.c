@@ -83,6 +83,10 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n
             pop[i] = i < Nm ? (vg_real)NAN : (vg_real)h->pop[i];
         rc = vg_hist_rows(h, sel, n, Nm, &X, &A);
     }
+    for (int k = 0; k < n; k++) { /* what the list belongs to (rank.h) */
+        out[k].gen = h->u[sel[k]].gen;
+        out[k].stale = h->u[sel[k]].loading || !h->u[sel[k]].live;
+    }
     vg_hist_unlock(h);
     if (rc)
         goto out;

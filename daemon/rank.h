@@ -39,6 +39,9 @@ void vg_snap_unref(vg_snap_t *s); /* NULL ok; frees at zero */
  * refreshes). */
 typedef struct vg_list {
     int32_t user;
+    uint32_t gen;  /* the user's generation when ranked (hist.h): a list for an index that
+                      passed to another user since is not written */
+    int stale;     /* 1: the user was being read back or gone when ranked: not to be written */
     int n;
     int32_t *items;
     double *scores;

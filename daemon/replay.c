@@ -274,6 +274,7 @@ int vg_replay_run(const vg_config_t *cfg, const vg_replay_opts_t *o)
     }
     replay_t r = {.p = p, .o = o, .rl = {.interval_s = 10, .burst = 20}};
     int rc = vg_pipe_open(p, cfg, o->reset_model);
+    p->hist.lim.max_users = 0; /* replay trains on every user of the file: all stay in memory */
     if (rc == 0)
         rc = vg_pipe_wait_loaded(p);
     if (rc == 0)

@@ -27,6 +27,7 @@ void vg_vocab_free(vg_vocab_t *v)
         free(v->ids[i]);
     free(v->ids);
     free(v->slots);
+    free(v->free_idx);
     memset(v, 0, sizeof *v);
 }
 
@@ -65,6 +66,14 @@ static int rehash(vg_vocab_t *v, size_t n_slots)
 
 int vg_vocab_erase(vg_vocab_t *v, int32_t i)
 {
+    if (v->reuse && v->n_free == v->free_cap) {
+        int cap = v->free_cap ? 2 * v->free_cap : 64;
+        int32_t *f = realloc(v->free_idx, (size_t)cap * sizeof *f);
+        if (!f)
+            return VG_ENOMEM;
+        v->free_idx = f;
+        v->free_cap = cap;
+    }
     char *empty = calloc(1, 1);
     if (!empty)
         return VG_ENOMEM;
@@ -85,6 +94,8 @@ int vg_vocab_erase(vg_vocab_t *v, int32_t i)
             s = j;
         }
     }
+    if (v->reuse)
+        v->free_idx[v->n_free++] = i;
     return 0;
 }
 
@@ -102,7 +113,7 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
     size_t s = probe(v, id, len);
     if (v->slots[s] >= 0)
         return v->slots[s];
-    if (v->n == v->cap) {
+    if (!v->n_free && v->n == v->cap) {
         int cap = v->cap ? 2 * v->cap : 64;
         char **ids = realloc(v->ids, (size_t)cap * sizeof *ids);
         if (!ids)
@@ -115,9 +126,16 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
         return VG_ENOMEM;
     memcpy(copy, id, len);
     copy[len] = 0;
-    v->ids[v->n] = copy;
-    v->slots[s] = v->n;
+    int32_t i;
+    if (v->n_free) { /* an erased index again */
+        i = v->free_idx[--v->n_free];
+        free(v->ids[i]); /* the "" of its erasure */
+    } else {
+        i = v->n++;
+    }
+    v->ids[i] = copy;
+    v->slots[s] = i;
     if (added)
         *added = 1;
-    return v->n++;
+    return i;
 }

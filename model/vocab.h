@@ -5,7 +5,10 @@
  * rows of the model's item-sized matrices stay aligned with them as the
  * catalogue grows.  Lookups are O(1) (open addressing).  The vocabulary owns
  * copies of the id texts.  Ids are 1..VG_VOCAB_ID_MAX bytes (no NUL); an
- * erased index keeps its place with the empty text.
+ * erased index keeps its place with the empty text.  With `reuse` set (a
+ * vocabulary of users, whose indices no matrix row follows), an erased
+ * index is handed out again to the next new id, so the index space stays
+ * as large as the most ids ever held at once.
  */
 #ifndef VG_VOCAB_H
 #define VG_VOCAB_H
@@ -16,10 +19,13 @@
 #define VG_VOCAB_ID_MAX 128
 
 typedef struct vg_vocab {
-    int n, cap;          /* ids in use, capacity of `ids` */
+    int n, cap;          /* indices handed out (erased ones included), capacity of `ids` */
     char **ids;          /* ids[i] = NUL-terminated text of item i (owned) */
     int32_t *slots;      /* hash table of indices, -1 = empty */
     size_t n_slots;      /* power of two */
+    int reuse;           /* 1: erased indices are handed out again (set after init) */
+    int32_t *free_idx;   /* with reuse: the erased indices, a stack */
+    int n_free, free_cap;
 } vg_vocab_t;
 
 void vg_vocab_init(vg_vocab_t *v);
@@ -30,10 +36,11 @@ int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len);
  * Returns the index (>= 0) or VG_ENOMEM / VG_EINVAL (empty or too long id). */
 int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added);
 static inline const char *vg_vocab_id(const vg_vocab_t *v, int32_t i) { return v->ids[i]; }
-/* Forgets the id of index i (0 <= i < n): its text is freed and becomes ""
- * (vg_vocab_id says "" from then on), vg_vocab_find no longer finds it, and
- * adding the same id again gives a new index.  Indices never move.  Returns 0
- * or VG_ENOMEM. */
+/* Forgets the id of index i (0 <= i < n, not erased): its text is freed and
+ * becomes "" (vg_vocab_id says "" from then on), vg_vocab_find no longer
+ * finds it, and adding the same id again gives another index (with reuse,
+ * possibly an erased one — i itself included).  Indices never move.
+ * Returns 0 or VG_ENOMEM. */
 int vg_vocab_erase(vg_vocab_t *v, int32_t i);
 
 #endif

@@ -122,8 +122,101 @@ Test(hist, forget_leaves_nothing)
     for (uint64_t k = 0; k < h.recent_total; k++)
         cr_assert_neq(h.recent[k], 0, "the ring does not name the user");
     int32_t u;
+    uint32_t gen = h.u[0].gen;
     cr_assert_eq(vg_hist_apply(&h, "gone", 4, "c", 1, 1, 0, &u), 1, "its removals went too");
-    cr_assert_eq(u, 2, "a new index");
+    cr_assert_eq(u, 0, "the freed index is reused");
+    cr_assert_neq(h.u[u].gen, gen, "under another generation");
+    cr_assert_eq(h.u[u].n, 1, "afresh");
+    vg_hist_free(&h);
+}
+
+/* history.max_users: the least recently active users leave memory, their
+ * indices are reused under a new generation, and a user new to memory after
+ * that is read back (VG_HIST_RELOAD; its events wait for the read-back). */
+Test(hist, the_least_recently_active_users_leave_memory)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init_limits(&h, &(vg_hist_limits_t){.max_items = 10, .max_users = 3}), 0);
+    add(&h, "a", "i1", 1, 1);
+    add(&h, "b", "i1", 2, 1);
+    add(&h, "c", "i2", 3, 1);
+    add(&h, "a", "i2", 4, 1); /* a is active again: b is now the oldest */
+    add(&h, "d", "i3", 5, 1); /* no eviction happened before: a new user is simply new */
+    int32_t gone[8];
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_evict(&h, gone, 8), 1);
+    vg_hist_unlock(&h);
+    cr_assert_eq(gone[0], vg_vocab_find(&h.users, "a", 1) + 1, "b (index 1) left");
+    cr_assert_eq(vg_vocab_find(&h.users, "b", 1), -1);
+    cr_assert_eq(h.live_users, 3);
+    cr_assert_eq(h.pop[vg_vocab_find(&h.items, "i1", 2)], 1, "its popularity went with it");
+    cr_assert_eq(h.entries, 4);
+    uint32_t gen = h.u[1].gen;
+    /* b returns: it must be read back from Redis, and takes a free index */
+    int32_t ui;
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_apply(&h, "b", 1, "i4", 2, 6, 0, &ui), VG_HIST_RELOAD);
+    cr_assert_eq(ui, 1, "the freed index is reused");
+    cr_assert_neq(h.u[ui].gen, gen);
+    cr_assert(h.u[ui].loading);
+    cr_assert_eq(vg_hist_apply(&h, "b", 1, "i5", 2, 7, 0, NULL), 0, "events wait for the read-back");
+    cr_assert_eq(h.u[ui].n, 0);
+    const char *items[] = {"i1", "i4", "i5"};
+    size_t lens[] = {2, 2, 2};
+    double ts[] = {2, 6, 7};
+    cr_assert_eq(vg_hist_reload(&h, ui, 0, items, lens, ts, 3), 0);
+    vg_hist_reload_done(&h, ui);
+    cr_assert_eq(vg_hist_evict(&h, gone, 8), 1, "c, the oldest, makes room");
+    vg_hist_unlock(&h);
+    cr_assert(!h.u[ui].loading);
+    cr_assert_eq(h.u[ui].n, 3, "the whole history is back");
+    cr_assert(has(&h, "b", "i1", NULL) && has(&h, "b", "i5", NULL));
+    cr_assert_eq(vg_vocab_find(&h.users, "c", 1), -1);
+    cr_assert_eq(h.users.n, 4, "indices: as many as users held at once, plus one");
+    vg_hist_free(&h);
+}
+
+/* model.min_item_users and model.max_items: an item enters after enough
+ * distinct users saw it (their sightings become entries), while there is
+ * room; the waiting list is bounded. */
+Test(hist, items_enter_after_enough_users_and_while_there_is_room)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init_limits(&h, &(vg_hist_limits_t){.max_items = 10, .min_item_users = 2,
+                                                              .catalogue_max = 2, .max_pending = 3}),
+                 0);
+    add(&h, "a", "x", 1, 0);
+    add(&h, "a", "x", 2, 0); /* the same user twice is one sighting */
+    cr_assert_eq(h.items.n, 0, "one user: x waits");
+    cr_assert_eq(h.entries, 0);
+    add(&h, "b", "x", 3, 1);
+    cr_assert_eq(h.items.n, 1, "two users: x enters");
+    double ts;
+    cr_assert(has(&h, "a", "x", &ts) && ts == 2, "a's sighting became an entry (latest ts)");
+    cr_assert(has(&h, "b", "x", NULL));
+    cr_assert_eq(h.pop[0], 2);
+    /* a removal takes a sighting back */
+    add(&h, "a", "y", 4, 0);
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_apply(&h, "a", 1, "y", 1, 5, 1, NULL), 0);
+    vg_hist_unlock(&h);
+    add(&h, "b", "y", 6, 0);
+    cr_assert_eq(h.items.n, 1, "a took its click on y back: one user left");
+    add(&h, "c", "y", 7, 1);
+    cr_assert_eq(h.items.n, 2);
+    cr_assert(!has(&h, "a", "y", NULL) && has(&h, "b", "y", NULL));
+    /* the catalogue is full: z waits however many users see it */
+    add(&h, "a", "z", 8, 0);
+    add(&h, "b", "z", 9, 0);
+    add(&h, "c", "z", 10, 0);
+    cr_assert_eq(h.items.n, 2, "full: nothing enters, nothing is evicted");
+    /* at most 3 items wait: the oldest waiting one makes room */
+    add(&h, "a", "w1", 11, 0);
+    add(&h, "a", "w2", 12, 0);
+    add(&h, "a", "w3", 13, 0);
+    cr_assert_eq(h.pend.n - h.pend.n_free, 3);
+    cr_assert_eq(vg_vocab_find(&h.pend, "z", 1), -1, "z, the oldest, was dropped");
+    cr_assert_eq(h.pend_dropped, 1);
     vg_hist_free(&h);
 }
 

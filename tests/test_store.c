@@ -573,6 +573,36 @@ Test(store, users_index_error_refuses_every_event, .init = setup, .fini = teardo
     close_store(S);
 }
 
+/* A returning user's history read back: one FIFO job after the writes
+ * before it, hist:<user> then rm:<user>. */
+static char rd_out[2][256];
+static void rd_rows(void *ud, int removals, const char *const *items, const size_t *lens, const double *ts, size_t n)
+{
+    (void)ud;
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++)
+        o += (size_t)snprintf(rd_out[removals] + o, 256 - o, "%s%.*s:%g", k ? " " : "", (int)lens[k], items[k], ts[k]);
+}
+
+Test(store, read_user_sees_the_writes_before_it, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.removals = 1;
+    S = open_store(&cfg);
+    job_t w = {0}, r = {0};
+    vg_store_event_t ev[] = {EV("u", "a", 1), EV("u", "b", 2), RM("u", "c", 3)};
+    cr_assert_eq(vg_store_add_events(S, ev, 3, ev_cb, &w), 0);
+    cr_assert_eq(vg_store_read_user(S, "u", 1, rd_rows, job_cb, &r), 0); /* queued behind the write */
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_eq(r.status, 0);
+    cr_assert_lt(w.order, r.order);
+    cr_assert_str_eq(rd_out[0], "a:1 b:2");
+    cr_assert_str_eq(rd_out[1], "c:3");
+    cr_assert_eq(vg_store_read_user(S, "u", 0, rd_rows, job_cb, &r), VG_EINVAL);
+    close_store(S);
+}
+
 /* ---- refusals: the server is not ours to write ------------------------------------------ */
 
 static int fatal_calls;
