@@ -8,6 +8,7 @@
 # and the crashes found.
 #
 #   scripts/fuzz.sh [SECONDS]
+#   VG_FUZZ_PARALLEL=1 scripts/fuzz.sh 1800    # every harness at once: 30 min of wall time
 #
 # Each harness runs on a scratch copy of fuzz/corpus/<h> and fuzz/regress/<h>
 # (build-fuzz/fuzz-run/<h>/corpus, emptied first), so the committed corpus
@@ -49,20 +50,34 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # The value of libFuzzer's "stat::NAME:" line in log $1 (or "?").
 stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -n 1 | grep . || echo "?"; }
 
-echo "== fuzzing, $secs s per harness"
+# one harness: its scratch corpus, the run, its log (run_one NAME MAX_LEN DICT)
+run_one() {
+  local h=$1 max_len=$2 dict=$3 run=$build/fuzz-run/$1
+  rm -rf "$run"
+  mkdir -p "$run/corpus" "$run/crashes"
+  find "fuzz/corpus/$h" "fuzz/regress/$h" -type f ! -name '.*' -exec cp {} "$run/corpus/" \;
+  local args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -print_final_stats=1
+              -artifact_prefix="$run/crashes/")
+  [ -n "$dict" ] && args+=(-dict="fuzz/dict/$dict.dict")
+  local rc=0
+  "$build/fuzz/fuzz_$h" "${args[@]}" "$run/corpus" >"$run/log" 2>&1 || rc=$?
+  echo "$rc" >"$run/rc"
+}
+
+# VG_FUZZ_PARALLEL=1: every harness at once (the wall time is SECONDS, each
+# gets a share of the cores); else one after the other
+echo "== fuzzing, $secs s per harness${VG_FUZZ_PARALLEL:+, all at once}"
+for spec in "${harnesses[@]}"; do
+  IFS=: read -r h max_len dict <<<"$spec"
+  if [ -n "${VG_FUZZ_PARALLEL:-}" ]; then run_one "$h" "$max_len" "$dict" & else run_one "$h" "$max_len" "$dict"; fi
+done
+wait
 printf '%-8s %8s %12s %8s %6s %7s %8s\n' harness seconds executions exec/s cov ft crashes
 failed=()
 for spec in "${harnesses[@]}"; do
   IFS=: read -r h max_len dict <<<"$spec"
   run=$build/fuzz-run/$h
-  rm -rf "$run"
-  mkdir -p "$run/corpus" "$run/crashes"
-  find "fuzz/corpus/$h" "fuzz/regress/$h" -type f ! -name '.*' -exec cp {} "$run/corpus/" \;
-  args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -print_final_stats=1
-        -artifact_prefix="$run/crashes/")
-  [ -n "$dict" ] && args+=(-dict="fuzz/dict/$dict.dict")
-  rc=0
-  "$build/fuzz/fuzz_$h" "${args[@]}" "$run/corpus" >"$run/log" 2>&1 || rc=$?
+  rc=$(cat "$run/rc")
   final=$(grep -E '^#[0-9]+.* cov: ' "$run/log" | tail -n 1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$final")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$final")

@@ -936,6 +936,42 @@ Test(kafka, dead_letter_copy, .timeout = 60)
     vg_mock_stop(m);
 }
 
+/* A dead letter whose delivery failed is sent again; its message is done
+ * only once the broker has acknowledged a copy, and committed then. */
+Test(kafka, dead_letter_resent_after_a_failed_delivery, .timeout = 60)
+{
+    vg_mock_t *m;
+    char addr[128], err[512];
+    const char *t10[] = {"t10", "t10-dlq"};
+    cr_assert_eq(vg_mock_start(&m, t10, 2, 1, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    const char *keys[] = {"u1", "u2", "u3"}, *vals[] = {"good", "bad", "good"};
+    cr_assert_eq(vgt_produce(addr, "t10", keys, vals, NULL, 3), 0);
+    const int too_large[] = {10}; /* MESSAGE_TOO_LARGE: not retried by librdkafka itself */
+    vg_mock_push_errors(m, 0 /* Produce */, 1, too_large);
+    tctx_t t;
+    tctx_init(&t, "Q");
+    t.done_inline = 1;
+    vg_kafka_cfg_t c = cfg_for(&t, addr, "t10", "g10");
+    c.dlq_topic = "t10-dlq";
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t three = 3;
+    cr_assert(run_until(&t, have_n, &three, 20000));
+    vg_kafka_stats_t s;
+    for (int i = 0; i < 200; i++) { /* until the copy is acknowledged */
+        run_until(&t, NULL, NULL, 50);
+        vg_kafka_stats(t.k, &s);
+        if (s.dlq_produced)
+            break;
+    }
+    cr_assert_eq(s.dlq_produced, 1, "the copy was sent again and acknowledged");
+    cr_assert_geq(s.dlq_errors, 1, "the failed delivery was counted");
+    cr_assert_eq(s.outstanding, 0);
+    close_consumer(&t);
+    cr_assert_eq(vgt_committed(addr, "g10", "t10", 0), 3);
+    tctx_fini(&t);
+    vg_mock_stop(m);
+}
+
 /* ---- cooperative revoke waits for outstanding messages -------------------- */
 
 typedef struct two {
