@@ -670,8 +670,8 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
         st_cmd_error(s, j, idx, msg);
     else if (j->rows)
         st_rows(s, j, idx, reply);
-    st_good_reply(s);
     if (j->nanswered == j->ncmds) {
+        st_good_reply(s); /* a whole job went through (one OK of a MULTI proves nothing under OOM) */
         st_finish_head(s, j);
         if (s->closing)
             return;
@@ -1087,7 +1087,7 @@ const char *vg_store_errstr(const vg_store_t *s) { return s ? s->errstr : ""; }
 
 static void st_on_closed(uv_handle_t *h) { st_free_mem(h->data); }
 
-void vg_store_close(vg_store_t *s)
+static void st_close(vg_store_t *s, int cancel)
 {
     if (!s || s->closing)
         return;
@@ -1101,6 +1101,10 @@ void vg_store_close(vg_store_t *s)
     while (s->head) {
         st_job_t *j = s->head;
         s->head = j->next;
+        if (cancel && j->ecb)
+            j->ecb(j->ud, VG_EAGAIN, NULL, j->n_ev);
+        else if (cancel && j->cb)
+            j->cb(j->ud, VG_EAGAIN);
         st_job_free(j);
     }
     s->tail = s->send = NULL;
@@ -1109,3 +1113,7 @@ void vg_store_close(vg_store_t *s)
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, st_on_closed);
 }
+
+void vg_store_close(vg_store_t *s) { st_close(s, 0); }
+
+void vg_store_close_cancel(vg_store_t *s) { st_close(s, 1); }

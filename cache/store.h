@@ -281,4 +281,11 @@ const char *vg_store_errstr(const vg_store_t *s);
  * store callback.  s may be NULL.  Call it once. */
 void vg_store_close(vg_store_t *s);
 
+/* As vg_store_close, but first each pending job's callback fires once,
+ * oldest first, with status VG_EAGAIN ("not done": nothing of it may be
+ * taken as stored), so that callers free what they attached to the jobs.
+ * The store is already closing during these callbacks: submitting calls
+ * fail with VG_EINVAL.  Not from inside a store callback. */
+void vg_store_close_cancel(vg_store_t *s);
+
 #endif

@@ -210,7 +210,7 @@ void vg_config_default(vg_config_t *c)
     c->history.max_items = 500;
     c->history.max_users = 2000000;
     c->model.max_items = 100000;
-    c->model.min_item_users = 2;
+    c->model.min_item_users = 1;
     c->model.max_pending_items = 100000;
     list_set(&c->events.types, "click");
     c->events.forget_retention_s = 30 * 86400;

@@ -148,6 +148,10 @@ static void on_reload_done(void *ud, int status)
 {
     reload_ctx_t *c = ud;
     vg_pipe_t *p = c->p;
+    if (status == VG_EAGAIN) { /* cancelled at close */
+        free(c);
+        return;
+    }
     if (status)
         vg_log(VG_LOG_ERROR, "reading a returning user's history back from Redis: %s; the user is scored from "
                "what was read", vg_strerror(status));
@@ -196,6 +200,11 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     vg_batch_t *b = ud;
     vg_pipe_t *p = b->p;
     vg_assert(n_ev == b->n);
+    if (status == VG_EAGAIN) { /* cancelled at close: not done, read again after the restart */
+        p->pending_events -= b->n;
+        free(b);
+        return;
+    }
     int changed = 0, n_marks = 0, n_reload = 0, n_gone = 0, rc = 0;
     size_t stored = 0;
     int32_t marks[VG_BATCH_MAX], reload[VG_BATCH_MAX], gone[VG_BATCH_MAX];
@@ -288,6 +297,12 @@ static void on_forget_done(void *ud, int status)
 {
     forget_ctx_t *c = ud;
     vg_pipe_t *p = c->p;
+    if (status == VG_EAGAIN) { /* cancelled at close: not done, read again after the restart */
+        p->pending_events--;
+        sodium_memzero(c->user, c->user_len);
+        free(c);
+        return;
+    }
     if (status) { /* logged by the store with Redis' reply; never silent */
         vg_log(VG_LOG_ERROR, "Redis refused the erasure of a user (mark %s) at %d@%lld: %s; counted in "
                "vaegan_events_failed_total{reason=\"forget\"}", c->mark, (int)c->from.partition,
@@ -357,9 +372,13 @@ static void on_list_done(void *ud, int status)
 {
     put_ctx_t *c = ud;
     vg_pipe_t *p = c->p;
+    p->pending_lists--;
+    if (status == VG_EAGAIN) { /* cancelled at close (vg_store_close_cancel) */
+        free(c);
+        return;
+    }
     if (status)
         vg_log(VG_LOG_ERROR, "Redis refused a rec list write: %s", vg_strerror(status));
-    p->pending_lists--;
     p->lists++;
     vg_metric_inc(p->m_lists, 1);
     if (c->t_mark > 0)
@@ -475,11 +494,13 @@ static void on_mark_loaded(void *ud, const char *mark, size_t len, double ts)
 static void on_loaded(void *ud, int status)
 {
     vg_pipe_t *p = ud;
+    p->loaded = 1;
+    if (status == VG_EAGAIN) /* cancelled at close */
+        return;
     if (status) {
         vg_log(VG_LOG_ERROR, "cannot load the histories from Redis: %s", vg_strerror(status));
         p->exit_code = 1;
     }
-    p->loaded = 1;
     uv_stop(&p->loop);
 }
 
@@ -658,8 +679,8 @@ void vg_pipe_close(vg_pipe_t *p)
     if (p->scorer)
         vg_scorer_stop(p->scorer);
     p->scorer = NULL;
-    if (p->store)
-        vg_store_close(p->store);
+    if (p->store) /* what is still pending is not done: its callbacks free their contexts */
+        vg_store_close_cancel(p->store);
     p->store = NULL;
     if (p->loop_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&p->sig_term, (uv_handle_t *)&p->sig_int, (uv_handle_t *)&p->sig_hup};

@@ -10,127 +10,53 @@
  * the fault is gone the next checkpoint is written and logged.  A fault at
  * SIGTERM fails the stop (exit 1) and the last good file still loads at the
  * next start.  Waits poll the metric, the log, Redis or files, with deadlines
- * only as a guard.
+ * only as a guard.  The servers, the daemon, its log and /metrics come from
+ * tests/support/daemon.h.
  */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "tests/support/kafka.h"
+#include "tests/support/daemon.h"
 #include "tests/support/proc.h"
-#include "tests/support/redis.h"
 #include "tests/support/tmpdir.h"
 
 #define GUARD_S 90.0 /* deadline of every wait: only for a broken build, never reached when it works */
 
-static struct {
-    vgt_redis_t redis;
-    vgt_broker_t broker;
-    char conf[256], log[256], dir[256], ckpt[300], fault[256];
-    int metrics_port;
-    pid_t daemon;
-} T;
-
-/* A TCP port nobody listens on now (the kernel's pick for port 0). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
+static vgt_env_t E;
+static char ckpt[340], fault[300];
 
 static void start_servers(void)
 {
     vg_tmpdir_make();
-    memset(&T, 0, sizeof T);
-    char rdir[200];
-    snprintf(rdir, sizeof rdir, "%s/redis", vg_tmpdir);
-    mkdir(rdir, 0755);
-    cr_assert_eq(vgt_redis_start(&T.redis, rdir, 0), 0, "redis-server did not start");
-    cr_assert_eq(vgt_broker_start(&T.broker, VG_MOCKBROKER_BIN, "clicks", 4), 0, "no broker");
-    snprintf(T.conf, sizeof T.conf, "%s/vaegand.conf", vg_tmpdir);
-    snprintf(T.log, sizeof T.log, "%s/vaegand.log", vg_tmpdir);
-    snprintf(T.dir, sizeof T.dir, "%s/state", vg_tmpdir);
-    snprintf(T.ckpt, sizeof T.ckpt, "%s/model.ckpt", T.dir);
-    snprintf(T.fault, sizeof T.fault, "%s/fault", vg_tmpdir);
-    T.metrics_port = free_port();
-    FILE *f = fopen(T.conf, "w");
-    cr_assert_not_null(f);
-    fprintf(f,
-            "[kafka]\nbrokers = %s\ntopic = clicks\ngroup = ck\noption.session.timeout.ms = 6000\n"
-            "option.fetch.wait.max.ms = 10\noption.auto.offset.reset = earliest\n"
-            "[redis]\nsocket = %s\n[serve]\ntop_n = 5\n"
-            "[state]\ndir = %s\ncheckpoint_interval_s = 1\n"
-            "[model]\nhidden = 16\nlatent = 8\ndisc_hidden = 8\nbatch = 32\n"
-            "[train]\ninterval_ms = 100\nsteps_per_round = 1\n"
-            "[log]\nlevel = info\n[metrics]\nlisten = 127.0.0.1:%d\n",
-            T.broker.addr, T.redis.sock, T.dir, T.metrics_port);
-    fclose(f);
-    cr_assert_eq(setenv("VAEGAN_FAULT_FILE", T.fault, 1), 0); /* inherited by vaegand; armed by creating it */
+    vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .partitions = 4, .metrics = 1,
+                        .group = "ck",
+                        .settings = "[serve]\ntop_n = 5\n[state]\ncheckpoint_interval_s = 1\n"
+                                    "[model]\nhidden = 16\nlatent = 8\ndisc_hidden = 8\nbatch = 32\n"
+                                    "[train]\ninterval_ms = 100\nsteps_per_round = 1\n[log]\nlevel = info\n"};
+    cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "redis-server or the broker did not start");
+    snprintf(ckpt, sizeof ckpt, "%s/model.ckpt", E.state);
+    snprintf(fault, sizeof fault, "%s/fault", vg_tmpdir);
+    cr_assert_eq(setenv("VAEGAN_FAULT_FILE", fault, 1), 0); /* inherited by vaegand; armed by creating it */
 }
 
 static void stop_servers(void)
 {
-    if (T.daemon > 0) {
-        kill(T.daemon, SIGKILL);
-        waitpid(T.daemon, NULL, 0);
-    }
-    vgt_broker_stop(&T.broker);
-    vgt_redis_stop(&T.redis);
-    if (getenv("KEEP_TMP"))
-        fprintf(stderr, "kept %s\n", vg_tmpdir);
-    else
+    if (!vgt_env_finish(&E))
         vg_tmpdir_remove();
-}
-
-static pid_t start_daemon(void)
-{
-    const char *argv[] = {VG_VAEGAND_BIN, "-c", T.conf, NULL};
-    pid_t pid = vgt_spawn(argv, T.log);
-    cr_assert_geq(pid, 0);
-    return pid;
 }
 
 /* ---- what the test watches ---------------------------------------------------------- */
 
-/* vaegan_checkpoint_failures_total from GET /metrics, -1 when the endpoint
- * does not answer (yet), -2 when it answers without that metric. */
-static double failures_metric(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.metrics_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    static char buf[1 << 16];
-    size_t n = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-        cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
-        ssize_t k;
-        while (n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-            n += (size_t)k;
-    }
-    close(fd);
-    buf[n] = '\0';
-    const char *line = strstr(buf, "\nvaegan_checkpoint_failures_total ");
-    if (!line)
-        return n ? -2 : -1;
-    return atof(line + strlen("\nvaegan_checkpoint_failures_total "));
-}
+/* vaegan_checkpoint_failures_total from GET /metrics (daemon.h vgt_metric:
+ * -1 when the endpoint does not answer yet, -2 without that metric). */
+static double failures_metric(void) { return vgt_metric(E.metrics_port, "vaegan_checkpoint_failures_total"); }
 
 static double wait_failures(double at_least)
 {
@@ -140,32 +66,10 @@ static double wait_failures(double at_least)
     return v;
 }
 
-/* Lines of the daemon's log holding a and (unless NULL) b. */
-static int log_lines(const char *a, const char *b)
-{
-    FILE *f = fopen(T.log, "r");
-    if (!f)
-        return 0;
-    char line[8192];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, a) && (!b || strstr(line, b));
-    fclose(f);
-    return n;
-}
-
-static int wait_log_lines(const char *a, const char *b, int at_least)
-{
-    double end = vg_mono_s() + GUARD_S;
-    while (log_lines(a, b) < at_least && vg_mono_s() < end)
-        vgt_sleep_ms(50);
-    return log_lines(a, b);
-}
-
 static char *read_ckpt(size_t *n)
 {
-    FILE *f = fopen(T.ckpt, "rb");
-    cr_assert_not_null(f, "%s exists", T.ckpt);
+    FILE *f = fopen(ckpt, "rb");
+    cr_assert_not_null(f, "%s exists", ckpt);
     fseek(f, 0, SEEK_END);
     *n = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -186,7 +90,7 @@ static int ckpt_is(const char *bytes, size_t n)
 
 static int temp_files(void)
 {
-    DIR *d = opendir(T.dir);
+    DIR *d = opendir(E.state);
     cr_assert_not_null(d);
     int n = 0;
     for (struct dirent *e; (e = readdir(d));)
@@ -202,8 +106,8 @@ static int click_gets_a_list(const char *user, const char *item)
     char v[160];
     snprintf(v, sizeof v, "{\"user\":\"%s\",\"item\":\"%s\",\"ts\":1700000500}", user, item);
     const char *keys[] = {user}, *vals[] = {v};
-    cr_assert_eq(vgt_produce(T.broker.addr, "clicks", keys, vals, NULL, 1), 0);
-    redisContext *c = vgt_redis_connect(&T.redis);
+    cr_assert_eq(vgt_produce(E.addr, "clicks", keys, vals, NULL, 1), 0);
+    redisContext *c = vgt_redis_connect(&E.redis);
     double end = vg_mono_s() + GUARD_S;
     long long exists = 0;
     while (!exists && vg_mono_s() < end) {
@@ -219,7 +123,7 @@ static int click_gets_a_list(const char *user, const char *item)
 
 static void arm(const char *errno_name)
 {
-    FILE *f = fopen(T.fault, "w");
+    FILE *f = fopen(fault, "w");
     cr_assert_not_null(f);
     fprintf(f, "%s\n", errno_name);
     fclose(f);
@@ -237,7 +141,7 @@ static void produce_clicks(void)
         keys[k] = key[k];
         vals[k] = val[k];
     }
-    cr_assert_eq(vgt_produce(T.broker.addr, "clicks", keys, vals, NULL, 1000), 0);
+    cr_assert_eq(vgt_produce(E.addr, "clicks", keys, vals, NULL, 1000), 0);
 }
 
 /* ---- the test ------------------------------------------------------------------------ */
@@ -253,17 +157,17 @@ static void fault_then_recovery(const char *errno_name, const char *strerror_tex
     size_t n;
     char *good = read_ckpt(&n); /* the last checkpoint before the fault: saves are sequential */
     cr_assert_geq(wait_failures(f0 + 3), f0 + 3, "%s: it is retried (backoff of 1 s here)", errno_name);
-    cr_assert_geq(log_lines("checkpoint failed", strerror_text), 3, "%s: each failure is logged", errno_name);
-    cr_assert_geq(log_lines(" error ", strerror_text), 3, "%s: at level error", errno_name);
+    cr_assert_geq(vgt_log_lines(&E, "checkpoint failed", strerror_text), 3, "%s: each failure is logged", errno_name);
+    cr_assert_geq(vgt_log_lines(&E, " error ", strerror_text), 3, "%s: at level error", errno_name);
     cr_assert(ckpt_is(good, n), "%s: the last good model.ckpt is untouched", errno_name);
     cr_assert_eq(temp_files(), 0, "%s: no temporary file is left behind", errno_name);
     char user[32];
     snprintf(user, sizeof user, "during-%s", errno_name);
     cr_assert(click_gets_a_list(user, "i3"), "%s: serving goes on (rec:%s written)", errno_name, user);
     cr_assert(ckpt_is(good, n), "%s: still untouched", errno_name);
-    cr_assert_eq(unlink(T.fault), 0);
-    cr_assert_eq(wait_log_lines("saved to", "failed attempts", round), round, "%s: the next success is logged",
-                 errno_name);
+    cr_assert_eq(unlink(fault), 0);
+    cr_assert_eq(vgt_wait_log(&E, "saved to", "failed attempts", round, GUARD_S), round,
+                 "%s: the next success is logged", errno_name);
     cr_assert_not(ckpt_is(good, n), "%s: a new checkpoint is written after the fault", errno_name);
     double f1 = failures_metric();
     cr_assert_geq(f1, f0 + 3);
@@ -274,11 +178,11 @@ Test(checkpoint, disk_full_and_read_only_keep_the_last_good_state, .init = start
      .timeout = 600)
 {
     produce_clicks();
-    T.daemon = start_daemon();
+    E.daemon = vgt_env_spawn(&E, NULL);
     double end = vg_mono_s() + GUARD_S;
-    while (access(T.ckpt, F_OK) != 0 && vg_mono_s() < end) /* the first checkpoint */
+    while (access(ckpt, F_OK) != 0 && vg_mono_s() < end) /* the first checkpoint */
         vgt_sleep_ms(50);
-    cr_assert_eq(access(T.ckpt, F_OK), 0, "a first checkpoint is written");
+    cr_assert_eq(access(ckpt, F_OK), 0, "a first checkpoint is written");
     cr_assert_eq(wait_failures(0), 0, "vaegan_checkpoint_failures_total is exported, at 0");
 
     fault_then_recovery("ENOSPC", "No space left on device", 1);
@@ -290,17 +194,17 @@ Test(checkpoint, disk_full_and_read_only_keep_the_last_good_state, .init = start
     cr_assert_geq(wait_failures(f + 1), f + 1);
     size_t n;
     char *good = read_ckpt(&n);
-    kill(T.daemon, SIGTERM);
-    cr_assert_eq(vgt_wait_exit(T.daemon, GUARD_S), 1, "a stop whose save failed exits 1");
-    T.daemon = 0;
-    cr_assert_geq(log_lines("saving the model state", "No space left on device"), 1);
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, GUARD_S), 1, "a stop whose save failed exits 1");
+    E.daemon = 0;
+    cr_assert_geq(vgt_log_lines(&E, "saving the model state", "No space left on device"), 1);
     cr_assert(ckpt_is(good, n), "the last good model.ckpt survives the failed stop");
-    cr_assert_eq(unlink(T.fault), 0);
-    T.daemon = start_daemon();
-    cr_assert_eq(wait_log_lines("model state loaded from", T.ckpt, 1), 1, "and it loads at the next start");
+    cr_assert_eq(unlink(fault), 0);
+    E.daemon = vgt_env_spawn(&E, NULL);
+    cr_assert_eq(vgt_wait_log(&E, "model state loaded from", ckpt, 1, GUARD_S), 1, "and it loads at the next start");
     cr_assert(click_gets_a_list("after-restart", "i5"));
-    kill(T.daemon, SIGTERM);
-    cr_assert_eq(vgt_wait_exit(T.daemon, GUARD_S), 0);
-    T.daemon = 0;
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, GUARD_S), 0);
+    E.daemon = 0;
     free(good);
 }
