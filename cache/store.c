@@ -182,7 +182,7 @@ static void st_enqueue(vg_store_t *s, st_job_t *j)
  * vg_store_events_cb). */
 static void st_events_done(st_job_t *j)
 {
-    const char **ev_err = j->status && j->cerr ? calloc(j->n_ev, sizeof *ev_err) : NULL;
+    const char **ev_err = j->status && j->cerr && j->n_ev ? calloc(j->n_ev, sizeof *ev_err) : NULL;
     if (ev_err)
         for (uint32_t c = 0; c < j->ncmds; c++)
             for (uint32_t k = j->map[2 * c]; j->cerr[c] && k < j->map[2 * c + 1]; k++)

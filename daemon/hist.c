@@ -187,6 +187,8 @@ static int drop_user(vg_hist_t *h, int32_t ui)
 {
     if (vg_vocab_erase(&h->users, ui))
         return VG_ENOMEM;
+    if (ui >= h->u_cap || !h->u[ui].live) /* named only (its slot could not be made): nothing else to drop */
+        return 0;
     vg_hist_user_t *u = &h->u[ui];
     for (int k = 0; k < u->n; k++)
         h->pop[u->e[k].item]--;
@@ -220,6 +222,15 @@ int vg_hist_evict(vg_hist_t *h, int32_t *out, int max_out)
 
 /* ---- items: admission ------------------------------------------------------------ */
 
+/* FNV-1a of a user id: a sighting's user, whatever index it holds. */
+static uint64_t id_hash(const char *id)
+{
+    uint64_t x = 1469598103934665603ull;
+    for (; *id; id++)
+        x = (x ^ (unsigned char)*id) * 1099511628211ull;
+    return x;
+}
+
 /* Drops pending item pi (admitted, or for room). */
 static void pend_drop(vg_hist_t *h, int32_t pi)
 {
@@ -229,6 +240,48 @@ static void pend_drop(vg_hist_t *h, int32_t pi)
 
 /* A new pending item: its record, and its place at the end of the FIFO
  * (the oldest waiting item goes when it is full).  Returns 0 or VG_ENOMEM. */
+/* 1 when FIFO slot `at` still names a waiting item (not admitted or
+ * dropped since, its index not passed on). */
+static int fifo_live(const vg_hist_t *h, int at, int32_t except)
+{
+    int32_t pi = h->pend_fifo[at];
+    return pi != except && h->pd[pi].self_gen == h->pend_fifo_gen[at] && h->pend.ids[pi][0];
+}
+
+/* Room for one more slot in the FIFO of waiting items: dead slots at the
+ * head go; a full ring of mostly dead slots is compacted; only when
+ * max_pending items really wait does the oldest of them go. */
+static void fifo_room(vg_hist_t *h, int32_t pi)
+{
+    int max = h->lim.max_pending;
+    while (h->pend_len && !fifo_live(h, h->pend_head, pi)) {
+        h->pend_head = (h->pend_head + 1) % max;
+        h->pend_len--;
+    }
+    if (h->pend_len < max)
+        return;
+    int w = 0; /* compact: the live slots, in order, from 0 */
+    for (int k = 0; k < h->pend_len; k++) {
+        int at = (h->pend_head + k) % max;
+        if (fifo_live(h, at, pi)) {
+            int32_t v = h->pend_fifo[at];
+            uint32_t g = h->pend_fifo_gen[at];
+            h->pend_fifo[w] = v;
+            h->pend_fifo_gen[w++] = g;
+        }
+    }
+    h->pend_head = 0;
+    h->pend_len = w;
+    if (w == max) { /* as many wait as may: the oldest makes room */
+        pend_drop(h, h->pend_fifo[0]);
+        h->pend_dropped++;
+        h->pend_head = 1;
+        h->pend_len--;
+    }
+}
+
+/* A new pending item: its record, and its place at the end of the FIFO
+ * (fifo_room).  Returns 0 or VG_ENOMEM. */
 static int pend_new(vg_hist_t *h, int32_t pi)
 {
     if (grow((void **)&h->pd, &h->pd_cap, h->pend.n, sizeof *h->pd))
@@ -238,19 +291,15 @@ static int pend_new(vg_hist_t *h, int32_t pi)
     if (!h->pend_fifo) {
         h->pend_fifo = malloc((size_t)max * sizeof *h->pend_fifo);
         h->pend_fifo_gen = malloc((size_t)max * sizeof *h->pend_fifo_gen);
-        if (!h->pend_fifo || !h->pend_fifo_gen)
+        if (!h->pend_fifo || !h->pend_fifo_gen) {
+            free(h->pend_fifo);
+            free(h->pend_fifo_gen);
+            h->pend_fifo = NULL;
+            h->pend_fifo_gen = NULL;
             return VG_ENOMEM;
-    }
-    while (h->pend_len == max) { /* room: the oldest entry, if it still waits */
-        int32_t old = h->pend_fifo[h->pend_head];
-        uint32_t g = h->pend_fifo_gen[h->pend_head];
-        h->pend_head = (h->pend_head + 1) % max;
-        h->pend_len--;
-        if (old != pi && h->pd[old].self_gen == g && h->pend.ids[old][0]) {
-            pend_drop(h, old);
-            h->pend_dropped++;
         }
     }
+    fifo_room(h, pi);
     int at = (h->pend_head + h->pend_len++) % max;
     h->pend_fifo[at] = pi;
     h->pend_fifo_gen[at] = h->pd[pi].self_gen;
@@ -300,26 +349,31 @@ static int item_of(vg_hist_t *h, int32_t ui, const char *item, size_t item_len, 
         return VG_ENOMEM;
     }
     vg_hist_pending_t *pd = &h->pd[pi];
+    uint64_t who = id_hash(vg_vocab_id(&h->users, ui)); /* the id, not the index: a user read back is the same */
     int k = 0;
-    while (k < pd->n && !(pd->user[k] == ui && pd->gen[k] == h->u[ui].gen))
+    while (k < pd->n && pd->who[k] != who)
         k++;
-    if (removal) { /* the user's sighting is taken back */
-        if (k < pd->n) {
+    if (removal) { /* the user's sighting is taken back, unless it is later (the script's rule) */
+        if (k < pd->n && pd->ts[k] <= ts) {
             pd->n--;
             pd->user[k] = pd->user[pd->n];
             pd->gen[k] = pd->gen[pd->n];
+            pd->who[k] = pd->who[pd->n];
             pd->ts[k] = pd->ts[pd->n];
         }
         return -1;
     }
-    if (k < pd->n) {
-        if (ts > pd->ts[k])
-            pd->ts[k] = ts;
-    } else if (pd->n < VG_HIST_ADMIT_MAX) {
-        pd->user[pd->n] = ui;
-        pd->gen[pd->n] = h->u[ui].gen;
-        pd->ts[pd->n++] = ts;
+    if (k == pd->n) {
+        if (pd->n == VG_HIST_ADMIT_MAX)
+            return -1; /* admitted already if it could be: the catalogue is full */
+        pd->n++;
+        pd->who[k] = who;
+        pd->ts[k] = ts;
+    } else if (ts > pd->ts[k]) {
+        pd->ts[k] = ts;
     }
+    pd->user[k] = ui; /* where the user is now */
+    pd->gen[k] = h->u[ui].gen;
     if (pd->n < h->lim.min_item_users || !room)
         return -1;
     return (*it = admit(h, pi, item, item_len, ui, ts)) < 0 ? *it : 0;

@@ -56,8 +56,9 @@ typedef struct vg_hist_user {
 typedef struct vg_hist_pending {
     int n;
     uint32_t self_gen; /* changes whenever the pending index passes to another item */
-    int32_t user[VG_HIST_ADMIT_MAX];
+    int32_t user[VG_HIST_ADMIT_MAX]; /* the user's index and generation at its latest sighting */
     uint32_t gen[VG_HIST_ADMIT_MAX];
+    uint64_t who[VG_HIST_ADMIT_MAX]; /* a hash of the user's id: distinct users are distinct ids */
     double ts[VG_HIST_ADMIT_MAX];
 } vg_hist_pending_t;
 

@@ -139,6 +139,7 @@ struct vg_kafka {
     rd_kafka_topic_partition_list_t *revoking;
 
     int dirty_commit;      /* stored something since the last commit */
+    int commits_inflight;  /* periodic commits sent, not yet answered */
     uint64_t commit_hold;  /* no periodic commit before this uv_now() (rebalancing) */
     int hold_assigns;      /* assign callbacks that end the hold */
     vg_ratelimit_t rl;     /* warnings: VG_KAFKA_RL_MAX per window */
@@ -312,6 +313,8 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     (void)rk;
     vg_kafka_t *k = opaque;
+    if (k->commits_inflight)
+        k->commits_inflight--;
     commit_result(k, err, offsets, "periodic");
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         k->dirty_commit = 1; /* retry on the next tick */
@@ -919,7 +922,10 @@ static void commit_timer_cb(uv_timer_t *t)
     }
     if (k->dirty_commit && !k->fatal && uv_now(k->loop) >= k->commit_hold) {
         k->dirty_commit = 0;
+        k->commits_inflight++; /* until offset_commit_cb: the close commits again meanwhile */
         rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, NULL, 1);
+        if (e)
+            k->commits_inflight--;
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             k->st.commit_errors++;
             kwarn_rl(k, "kafka: commit: %s", rd_kafka_err2str(e));
@@ -1373,7 +1379,7 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
              "committed and will be read again after the restart", undelivered, VG_KAFKA_FLUSH_MS / 1000);
     /* offsets done so far, committed synchronously */
     store_offsets(k, NULL);
-    if (!k->fatal && k->dirty_commit) { /* nothing new since the last commit: nothing to send */
+    if (!k->fatal && (k->dirty_commit || k->commits_inflight)) { /* else nothing new since the last commit */
         rd_kafka_resp_err_t e = commit_sync(k, VG_KAFKA_CLOSE_COMMIT_MS);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
             k->st.commit_errors++;

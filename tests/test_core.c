@@ -220,6 +220,49 @@ Test(hist, items_enter_after_enough_users_and_while_there_is_room)
     vg_hist_free(&h);
 }
 
+/* The waiting list's bound counts items that wait, not slots of items long
+ * admitted; one user counts once whatever index it holds; a removal older
+ * than the click it would take back leaves it (the ordered script's rule). */
+Test(hist, waiting_items_are_counted_right)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init_limits(&h, &(vg_hist_limits_t){.max_items = 10, .max_users = 2, .min_item_users = 2,
+                                                              .max_pending = 2}),
+                 0);
+    add(&h, "a", "x", 1, 0); /* x waits at the head */
+    for (int k = 0; k < 6; k++) { /* items that enter at once keep no waiting slot */
+        char it[8];
+        snprintf(it, sizeof it, "y%d", k);
+        add(&h, "a", it, 2, 0);
+        add(&h, "b", it, 3, 1);
+    }
+    cr_assert_neq(vg_vocab_find(&h.pend, "x", 1), -1, "x still waits: only one item waited at a time");
+    cr_assert_eq(h.pend_dropped, 0);
+    /* "a" leaves memory and comes back under another index: still one user for x */
+    add(&h, "c", "z1", 4, 0);
+    int32_t gone[4];
+    vg_hist_wrlock(&h);
+    while (vg_hist_evict(&h, gone, 4))
+        ;
+    int32_t ui;
+    cr_assert_eq(vg_hist_apply(&h, "a", 1, "x", 1, 5, 0, &ui), VG_HIST_RELOAD);
+    const char *items[] = {"x"};
+    size_t lens[] = {1};
+    double ts[] = {5};
+    cr_assert_eq(vg_hist_reload(&h, ui, 0, items, lens, ts, 1), 0);
+    vg_hist_reload_done(&h, ui);
+    vg_hist_unlock(&h);
+    cr_assert_eq(vg_vocab_find(&h.items, "x", 1), -1, "a read back is not a second user");
+    /* an older removal does not take back a later click */
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_apply(&h, "a", 1, "x", 1, 4.5, 1, NULL), 0);
+    vg_hist_unlock(&h);
+    add(&h, "b", "x", 6, 1);
+    cr_assert_neq(vg_vocab_find(&h.items, "x", 1), -1, "a's click still counts: x enters with b");
+    cr_assert(has(&h, "a", "x", NULL));
+    vg_hist_free(&h);
+}
+
 /* Items i0..i9 with popularity 10..1; user "x" holds i0 and i3. */
 static void popular(vg_hist_t *h)
 {
