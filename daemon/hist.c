@@ -527,7 +527,7 @@ static int csr_reserve(vg_csr_t *X, int rows, int64_t nnz)
         X->indptr = p;
         X->cap_rows = (size_t)rows + 1;
     }
-    if ((size_t)nnz > X->cap_nnz) {
+    if ((size_t)nnz > X->cap_nnz || !X->indices) { /* never NULL: rows may all be empty */
         size_t c = X->cap_nnz ? X->cap_nnz : 1024;
         while (c < (size_t)nnz)
             c *= 2;
