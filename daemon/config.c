@@ -57,6 +57,7 @@ enum {
     K_U64,     /* uint64_t */
     K_VARIANT, /* vg_variant_t by name */
     K_LIK,     /* vg_likelihood_t by name */
+    K_KERNEL,  /* vg_kernel_t by name */
     K_LEVEL,   /* VG_LOG_* by name */
     K_NOISE,   /* "auto" (stored as -1) or a double >= 0 */
     K_LISTEN,  /* "" or HOST:PORT */
@@ -111,7 +112,8 @@ static const key_def_t keys[] = {
     INT("serve.top_n", serve.top_n, 1, VG_TOP_N_MAX),
     INT("serve.rec_ttl_s", serve.rec_ttl_s, 0, INT_MAX),
     INT("serve.refresh_s", serve.refresh_s, 1, INT_MAX),
-    INT("serve.batch", serve.batch, 1, 65536),
+    INT("serve.batch", serve.batch, 1, VG_RANK_MAX_BATCH),
+    OTHER("serve.kernel", K_KERNEL, serve.kernel),
 
     STR_NE("state.dir", state.dir),
     INT("state.checkpoint_interval_s", state.checkpoint_interval_s, 1, INT_MAX),
@@ -218,6 +220,7 @@ void vg_config_default(vg_config_t *c)
     c->serve.rec_ttl_s = 0;
     c->serve.refresh_s = 600;
     c->serve.batch = 256;
+    c->serve.kernel = VG_KERNEL_AUTO;
     c->state.dir = xstrdup("/var/lib/vaegand");
     c->state.checkpoint_interval_s = 300;
     c->train.interval_ms = 1000;
@@ -363,7 +366,7 @@ static int set_string(load_ctx_t *x, char **slot, const char *v)
     return 0;
 }
 
-/* The kinds read by name: model.variant, model.likelihood, log.level. */
+/* The kinds read by name: model.variant, model.likelihood, serve.kernel, log.level. */
 static const char *parse_name(int kind, const char *v, void *slot)
 {
     switch (kind) {
@@ -379,6 +382,13 @@ static const char *parse_name(int kind, const char *v, void *slot)
         if (vg_likelihood_parse(v, &lik) < 0)
             return "must be multinomial or logistic";
         *(vg_likelihood_t *)slot = lik;
+        return NULL;
+    }
+    case K_KERNEL: {
+        vg_kernel_t ker;
+        if (vg_kernel_parse(v, &ker) < 0)
+            return "must be one of auto, fp32, bf16, int8";
+        *(vg_kernel_t *)slot = ker;
         return NULL;
     }
     default: {
@@ -423,6 +433,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
     case K_U64: why = vg_cfg_parse_u64_(v, slot); break;
     case K_VARIANT:
     case K_LIK:
+    case K_KERNEL:
     case K_LEVEL: why = parse_name(k->kind, v, slot); break;
     default: vg_assert(!"unreachable");
     }
@@ -908,6 +919,9 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
             break;
         case K_LIK:
             v = vg_likelihood_name(*(const vg_likelihood_t *)slot);
+            break;
+        case K_KERNEL:
+            v = vg_kernel_name(*(const vg_kernel_t *)slot);
             break;
         case K_LEVEL:
             v = vg_log_level_name(*(const int *)slot);

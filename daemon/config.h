@@ -43,6 +43,7 @@
 #include <stdio.h>
 
 #include "common/log.h"
+#include "model/ranker.h"
 #include "model/vaegan.h"
 
 /* The longest list serve.top_n allows (list writes size their arrays by it). */
@@ -97,7 +98,8 @@ typedef struct vg_config {
         int top_n;     /* serve.top_n, 1..VG_TOP_N_MAX */
         int rec_ttl_s; /* serve.rec_ttl_s, 0 = no TTL */
         int refresh_s; /* serve.refresh_s: max model age of a list, >= 1 */
-        int batch;     /* serve.batch: users per scoring GEMM, default 256 */
+        int batch;     /* serve.batch: users per scoring GEMM, default 256, <= VG_RANK_MAX_BATCH */
+        vg_kernel_t kernel; /* serve.kernel: the scorer's kernel (model/ranker.h), default auto */
     } serve;
     struct {
         char *dir;                 /* state.dir; never empty */

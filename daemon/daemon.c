@@ -296,7 +296,7 @@ static int start_scorer(vg_daemon_t *d)
     const vg_config_t *c = p->cfg;
     vg_snap_t *snap = NULL;
     if (p->have_model) {
-        if (!(snap = vg_snap_new(&p->model)))
+        if (!(snap = vg_snap_new(&p->model, c->serve.kernel)))
             return VG_ENOMEM;
         vg_train_info_t info = {.step = p->model.step, .alpha = snap->alpha, .items = p->model.n_items,
                                 .users = p->hist.users.n, .trained_at = (double)time(NULL)};
@@ -325,7 +325,7 @@ static int start_trainer(vg_daemon_t *d)
         .hist = &p->hist, .model = c->model.cfg, .batch = c->model.batch,
         .steps_per_round = c->train.steps_per_round, .interval_ms = c->train.interval_ms,
         .min_new_events = c->train.min_new_events, .recent_fraction = c->train.recent_fraction,
-        .threads = c->train.threads, .state_path = p->state_path, .metrics = p->metrics,
+        .threads = c->train.threads, .kernel = c->serve.kernel, .state_path = p->state_path, .metrics = p->metrics,
         .checkpoint_interval_s = c->state.checkpoint_interval_s, .on_round = on_round, .ud = d,
     };
     int rc = vg_trainer_start(&p->trainer, &tcfg, p->have_model ? &p->model : NULL);

@@ -3,8 +3,8 @@
  *
  * vg_rank_users() copies what it needs from the mirror under its read lock
  * (the users' rows and the popularity of items the model has no row for),
- * then scores without any lock: one vg_model_score() GEMM for the batch,
- * one bounded-heap top-N per user excluding the user's history.
+ * then ranks without any lock: one vg_ranker_topn() for the batch (on the
+ * snapshot's fast kernel when it has one), the user's history excluded.
  */
 #include "daemon/rank.h"
 
@@ -15,12 +15,17 @@
 #include "common/errors.h"
 #include "model/topn.h"
 
-vg_snap_t *vg_snap_new(const vg_model_t *src)
+vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel)
 {
     vg_snap_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     if (vg_model_snapshot(&s->m, src)) {
+        free(s);
+        return NULL;
+    }
+    if (vg_fastw_build(&s->fast, &s->m, kernel, s->why, sizeof s->why)) {
+        vg_model_close(&s->m);
         free(s);
         return NULL;
     }
@@ -39,6 +44,7 @@ vg_snap_t *vg_snap_ref(vg_snap_t *s)
 void vg_snap_unref(vg_snap_t *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        vg_fastw_free(s->fast);
         vg_model_close(&s->m);
         free(s);
     }
@@ -66,12 +72,15 @@ static int count_below(const int32_t *row, int n, int32_t lim)
     return lo;
 }
 
-int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n, int top_n, vg_list_t *out)
+int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int32_t *sel, int n, int top_n,
+                  vg_list_t *out)
 {
     vg_csr_t X = {0}, A = {0};
     int rc = VG_ENOMEM;
-    vg_real *pop = NULL, *scores = NULL, *work = NULL, *sc = NULL;
-    int32_t *idx = NULL;
+    vg_real *pop = NULL, *msc = NULL, *sc = NULL;
+    int32_t *idx = NULL, *midx = NULL;
+    const int32_t **ex = NULL;
+    int *n_ex = NULL, *cnt = NULL;
     memset(out, 0, (size_t)n * sizeof *out);
 
     vg_hist_rdlock(h);
@@ -97,17 +106,24 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n
     if (!idx || !sc)
         goto out;
     if (Nm > 0) {
-        scores = malloc((size_t)n * (size_t)Nm * sizeof *scores);
-        work = malloc(vg_model_score_work_size(&snap->m, n) * sizeof *work);
-        if (!scores || !work)
+        midx = malloc((size_t)n * top_n * sizeof *midx);
+        msc = malloc((size_t)n * top_n * sizeof *msc);
+        ex = malloc((size_t)n * sizeof *ex);
+        n_ex = malloc((size_t)n * sizeof *n_ex);
+        cnt = malloc((size_t)n * sizeof *cnt);
+        if (!midx || !msc || !ex || !n_ex || !cnt)
             goto out;
-        if ((rc = vg_model_score(&snap->m, &X, scores, work)))
+        for (int k = 0; k < n; k++) { /* the model ranks its own items: exclude the history below Nm */
+            ex[k] = A.indices + A.indptr[k];
+            n_ex[k] = count_below(ex[k], vg_csr_row_len(&A, k), Nm);
+        }
+        if ((rc = vg_ranker_topn(r, &snap->m, snap->fast, &X, ex, n_ex, top_n, midx, msc, cnt)))
             goto out;
         rc = VG_ENOMEM;
     }
     for (int k = 0; k < n; k++) {
         const int32_t *row = A.indices + A.indptr[k];
-        int len = vg_csr_row_len(&A, k), below = count_below(row, len, Nm);
+        int len = vg_csr_row_len(&A, k);
         vg_list_t *l = &out[k];
         l->user = sel[k];
         l->items = malloc(((size_t)top_n + 1) * sizeof *l->items);
@@ -116,10 +132,10 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n
             goto out;
         double floor = 0;
         if (Nm > 0) {
-            l->n = vg_topn(scores + (size_t)k * Nm, Nm, row, below, top_n, idx, sc);
+            l->n = cnt[k];
             for (int j = 0; j < l->n; j++) {
-                l->items[j] = idx[j];
-                l->scores[j] = sc[j];
+                l->items[j] = midx[(size_t)k * top_n + j];
+                l->scores[j] = msc[(size_t)k * top_n + j];
             }
             floor = l->n ? l->scores[l->n - 1] - 1 : 0;
         }
@@ -140,8 +156,11 @@ out:
     vg_csr_free(&X);
     vg_csr_free(&A);
     free(pop);
-    free(scores);
-    free(work);
+    free(midx);
+    free(msc);
+    free(ex);
+    free(n_ex);
+    free(cnt);
     free(idx);
     free(sc);
     return rc;

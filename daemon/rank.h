@@ -20,16 +20,20 @@
 #include <stdint.h>
 
 #include "daemon/hist.h"
+#include "model/ranker.h"
 #include "model/vaegan.h"
 
 typedef struct vg_snap {
     vg_model_t m;     /* scoring-only copy (vg_model_snapshot) */
+    vg_fastw_t *fast; /* its output layer for the fast kernel, or NULL: fp32 (ranker.h) */
+    char why[160];    /* the kernel taken, or why none */
     double alpha;     /* alpha of the training model when taken */
     atomic_int refs;
 } vg_snap_t;
 
-/* A snapshot of src with one reference, or NULL (out of memory). */
-vg_snap_t *vg_snap_new(const vg_model_t *src);
+/* A snapshot of src with one reference, its output layer converted for
+ * `kernel` (vg_fastw_build), or NULL (out of memory). */
+vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel);
 /* One more reference (NULL ok); returns s. */
 vg_snap_t *vg_snap_ref(vg_snap_t *s);
 void vg_snap_unref(vg_snap_t *s); /* NULL ok; frees at zero */
@@ -48,11 +52,13 @@ typedef struct vg_list {
     double t_mark;
 } vg_list_t;
 
-/* Lists for users sel[0..n) with `snap` (NULL = popularity), written to
+/* Lists for users sel[0..n) (n <= VG_RANK_MAX_BATCH) with `snap` (NULL =
+ * popularity) ranked by r (the calling thread's own), written to
  * out[0..n) (items/scores malloc'd per list; free with vg_list_free).  Takes
  * the mirror's read lock while copying.  Returns 0 or VG_ENOMEM (out[] then
  * holds nothing to free). */
-int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, const int32_t *sel, int n, int top_n, vg_list_t *out);
+int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int32_t *sel, int n, int top_n,
+                  vg_list_t *out);
 void vg_list_free(vg_list_t *l);
 
 #endif

@@ -203,16 +203,19 @@ static int write_lists(replay_t *r)
     vg_pipe_t *p = r->p;
     const vg_config_t *c = p->cfg;
     vg_model_t *m = &p->model;
-    vg_snap_t *snap = vg_snap_new(m);
+    vg_snap_t *snap = vg_snap_new(m, c->serve.kernel);
+    vg_ranker_t *ranker = vg_ranker_new();
     int users = p->hist.users.n, B = c->serve.batch;
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
-    int rc = snap && sel && lists ? 0 : VG_ENOMEM;
+    int rc = snap && ranker && sel && lists ? 0 : VG_ENOMEM;
+    if (snap)
+        vg_log(VG_LOG_INFO, "replay: scoring with %s%s", snap->fast ? "kernel " : "kernel fp32 openblas: ", snap->why);
     for (int s = 0; s < users && rc == 0 && !p->stopping; s += B) {
         int n = users - s < B ? users - s : B;
         for (int k = 0; k < n; k++)
             sel[k] = s + k;
-        if ((rc = vg_rank_users(&p->hist, snap, sel, n, c->serve.top_n, lists)))
+        if ((rc = vg_rank_users(&p->hist, snap, ranker, sel, n, c->serve.top_n, lists)))
             break;
         vg_pipe_put_lists(p, lists, n, 0);
         for (int k = 0; k < n; k++)
@@ -221,6 +224,7 @@ static int write_lists(replay_t *r)
             uv_run(&p->loop, UV_RUN_ONCE);
     }
     vg_snap_unref(snap);
+    vg_ranker_free(ranker);
     free(sel);
     free(lists);
     if (rc)

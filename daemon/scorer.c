@@ -196,7 +196,8 @@ static void *scorer_main(void *arg)
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     double *tm = malloc((size_t)B * sizeof *tm);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
-    if (!sel || !tm || !lists)
+    vg_ranker_t *ranker = vg_ranker_new();
+    if (!sel || !tm || !lists || !ranker)
         abort(); /* at start, a few KiB: nothing sensible to do */
     pthread_mutex_lock(&sc->mu);
     while (!sc->stop) {
@@ -237,7 +238,7 @@ static void *scorer_main(void *arg)
         vg_snap_t *snap = vg_snap_ref(sc->snap);
         pthread_mutex_unlock(&sc->mu);
 
-        int rc = vg_rank_users(sc->cfg.hist, snap, sel, n, sc->cfg.top_n, lists);
+        int rc = vg_rank_users(sc->cfg.hist, snap, ranker, sel, n, sc->cfg.top_n, lists);
         vg_snap_unref(snap);
         pthread_mutex_lock(&sc->mu);
         if (rc) /* out of memory: try these users again later */
@@ -267,6 +268,7 @@ static void *scorer_main(void *arg)
         uv_async_send(&sc->async);
     }
     pthread_mutex_unlock(&sc->mu);
+    vg_ranker_free(ranker);
     free(sel);
     free(tm);
     free(lists);

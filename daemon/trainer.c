@@ -39,6 +39,7 @@ struct vg_trainer {
     double save_due;         /* vg_mono_s() of the next save attempt (INFINITY: none) */
     double retry_s;          /* the last backoff after a failed save, 0 after a success */
     int save_failures;       /* failed saves since the last success */
+    char kernel_why[160];    /* the last snapshot's kernel (logged when it changes) */
     vg_metric_t *m_ckpt_failures; /* vaegan_checkpoint_failures_total, or NULL */
 };
 
@@ -76,7 +77,11 @@ static int draw(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel)
 
 static void round_done(vg_trainer_t *t, int users)
 {
-    vg_snap_t *snap = vg_snap_new(&t->model);
+    vg_snap_t *snap = vg_snap_new(&t->model, t->cfg.kernel);
+    if (snap && strcmp(snap->why, t->kernel_why)) { /* the first snapshot, or the kernel changed */
+        vg_log(VG_LOG_INFO, "scorer: %s%s", snap->fast ? "kernel " : "kernel fp32 openblas: ", snap->why);
+        snprintf(t->kernel_why, sizeof t->kernel_why, "%s", snap->why);
+    }
     vg_train_info_t info = {
         .step = t->model.step,
         .alpha = vg_model_alpha(&t->model),

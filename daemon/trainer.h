@@ -48,6 +48,7 @@ typedef struct vg_trainer_cfg {
     int batch, steps_per_round, interval_ms, min_new_events;
     int threads;                /* OpenMP threads of the model's element-wise loops */
     double recent_fraction;
+    vg_kernel_t kernel;         /* the snapshots' scoring kernel (model/ranker.h) */
     const char *state_path;     /* where the state file goes */
     int checkpoint_interval_s;  /* <= 0: saved at stop only */
     vg_metrics_t *metrics;      /* registry for vaegan_checkpoint_failures_total; NULL = not counted */

@@ -18,4 +18,8 @@
 int vg_topn(const vg_real *scores, int N, const int32_t *exclude, int n_ex, int n, int32_t *out_idx,
             vg_real *out_score);
 
+/* The same n items as vg_topn() selects, in ascending index order (not by
+ * score), without sorting them: for a candidate set.  Returns how many. */
+int vg_topn_set(const vg_real *scores, int N, const int32_t *exclude, int n_ex, int n, int32_t *out_idx);
+
 #endif

@@ -454,17 +454,17 @@ size_t vg_model_score_work_size(const vg_model_t *m, int rows)
     return (size_t)rows * (2 * H + Kout);
 }
 
-int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_real *work)
+const vg_real *vg_model_hidden(const vg_model_t *m, const vg_csr_t *X, vg_real *work)
 {
     const vg_model_cfg_t *c = &m->cfg;
-    const int B = X->rows, N = m->n_items, H = c->hidden, K = c->latent;
+    const int B = X->rows, H = c->hidden, K = c->latent;
     const int Kout = c->variant == VG_VARIANT_MULT_VAE ? 2 * K : K;
-    if (X->cols != N || B < 0)
-        return VG_EINVAL;
-    if (B == 0)
-        return 0;
+    if (X->cols != m->n_items || B < 0)
+        return NULL;
     const vg_param_t *P = m->p;
     vg_real *h = work, *out = h + (size_t)B * H, *g = out + (size_t)B * Kout;
+    if (B == 0)
+        return g;
     vg_set_rows_(h, P[VG_P_B1].w, B, H);
     for (int b = 0; b < B; b++) {
         int nb = vg_csr_row_len(X, b);
@@ -484,6 +484,18 @@ int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_r
     vg_set_rows_(g, P[VG_P_B3].w, B, H);
     vg_gemm_(0, 0, B, H, K, 1, out, Kout, P[VG_P_W3].w, H, 1, g, H); /* z = μ: the first K columns */
     vg_tanh_inplace_(g, (size_t)B * H);
+    return g;
+}
+
+int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_real *work)
+{
+    const int B = X->rows, N = m->n_items, H = m->cfg.hidden;
+    const vg_real *g = vg_model_hidden(m, X, work);
+    if (!g)
+        return VG_EINVAL;
+    if (B == 0)
+        return 0;
+    const vg_param_t *P = m->p;
     for (int b = 0; b < B; b++)
         memcpy(scores + (size_t)b * N, P[VG_P_B4].w, (size_t)N * sizeof(vg_real));
     vg_gemm_(0, 1, B, N, H, 1, g, H, P[VG_P_W4].w, H, 1, scores, N);

@@ -177,6 +177,11 @@ void vg_model_adam(vg_model_t *m);
  * Returns 0 or VG_EINVAL. */
 int vg_model_score(const vg_model_t *m, const vg_csr_t *X, vg_real *scores, vg_real *work);
 size_t vg_model_score_work_size(const vg_model_t *m, int rows);
+/* The decoder's last hidden layer g of the users of X (X->rows × H,
+ * row-major, inside `work`, sized as for vg_model_score()): the scores are
+ * g·W4ᵀ + b4 (ranker.h computes that product on other kernels).  Returns g,
+ * or NULL when X->cols != n_items. */
+const vg_real *vg_model_hidden(const vg_model_t *m, const vg_csr_t *X, vg_real *work);
 
 /* Copies what scoring needs (configuration, step, the generator's weights;
  * no gradients, moments or workspace) of src into dst (not initialised), for

@@ -9,7 +9,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  libopenblas-dev zlib1g-dev libjansson-dev libcsv-dev
+  libopenblas-dev libdnnl-dev zlib1g-dev libjansson-dev libcsv-dev
   libcriterion-dev
   librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev libsodium-dev
   redis-server kcat python3 systemd

@@ -284,14 +284,14 @@ Test(rank, popularity_without_a_model_excludes_history)
     popular(&h);
     int32_t x = vg_vocab_find(&h.users, "x", 1);
     vg_list_t l;
-    cr_assert_eq(vg_rank_users(&h, NULL, &x, 1, 5, &l), 0);
+    cr_assert_eq(vg_rank_users(&h, NULL, NULL, &x, 1, 5, &l), 0);
     cr_assert_eq(l.n, 5);
     const char *want[] = {"i1", "i2", "i4", "i5", "i6"};
     for (int k = 0; k < 5; k++)
         cr_assert_str_eq(vg_vocab_id(&h.items, l.items[k]), want[k]);
     vg_list_free(&l);
     /* asking for more than there is: items - history */
-    cr_assert_eq(vg_rank_users(&h, NULL, &x, 1, 100, &l), 0);
+    cr_assert_eq(vg_rank_users(&h, NULL, NULL, &x, 1, 100, &l), 0);
     cr_assert_eq(l.n, 8);
     vg_list_free(&l);
     vg_hist_free(&h);
@@ -308,11 +308,13 @@ Test(rank, model_items_first_then_newer_items_by_popularity)
     c.disc_hidden = 4;
     vg_model_t m;
     cr_assert_eq(vg_model_init(&m, &c, 6, 4), 0); /* the model knows i0..i5 only */
-    vg_snap_t *s = vg_snap_new(&m);
+    vg_snap_t *s = vg_snap_new(&m, VG_KERNEL_AUTO);
     cr_assert_not_null(s);
     int32_t x = vg_vocab_find(&h.users, "x", 1);
     vg_list_t l;
-    cr_assert_eq(vg_rank_users(&h, s, &x, 1, 7, &l), 0);
+    vg_ranker_t *r = vg_ranker_new();
+    cr_assert_eq(vg_rank_users(&h, s, r, &x, 1, 7, &l), 0);
+    vg_ranker_free(r);
     cr_assert_eq(l.n, 7);
     for (int k = 0; k < 4; k++) /* the model's 4 non-history items first */
         cr_assert(l.items[k] < 6 && l.items[k] != 0 && l.items[k] != 3);
@@ -460,7 +462,7 @@ Test(scorer, the_first_model_replaces_popularity_lists_at_once)
     vg_model_t m;
     cr_assert_eq(vg_model_init(&m, &c, h.items.n, 4), 0);
     m.step = 1;
-    vg_scorer_set_model(s.sc, vg_snap_new(&m));
+    vg_scorer_set_model(s.sc, vg_snap_new(&m, VG_KERNEL_AUTO));
     run_until_lists(&loop, &s.n_model, users);
     cr_assert_eq(s.n_model, users, "refresh_s (1 h) does not hold back lists built without a model");
     vg_scorer_stop(s.sc);

@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "model/blas.h"
 #include "model/rankeval.h"
+#include "model/ranker.h"
 #include "model/split.h"
 #include "model/topn.h"
 #include "model/vaegan.h"
@@ -106,46 +107,55 @@ static int64_t *vocab_keys(const vg_vocab_t *v)
 
 /* ---- evaluation ----------------------------------------------------------- */
 
-/* Ranks the users of `in` (their items excluded) and scores `out`. */
-static void evaluate(const vg_model_t *m, const vg_csr_t *in, const vg_csr_t *out, vg_rankeval_t *met)
+/* Ranks the users of `in` (their items excluded) on kernel k, as the daemon
+ * serves them (model/ranker.h), and scores `out`.  path (may be NULL)
+ * receives the kernel path taken. */
+static void evaluate(const vg_model_t *m, vg_kernel_t k, const vg_csr_t *in, const vg_csr_t *out,
+                     vg_rankeval_t *met, char *path, size_t pathlen)
 {
-    const int chunk = 256, N = m->n_items;
+    const int chunk = 256;
     int maxcut = 0;
     for (int c = 0; c < met->n_cut; c++)
         maxcut = met->cut[c] > maxcut ? met->cut[c] : maxcut;
-    vg_real *scores = malloc((size_t)chunk * N * sizeof *scores);
-    vg_real *work = malloc(vg_model_score_work_size(m, chunk) * sizeof *work);
-    int32_t *top = malloc((size_t)maxcut * sizeof *top);
-    int *sel = malloc((size_t)chunk * sizeof *sel);
+    vg_fastw_t *fw = NULL;
+    vg_ranker_t *r = vg_ranker_new();
+    int32_t *top = malloc((size_t)chunk * maxcut * sizeof *top);
+    int *sel = malloc((size_t)chunk * sizeof *sel), *cnt = malloc((size_t)chunk * sizeof *cnt);
+    int *n_ex = malloc((size_t)chunk * sizeof *n_ex);
+    const int32_t **ex = malloc((size_t)chunk * sizeof *ex);
     vg_csr_t batch = {0};
-    if (!scores || !work || !top || !sel)
+    if (!r || !top || !sel || !cnt || !n_ex || !ex || vg_fastw_build(&fw, m, k, NULL, 0))
         die("out of memory");
+    if (path)
+        snprintf(path, pathlen, "%s", vg_fastw_path(fw));
     for (int s = 0; s < in->rows; s += chunk) {
         int n = in->rows - s < chunk ? in->rows - s : chunk;
-        for (int k = 0; k < n; k++)
-            sel[k] = s + k;
-        if (vg_csr_gather(&batch, in, sel, n) < 0)
-            die("out of memory");
-        vg_model_score(m, &batch, scores, work);
-        for (int k = 0; k < n; k++) {
-            int u = s + k;
-            int nt = vg_topn(scores + (size_t)k * N, N, in->indices + in->indptr[u], vg_csr_row_len(in, u), maxcut,
-                             top, NULL);
-            vg_rankeval_add_user(met, top, nt, out->indices + out->indptr[u], vg_csr_row_len(out, u));
+        for (int j = 0; j < n; j++) {
+            sel[j] = s + j;
+            ex[j] = in->indices + in->indptr[s + j];
+            n_ex[j] = vg_csr_row_len(in, s + j);
         }
+        if (vg_csr_gather(&batch, in, sel, n) < 0 || vg_ranker_topn(r, m, fw, &batch, ex, n_ex, maxcut, top, NULL, cnt))
+            die("out of memory");
+        for (int j = 0; j < n; j++)
+            vg_rankeval_add_user(met, top + (size_t)j * maxcut, cnt[j], out->indices + out->indptr[s + j],
+                                 vg_csr_row_len(out, s + j));
     }
     vg_rankeval_finish(met);
     vg_csr_free(&batch);
-    free(scores);
-    free(work);
+    vg_fastw_free(fw);
+    vg_ranker_free(r);
     free(top);
     free(sel);
+    free(cnt);
+    free(n_ex);
+    free(ex);
 }
 
 /* ---- options -------------------------------------------------------------- */
 
 typedef struct {
-    const char *data, *format, *protocol, *variant, *likelihood;
+    const char *data, *format, *protocol, *variant, *likelihood, *kernel;
     int epochs, seed, split_seed, threads, batch, patience, heldout, hidden, latent;
     double anneal_steps, lr, beta, lambda, alpha, noise_input, noise_hidden, dropout, min_rating;
     /* resolved by check_options() */
@@ -153,6 +163,7 @@ typedef struct {
     int weak; /* protocol: 1 weak, 0 strong */
     vg_variant_t var;
     vg_likelihood_t lik;
+    vg_kernel_t ker;
 } opts_t;
 
 static void usage(FILE *f)
@@ -173,7 +184,8 @@ static void usage(FILE *f)
             "  --hidden H --latent K   model hyperparameters [docs/model.md]\n"
             "  --patience P        stop after P epochs without validation gain [0 = never]\n"
             "  --min-rating R      strong protocol: ratings >= R are interactions [4]\n"
-            "  --heldout U         strong protocol: validation (and test) users [100]\n");
+            "  --heldout U         strong protocol: validation (and test) users [100]\n"
+            "  --kernel K          scoring kernel, as the daemon's serve.kernel: auto|fp32|bf16|int8 [auto]\n");
 }
 
 /* Reads the command line into *o (defaults first); exits on --help (0) and
@@ -184,6 +196,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
                   .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
                   .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4};
     o->likelihood = "multinomial";
+    o->kernel = "auto";
     static const struct option longopts[] = {
         {"data", 1, 0, 'd'},         {"format", 1, 0, 'f'},       {"protocol", 1, 0, 'p'},
         {"variant", 1, 0, 'v'},      {"epochs", 1, 0, 'e'},       {"seed", 1, 0, 's'},
@@ -193,6 +206,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
         {"dropout", 1, 0, 'D'},      {"noise-input", 1, 0, '1'},  {"noise-hidden", 1, 0, '2'},
         {"hidden", 1, 0, 'H'},       {"latent", 1, 0, 'K'},       {"patience", 1, 0, 'P'},
         {"min-rating", 1, 0, 'm'},   {"heldout", 1, 0, 'u'},      {"help", 0, 0, 'h'},
+        {"kernel", 1, 0, 'k'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -205,6 +219,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
         case 'p': o->protocol = optarg; continue;
         case 'v': o->variant = optarg; continue;
         case 'l': o->likelihood = optarg; continue;
+        case 'k': o->kernel = optarg; continue;
         case 'h': usage(stdout); exit(0);
         case '?': usage(stderr); exit(2);
         default: break;
@@ -257,6 +272,8 @@ static void check_options(opts_t *o)
         die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c)", o->variant);
     if (vg_likelihood_parse(o->likelihood, &o->lik) < 0)
         die("--likelihood: must be multinomial or logistic, not \"%s\"", o->likelihood);
+    if (vg_kernel_parse(o->kernel, &o->ker) < 0)
+        die("--kernel: must be auto, fp32, bf16 or int8, not \"%s\"", o->kernel);
     if (o->epochs < 0)
         o->epochs = 200;
     if (o->epochs < 1 || o->seed < 0 || o->split_seed < 0 || o->heldout < 1)
@@ -439,7 +456,7 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
         r->epochs_run = e + 1;
         vg_rankeval_t vm;
         vg_rankeval_init(&vm, &sp->val_cut, 1);
-        evaluate(m, sp->val_in, sp->val_out, &vm);
+        evaluate(m, o->ker, sp->val_in, sp->val_out, &vm, NULL, 0);
         double v = vm.ndcg[0];
         fprintf(stderr,
                 "epoch %3d/%d  loss_G %.4f  nll %.3f  %s %.4f  T %.3f loss_T %.3f  loss_D %.3f D(real) %.3f "
@@ -469,10 +486,11 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
 /* The result as one JSON line on stdout: the run, the test metrics at the
  * protocol's cutoffs, the best validation NDCG, sizes and timings. */
 static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model_t *m, int batch,
-                         const train_result_t *r, const vg_rankeval_t *tm, double t_start)
+                         const train_result_t *r, const vg_rankeval_t *tm, const char *kpath, double t_start)
 {
     json_t *j = json_object();
     json_object_set_new(j, "variant", json_string(o->variant));
+    json_object_set_new(j, "kernel", json_string(kpath));
     json_object_set_new(j, "protocol", json_string(o->protocol));
     json_object_set_new(j, "seed", json_integer(o->seed));
     json_object_set_new(j, "split_seed", json_integer(o->split_seed));
@@ -537,8 +555,9 @@ int main(int argc, char **argv)
     train(&o, &sp, &m, batch, &tr);
     vg_rankeval_t tm;
     vg_rankeval_init(&tm, sp.cuts, sp.n_cuts);
-    evaluate(&m, sp.test_in, sp.test_out, &tm);
-    print_result(&o, &sp, &m, batch, &tr, &tm, t_start);
+    char kpath[128];
+    evaluate(&m, o.ker, sp.test_in, sp.test_out, &tm, kpath, sizeof kpath);
+    print_result(&o, &sp, &m, batch, &tr, &tm, kpath, t_start);
 
     vg_model_close(&m);
     split_free(&o, &sp);
