@@ -33,6 +33,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,6 +115,7 @@ static const key_def_t keys[] = {
     INT("serve.refresh_s", serve.refresh_s, 1, INT_MAX),
     INT("serve.batch", serve.batch, 1, VG_RANK_MAX_BATCH),
     OTHER("serve.kernel", K_KERNEL, serve.kernel),
+    INT("serve.threads", serve.threads, 0, VG_SCORER_THREADS_MAX),
 
     STR_NE("state.dir", state.dir),
     INT("state.checkpoint_interval_s", state.checkpoint_interval_s, 1, INT_MAX),
@@ -221,6 +223,7 @@ void vg_config_default(vg_config_t *c)
     c->serve.refresh_s = 600;
     c->serve.batch = 256;
     c->serve.kernel = VG_KERNEL_AUTO;
+    c->serve.threads = 0;
     c->state.dir = xstrdup("/var/lib/vaegand");
     c->state.checkpoint_interval_s = 300;
     c->train.interval_ms = 1000;
@@ -947,4 +950,12 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
         }
         fprintf(f, "%s =%s%s\n", k->key, *v ? " " : "", v);
     }
+}
+
+int vg_config_scorer_threads(const vg_config_t *c)
+{
+    if (c->serve.threads > 0)
+        return c->serve.threads;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 1 ? (int)(cpus < VG_SCORER_THREADS_AUTO_MAX ? cpus : VG_SCORER_THREADS_AUTO_MAX) : 1;
 }

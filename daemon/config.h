@@ -46,6 +46,9 @@
 #include "model/ranker.h"
 #include "model/vaegan.h"
 
+#define VG_SCORER_THREADS_MAX 64
+#define VG_SCORER_THREADS_AUTO_MAX 4
+
 /* The longest list serve.top_n allows (list writes size their arrays by it). */
 #define VG_TOP_N_MAX 10000
 
@@ -100,6 +103,7 @@ typedef struct vg_config {
         int refresh_s; /* serve.refresh_s: max model age of a list, >= 1 */
         int batch;     /* serve.batch: users per scoring GEMM, default 256, <= VG_RANK_MAX_BATCH */
         vg_kernel_t kernel; /* serve.kernel: the scorer's kernel (model/ranker.h), default auto */
+        int threads;   /* serve.threads: scorer threads, 0 = one per CPU up to 4 (vg_config_scorer_threads) */
     } serve;
     struct {
         char *dir;                 /* state.dir; never empty */
@@ -170,5 +174,9 @@ void vg_config_dump(const vg_config_t *c, FILE *f);
  * the end.  The pass-through family is listed once as "kafka.option.*".
  * (Used by the test that config/vaegand.conf documents every key.) */
 const char *vg_config_key(size_t i);
+
+/* serve.threads, or for 0 one scorer thread per online CPU, at most
+ * VG_SCORER_THREADS_AUTO_MAX. */
+int vg_config_scorer_threads(const vg_config_t *c);
 
 #endif

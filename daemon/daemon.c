@@ -33,7 +33,7 @@ typedef struct vg_daemon {
     int ready;
     uint64_t events, invalid, ignored_events;
     /* the consumer's counters exported as metrics (on_tick adds what is new) */
-    vg_metric_t *m_commit_failures, *m_commit_retries, *m_dlq_pending;
+    vg_metric_t *m_commit_failures, *m_commit_retries, *m_dlq_pending, *m_oldest_wait;
     vg_kafka_stats_t ks_last;
     vg_ratelimit_t invalid_rl;
     vg_metric_family_t ignored; /* vaegan_events_ignored_total{type} */
@@ -211,6 +211,8 @@ static void on_tick(uv_timer_t *t)
         vg_metric_set(d->m_dlq_pending, (double)ks.dlq_pending);
         d->ks_last = ks;
     }
+    if (p->scorer)
+        vg_metric_set(d->m_oldest_wait, vg_scorer_oldest_wait_s(p->scorer));
     if (d->ready && !p->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
                    (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.live_users, p->hist.items.n,
@@ -305,6 +307,7 @@ static int start_scorer(vg_daemon_t *d)
     vg_scorer_cfg_t scfg = {
         .hist = &p->hist, .top_n = c->serve.top_n, .batch = c->serve.batch, .refresh_s = c->serve.refresh_s,
         .max_outstanding = 8 * c->serve.batch + 1024, .initial = snap, .on_lists = on_lists, .ud = d,
+        .threads = vg_config_scorer_threads(c),
     };
     int rc = vg_scorer_start(&p->scorer, &p->loop, &scfg);
     if (rc) {
@@ -453,6 +456,9 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
                                              VG_METRIC_COUNTER, NULL, 0);
         d->m_dlq_pending = vg_metrics_add(d->p.metrics, "vaegan_dead_letters_pending",
                                           "Dead letters not yet acknowledged by the broker", VG_METRIC_GAUGE, NULL, 0);
+        d->m_oldest_wait = vg_metrics_add(d->p.metrics, "vaegan_scorer_oldest_wait_seconds",
+                                          "How long the oldest user waiting for a fresh list has waited",
+                                          VG_METRIC_GAUGE, NULL, 0);
         init_handles(d);
         rc = vg_pipe_wait_loaded(&d->p);
     }

@@ -46,6 +46,8 @@ typedef struct vg_list {
     uint32_t gen;  /* the user's generation when ranked (hist.h): a list for an index that
                       passed to another user since is not written */
     int stale;     /* 1: the user was being read back or gone when ranked: not to be written */
+    uint64_t ver;  /* the user's history version it was ranked from (the scorer's marks) */
+    int64_t step;  /* the model's step (-2: popularity) */
     int n;
     int32_t *items;
     double *scores;

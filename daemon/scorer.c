@@ -1,10 +1,16 @@
 /*
- * scorer.c — the scorer thread (see scorer.h).
+ * scorer.c — the scorer threads (see scorer.h).
  *
- * Invariants: a user is in the mark queue at most once (marked[u]); the flag
- * is cleared when the scorer takes the user, so an event acknowledged while
- * the user is being scored marks it again and the later list wins (one
- * scorer thread, lists delivered in order).  Everything under `mu` is
+ * Invariants: a user is in the mark queue at most once (marked[u]), so the
+ * queue is bounded by the users, whatever the click rate; the flag is
+ * cleared when a thread takes the user, so an event acknowledged while the
+ * user is being ranked marks it again.  Every mark moves the user's version
+ * (ver[u] = ++seq); a list carries the version its thread took, and the
+ * loop thread delivers a list only if no list of a newer version (or of the
+ * same version and a newer model) was delivered before it: with several
+ * threads a later list may finish first, and an older one never replaces
+ * it.  A background pick is recorded when taken, so threads do not pick
+ * the same users; a failed ranking gives its users back.  Everything under `mu` is
  * touched for microseconds; scoring runs without any lock but the mirror's
  * read lock while its rows are copied.  Lock order: the mirror's lock is
  * never taken while holding `mu`, and vg_scorer_mark() must not be called
@@ -22,75 +28,97 @@
 #include "common/errors.h"
 #include "model/blas.h"
 
-/* ---- the thread ------------------------------------------------------------ */
+/* ---- the threads ----------------------------------------------------------- */
 
 struct vg_scorer {
     vg_scorer_cfg_t cfg;
     uv_async_t async;
-    pthread_t th;
+    pthread_t *th;
+    int n_th;                   /* threads running */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int running;
     int stop;                   /* under mu */
     /* marks (under mu) */
     int32_t *queue;
     size_t qhead, qn, qcap;     /* ring buffer */
     uint8_t *marked;
     double *t_mark;
+    uint64_t *ver;              /* per user: the sequence of its latest mark */
     int mark_cap;
+    uint64_t seq;
     vg_snap_t *snap;            /* current model (under mu) */
     /* results (under mu) */
     vg_list_t *ready;
     size_t n_ready, cap_ready;
     long outstanding;           /* handed over, not released (under mu) */
-    /* scorer thread only */
+    /* the background sweep (under mu): what was taken for a list, when */
     int64_t *last_step;
     double *last_time;
     int last_cap, cursor;
+    /* loop thread only: the newest (ver, step) delivered per user, under its gen */
+    uint64_t *d_ver;
+    int64_t *d_step;
+    uint32_t *d_gen;
+    int d_cap;
 };
+
+/* Grows the arrays of *n elements (sizes[k] bytes each) in ptrs[] to hold
+ * `need`, doubling from 1024; new bytes are zero.  Returns 0 or VG_ENOMEM
+ * (the arrays that did grow stay valid; *n is unchanged). */
+static int grow_arrays(void **ptrs[], const size_t *sizes, int n_arr, int *n, int need)
+{
+    if (need <= *n)
+        return 0;
+    int cap = *n ? *n : 1024;
+    while (cap < need)
+        cap *= 2;
+    for (int k = 0; k < n_arr; k++) {
+        char *p = realloc(*ptrs[k], (size_t)cap * sizes[k]);
+        if (!p)
+            return VG_ENOMEM;
+        memset(p + (size_t)*n * sizes[k], 0, (size_t)(cap - *n) * sizes[k]);
+        *ptrs[k] = p;
+    }
+    *n = cap;
+    return 0;
+}
 
 static int ensure_marks(vg_scorer_t *sc, int users)
 {
-    if (users <= sc->mark_cap)
-        return 0;
-    int cap = sc->mark_cap ? sc->mark_cap : 1024;
-    while (cap < users)
-        cap *= 2;
-    uint8_t *m = realloc(sc->marked, (size_t)cap);
-    if (!m)
-        return VG_ENOMEM;
-    sc->marked = m;
-    double *t = realloc(sc->t_mark, (size_t)cap * sizeof *t);
-    if (!t)
-        return VG_ENOMEM;
-    sc->t_mark = t;
-    memset(sc->marked + sc->mark_cap, 0, (size_t)(cap - sc->mark_cap));
-    sc->mark_cap = cap;
-    return 0;
+    void **p[] = {(void **)&sc->marked, (void **)&sc->t_mark, (void **)&sc->ver};
+    const size_t z[] = {sizeof *sc->marked, sizeof *sc->t_mark, sizeof *sc->ver};
+    return grow_arrays(p, z, 3, &sc->mark_cap, users);
+}
+
+/* Appends a user to the mark queue (mu held; the user is not in it). */
+static void enqueue(vg_scorer_t *sc, int32_t user, double t)
+{
+    if (sc->qn == sc->qcap) { /* grow the ring, unrolling it */
+        size_t cap = sc->qcap ? sc->qcap * 2 : 1024;
+        int32_t *q = malloc(cap * sizeof *q);
+        if (!q)
+            return;
+        for (size_t k = 0; k < sc->qn; k++)
+            q[k] = sc->queue[(sc->qhead + k) % sc->qcap];
+        free(sc->queue);
+        sc->queue = q;
+        sc->qcap = cap;
+        sc->qhead = 0;
+    }
+    sc->queue[(sc->qhead + sc->qn++) % sc->qcap] = user;
+    sc->marked[user] = 1;
+    sc->t_mark[user] = t;
+    pthread_cond_signal(&sc->cv);
 }
 
 void vg_scorer_mark(vg_scorer_t *sc, int32_t user)
 {
     pthread_mutex_lock(&sc->mu);
-    if (ensure_marks(sc, user + 1) == 0 && !sc->marked[user]) {
-        if (sc->qn == sc->qcap) { /* grow the ring, unrolling it */
-            size_t cap = sc->qcap ? sc->qcap * 2 : 1024;
-            int32_t *q = malloc(cap * sizeof *q);
-            if (!q)
-                goto out;
-            for (size_t k = 0; k < sc->qn; k++)
-                q[k] = sc->queue[(sc->qhead + k) % sc->qcap];
-            free(sc->queue);
-            sc->queue = q;
-            sc->qcap = cap;
-            sc->qhead = 0;
-        }
-        sc->queue[(sc->qhead + sc->qn++) % sc->qcap] = user;
-        sc->marked[user] = 1;
-        sc->t_mark[user] = vg_mono_s();
-        pthread_cond_signal(&sc->cv);
+    if (ensure_marks(sc, user + 1) == 0) {
+        sc->ver[user] = ++sc->seq; /* the history moved: a list from before is superseded */
+        if (!sc->marked[user])
+            enqueue(sc, user, vg_mono_s());
     }
-out:
     pthread_mutex_unlock(&sc->mu);
 }
 
@@ -115,8 +143,8 @@ void vg_scorer_mark_all(vg_scorer_t *sc)
     /* the background sweep rebuilds every user whose list this process has
      * not written yet: reset what the sweep remembers */
     pthread_mutex_lock(&sc->mu);
-    sc->cursor = -1; /* read by the thread under mu: start over */
-    pthread_cond_signal(&sc->cv);
+    sc->cursor = -1; /* read by the threads under mu: start over */
+    pthread_cond_broadcast(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
 }
 
@@ -125,7 +153,7 @@ void vg_scorer_set_model(vg_scorer_t *sc, vg_snap_t *snap)
     pthread_mutex_lock(&sc->mu);
     vg_snap_t *old = sc->snap;
     sc->snap = snap;
-    pthread_cond_signal(&sc->cv);
+    pthread_cond_broadcast(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
     vg_snap_unref(old);
 }
@@ -134,35 +162,43 @@ void vg_scorer_release(vg_scorer_t *sc, int n)
 {
     pthread_mutex_lock(&sc->mu);
     sc->outstanding -= n;
-    pthread_cond_signal(&sc->cv);
+    pthread_cond_broadcast(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
+}
+
+uint64_t vg_scorer_version(vg_scorer_t *sc, int32_t user)
+{
+    pthread_mutex_lock(&sc->mu);
+    uint64_t v = user < sc->mark_cap ? sc->ver[user] : 0;
+    pthread_mutex_unlock(&sc->mu);
+    return v;
+}
+
+double vg_scorer_oldest_wait_s(vg_scorer_t *sc)
+{
+    pthread_mutex_lock(&sc->mu);
+    double age = sc->qn ? vg_mono_s() - sc->t_mark[sc->queue[sc->qhead]] : 0;
+    pthread_mutex_unlock(&sc->mu);
+    return age;
 }
 
 static int ensure_last(vg_scorer_t *sc, int users)
 {
-    if (users <= sc->last_cap)
-        return 0;
-    int cap = sc->last_cap ? sc->last_cap : 1024;
-    while (cap < users)
-        cap *= 2;
-    int64_t *s = realloc(sc->last_step, (size_t)cap * sizeof *s);
-    if (!s)
+    int old = sc->last_cap;
+    void **p[] = {(void **)&sc->last_step, (void **)&sc->last_time};
+    const size_t z[] = {sizeof *sc->last_step, sizeof *sc->last_time};
+    if (grow_arrays(p, z, 2, &sc->last_cap, users))
         return VG_ENOMEM;
-    sc->last_step = s;
-    double *t = realloc(sc->last_time, (size_t)cap * sizeof *t);
-    if (!t)
-        return VG_ENOMEM;
-    sc->last_time = t;
-    for (int u = sc->last_cap; u < cap; u++) {
+    for (int u = old; u < sc->last_cap; u++) {
         sc->last_step[u] = -1;
         sc->last_time[u] = -1e300;
     }
-    sc->last_cap = cap;
     return 0;
 }
 
-/* Background candidates (scorer thread, mu held): users never written by this
- * process, or written from an older model more than refresh_s ago. */
+/* Background candidates (mu held): users never taken by this process, or
+ * taken with an older model more than refresh_s ago.  Recorded as taken at
+ * once, so that other threads pass them by. */
 static int pick_stale(vg_scorer_t *sc, int users, int64_t step, double now, int32_t *sel, int max)
 {
     if (ensure_last(sc, users) || users == 0)
@@ -188,6 +224,88 @@ static int pick_stale(vg_scorer_t *sc, int users, int64_t step, double now, int3
     return n;
 }
 
+/* Takes up to max users to rank (mu held; may drop and retake it): marked
+ * users first, in order, else background refreshes.  tm[k] is the mark's
+ * time (0: background), ver[k] the user's version. */
+static int take_users(vg_scorer_t *sc, int32_t *sel, double *tm, uint64_t *ver, int max)
+{
+    int n = 0;
+    while (n < max && sc->qn) {
+        int32_t u = sc->queue[sc->qhead];
+        sc->qhead = (sc->qhead + 1) % sc->qcap;
+        sc->qn--;
+        sc->marked[u] = 0;
+        tm[n] = sc->t_mark[u];
+        sel[n++] = u;
+    }
+    if (n == 0) {
+        /* lock order: never the mirror's lock while holding mu (the loop
+         * thread marks users under neither, see daemon.c) */
+        pthread_mutex_unlock(&sc->mu);
+        vg_hist_rdlock(sc->cfg.hist);
+        int users = sc->cfg.hist->users.n;
+        vg_hist_unlock(sc->cfg.hist);
+        pthread_mutex_lock(&sc->mu);
+        if (sc->stop)
+            return 0;
+        if (sc->qn) /* marks arrived meanwhile: they go first */
+            return take_users(sc, sel, tm, ver, max);
+        n = pick_stale(sc, users, sc->snap ? sc->snap->m.step : NO_MODEL, vg_mono_s(), sel, max);
+        for (int k = 0; k < n; k++)
+            tm[k] = 0;
+    }
+    int64_t step = sc->snap ? sc->snap->m.step : NO_MODEL;
+    double now = vg_mono_s();
+    int top = 0;
+    for (int k = 0; k < n; k++)
+        top = sel[k] > top ? sel[k] : top;
+    if (n && ensure_last(sc, top + 1) == 0)
+        for (int k = 0; k < n; k++)
+            if (sel[k] < sc->last_cap) {
+                sc->last_step[sel[k]] = step;
+                sc->last_time[sel[k]] = now;
+            }
+    for (int k = 0; k < n; k++)
+        ver[k] = sel[k] < sc->mark_cap ? sc->ver[sel[k]] : 0;
+    return n;
+}
+
+/* Ranking failed (out of memory): marked users wait again, background ones
+ * count as never taken (mu held). */
+static void give_back(vg_scorer_t *sc, const int32_t *sel, const double *tm, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (tm[k] > 0 && !sc->marked[sel[k]])
+            enqueue(sc, sel[k], tm[k]);
+        if (tm[k] == 0 && sel[k] < sc->last_cap) {
+            sc->last_step[sel[k]] = -1;
+            sc->last_time[sel[k]] = -1e300;
+        }
+    }
+}
+
+/* Hands finished lists to the loop thread (mu held).  Returns 0 or VG_ENOMEM. */
+static int hand_over(vg_scorer_t *sc, vg_list_t *lists, const double *tm, const uint64_t *ver, int64_t step, int n)
+{
+    if (sc->n_ready + (size_t)n > sc->cap_ready) {
+        size_t cap = (sc->n_ready + (size_t)n) * 2;
+        vg_list_t *r = realloc(sc->ready, cap * sizeof *r);
+        if (!r)
+            return VG_ENOMEM;
+        sc->ready = r;
+        sc->cap_ready = cap;
+    }
+    for (int k = 0; k < n; k++) {
+        lists[k].t_mark = tm[k];
+        lists[k].ver = ver[k];
+        lists[k].step = step;
+        sc->ready[sc->n_ready++] = lists[k];
+    }
+    sc->outstanding += n;
+    uv_async_send(&sc->async);
+    return 0;
+}
+
 static void *scorer_main(void *arg)
 {
     vg_scorer_t *sc = arg;
@@ -195,9 +313,10 @@ static void *scorer_main(void *arg)
     vg_omp_set_threads(1);
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     double *tm = malloc((size_t)B * sizeof *tm);
+    uint64_t *ver = malloc((size_t)B * sizeof *ver);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
     vg_ranker_t *ranker = vg_ranker_new();
-    if (!sel || !tm || !lists || !ranker)
+    if (!sel || !tm || !ver || !lists || !ranker)
         abort(); /* at start, a few KiB: nothing sensible to do */
     pthread_mutex_lock(&sc->mu);
     while (!sc->stop) {
@@ -205,77 +324,64 @@ static void *scorer_main(void *arg)
             pthread_cond_wait(&sc->cv, &sc->mu);
             continue;
         }
-        int n = 0;
-        while (n < B && sc->qn) {
-            int32_t u = sc->queue[sc->qhead];
-            sc->qhead = (sc->qhead + 1) % sc->qcap;
-            sc->qn--;
-            sc->marked[u] = 0;
-            tm[n] = sc->t_mark[u];
-            sel[n++] = u;
-        }
-        int64_t step = sc->snap ? sc->snap->m.step : NO_MODEL;
-        double now = vg_mono_s();
-        if (n == 0) {
-            /* lock order: never the mirror's lock while holding mu (the loop
-             * thread marks users under neither, see daemon.c) */
-            pthread_mutex_unlock(&sc->mu);
-            vg_hist_rdlock(sc->cfg.hist);
-            int users = sc->cfg.hist->users.n;
-            vg_hist_unlock(sc->cfg.hist);
-            pthread_mutex_lock(&sc->mu);
-            if (sc->qn) /* marks arrived meanwhile: they go first */
-                continue;
-            n = pick_stale(sc, users, step, now, sel, B);
-            for (int k = 0; k < n; k++)
-                tm[k] = 0;
-        }
-        if (n == 0) {
+        int n = take_users(sc, sel, tm, ver, B);
+        if (n == 0 || sc->stop) {
+            if (n)
+                give_back(sc, sel, tm, n);
             struct timespec until = vg_deadline(1);
-            pthread_cond_timedwait(&sc->cv, &sc->mu, &until);
+            if (!sc->stop)
+                pthread_cond_timedwait(&sc->cv, &sc->mu, &until);
             continue;
         }
         vg_snap_t *snap = vg_snap_ref(sc->snap);
+        int64_t step = snap ? snap->m.step : NO_MODEL;
         pthread_mutex_unlock(&sc->mu);
 
         int rc = vg_rank_users(sc->cfg.hist, snap, ranker, sel, n, sc->cfg.top_n, lists);
         vg_snap_unref(snap);
         pthread_mutex_lock(&sc->mu);
-        if (rc) /* out of memory: try these users again later */
-            continue;
-        if (ensure_last(sc, sel[n - 1] + 1) == 0)
+        if (rc == 0 && (rc = hand_over(sc, lists, tm, ver, step, n)))
             for (int k = 0; k < n; k++)
-                if (sel[k] < sc->last_cap) {
-                    sc->last_step[sel[k]] = step;
-                    sc->last_time[sel[k]] = now;
-                }
-        if (sc->n_ready + (size_t)n > sc->cap_ready) {
-            size_t cap = (sc->n_ready + (size_t)n) * 2;
-            vg_list_t *r = realloc(sc->ready, cap * sizeof *r);
-            if (!r) {
-                for (int k = 0; k < n; k++)
-                    vg_list_free(&lists[k]);
-                continue;
-            }
-            sc->ready = r;
-            sc->cap_ready = cap;
-        }
-        for (int k = 0; k < n; k++) {
-            lists[k].t_mark = tm[k];
-            sc->ready[sc->n_ready++] = lists[k];
-        }
-        sc->outstanding += n;
-        uv_async_send(&sc->async);
+                vg_list_free(&lists[k]);
+        if (rc) /* out of memory: these users again later */
+            give_back(sc, sel, tm, n);
     }
     pthread_mutex_unlock(&sc->mu);
     vg_ranker_free(ranker);
     free(sel);
     free(tm);
+    free(ver);
     free(lists);
     return NULL;
 }
 
-/* Loop thread: hand the finished lists to the writer. */
+/* Loop thread: is l older than a list already delivered for its user (an
+ * older history version, or the same with an older model)?  Records l as the
+ * newest when it is not. */
+static int superseded(vg_scorer_t *sc, const vg_list_t *l)
+{
+    int old = sc->d_cap;
+    void **p[] = {(void **)&sc->d_ver, (void **)&sc->d_step, (void **)&sc->d_gen};
+    const size_t z[] = {sizeof *sc->d_ver, sizeof *sc->d_step, sizeof *sc->d_gen};
+    if (grow_arrays(p, z, 3, &sc->d_cap, l->user + 1))
+        return 0; /* out of memory: deliver (the writer keeps Redis' order) */
+    for (int u = old; u < sc->d_cap; u++)
+        sc->d_step[u] = INT64_MIN;
+    int32_t u = l->user;
+    if (sc->d_gen[u] != l->gen) { /* the index passed to another user: start over */
+        sc->d_gen[u] = l->gen;
+        sc->d_ver[u] = 0;
+        sc->d_step[u] = INT64_MIN;
+    }
+    if (l->ver < sc->d_ver[u] || (l->ver == sc->d_ver[u] && l->step < sc->d_step[u]))
+        return 1;
+    sc->d_ver[u] = l->ver;
+    sc->d_step[u] = l->step;
+    return 0;
+}
+
+/* Loop thread: hand the finished lists to the writer, but for those a newer
+ * list of the same user overtook (several threads rank at once). */
 static void on_async(uv_async_t *a)
 {
     vg_scorer_t *sc = a->data;
@@ -285,9 +391,18 @@ static void on_async(uv_async_t *a)
     sc->ready = NULL;
     sc->n_ready = sc->cap_ready = 0;
     pthread_mutex_unlock(&sc->mu);
-    if (n)
-        sc->cfg.on_lists(sc->cfg.ud, r, (int)n);
-    for (size_t k = 0; k < n; k++)
+    size_t kept = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (superseded(sc, &r[k]))
+            vg_list_free(&r[k]);
+        else
+            r[kept++] = r[k];
+    }
+    if (kept < n)
+        vg_scorer_release(sc, (int)(n - kept));
+    if (kept)
+        sc->cfg.on_lists(sc->cfg.ud, r, (int)kept);
+    for (size_t k = 0; k < kept; k++)
         vg_list_free(&r[k]);
     free(r);
 }
@@ -300,19 +415,27 @@ int vg_scorer_start(vg_scorer_t **out, uv_loop_t *loop, const vg_scorer_cfg_t *c
     if (!sc)
         return VG_ENOMEM;
     sc->cfg = *cfg;
-    sc->snap = cfg->initial; /* before the thread starts: no list is ranked without it */
     if (sc->cfg.batch < 1)
         sc->cfg.batch = 1;
+    if (sc->cfg.threads < 1)
+        sc->cfg.threads = 1;
+    if (!(sc->th = calloc((size_t)sc->cfg.threads, sizeof *sc->th))) {
+        free(sc);
+        return VG_ENOMEM;
+    }
+    sc->snap = cfg->initial; /* before the threads start: no list is ranked without it */
     pthread_mutex_init(&sc->mu, NULL);
     pthread_cond_init(&sc->cv, NULL);
     uv_async_init(loop, &sc->async, on_async);
     sc->async.data = sc;
-    if (pthread_create(&sc->th, NULL, scorer_main, sc)) {
+    for (int t = 0; t < sc->cfg.threads; t++)
+        if (pthread_create(&sc->th[t], NULL, scorer_main, sc) == 0)
+            sc->n_th++;
+    if (sc->n_th == 0) {
         sc->snap = NULL; /* the caller keeps its reference on failure */
         uv_close((uv_handle_t *)&sc->async, on_closed);
         return VG_ENOMEM;
     }
-    sc->running = 1;
     *out = sc;
     return 0;
 }
@@ -322,6 +445,7 @@ static void on_closed(uv_handle_t *h)
     vg_scorer_t *sc = h->data;
     pthread_mutex_destroy(&sc->mu);
     pthread_cond_destroy(&sc->cv);
+    free(sc->th);
     free(sc);
 }
 
@@ -333,16 +457,20 @@ void vg_scorer_stop(vg_scorer_t *sc)
     sc->stop = 1;
     pthread_cond_broadcast(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
-    if (sc->running)
-        pthread_join(sc->th, NULL);
+    for (int t = 0; t < sc->n_th; t++)
+        pthread_join(sc->th[t], NULL);
     for (size_t k = 0; k < sc->n_ready; k++)
         vg_list_free(&sc->ready[k]);
     free(sc->ready);
     free(sc->queue);
     free(sc->marked);
     free(sc->t_mark);
+    free(sc->ver);
     free(sc->last_step);
     free(sc->last_time);
+    free(sc->d_ver);
+    free(sc->d_step);
+    free(sc->d_gen);
     vg_snap_unref(sc->snap);
     uv_close((uv_handle_t *)&sc->async, on_closed);
 }

@@ -1,9 +1,10 @@
 /*
  * scorer.h — builds rec:<user> lists off the loop thread.
  *
- * The loop thread marks users whose history changed (vg_scorer_mark); a
- * scorer thread takes up to `batch` marked users at a time (a burst of one
- * user's events is scored once), copies their histories from the mirror,
+ * The loop thread marks users whose history changed (vg_scorer_mark); each
+ * of `threads` scorer threads takes up to `batch` marked users at a time (a
+ * burst of one user's events is scored once; a lone click at once, a burst
+ * in large batches), copies their histories from the mirror,
  * ranks them on the current model snapshot (vg_rank_users, rank.h), and
  * hands the lists back to the loop thread (on_lists, called there through uv_async)
  * for writing to Redis.  Users with no mark are refreshed in the background
@@ -11,7 +12,8 @@
  * when their list was ranked by popularity and a model exists now (the first
  * model reaches every list within seconds), and once after start (so a crash
  * between a history write and its list write heals).  Marked users always
- * go first.
+ * go first.  Lists of one user reach on_lists in the order of the user's
+ * history versions (an older list that finishes late is dropped).
  *
  * Snapshots: vg_scorer_set_model() takes a reference-counted, immutable
  * vg_snap_t from any thread (the trainer); the scorer swaps to it between
@@ -30,6 +32,7 @@
 typedef struct vg_scorer_cfg {
     vg_hist_t *hist;
     int top_n, batch, refresh_s;
+    int threads;          /* scorer threads (>= 1), each with its own ranker */
     int max_outstanding;  /* lists handed over and not yet released: the scorer waits above this */
     vg_snap_t *initial;   /* the model to start with (its reference is taken over), or NULL */
     /* Loop thread: lists[0..n) are valid during the call; call
@@ -52,6 +55,11 @@ void vg_scorer_forget(vg_scorer_t *sc, int32_t user);
 void vg_scorer_mark_all(vg_scorer_t *sc);
 /* Takes over one reference of snap (any thread). */
 void vg_scorer_set_model(vg_scorer_t *sc, vg_snap_t *snap);
+/* The user's history version: the sequence of its latest mark (0: never
+ * marked); lists carry the version they were ranked from.  Any thread. */
+uint64_t vg_scorer_version(vg_scorer_t *sc, int32_t user);
+/* Seconds the oldest waiting mark has waited (0: none waits); any thread. */
+double vg_scorer_oldest_wait_s(vg_scorer_t *sc);
 /* One list written (loop thread). */
 void vg_scorer_release(vg_scorer_t *sc, int n);
 /* Stops and joins the thread, drops undelivered lists, closes the uv handle

@@ -139,7 +139,10 @@ Test(bounds, an_item_enters_after_enough_users, .init = setup, .fini = teardown,
                            "{\"user\":\"v2\",\"item\":\"rare\",\"ts\":1800000001}",
                            "{\"user\":\"v3\",\"item\":\"rare\",\"ts\":1800000002}"};
     double waiting = wait_metric("vaegan_items_waiting", 0, 30), items = vgt_metric(E.metrics_port, "vaegan_items");
+    double stored = vgt_metric(E.metrics_port, "vaegan_events_stored_total");
     cr_assert_eq(vgt_produce(E.addr, "clicks", keys, vals, NULL, 2), 0);
+    /* both clicks stored (waiting moves at the first one already) */
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", stored + 2, 60), stored + 2);
     cr_assert_eq(wait_metric("vaegan_items_waiting", waiting + 1, 60), waiting + 1, "rare waits: two users");
     redisContext *c = vgt_redis_connect(&E.redis);
     redisReply *r = redisCommand(c, "ZSCORE hist:v2 rare");

@@ -471,3 +471,80 @@ Test(scorer, the_first_model_replaces_popularity_lists_at_once)
     vg_model_close(&m);
     vg_hist_free(&h);
 }
+
+/* ---- the scorer: several threads, lists in order ------------------------------- */
+
+enum { BURST_USERS = 5000 };
+
+typedef struct burst {
+    vg_scorer_t *sc;
+    uint64_t last[BURST_USERS]; /* the version of the user's newest delivered list */
+    int backwards, delivered;
+} burst_t;
+
+static void burst_lists(void *ud, const vg_list_t *lists, int n)
+{
+    burst_t *b = ud;
+    for (int k = 0; k < n; k++) {
+        const vg_list_t *l = &lists[k];
+        if (l->ver < b->last[l->user])
+            b->backwards++;
+        b->last[l->user] = l->ver;
+        b->delivered++;
+    }
+    vg_scorer_release(b->sc, n);
+}
+
+/* Every user is up to date: its newest delivered list has its latest version. */
+static int all_current(burst_t *b)
+{
+    for (int u = 0; u < BURST_USERS; u++)
+        if (b->last[u] != vg_scorer_version(b->sc, u))
+            return 0;
+    return 1;
+}
+
+/* 5,000 users click, then 1,000 of them click again while the first lists
+ * are being ranked on two threads: no user's lists go backwards, and every
+ * user ends with a list of its latest history. */
+Test(scorer, parallel_lists_never_go_backwards, .timeout = 300)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init(&h, 100), 0);
+    char u[16], it[16];
+    for (int k = 0; k < BURST_USERS; k++) {
+        snprintf(u, sizeof u, "u%d", k);
+        snprintf(it, sizeof it, "i%d", k % 300);
+        add(&h, u, it, 1, 1);
+    }
+    vg_model_cfg_t c;
+    vg_model_cfg_default(&c, VG_VARIANT_AVB_D_C);
+    c.hidden = 32, c.latent = 8, c.disc_hidden = 8;
+    vg_model_t m;
+    cr_assert_eq(vg_model_init(&m, &c, h.items.n, 4), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    burst_t *b = calloc(1, sizeof *b);
+    vg_scorer_cfg_t cfg = {.hist = &h, .top_n = 10, .batch = 64, .refresh_s = 3600, .max_outstanding = 100000,
+                           .threads = 2, .initial = vg_snap_new(&m, VG_KERNEL_AUTO), .on_lists = burst_lists, .ud = b};
+    cr_assert_eq(vg_scorer_start(&b->sc, &loop, &cfg), 0);
+    for (int k = 0; k < BURST_USERS; k++)
+        vg_scorer_mark(b->sc, k);
+    for (int k = 0; k < BURST_USERS; k += 5) { /* the second clicks, while the first lists come */
+        snprintf(u, sizeof u, "u%d", k);
+        snprintf(it, sizeof it, "i%d", (k + 7) % 300);
+        add(&h, u, it, 2, 1);
+        vg_scorer_mark(b->sc, k);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    while (!all_current(b)) /* the lists arrive through uv_async: wait for them, however long it takes */
+        uv_run(&loop, UV_RUN_ONCE);
+    cr_assert_eq(b->backwards, 0, "%d lists older than one delivered before", b->backwards);
+    cr_assert_geq(b->delivered, BURST_USERS);
+    vg_scorer_stop(b->sc);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    vg_model_close(&m);
+    vg_hist_free(&h);
+    free(b);
+}
