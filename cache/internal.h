@@ -65,6 +65,14 @@ struct vg_store {
     int port, db;
     int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
     int ordered;        /* cfg->removals: history writes through the ordered script */
+    int rec_zadd;       /* cfg->rec_zadd: lists always as MULTI/DEL/ZADD/EXEC */
+    int rec_restore;    /* lists as RESTORE of a listpack (dump.h): the server is >= 7 and lets us
+                           (decided at each connect; jobs formatted before keep their form) */
+    int hs_major, hs_restore_denied; /* what this connect's checks found */
+    size_t *zorder;     /* vg_dump_zset's scratch */
+    size_t zorder_cap;
+    char *zbuf;         /* a list's RESTORE payload */
+    size_t zbuf_cap;
     int readonly_timeout;  /* ms a READONLY may last before it is refused */
     uint64_t ro_since;  /* loop time of the first READONLY since the last good reply, 0 = none */
     int fatal;          /* the server refused us (VG_RC_REFUSED): nothing more is written */
@@ -154,6 +162,8 @@ typedef struct vg_store_probe {
 } vg_store_probe_t;
 /* How many checks there are; check i for this store and user into *out:
  * returns 1, or 0 when check i does not apply (or i is past the end). */
+/* The checks whose refusal stops the store; check vg_store_probe_count_()
+ * itself (RESTORE of a list) only says whether lists may be restored. */
 size_t vg_store_probe_count_(void);
 int vg_store_probe_(const vg_store_t *s, size_t i, const char *user, vg_store_probe_t *out);
 /* The reply of INFO cluster (is_info) or of an ACL DRYRUN: the refusal it

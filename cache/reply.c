@@ -90,14 +90,15 @@ static const struct {
     {"ZADD", "vaegan:forgotten", 0, 0, 3, {"GT", "1", "x"}},
     {"ZRANGE", "rm:", 1, 1, 2, {"0", "-1"}},
     {"EVAL", "hist:", 1, 1, 0, {0}},
+    {"RESTORE", "rec:", 1, 0, 3, {"0", "x", "REPLACE"}}, /* last: not fatal (vg_store_probe_count_) */
 };
 #define PROBE_USER "vaegan-acl-check"
 
-size_t vg_store_probe_count_(void) { return sizeof PROBES / sizeof PROBES[0]; }
+size_t vg_store_probe_count_(void) { return sizeof PROBES / sizeof PROBES[0] - 1; }
 
 int vg_store_probe_(const vg_store_t *s, size_t i, const char *user, vg_store_probe_t *out)
 {
-    if (i >= vg_store_probe_count_() || (PROBES[i].ordered_only && !s->ordered))
+    if (i > vg_store_probe_count_() || (PROBES[i].ordered_only && !s->ordered))
         return 0;
     snprintf(out->key, sizeof out->key, "%s%s%s", s->prefix ? s->prefix : "", PROBES[i].key,
              PROBES[i].per_user ? PROBE_USER : "");

@@ -387,6 +387,14 @@ static void st_abort(vg_store_t *s, const char *why)
 static void st_ready(vg_store_t *s)
 {
     s->state = ST_READY;
+    int restore = !s->rec_zadd && s->hs_major >= 7 && !s->hs_restore_denied;
+    if (restore != s->rec_restore || !s->ever_up)
+        st_log(s, VG_LOG_INFO, "redis %s: lists written as %s", s->where,
+               restore ? "one RESTORE of a listpack each (Redis >= 7)"
+               : s->rec_zadd ? "MULTI/DEL/ZADD/EXEC (redis.rec_write = zadd)"
+               : s->hs_restore_denied ? "MULTI/DEL/ZADD/EXEC (this user may not RESTORE)"
+                                      : "MULTI/DEL/ZADD/EXEC (Redis < 7)");
+    s->rec_restore = restore;
     if (s->streak) {
         st_log(s, VG_LOG_DEBUG, "redis %s: reconnected; server was not writable (%u times)",
                s->where, s->streak);
@@ -429,10 +437,25 @@ static void st_on_hs(redisAsyncContext *ac, void *r, void *priv)
         st_ready(s);
 }
 
-/* Tags of the checks' replies: INFO cluster, ACL WHOAMI, or 2 + i for
- * ACL DRYRUN check i. */
+/* Tags of the checks' replies: INFO cluster, ACL WHOAMI, INFO server (the
+ * version), ACL DRYRUN of RESTORE (may lists be restored?), or PROBE_ACL + i
+ * for ACL DRYRUN check i. */
 #define PROBE_INFO ((uintptr_t)0)
 #define PROBE_WHOAMI ((uintptr_t)1)
+#define PROBE_SERVER ((uintptr_t)2)
+#define PROBE_RESTORE ((uintptr_t)3)
+#define PROBE_ACL ((uintptr_t)4)
+
+/* What the version and the RESTORE check say of the list writes. */
+static void st_probe_lists(vg_store_t *s, uintptr_t tag, const redisReply *reply)
+{
+    if (tag == PROBE_SERVER && reply->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(reply->str, "redis_version:");
+        s->hs_major = v ? atoi(v + 14) : 0;
+    } else if (tag == PROBE_RESTORE && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "OK") != 0) {
+        s->hs_restore_denied = 1;
+    }
+}
 
 /* A reply to one of the connect-time checks (store.h): an error means the
  * server has no such check or we may not run it — nothing to learn; a
@@ -445,19 +468,23 @@ static void st_on_probe(redisAsyncContext *ac, void *r, void *priv)
     uintptr_t tag = (uintptr_t)priv;
     if (!reply || s->closing || s->fatal || ac != s->ac || s->state != ST_HANDSHAKE)
         return;
-    if (tag == PROBE_WHOAMI && reply->type == REDIS_REPLY_STRING) {
+    if (tag == PROBE_SERVER || tag == PROBE_RESTORE) {
+        st_probe_lists(s, tag, reply);
+    } else if (tag == PROBE_WHOAMI && reply->type == REDIS_REPLY_STRING) {
         vg_store_probe_t pr;
-        for (size_t i = 0; i < vg_store_probe_count_(); i++)
+        for (size_t i = 0; i <= vg_store_probe_count_(); i++) { /* the last: RESTORE, not fatal */
+            uintptr_t t = i < vg_store_probe_count_() ? PROBE_ACL + i : PROBE_RESTORE;
             if (vg_store_probe_(s, i, reply->str, &pr) &&
-                redisAsyncCommandArgv(ac, st_on_probe, (void *)(2 + i), pr.argc, pr.argv, pr.lens) == REDIS_OK) {
+                redisAsyncCommandArgv(ac, st_on_probe, (void *)t, pr.argc, pr.argv, pr.lens) == REDIS_OK) {
                 s->hs_left++;
                 s->commands++;
             }
+        }
     } else if (tag != PROBE_WHOAMI) {
         const char *why = vg_store_probe_refusal_(reply, tag == PROBE_INFO);
         if (why) {
             vg_store_probe_t pr;
-            if (tag != PROBE_INFO && vg_store_probe_(s, tag - 2, "", &pr))
+            if (tag != PROBE_INFO && vg_store_probe_(s, tag - PROBE_ACL, "", &pr))
                 st_refuse(s, pr.what, why);
             else
                 st_refuse(s, "the connection", why);
@@ -532,9 +559,13 @@ static void st_connect(vg_store_t *s)
     if (redisAsyncCommandArgv(ac, st_on_hs, (void *)"PING", 1, argv, lens) == REDIS_OK)
         s->hs_left++;
     /* the checks (store.h): their replies are read by st_on_probe */
-    const char *info[2] = {"INFO", "cluster"}, *whoami[2] = {"ACL", "WHOAMI"};
-    size_t info_l[2] = {4, 7}, whoami_l[2] = {3, 6};
+    const char *info[2] = {"INFO", "cluster"}, *whoami[2] = {"ACL", "WHOAMI"}, *server[2] = {"INFO", "server"};
+    size_t info_l[2] = {4, 7}, whoami_l[2] = {3, 6}, server_l[2] = {4, 6};
+    s->hs_major = 0;
+    s->hs_restore_denied = 0;
     if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_INFO, 2, info, info_l) == REDIS_OK)
+        s->hs_left++;
+    if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_SERVER, 2, server, server_l) == REDIS_OK)
         s->hs_left++;
     if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_WHOAMI, 2, whoami, whoami_l) == REDIS_OK)
         s->hs_left++;
@@ -940,6 +971,8 @@ static void st_free_mem(vg_store_t *s)
     free(s->pass);
     free(s->prefix);
     free(s->sbuf);
+    free(s->zorder);
+    free(s->zbuf);
     free(s->soff);
     free(s->sev);
     free(s->smap);
@@ -982,6 +1015,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     s->db = cfg->db;
     s->history_max = cfg->history_max > 0 ? cfg->history_max : 0;
     s->ordered = cfg->removals != 0;
+    s->rec_zadd = cfg->rec_zadd != 0;
     s->rec_ttl_s = cfg->rec_ttl_s;
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : ST_DEF_INFLIGHT;
     s->rmin = rmin;

@@ -112,6 +112,8 @@ typedef struct vg_store_cfg {
      * NULL (then the store just stops). */
     void (*on_fatal)(void *ud, const char *msg);
     int readonly_timeout_ms; /* how long READONLY may last; 0 = 30000 */
+    int rec_zadd;         /* 1: write lists as MULTI/DEL/ZADD/EXPIRE/EXEC always; 0: as one RESTORE
+                             of a ready-made listpack when the server (Redis >= 7.0) lets us */
     vg_log_fn log; /* NULL = silent */
     void *ud;      /* passed to on_up, on_fatal and log */
 } vg_store_cfg_t;
@@ -171,9 +173,11 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
 int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_events_cb cb,
                         void *ud);
 
-/* Replaces <p>rec:<user> atomically with the n pairs (items[i], scores[i]):
- * MULTI, DEL, ZADD score item ..., EXPIRE (if rec_ttl_s > 0), EXEC.  n = 0
- * deletes the key (DEL alone).  A reader never sees a partial list.  Arrays
+/* Replaces <p>rec:<user> atomically with the n pairs (items[i], scores[i];
+ * items distinct): one RESTORE <key> <ttl> <listpack> REPLACE (cache/dump.h)
+ * when the connected server allows it (rec_zadd), else MULTI, DEL, ZADD
+ * score item ..., EXPIRE (if rec_ttl_s > 0), EXEC.  n = 0 deletes the key
+ * (DEL alone).  A reader never sees a partial list.  Arrays
  * and strings are copied; they are the caller's again after the call.
  * cb may be NULL.  Returns 0, VG_EINVAL (NULL user, NULL arrays with n > 0,
  * a NULL item, a non-finite score) or VG_ENOMEM. */

@@ -9,7 +9,8 @@
  * exact size.  Nothing here knows about the connection: whether the job is
  * written now, later or again after a reconnect is store.c's business.  The
  * commands are idempotent (ZADD GT, ZREMRANGEBYRANK, the ordered script,
- * MULTI/DEL/ZADD/EXEC, HSET), which is what makes store.c's re-sends safe.
+ * MULTI/DEL/ZADD/EXEC, RESTORE … REPLACE, HSET), which is what makes
+ * store.c's re-sends safe.
  *
  * Invariant: every job's bytes stay within the bound computed before
  * formatting (asserted), so the writers never need to check for space.
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/dump.h"
 #include "cache/internal.h"
 #include "cache/resp.h"
 #include "cache/store.h"
@@ -185,6 +187,33 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
     return vg_store_submit_events_(s, (size_t)(p - s->sbuf), nc, n, cb, ud);
 }
 
+/* RESTORE <p>rec:<user> <ttl ms> <payload> REPLACE: the list in one command. */
+static int put_rec_restore(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
+                           const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb, void *ud)
+{
+    size_t zb = vg_dump_zset_bound(n, item_lens);
+    int rc = vg_store_grow_((void **)&s->zbuf, &s->zbuf_cap, zb, 1);
+    if (!rc)
+        rc = vg_store_grow_((void **)&s->zorder, &s->zorder_cap, n, sizeof *s->zorder);
+    if (rc)
+        return rc;
+    size_t zn = vg_dump_zset(s->zbuf, items, item_lens, scores, n, s->zorder);
+    size_t bound = VG_RESP_HDR_OVH + 5 * VG_RESP_ARG_OVH + 7 + s->plen + 4 + user_len + VG_RESP_NUM_MAX + zn + 7;
+    if ((rc = vg_store_scratch_(s, bound, 1)))
+        return rc;
+    char ttl[24];
+    int tn = snprintf(ttl, sizeof ttl, "%lld", (long long)s->rec_ttl_s * 1000);
+    char *p = vg_resp_hdr(s->sbuf, 5);
+    s->soff[0] = 0;
+    p = vg_resp_arg(p, "RESTORE", 7);
+    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    p = vg_resp_arg(p, ttl, (size_t)tn);
+    p = vg_resp_arg(p, s->zbuf, zn);
+    p = vg_resp_arg(p, "REPLACE", 7);
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+}
+
 int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
                      const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
                      void *ud)
@@ -193,6 +222,11 @@ int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const cha
         return VG_EINVAL;
     if (n > UINT32_MAX / 2 - 8)
         return VG_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!items[i] || !isfinite(scores[i]))
+            return VG_EINVAL;
+    if (n && s->rec_restore)
+        return put_rec_restore(s, user, user_len, items, item_lens, scores, n, cb, ud);
     size_t key = VG_RESP_ARG_OVH + s->plen + 4 + user_len;
     size_t bound = 5 * (VG_RESP_HDR_OVH + VG_RESP_ARG_OVH + 8) + 3 * key +
                    2 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX);

@@ -59,6 +59,7 @@ enum {
     K_VARIANT, /* vg_variant_t by name */
     K_LIK,     /* vg_likelihood_t by name */
     K_KERNEL,  /* vg_kernel_t by name */
+    K_REC_WRITE, /* "auto" (0) or "zadd" (1) */
     K_LEVEL,   /* VG_LOG_* by name */
     K_NOISE,   /* "auto" (stored as -1) or a double >= 0 */
     K_LISTEN,  /* "" or HOST:PORT */
@@ -102,6 +103,7 @@ static const key_def_t keys[] = {
     STR("redis.password_file", redis.password_file),
     INT("redis.db", redis.db, 0, INT_MAX),
     STR("redis.prefix", redis.prefix),
+    OTHER("redis.rec_write", K_REC_WRITE, redis.rec_zadd),
 
     INT("history.max_items", history.max_items, 1, 1000000),
     INT("history.max_users", history.max_users, 0, INT32_MAX),
@@ -369,7 +371,7 @@ static int set_string(load_ctx_t *x, char **slot, const char *v)
     return 0;
 }
 
-/* The kinds read by name: model.variant, model.likelihood, serve.kernel, log.level. */
+/* The kinds read by name: model.variant, model.likelihood, serve.kernel, redis.rec_write, log.level. */
 static const char *parse_name(int kind, const char *v, void *slot)
 {
     switch (kind) {
@@ -387,6 +389,11 @@ static const char *parse_name(int kind, const char *v, void *slot)
         *(vg_likelihood_t *)slot = lik;
         return NULL;
     }
+    case K_REC_WRITE:
+        if (strcmp(v, "auto") && strcmp(v, "zadd"))
+            return "must be auto or zadd";
+        *(int *)slot = strcmp(v, "zadd") == 0;
+        return NULL;
     case K_KERNEL: {
         vg_kernel_t ker;
         if (vg_kernel_parse(v, &ker) < 0)
@@ -437,6 +444,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
     case K_VARIANT:
     case K_LIK:
     case K_KERNEL:
+    case K_REC_WRITE:
     case K_LEVEL: why = parse_name(k->kind, v, slot); break;
     default: vg_assert(!"unreachable");
     }
@@ -925,6 +933,9 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
             break;
         case K_KERNEL:
             v = vg_kernel_name(*(const vg_kernel_t *)slot);
+            break;
+        case K_REC_WRITE:
+            v = *(const int *)slot ? "zadd" : "auto";
             break;
         case K_LEVEL:
             v = vg_log_level_name(*(const int *)slot);

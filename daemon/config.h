@@ -85,6 +85,7 @@ typedef struct vg_config {
         char *password_file; /* redis.password_file: "" = none (see the top of this file) */
         int db;         /* redis.db, >= 0 */
         char *prefix;   /* redis.prefix of every key, may be "" */
+        int rec_zadd;   /* redis.rec_write: 0 "auto" (RESTORE when Redis >= 7 allows), 1 "zadd" */
     } redis;
     struct {
         int max_items; /* history.max_items, 1..1000000 */

@@ -617,7 +617,7 @@ static int open_store(vg_pipe_t *p)
         .host = c->redis.host, .port = c->redis.port, .socket = c->redis.socket, .password = c->redis.password,
         .db = c->redis.db, .prefix = c->redis.prefix, .history_max = c->history.max_items,
         .removals = c->events.removal_types.n > 0,
-        .rec_ttl_s = c->serve.rec_ttl_s, .max_inflight = 4096, .on_up = on_store_up, .on_fatal = on_store_fatal, .log = vg_log_cb, .ud = p,
+        .rec_ttl_s = c->serve.rec_ttl_s, .rec_zadd = c->redis.rec_zadd, .max_inflight = 4096, .on_up = on_store_up, .on_fatal = on_store_fatal, .log = vg_log_cb, .ud = p,
     };
     char err[512];
     int rc = vg_store_init(&p->store, &p->loop, &sc, err, sizeof err);

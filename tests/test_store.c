@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cache/dump.h"
 #include "cache/store.h"
 #include "tests/support/redis.h"
 #include "tests/support/tmpdir.h"
@@ -486,6 +487,128 @@ Test(store, put_rec_replaces_atomically_with_ttl, .init = setup, .fini = teardow
     cr_assert_eq(cmd_int(c, "TTL rec:v"), -1);
     redisFree(c);
     close_store(S);
+}
+
+/* The reply of a command as one string (for comparing whole ZRANGE replies). */
+static char *reply_text(redisContext *c, const char *fmt, const char *key)
+{
+    redisReply *r = redisCommand(c, fmt, key);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY, "%s %s", fmt, key);
+    size_t n = 1;
+    for (size_t i = 0; i < r->elements; i++)
+        n += r->element[i]->len + 1;
+    char *out = malloc(n), *p = out;
+    for (size_t i = 0; i < r->elements; i++) {
+        memcpy(p, r->element[i]->str, r->element[i]->len);
+        p += r->element[i]->len;
+        *p++ = '|';
+    }
+    *p = '\0';
+    freeReplyObject(r);
+    return out;
+}
+
+static long long restores(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    const char *x = r && r->str ? strstr(r->str, "cmdstat_restore:calls=") : NULL;
+    long long n = x ? atoll(x + strlen("cmdstat_restore:calls=")) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A list written by RESTORE (Redis >= 7) reads exactly as the same list
+ * written by MULTI/DEL/ZADD/EXEC, scores to the bit, for lists with equal
+ * scores, numeric and long members (every listpack string header), more
+ * members than a listpack holds, under deep payload checks. */
+Test(store, put_rec_restore_equals_zadd, .init = setup, .fini = teardown, .timeout = 60)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "CONFIG SET sanitize-dump-payload yes");
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.rec_ttl_s = 50;
+    vg_store_t *fast = open_store(&cfg);
+    cfg.rec_zadd = 1;
+    vg_store_t *zadd = open_store(&cfg);
+    cr_assert(wait_for(is_up, fast, 5000) && wait_for(is_up, zadd, 5000));
+    cr_assert(strstr(logbuf, "lists written as one RESTORE"), "log:\n%s", logbuf);
+    cr_assert(strstr(logbuf, "MULTI/DEL/ZADD/EXEC (redis.rec_write = zadd)"), "log:\n%s", logbuf);
+    static char names[300][5100];
+    const char *items[300];
+    size_t lens[300];
+    double sc[300];
+    int sizes[] = {1, 2, 100, 300};
+    for (int t = 0; t < 4; t++) {
+        int n = sizes[t];
+        for (int i = 0; i < n; i++) {
+            int len = i == 1 ? 70 : i == 2 ? 5000 : snprintf(names[i], sizeof names[i], i % 9 == 4 ? "%d" : "item%d", i);
+            if (i == 1 || i == 2)
+                memset(names[i], 'a' + i, (size_t)len);
+            items[i] = names[i];
+            lens[i] = (size_t)len;
+            sc[i] = i % 10 == 5 || i % 10 == 6 ? 3.0 - i / 10 : 100.0 - i * 0.37 + 1e-9 * i; /* ties, fractions */
+        }
+        for (int i = 1; i < n; i++) /* a list is best first */
+            for (int k = i; k > 0 && sc[k] > sc[k - 1]; k--) {
+                double ts = sc[k];
+                sc[k] = sc[k - 1];
+                sc[k - 1] = ts;
+                const char *ti = items[k];
+                items[k] = items[k - 1];
+                items[k - 1] = ti;
+                size_t tl = lens[k];
+                lens[k] = lens[k - 1];
+                lens[k - 1] = tl;
+            }
+        long long before = restores(c);
+        cr_assert_eq(vg_store_put_rec(fast, "a", 1, items, lens, sc, (size_t)n, NULL, NULL), 0);
+        cr_assert_eq(vg_store_put_rec(zadd, "b", 1, items, lens, sc, (size_t)n, NULL, NULL), 0);
+        cr_assert(wait_for(is_idle, fast, 5000) && wait_for(is_idle, zadd, 5000));
+        cr_assert_eq(restores(c), before + 1, "one RESTORE per list");
+        char *a = reply_text(c, "ZRANGE %s 0 -1 WITHSCORES", "rec:a"), *b = reply_text(c, "ZRANGE %s 0 -1 WITHSCORES", "rec:b");
+        size_t d = 0;
+        while (a[d] && a[d] == b[d])
+            d++;
+        cr_assert(a[d] == b[d], "%d members: differ at byte %zu: \"%.60s\" vs \"%.60s\"", n, d, a + d, b + d);
+        free(a);
+        free(b);
+        long long ttl = cmd_int(c, "TTL rec:a");
+        cr_assert(ttl > 0 && ttl <= 50, "ttl %lld", ttl);
+    }
+    vg_store_close(zadd);
+    close_store(fast);
+    redisFree(c);
+}
+
+/* An ACL user who may not RESTORE (it is in @dangerous) gets its lists by
+ * MULTI/DEL/ZADD/EXEC: not a refusal. */
+Test(store, put_rec_without_restore_permission, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    cmd_ok(c, "ACL SETUSER default -restore");
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000));
+    cr_assert(strstr(logbuf, "(this user may not RESTORE)"), "log:\n%s", logbuf);
+    const char *it[] = {"x", "y"};
+    size_t l[] = {1, 1};
+    double sc[] = {2, 1};
+    job_t j = {0};
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it, l, sc, 2, job_cb, &j), 0);
+    cr_assert(wait_for(job_done, &j, 5000));
+    cr_assert_eq(j.status, 0);
+    cr_assert_str_eq(zset(c, "rec:u"), "y:1 x:2");
+    cr_assert_eq(restores(c), 0);
+    close_store(S);
+    redisFree(c);
+}
+
+/* CRC-64/Jones: Redis' check value (crc64.c's test). */
+Test(store, dump_crc64_check_value)
+{
+    cr_assert_eq(vg_dump_crc64((const unsigned char *)"123456789", 9), 0xe9c6d914c4b8d9caULL);
 }
 
 Test(store, set_model_fields, .init = setup, .fini = teardown, .timeout = 30)
