@@ -50,7 +50,7 @@ int vg_kernel_parse(const char *name, vg_kernel_t *out);
 const char *vg_kernel_name(vg_kernel_t k);
 
 enum {
-    VG_RANK_CANDIDATES = 4, /* the fast path re-scores this many × n items exactly */
+    VG_RANK_CANDIDATES = 2, /* the fast path re-scores this many × n items exactly */
     VG_FASTW_ALIGN = 1024,  /* fast weights' columns: the catalogue rounded up to this */
     VG_RANK_MAX_BATCH = 1024
 };
