@@ -60,3 +60,18 @@ Test(accuracy, strong_avb_d_c, .timeout = 1200)
     cr_expect_geq(get(a, "R@20"), 0.33);
     json_decref(a);
 }
+
+/* EASE (λ chosen on validation: 300 on split seed 0) against the independent
+ * PyTorch implementation's figures for the same split: strong G@100 .4722,
+ * weak G@20 .4394 (they agree to 4 digits; the floors leave room for BLAS
+ * rounding only). */
+Test(accuracy, ease_matches_the_peer, .timeout = 300)
+{
+    json_t *s = eval("strong", "ease"), *w = eval("weak", "ease");
+    cr_log_info("ease: strong G@100 %.4f (lambda %g), weak G@20 %.4f (lambda %g)", get(s, "G@100"),
+                get(s, "lambda"), get(w, "G@20"), get(w, "lambda"));
+    cr_expect_float_eq(get(s, "G@100"), 0.4722, 0.003);
+    cr_expect_float_eq(get(w, "G@20"), 0.4394, 0.003);
+    json_decref(s);
+    json_decref(w);
+}

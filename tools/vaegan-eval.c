@@ -14,7 +14,8 @@
  * best epoch's weights are kept), the test evaluation, print_result.  An
  * error (a bad option or input, no memory) ends the run with exit status 2
  * and a message naming it (die); --help exits 0; a BLAS self-check failure
- * exits 1.
+ * exits 1.  --variant ease runs the linear baseline instead of a model
+ * (run_ease: λ chosen on the validation data, then the test metrics).
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -26,6 +27,7 @@
 
 #include "common/clock.h"
 #include "model/blas.h"
+#include "model/ease.h"
 #include "model/rankeval.h"
 #include "model/ranker.h"
 #include "model/split.h"
@@ -158,19 +160,21 @@ typedef struct {
     const char *data, *format, *protocol, *variant, *likelihood, *kernel;
     int epochs, seed, split_seed, threads, batch, patience, heldout, hidden, latent;
     double anneal_steps, lr, beta, lambda, alpha, noise_input, noise_hidden, dropout, min_rating;
+    double ease_lambda; /* --ease-lambda; NAN = chosen on validation */
     /* resolved by check_options() */
     vg_format_t fmt;
     int weak; /* protocol: 1 weak, 0 strong */
     vg_variant_t var;
     vg_likelihood_t lik;
     vg_kernel_t ker;
+    int ease; /* --variant ease */
 } opts_t;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vaegan-eval --data FILE --format json|csv|ml100k|ml1m|mlcsv --protocol weak|strong\n"
-            "                   --variant mult-vae|avb|avb+d|avb+d+c [--epochs N] [--seed S] [--threads T]\n"
+            "                   --variant mult-vae|avb|avb+d|avb+d+c|ease [--epochs N] [--seed S] [--threads T]\n"
             "options (defaults in brackets):\n"
             "  --epochs N          training epochs [weak 200, strong 200]\n"
             "  --seed S            model/training seed [1]\n"
@@ -185,7 +189,9 @@ static void usage(FILE *f)
             "  --patience P        stop after P epochs without validation gain [0 = never]\n"
             "  --min-rating R      strong protocol: ratings >= R are interactions [4]\n"
             "  --heldout U         strong protocol: validation (and test) users [100]\n"
-            "  --kernel K          scoring kernel, as the daemon's serve.kernel: auto|fp32|bf16|int8 [auto]\n");
+            "  --kernel K          scoring kernel, as the daemon's serve.kernel: auto|fp32|bf16|int8 [auto]\n"
+            "  --ease-lambda L     --variant ease: its regularisation [chosen on validation among\n"
+            "                      10 30 100 300 1000 3000]\n");
 }
 
 /* Reads the command line into *o (defaults first); exits on --help (0) and
@@ -194,7 +200,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
 {
     *o = (opts_t){.epochs = -1, .seed = 1, .split_seed = 0, .threads = -1, .batch = -1, .heldout = 100,
                   .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
-                  .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4};
+                  .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4,
+                  .ease_lambda = NAN};
     o->likelihood = "multinomial";
     o->kernel = "auto";
     static const struct option longopts[] = {
@@ -206,7 +213,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
         {"dropout", 1, 0, 'D'},      {"noise-input", 1, 0, '1'},  {"noise-hidden", 1, 0, '2'},
         {"hidden", 1, 0, 'H'},       {"latent", 1, 0, 'K'},       {"patience", 1, 0, 'P'},
         {"min-rating", 1, 0, 'm'},   {"heldout", 1, 0, 'u'},      {"help", 0, 0, 'h'},
-        {"kernel", 1, 0, 'k'},
+        {"kernel", 1, 0, 'k'},       {"ease-lambda", 1, 0, 'E'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -250,6 +257,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
         case 'P': o->patience = (int)num; break;
         case 'm': o->min_rating = num; break;
         case 'u': o->heldout = (int)num; break;
+        case 'E': o->ease_lambda = num; break;
         }
     }
     if (optind < argc)
@@ -268,8 +276,11 @@ static void check_options(opts_t *o)
     o->weak = strcmp(o->protocol, "weak") == 0;
     if (!o->weak && strcmp(o->protocol, "strong") != 0)
         die("--protocol: must be weak or strong, not \"%s\"", o->protocol);
-    if (vg_variant_parse(o->variant, &o->var) < 0)
-        die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c)", o->variant);
+    o->ease = strcmp(o->variant, "ease") == 0;
+    if (!o->ease && vg_variant_parse(o->variant, &o->var) < 0)
+        die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c, ease)", o->variant);
+    if (!isnan(o->ease_lambda) && !(o->ease_lambda > 0))
+        die("--ease-lambda: must be > 0");
     if (vg_likelihood_parse(o->likelihood, &o->lik) < 0)
         die("--likelihood: must be multinomial or logistic, not \"%s\"", o->likelihood);
     if (vg_kernel_parse(o->kernel, &o->ker) < 0)
@@ -483,20 +494,9 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
 
 /* ---- output -------------------------------------------------------------- */
 
-/* The result as one JSON line on stdout: the run, the test metrics at the
- * protocol's cutoffs, the best validation NDCG, sizes and timings. */
-static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model_t *m, int batch,
-                         const train_result_t *r, const vg_rankeval_t *tm, const char *kpath, double t_start)
+/* The test metrics at the protocol's cutoffs and the best validation NDCG. */
+static void add_metrics(json_t *j, const opts_t *o, const eval_split_t *sp, const vg_rankeval_t *tm, double val)
 {
-    json_t *j = json_object();
-    json_object_set_new(j, "variant", json_string(o->variant));
-    json_object_set_new(j, "kernel", json_string(kpath));
-    json_object_set_new(j, "protocol", json_string(o->protocol));
-    json_object_set_new(j, "seed", json_integer(o->seed));
-    json_object_set_new(j, "split_seed", json_integer(o->split_seed));
-    json_object_set_new(j, "epochs", json_integer(o->epochs));
-    json_object_set_new(j, "epochs_run", json_integer(r->epochs_run));
-    json_object_set_new(j, "best_epoch", json_integer(r->best_epoch));
     char key[32];
     for (int k = 0; k < sp->n_cuts; k++) {
         snprintf(key, sizeof key, "R@%d", sp->cuts[k]);
@@ -513,7 +513,116 @@ static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model
             json_object_set_new(j, key, json_real(tm->mrr[k]));
         }
     snprintf(key, sizeof key, "val_G@%d", sp->val_cut);
-    json_object_set_new(j, key, json_real(r->best));
+    json_object_set_new(j, key, json_real(val));
+}
+
+static void print_json(json_t *j)
+{
+    char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    printf("%s\n", line);
+    fflush(stdout);
+    free(line);
+    json_decref(j);
+}
+
+/* ---- EASE ------------------------------------------------------------------ */
+
+/* Ranks the users of `in` by X_in·B (their items excluded) and scores `out`. */
+static void evaluate_ease(const vg_real *B, int N, const vg_csr_t *in, const vg_csr_t *out, vg_rankeval_t *met)
+{
+    const int chunk = 64;
+    int maxcut = 0;
+    for (int c = 0; c < met->n_cut; c++)
+        maxcut = met->cut[c] > maxcut ? met->cut[c] : maxcut;
+    vg_real *scores = malloc((size_t)chunk * N * sizeof *scores);
+    int32_t *top = malloc((size_t)maxcut * sizeof *top);
+    int *sel = malloc((size_t)chunk * sizeof *sel);
+    vg_csr_t batch = {0};
+    if (!scores || !top || !sel)
+        die("out of memory");
+    for (int s = 0; s < in->rows; s += chunk) {
+        int n = in->rows - s < chunk ? in->rows - s : chunk;
+        for (int k = 0; k < n; k++)
+            sel[k] = s + k;
+        if (vg_csr_gather(&batch, in, sel, n) < 0)
+            die("out of memory");
+        vg_ease_score(B, N, &batch, scores);
+        for (int k = 0; k < n; k++) {
+            int u = s + k, nt = vg_topn(scores + (size_t)k * N, N, in->indices + in->indptr[u],
+                                        vg_csr_row_len(in, u), maxcut, top, NULL);
+            vg_rankeval_add_user(met, top, nt, out->indices + out->indptr[u], vg_csr_row_len(out, u));
+        }
+    }
+    vg_rankeval_finish(met);
+    vg_csr_free(&batch);
+    free(scores);
+    free(top);
+    free(sel);
+}
+
+/* EASE fitted on X at lambda into B, evaluated on (in, out) at the cutoffs. */
+static void fit_and_evaluate(const vg_csr_t *X, double lambda, vg_real *B, const vg_csr_t *in, const vg_csr_t *out,
+                             const int *cuts, int n_cuts, vg_rankeval_t *met)
+{
+    int rc = vg_ease_fit(X, lambda, B);
+    if (rc)
+        die("EASE at lambda %g: %s", lambda, vg_strerror(rc));
+    vg_rankeval_init(met, cuts, n_cuts);
+    evaluate_ease(B, X->cols, in, out, met);
+}
+
+/* --variant ease: λ by validation NDCG among the grid (or --ease-lambda),
+ * then the test metrics.  Weak protocol: fitted on the training users'
+ * fit part for validation, refitted on all their training data for the test
+ * (as the VAE's test fold-in); strong: fitted once on the training users. */
+static void run_ease(const opts_t *o, const eval_split_t *sp, double t_start)
+{
+    static const double grid[] = {10, 30, 100, 300, 1000, 3000};
+    const int N = sp->train->cols, n_grid = isnan(o->ease_lambda) ? 6 : 1;
+    vg_real *B = malloc((size_t)N * N * sizeof *B);
+    if (!B)
+        die("out of memory for EASE's %d x %d weights", N, N);
+    double best = -1, best_l = 0;
+    for (int g = 0; g < n_grid; g++) {
+        double l = n_grid == 1 ? o->ease_lambda : grid[g];
+        vg_rankeval_t vm;
+        fit_and_evaluate(sp->train, l, B, sp->val_in, sp->val_out, &sp->val_cut, 1, &vm);
+        fprintf(stderr, "ease: lambda %g  val G@%d %.4f%s\n", l, sp->val_cut, vm.ndcg[0], vm.ndcg[0] > best ? " *" : "");
+        if (vm.ndcg[0] > best) {
+            best = vm.ndcg[0];
+            best_l = l;
+        }
+    }
+    vg_rankeval_t tm;
+    fit_and_evaluate(o->weak ? sp->test_in : sp->train, best_l, B, sp->test_in, sp->test_out, sp->cuts, sp->n_cuts, &tm);
+    free(B);
+    json_t *j = json_object();
+    json_object_set_new(j, "variant", json_string("ease"));
+    json_object_set_new(j, "protocol", json_string(o->protocol));
+    json_object_set_new(j, "split_seed", json_integer(o->split_seed));
+    json_object_set_new(j, "lambda", json_real(best_l));
+    add_metrics(j, o, sp, &tm, best);
+    json_object_set_new(j, "users", json_integer(sp->train->rows));
+    json_object_set_new(j, "items", json_integer(N));
+    json_object_set_new(j, "wall_s", json_real(round((vg_mono_s() - t_start) * 100) / 100));
+    print_json(j);
+}
+
+/* The result as one JSON line on stdout: the run, the test metrics at the
+ * protocol's cutoffs, the best validation NDCG, sizes and timings. */
+static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model_t *m, int batch,
+                         const train_result_t *r, const vg_rankeval_t *tm, const char *kpath, double t_start)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "variant", json_string(o->variant));
+    json_object_set_new(j, "kernel", json_string(kpath));
+    json_object_set_new(j, "protocol", json_string(o->protocol));
+    json_object_set_new(j, "seed", json_integer(o->seed));
+    json_object_set_new(j, "split_seed", json_integer(o->split_seed));
+    json_object_set_new(j, "epochs", json_integer(o->epochs));
+    json_object_set_new(j, "epochs_run", json_integer(r->epochs_run));
+    json_object_set_new(j, "best_epoch", json_integer(r->best_epoch));
+    add_metrics(j, o, sp, tm, r->best);
     json_object_set_new(j, "likelihood", json_string(vg_likelihood_name(m->cfg.likelihood)));
     json_object_set_new(j, "users", json_integer(sp->train->rows));
     json_object_set_new(j, "items", json_integer(sp->train->cols));
@@ -523,11 +632,7 @@ static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model
     json_object_set_new(j, "blas_core", json_string(vg_blas_core()));
     json_object_set_new(j, "wall_s", json_real(round((vg_mono_s() - t_start) * 100) / 100));
     json_object_set_new(j, "s_per_epoch", json_real(round(r->t_train / r->epochs_run * 1e4) / 1e4));
-    char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    printf("%s\n", line);
-    fflush(stdout);
-    free(line);
-    json_decref(j);
+    print_json(j);
 }
 
 int main(int argc, char **argv)
@@ -548,6 +653,12 @@ int main(int argc, char **argv)
     vg_rating_t *rt = read_ratings(&o, &n);
     eval_split_t sp;
     make_split(&o, rt, n, &sp);
+    if (o.ease) {
+        run_ease(&o, &sp, t_start);
+        split_free(&o, &sp);
+        free(rt);
+        return 0;
+    }
     const int batch = batch_size(&o, sp.train->rows);
     vg_model_t m;
     make_model(&o, sp.train->rows, sp.train->cols, batch, &m);
