@@ -114,7 +114,7 @@ static vg_real kth_largest(vg_real *v, int n, int k)
     return v[k];
 }
 
-enum { SAMPLE = 512, PREFILTER_MAX_N = 512, PREFILTER_KEEP = 8 };
+enum { SAMPLE = 512, PREFILTER_MAX_N = 512, PREFILTER_KEEP = 8, BLOCK = 16 };
 
 /* Keeps the items (not excluded, not NaN) at or above a threshold estimated
  * from a sample, in ascending order: about 2n of them, at least n, at most
@@ -138,16 +138,24 @@ static int prefilter(const vg_real *scores, int N, const int32_t *exclude, int n
         return -1;
     vg_real thr = kth_largest(sample, ns, want);
     int nk = 0, cap = PREFILTER_KEEP * n, e = 0;
-    for (int i = 0; i < N; i++) {
-        if (!(scores[i] >= thr)) /* NaN fails too */
-            continue;
-        while (e < n_ex && exclude[e] < i)
-            e++;
-        if (e < n_ex && exclude[e] == i)
-            continue;
-        if (nk == cap)
-            return -1;
-        keep[nk++] = i;
+    for (int i0 = 0; i0 < N; i0 += BLOCK) {
+        int end = i0 + BLOCK < N ? i0 + BLOCK : N, any = 0;
+        if (end - i0 == BLOCK) /* one vector compare for most blocks (NaN fails too) */
+            for (int k = 0; k < BLOCK; k++)
+                any |= scores[i0 + k] >= thr;
+        else
+            any = 1;
+        for (int i = i0; any && i < end; i++) {
+            if (!(scores[i] >= thr))
+                continue;
+            while (e < n_ex && exclude[e] < i)
+                e++;
+            if (e < n_ex && exclude[e] == i)
+                continue;
+            if (nk == cap)
+                return -1;
+            keep[nk++] = i;
+        }
     }
     return nk >= n ? nk : -1;
 }

@@ -452,3 +452,75 @@ Test(vocab, erase)
     cr_assert_eq(vg_vocab_find(&v, "id6", 3), -1);
     vg_vocab_free(&v);
 }
+
+/* The prefiltered selection of long vectors (model/topn.c) gives exactly
+ * what a full sort gives: ties by index, NaNs and exclusions skipped, for
+ * short and long lists; vg_topn_set the same items in index order. */
+static const vg_real *sort_scores;
+static int by_score_then_index(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    vg_real sx = sort_scores[x], sy = sort_scores[y];
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static int by_index(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+Test(topn, long_vectors_match_a_full_sort)
+{
+    enum { N = 20000 };
+    vg_real *s = malloc(N * sizeof *s);
+    int32_t *all = malloc(N * sizeof *all), ex[300], out[512], set[512];
+    vg_rng_t r;
+    vg_rng_seed(&r, 9);
+    for (int round = 0; round < 40; round++) {
+        int coarse = round % 2; /* many ties */
+        for (int i = 0; i < N; i++) {
+            double v = vg_rng_uniform(&r) * 10 - 5;
+            s[i] = (vg_real)(coarse ? floor(v * 20) / 20 : v);
+            if (vg_rng_below(&r, 100) == 0)
+                s[i] = (vg_real)NAN;
+        }
+        if (round % 5 == 0) /* a skewed head: the threshold sample misses it */
+            for (int i = 0; i < 50; i++)
+                s[i] = 100 + i % 3;
+        int n_ex = (int)vg_rng_below(&r, 300);
+        for (int k = 0; k < n_ex; k++)
+            ex[k] = (int32_t)vg_rng_below(&r, N);
+        qsort(ex, (size_t)n_ex, sizeof *ex, by_index);
+        int m = 0;
+        for (int k = 0; k < n_ex; k++) /* distinct */
+            if (!m || ex[m - 1] != ex[k])
+                ex[m++] = ex[k];
+        n_ex = m;
+        int na = 0, e = 0;
+        for (int i = 0; i < N; i++) {
+            while (e < n_ex && ex[e] < i)
+                e++;
+            if ((e < n_ex && ex[e] == i) || isnan(s[i]))
+                continue;
+            all[na++] = i;
+        }
+        sort_scores = s;
+        qsort(all, (size_t)na, sizeof *all, by_score_then_index);
+        const int ns[] = {1, 10, 100, 400, 512};
+        for (int t = 0; t < 5; t++) {
+            int n = ns[t], got = vg_topn(s, N, ex, n_ex, n, out, NULL);
+            cr_assert_eq(got, n < na ? n : na);
+            cr_assert_arr_eq(out, all, (size_t)got * sizeof *out, "round %d n %d", round, n);
+            int gs = vg_topn_set(s, N, ex, n_ex, n, set);
+            cr_assert_eq(gs, got);
+            memcpy(out, all, (size_t)got * sizeof *out);
+            qsort(out, (size_t)got, sizeof *out, by_index);
+            cr_assert_arr_eq(set, out, (size_t)got * sizeof *out, "set: round %d n %d", round, n);
+        }
+    }
+    free(s);
+    free(all);
+}

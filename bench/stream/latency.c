@@ -1,5 +1,6 @@
 /* latency.c — the latency phase: click -> rec:<user> latency at fixed rates.
- * Keyspace notifications are turned on (notify-keyspace-events Kz) and the
+ * Keyspace notifications are turned on (notify-keyspace-events Kgz: the
+ * list's RESTORE is a generic event, its ZADD a sorted-set one) and the
  * subscriber thread PSUBSCRIBEs __keyspace@0__:rec:*; then for each rate R
  * the sender thread sends R events/s for S seconds (linger.ms = 0), and the
  * phase waits up to D s for the stragglers: samples still without a list
@@ -35,7 +36,7 @@ static void scrape_watch(bs_run_t *R, watch_t *w)
 /* Notifications on, the candidates read, the subscriber listening. */
 static int setup(bs_run_t *R)
 {
-    redisReply *r = redisCommand(R->rc, "CONFIG SET notify-keyspace-events Kz");
+    redisReply *r = redisCommand(R->rc, "CONFIG SET notify-keyspace-events Kgz");
     int okc = r && r->type == REDIS_REPLY_STATUS;
     if (r)
         freeReplyObject(r);

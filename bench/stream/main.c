@@ -32,7 +32,7 @@
  *  4. once the lists caught up (vaegan_lists_written_total >= users and
  *     still for 2 s, vaegan_model_step > 0), 5 s without events show what an
  *     idle daemon does; then keyspace notifications are turned on
- *     (notify-keyspace-events Kz: the ZADD inside the daemon's
+ *     (notify-keyspace-events Kgz: the list's RESTORE, or the ZADD inside
  *     MULTI/DEL/ZADD/EXEC) and a thread PSUBSCRIBEs __keyspace@0__:rec:*.
  *     For each rate R a producer thread sends R events/s for S seconds
  *     (linger.ms = 0), each for a user with no sample in flight (the user

@@ -125,7 +125,7 @@ static int on_message(bs_lat_t *L, const redisReply *m, double t)
     const char *rec = strstr(ch, ":rec:");
     if (strcmp(pay, "stop") == 0)
         return 1;
-    if (!rec || strcmp(pay, "zadd") != 0)
+    if (!rec || (strcmp(pay, "zadd") != 0 && strcmp(pay, "restore") != 0)) /* the list's write, either way */
         return 0;
     rec += 5;
     int u = parse_num_id(rec, strlen(rec), 'u');
