@@ -111,9 +111,10 @@ static int64_t *vocab_keys(const vg_vocab_t *v)
 
 /* Ranks the users of `in` (their items excluded) on kernel k, as the daemon
  * serves them (model/ranker.h), and scores `out`.  path (may be NULL)
- * receives the kernel path taken. */
+ * receives the kernel path taken; same10 (may be NULL) the share of users
+ * whose top-10 is the fp32 ranking's (1 when k runs in fp32). */
 static void evaluate(const vg_model_t *m, vg_kernel_t k, const vg_csr_t *in, const vg_csr_t *out,
-                     vg_rankeval_t *met, char *path, size_t pathlen)
+                     vg_rankeval_t *met, char *path, size_t pathlen, double *same10)
 {
     const int chunk = 256;
     int maxcut = 0;
@@ -121,12 +122,14 @@ static void evaluate(const vg_model_t *m, vg_kernel_t k, const vg_csr_t *in, con
         maxcut = met->cut[c] > maxcut ? met->cut[c] : maxcut;
     vg_fastw_t *fw = NULL;
     vg_ranker_t *r = vg_ranker_new();
-    int32_t *top = malloc((size_t)chunk * maxcut * sizeof *top);
+    int32_t *top = malloc((size_t)chunk * maxcut * sizeof *top), *ref = malloc((size_t)chunk * maxcut * sizeof *ref);
+    int *rcnt = malloc((size_t)chunk * sizeof *rcnt);
+    long same = 0;
     int *sel = malloc((size_t)chunk * sizeof *sel), *cnt = malloc((size_t)chunk * sizeof *cnt);
     int *n_ex = malloc((size_t)chunk * sizeof *n_ex);
     const int32_t **ex = malloc((size_t)chunk * sizeof *ex);
     vg_csr_t batch = {0};
-    if (!r || !top || !sel || !cnt || !n_ex || !ex || vg_fastw_build(&fw, m, k, NULL, 0))
+    if (!r || !top || !ref || !rcnt || !sel || !cnt || !n_ex || !ex || vg_fastw_build(&fw, m, k, NULL, 0))
         die("out of memory");
     if (path)
         snprintf(path, pathlen, "%s", vg_fastw_path(fw));
@@ -142,12 +145,23 @@ static void evaluate(const vg_model_t *m, vg_kernel_t k, const vg_csr_t *in, con
         for (int j = 0; j < n; j++)
             vg_rankeval_add_user(met, top + (size_t)j * maxcut, cnt[j], out->indices + out->indptr[s + j],
                                  vg_csr_row_len(out, s + j));
+        if (same10 && fw && vg_ranker_topn(r, m, NULL, &batch, ex, n_ex, maxcut, ref, NULL, rcnt))
+            die("out of memory");
+        for (int j = 0; same10 && j < n; j++) {
+            int c = cnt[j] < 10 ? cnt[j] : 10;
+            same += !fw || (cnt[j] == rcnt[j] && !memcmp(top + (size_t)j * maxcut, ref + (size_t)j * maxcut,
+                                                          (size_t)c * sizeof *top));
+        }
     }
+    if (same10)
+        *same10 = in->rows ? (double)same / in->rows : 1;
     vg_rankeval_finish(met);
     vg_csr_free(&batch);
     vg_fastw_free(fw);
     vg_ranker_free(r);
     free(top);
+    free(ref);
+    free(rcnt);
     free(sel);
     free(cnt);
     free(n_ex);
@@ -467,7 +481,7 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
         r->epochs_run = e + 1;
         vg_rankeval_t vm;
         vg_rankeval_init(&vm, &sp->val_cut, 1);
-        evaluate(m, o->ker, sp->val_in, sp->val_out, &vm, NULL, 0);
+        evaluate(m, o->ker, sp->val_in, sp->val_out, &vm, NULL, 0, NULL);
         double v = vm.ndcg[0];
         fprintf(stderr,
                 "epoch %3d/%d  loss_G %.4f  nll %.3f  %s %.4f  T %.3f loss_T %.3f  loss_D %.3f D(real) %.3f "
@@ -611,11 +625,13 @@ static void run_ease(const opts_t *o, const eval_split_t *sp, double t_start)
 /* The result as one JSON line on stdout: the run, the test metrics at the
  * protocol's cutoffs, the best validation NDCG, sizes and timings. */
 static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model_t *m, int batch,
-                         const train_result_t *r, const vg_rankeval_t *tm, const char *kpath, double t_start)
+                         const train_result_t *r, const vg_rankeval_t *tm, const char *kpath, double same10,
+                         double t_start)
 {
     json_t *j = json_object();
     json_object_set_new(j, "variant", json_string(o->variant));
     json_object_set_new(j, "kernel", json_string(kpath));
+    json_object_set_new(j, "top10_as_fp32", json_real(same10)); /* test users whose top-10 is fp32's */
     json_object_set_new(j, "protocol", json_string(o->protocol));
     json_object_set_new(j, "seed", json_integer(o->seed));
     json_object_set_new(j, "split_seed", json_integer(o->split_seed));
@@ -667,8 +683,9 @@ int main(int argc, char **argv)
     vg_rankeval_t tm;
     vg_rankeval_init(&tm, sp.cuts, sp.n_cuts);
     char kpath[128];
-    evaluate(&m, o.ker, sp.test_in, sp.test_out, &tm, kpath, sizeof kpath);
-    print_result(&o, &sp, &m, batch, &tr, &tm, kpath, t_start);
+    double same10;
+    evaluate(&m, o.ker, sp.test_in, sp.test_out, &tm, kpath, sizeof kpath, &same10);
+    print_result(&o, &sp, &m, batch, &tr, &tm, kpath, same10, t_start);
 
     vg_model_close(&m);
     split_free(&o, &sp);
