@@ -14,6 +14,7 @@ PKGS=(
   librdkafka-dev libhiredis-dev libuv1-dev libinih-dev libmicrohttpd-dev libsystemd-dev libsodium-dev
   redis-server kcat python3 systemd
   clang-14 libclang-rt-14-dev
+  dpkg-dev file groff-base man-db   # scripts/package.sh: cpack's dpkg-shlibdeps and file, the man page checks
   "$@"
 )
 

@@ -3,7 +3,9 @@
 # runs every ctest label, then builds again with AddressSanitizer +
 # UndefinedBehaviorSanitizer and runs the unit and integration tests, then,
 # when clang and libclang-rt are there, fuzzes the parsers and loaders
-# (scripts/fuzz.sh, VG_FUZZ_SECONDS per harness, default 60).
+# (scripts/fuzz.sh, VG_FUZZ_SECONDS per harness, default 60), and last, on CI
+# or as root where dpkg and apt are, builds the Debian package and installs it
+# (scripts/package.sh --install-test).
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -L unit         # extra arguments go to both ctest runs
@@ -41,4 +43,16 @@ if echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
   scripts/fuzz.sh "${VG_FUZZ_SECONDS:-60}"
 else
   echo "== fuzz: skipped (needs clang and libclang-rt)"
+fi
+
+# The Debian package (scripts/package.sh: its own Release build in build-deb/,
+# cpack -G DEB, then apt-get install, vaegand --version and --check-config on
+# the installed configuration, an edited conffile kept across a reinstall,
+# remove and purge), on CI or where we are root with dpkg-deb and apt-get
+if [ -n "${CI:-}" ] ||
+    { [ "$(id -u)" -eq 0 ] && command -v dpkg-deb >/dev/null && command -v apt-get >/dev/null; }; then
+  echo "== package"
+  scripts/package.sh --install-test
+else
+  echo "== package: skipped (needs root, dpkg-deb and apt-get, or CI set)"
 fi
