@@ -300,6 +300,8 @@ static int start_scorer(vg_daemon_t *d)
     if (p->have_model) {
         if (!(snap = vg_snap_new(&p->model, c->serve.kernel)))
             return VG_ENOMEM;
+        char k[192];
+        vg_log(VG_LOG_INFO, "scorer: %s", vg_snap_kernel(snap, k, sizeof k));
         vg_train_info_t info = {.step = p->model.step, .alpha = snap->alpha, .items = p->model.n_items,
                                 .users = p->hist.users.n, .trained_at = (double)time(NULL)};
         vg_pipe_publish_model(p, &info);

@@ -9,6 +9,7 @@
 #include "daemon/rank.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,12 @@ vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel)
     s->alpha = vg_model_alpha(src);
     atomic_init(&s->refs, 1);
     return s;
+}
+
+const char *vg_snap_kernel(const vg_snap_t *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "kernel %s%s", s->fast ? "" : "fp32 openblas: ", s->why);
+    return buf;
 }
 
 vg_snap_t *vg_snap_ref(vg_snap_t *s)

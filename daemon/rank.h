@@ -34,6 +34,8 @@ typedef struct vg_snap {
 /* A snapshot of src with one reference, its output layer converted for
  * `kernel` (vg_fastw_build), or NULL (out of memory). */
 vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel);
+/* "kernel int8 brg:…", or "kernel fp32 openblas: <why no fast kernel>", in buf. */
+const char *vg_snap_kernel(const vg_snap_t *s, char *buf, size_t n);
 /* One more reference (NULL ok); returns s. */
 vg_snap_t *vg_snap_ref(vg_snap_t *s);
 void vg_snap_unref(vg_snap_t *s); /* NULL ok; frees at zero */

@@ -209,8 +209,9 @@ static int write_lists(replay_t *r)
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
     int rc = snap && ranker && sel && lists ? 0 : VG_ENOMEM;
+    char kern[192];
     if (snap)
-        vg_log(VG_LOG_INFO, "replay: scoring with %s%s", snap->fast ? "kernel " : "kernel fp32 openblas: ", snap->why);
+        vg_log(VG_LOG_INFO, "replay: scoring with %s", vg_snap_kernel(snap, kern, sizeof kern));
     for (int s = 0; s < users && rc == 0 && !p->stopping; s += B) {
         int n = users - s < B ? users - s : B;
         for (int k = 0; k < n; k++)

@@ -79,7 +79,8 @@ static void round_done(vg_trainer_t *t, int users)
 {
     vg_snap_t *snap = vg_snap_new(&t->model, t->cfg.kernel);
     if (snap && strcmp(snap->why, t->kernel_why)) { /* the first snapshot, or the kernel changed */
-        vg_log(VG_LOG_INFO, "scorer: %s%s", snap->fast ? "kernel " : "kernel fp32 openblas: ", snap->why);
+        char k[192];
+        vg_log(VG_LOG_INFO, "scorer: %s", vg_snap_kernel(snap, k, sizeof k));
         snprintf(t->kernel_why, sizeof t->kernel_why, "%s", snap->why);
     }
     vg_train_info_t info = {
