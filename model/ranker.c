@@ -30,6 +30,10 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+/* fast_topn(): the primitive could not run (no kernel for this batch size):
+ * rank this batch in fp32 instead. */
+#define NO_KERNEL 1
+
 static const char *const kernel_names[] = {"auto", "fp32", "bf16", "int8"};
 
 int vg_kernel_parse(const char *name, vg_kernel_t *out)
@@ -370,7 +374,9 @@ static int fast_product(vg_ranker_t *r, const vg_fastw_t *fw, const vg_real *g, 
     const int H = fw->hidden, M = bucket(rows);
     const int int8 = fw->kernel == VG_KERNEL_INT8;
     struct prim *p = get_prim(r, fw, M);
-    if (!p || grow(&r->src, &r->src_n, (size_t)M * H * 2) || grow(&r->acc, &r->acc_n, (size_t)M * fw->cols * 4) ||
+    if (!p)
+        return NO_KERNEL; /* oneDNN has no kernel for this batch size after all: the caller goes fp32 */
+    if (grow(&r->src, &r->src_n, (size_t)M * H * 2) || grow(&r->acc, &r->acc_n, (size_t)M * fw->cols * 4) ||
         grow(&r->scratch, &r->scratch_n, p->scratch + 1))
         return VG_ENOMEM;
     memset(r->src, 0, (size_t)M * H * 2);
@@ -401,7 +407,7 @@ static int fast_product(vg_ranker_t *r, const vg_fastw_t *fw, const vg_real *g, 
     for (int k = 0; k < 4; k++)
         if (all[k])
             dnnl_memory_destroy(all[k]);
-    return ok ? 0 : VG_ENOMEM;
+    return ok ? 0 : NO_KERNEL;
 }
 
 /* User b's list from the fast product: candidates by approximate score,
@@ -523,7 +529,8 @@ int vg_ranker_topn(vg_ranker_t *r, const vg_model_t *m, const vg_fastw_t *fw, co
     }
     r->stats.users += X->rows;
     r->stats.calls++;
-    return fw ? fast_topn(r, m, fw, X, ex, n_ex, n, idx, sc, cnt) : fp32_topn(r, m, X, ex, n_ex, n, idx, sc, cnt);
+    int rc = fw ? fast_topn(r, m, fw, X, ex, n_ex, n, idx, sc, cnt) : NO_KERNEL;
+    return rc == NO_KERNEL ? fp32_topn(r, m, X, ex, n_ex, n, idx, sc, cnt) : rc; /* fp32 when the fast path cannot */
 }
 
 void vg_ranker_stats(const vg_ranker_t *r, vg_ranker_stats_t *out) { *out = r->stats; }

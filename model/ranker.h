@@ -89,7 +89,8 @@ void vg_ranker_free(vg_ranker_t *r); /* NULL ok */
  * (ex may be NULL: nothing excluded), best first: idx[b*n ..] and, when sc is
  * not NULL, their fp32 scores sc[b*n ..]; cnt[b] entries each
  * (min(n, N - excluded)).  fw NULL ranks on fp32 scores of every item; else
- * fw must have been built from m.  Ties go to the lower index.
+ * fw must have been built from m (a batch oneDNN cannot run is ranked in
+ * fp32).  Ties go to the lower index.
  * Returns 0, VG_EINVAL or VG_ENOMEM. */
 int vg_ranker_topn(vg_ranker_t *r, const vg_model_t *m, const vg_fastw_t *fw, const vg_csr_t *X,
                    const int32_t *const *ex, const int *n_ex, int n, int32_t *idx, vg_real *sc, int *cnt);
