@@ -140,7 +140,7 @@ static long long used_memory(redisContext *c)
 static void redis_phase(int n)
 {
     char dir[] = "/tmp/vaegan-bench-memory-XXXXXX";
-    vgt_redis_t R;
+    vgt_redis_t R = {0};
     if (!mkdtemp(dir) || vgt_redis_start(&R, dir, 0)) {
         printf("redis: cannot start redis-server\n");
         return;

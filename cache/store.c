@@ -392,6 +392,7 @@ static void st_ready(vg_store_t *s)
         st_log(s, VG_LOG_INFO, "redis %s: lists written as %s", s->where,
                restore ? "one RESTORE of a listpack each (Redis >= 7)"
                : s->rec_zadd ? "MULTI/DEL/ZADD/EXEC (redis.rec_write = zadd)"
+               : s->hs_restore_denied == 2 ? "MULTI/DEL/ZADD/EXEC (this server has no RESTORE command)"
                : s->hs_restore_denied ? "MULTI/DEL/ZADD/EXEC (this user may not RESTORE)"
                                       : "MULTI/DEL/ZADD/EXEC (Redis < 7)");
     s->rec_restore = restore;
@@ -438,13 +439,15 @@ static void st_on_hs(redisAsyncContext *ac, void *r, void *priv)
 }
 
 /* Tags of the checks' replies: INFO cluster, ACL WHOAMI, INFO server (the
- * version), ACL DRYRUN of RESTORE (may lists be restored?), or PROBE_ACL + i
- * for ACL DRYRUN check i. */
+ * version), ACL DRYRUN of RESTORE (may lists be restored?), COMMAND INFO
+ * RESTORE (is it there: rename-command may have taken it away), or
+ * PROBE_ACL + i for ACL DRYRUN check i. */
 #define PROBE_INFO ((uintptr_t)0)
 #define PROBE_WHOAMI ((uintptr_t)1)
 #define PROBE_SERVER ((uintptr_t)2)
 #define PROBE_RESTORE ((uintptr_t)3)
-#define PROBE_ACL ((uintptr_t)4)
+#define PROBE_RESTORE_CMD ((uintptr_t)4)
+#define PROBE_ACL ((uintptr_t)5)
 
 /* What the version and the RESTORE check say of the list writes. */
 static void st_probe_lists(vg_store_t *s, uintptr_t tag, const redisReply *reply)
@@ -454,6 +457,9 @@ static void st_probe_lists(vg_store_t *s, uintptr_t tag, const redisReply *reply
         s->hs_major = v ? atoi(v + 14) : 0;
     } else if (tag == PROBE_RESTORE && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "OK") != 0) {
         s->hs_restore_denied = 1;
+    } else if (tag == PROBE_RESTORE_CMD && reply->type == REDIS_REPLY_ARRAY &&
+               (reply->elements == 0 || reply->element[0]->type == REDIS_REPLY_NIL)) {
+        s->hs_restore_denied = 2;
     }
 }
 
@@ -468,7 +474,7 @@ static void st_on_probe(redisAsyncContext *ac, void *r, void *priv)
     uintptr_t tag = (uintptr_t)priv;
     if (!reply || s->closing || s->fatal || ac != s->ac || s->state != ST_HANDSHAKE)
         return;
-    if (tag == PROBE_SERVER || tag == PROBE_RESTORE) {
+    if (tag == PROBE_SERVER || tag == PROBE_RESTORE || tag == PROBE_RESTORE_CMD) {
         st_probe_lists(s, tag, reply);
     } else if (tag == PROBE_WHOAMI && reply->type == REDIS_REPLY_STRING) {
         vg_store_probe_t pr;
@@ -566,6 +572,10 @@ static void st_connect(vg_store_t *s)
     if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_INFO, 2, info, info_l) == REDIS_OK)
         s->hs_left++;
     if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_SERVER, 2, server, server_l) == REDIS_OK)
+        s->hs_left++;
+    const char *cmdinfo[3] = {"COMMAND", "INFO", "RESTORE"};
+    size_t cmdinfo_l[3] = {7, 4, 7};
+    if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_RESTORE_CMD, 3, cmdinfo, cmdinfo_l) == REDIS_OK)
         s->hs_left++;
     if (redisAsyncCommandArgv(ac, st_on_probe, (void *)PROBE_WHOAMI, 2, whoami, whoami_l) == REDIS_OK)
         s->hs_left++;

@@ -605,6 +605,31 @@ Test(store, put_rec_without_restore_permission, .init = setup, .fini = teardown,
     redisFree(c);
 }
 
+/* A server whose RESTORE was renamed away (rename-command, a common
+ * hardening) gets its lists by MULTI/DEL/ZADD/EXEC. */
+Test(store, put_rec_without_a_restore_command, .init = setup, .fini = teardown, .timeout = 30)
+{
+    R.extra[0] = "--rename-command";
+    R.extra[1] = "RESTORE";
+    R.extra[2] = "";
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000));
+    cr_assert(strstr(logbuf, "(this server has no RESTORE command)"), "log:\n%s", logbuf);
+    const char *it[] = {"x", "y"};
+    size_t l[] = {1, 1};
+    double sc[] = {2, 1};
+    job_t j = {0};
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it, l, sc, 2, job_cb, &j), 0);
+    cr_assert(wait_for(job_done, &j, 5000));
+    cr_assert_eq(j.status, 0);
+    redisContext *c = cli(NULL, 0);
+    cr_assert_str_eq(zset(c, "rec:u"), "y:1 x:2");
+    close_store(S);
+    redisFree(c);
+}
+
 /* CRC-64/Jones: Redis' check value (crc64.c's test). */
 Test(store, dump_crc64_check_value)
 {

@@ -56,10 +56,15 @@ static void exec_server(const vgt_redis_t *r, const char *logf)
     }
     char nodes[PATH_MAX + 16];
     snprintf(nodes, sizeof nodes, "%s/nodes.conf", r->dir);
-    execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
-           "--dir", r->dir, "--save", "", "--appendonly", r->aof ? "yes" : "no", "--appendfsync", "always",
-           "--logfile", logf, "--daemonize", "no", "--cluster-enabled", r->cluster ? "yes" : "no",
-           "--cluster-config-file", nodes, (char *)NULL);
+    const char *argv[32] = {"redis-server", "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
+                            "--dir", r->dir, "--save", "", "--appendonly", r->aof ? "yes" : "no", "--appendfsync",
+                            "always", "--logfile", logf, "--daemonize", "no", "--cluster-enabled",
+                            r->cluster ? "yes" : "no", "--cluster-config-file", nodes};
+    int n = 23;
+    for (int k = 0; k < VGT_REDIS_EXTRA && r->extra[k]; k++)
+        argv[n++] = r->extra[k];
+    argv[n] = NULL;
+    execvp("redis-server", (char *const *)argv);
     _exit(127);
 }
 
@@ -87,7 +92,10 @@ int vgt_redis_start_cluster_node(vgt_redis_t *r, const char *dir, int aof, int c
     char d[PATH_MAX];
     if (snprintf(d, sizeof d, "%s", dir) >= (int)sizeof d)
         return -1;
+    const char *extra[VGT_REDIS_EXTRA];
+    memcpy(extra, r->extra, sizeof extra); /* set by the caller before the start */
     memset(r, 0, sizeof *r);
+    memcpy(r->extra, extra, sizeof extra);
     memcpy(r->dir, d, sizeof d);
     r->aof = aof;
     r->cluster = cluster;

@@ -23,12 +23,15 @@
 
 #include <hiredis/hiredis.h>
 
+#define VGT_REDIS_EXTRA 8
+
 typedef struct vgt_redis {
     pid_t pid; /* 0 when not running */
     char dir[PATH_MAX];
     char sock[PATH_MAX];
     int aof;
     int cluster; /* started with --cluster-enabled yes (a node of no cluster yet) */
+    const char *extra[VGT_REDIS_EXTRA]; /* more redis-server arguments (NULL-ended), e.g. --rename-command */
 } vgt_redis_t;
 
 /* A synchronous hiredis client on r's socket for assertions (the caller
@@ -36,7 +39,9 @@ typedef struct vgt_redis {
 redisContext *vgt_redis_connect(const vgt_redis_t *r);
 
 /* Starts redis-server on dir (which must exist) and waits until it answers
- * PING (not -LOADING), up to 10 s.  Returns 0 or -1 (nothing left running). */
+ * PING (not -LOADING), up to 10 s.  r is reset but for r->extra (zero it, or
+ * set the extra arguments, before the first start).  Returns 0 or -1
+ * (nothing left running). */
 int vgt_redis_start(vgt_redis_t *r, const char *dir, int aof);
 
 /* The same with cluster = 1: a Redis Cluster node (--cluster-enabled yes,
