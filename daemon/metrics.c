@@ -142,15 +142,10 @@ static void metric_free(vg_metric_t *x)
     free(x);
 }
 
-/* A label set as the exposition format writes it: name="value", the value
- * with backslash, double quote and newline escaped.  NULL when out of memory. */
-static char *label_text(const char *label, const char *value)
+/* Appends value to *p as the exposition format quotes it: backslash, double
+ * quote and newline escaped. */
+static char *put_label_value(char *p, const char *value)
 {
-    size_t n = strlen(label) + 2 * strlen(value) + 4;
-    char *t = malloc(n), *p = t;
-    if (!t)
-        return NULL;
-    p += sprintf(p, "%s=\"", label);
     for (const char *v = value; *v; v++) {
         if (*v == '\\' || *v == '"')
             *p++ = '\\';
@@ -161,13 +156,30 @@ static char *label_text(const char *label, const char *value)
         }
         *p++ = *v;
     }
-    *p++ = '"';
+    return p;
+}
+
+/* A label set as the exposition format writes it: a="x",b="y".  NULL when
+ * out of memory. */
+static char *label_text(const char *const *labels, const char *const *values, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(labels[i]) + 2 * strlen(values[i]) + 4;
+    char *t = malloc(len), *p = t;
+    if (!t)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        p += sprintf(p, "%s%s=\"", i ? "," : "", labels[i]);
+        p = put_label_value(p, values[i]);
+        *p++ = '"';
+    }
     *p = '\0';
     return t;
 }
 
 static vg_metric_t *add_series(vg_metrics_t *m, const char *name, const char *help, int type, const double *buckets,
-                               size_t n_buckets, const char *label, const char *value)
+                               size_t n_buckets, const char *const *labels, const char *const *values, int n_labels)
 {
     vg_assert(m && valid_name(name));
     vg_assert(type == VG_METRIC_COUNTER || type == VG_METRIC_GAUGE || type == VG_METRIC_HISTOGRAM);
@@ -190,7 +202,7 @@ static vg_metric_t *add_series(vg_metrics_t *m, const char *name, const char *he
     x->type = type;
     x->name = strdup(name);
     x->help = strdup(help ? help : "");
-    if (label && !(x->labels = label_text(label, value)))
+    if (n_labels && !(x->labels = label_text(labels, values, n_labels)))
         goto nomem;
     if (!x->name || !x->help)
         goto nomem;
@@ -223,14 +235,36 @@ nomem:
 vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help, int type,
                             const double *buckets, size_t n_buckets)
 {
-    return add_series(m, name, help, type, buckets, n_buckets, NULL, NULL);
+    return add_series(m, name, help, type, buckets, n_buckets, NULL, NULL, 0);
 }
 
 vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const char *help, int type, const char *label,
                                     const char *value)
 {
-    vg_assert(type != VG_METRIC_HISTOGRAM && valid_name(label) && value);
-    return add_series(m, name, help, type, NULL, 0, label, value);
+    return vg_metrics_add_labels(m, name, help, type, &label, &value, 1);
+}
+
+vg_metric_t *vg_metrics_add_labels(vg_metrics_t *m, const char *name, const char *help, int type,
+                                   const char *const *labels, const char *const *values, int n)
+{
+    vg_assert(type != VG_METRIC_HISTOGRAM && n >= 1);
+    for (int i = 0; i < n; i++)
+        vg_assert(valid_name(labels[i]) && values[i]);
+    return add_series(m, name, help, type, NULL, 0, labels, values, n);
+}
+
+void vg_metrics_remove(vg_metrics_t *m, vg_metric_t *x)
+{
+    pthread_mutex_lock(&m->lock);
+    vg_metric_t **pp = &m->head;
+    while (*pp && *pp != x)
+        pp = &(*pp)->next;
+    vg_assert(*pp);
+    *pp = x->next;
+    if (m->tail == &x->next)
+        m->tail = pp;
+    pthread_mutex_unlock(&m->lock);
+    metric_free(x);
 }
 
 void vg_metric_family_inc(vg_metric_family_t *f, const char *value, double v)
@@ -373,16 +407,20 @@ char *vg_metrics_render(vg_metrics_t *m)
     if (!f)
         return NULL;
     pthread_mutex_lock(&m->lock);
-    /* a family (one name) is rendered once, at its first series: HELP and
-     * TYPE of the first, then every series of that name */
+    /* a family (one name) is rendered once, at its first series: HELP (the
+     * first non-empty one) and TYPE, then every series of that name */
     for (const vg_metric_t *x = m->head; x; x = x->next) {
         const vg_metric_t *y = m->head;
         while (y != x && strcmp(y->name, x->name) != 0)
             y = y->next;
         if (y != x)
             continue;
+        const char *help = x->help; /* the family's first non-empty help */
+        for (y = x; y && !*help; y = y->next)
+            if (strcmp(y->name, x->name) == 0)
+                help = y->help;
         fprintf(f, "# HELP %s ", x->name);
-        put_help(f, x->help);
+        put_help(f, help);
         fprintf(f, "\n# TYPE %s %s\n", x->name, type_name(x->type));
         for (y = x; y; y = y->next)
             if (strcmp(y->name, x->name) == 0)

@@ -54,10 +54,21 @@ vg_metric_t *vg_metrics_add(vg_metrics_t *m, const char *name, const char *help,
 
 /* A series of a labelled counter or gauge family: name{label="value"}
  * (value escaped as the exposition format wants).  Series of one name share
- * its first series' help and type and are rendered together.  The caller
+ * the first non-empty help and the type of its series and are rendered together.  The caller
  * bounds how many it adds.  Returns the series or NULL (out of memory). */
 vg_metric_t *vg_metrics_add_labeled(vg_metrics_t *m, const char *name, const char *help, int type, const char *label,
                                     const char *value);
+
+/* A series with several labels: name{labels[0]="values[0]",...} (n >= 1).
+ * Same rules as vg_metrics_add_labeled. */
+vg_metric_t *vg_metrics_add_labels(vg_metrics_t *m, const char *name, const char *help, int type,
+                                   const char *const *labels, const char *const *values, int n);
+
+/* Removes one series (of vg_metrics_add*) from the registry and frees it:
+ * e.g. the lag of a partition no longer assigned.  The caller guarantees
+ * that no other thread uses x any more.  A family's HELP is the first
+ * non-empty help among its series. */
+void vg_metrics_remove(vg_metrics_t *m, vg_metric_t *x);
 
 /* A labelled counter family whose label values come from the input (event
  * types, error codes): the first VG_FAMILY_MAX distinct values get a series

@@ -96,6 +96,40 @@ Test(metrics, labelled_family)
     vg_metrics_free(m);
 }
 
+/* Series with two labels come and go (a partition's lag): the family
+ * keeps its help while any series is left, and a removed series is gone
+ * from the text. */
+Test(metrics, series_with_two_labels_are_removed)
+{
+    vg_metrics_t *m = new_registry();
+    const char *labels[2] = {"topic", "partition"}, *v0[2] = {"clicks", "0"}, *v1[2] = {"clicks", "1"};
+    vg_metric_t *p0 = vg_metrics_add_labels(m, "vaegan_lag", "Lag", VG_METRIC_GAUGE, labels, v0, 2);
+    vg_metric_t *tail = vg_metrics_add(m, "vaegan_after", "after", VG_METRIC_GAUGE, NULL, 0);
+    vg_metric_t *p1 = vg_metrics_add_labels(m, "vaegan_lag", "Lag", VG_METRIC_GAUGE, labels, v1, 2);
+    cr_assert(p0 && tail && p1);
+    vg_metric_set(p0, 5);
+    vg_metric_set(p1, 7);
+    char *text = vg_metrics_render(m);
+    cr_assert_not_null(strstr(text, "# HELP vaegan_lag Lag\n# TYPE vaegan_lag gauge\n"
+                                    "vaegan_lag{topic=\"clicks\",partition=\"0\"} 5\n"
+                                    "vaegan_lag{topic=\"clicks\",partition=\"1\"} 7\n"), "got:\n%s", text);
+    free(text);
+    vg_metrics_remove(m, p0);
+    text = vg_metrics_render(m);
+    cr_assert_null(strstr(text, "partition=\"0\""), "got:\n%s", text);
+    cr_assert_not_null(strstr(text, "# HELP vaegan_lag Lag\n# TYPE vaegan_lag gauge\n"
+                                    "vaegan_lag{topic=\"clicks\",partition=\"1\"} 7\n"), "got:\n%s", text);
+    free(text);
+    vg_metrics_remove(m, p1);
+    vg_metrics_remove(m, tail); /* the last one: the list's tail moves back */
+    vg_metric_t *again = vg_metrics_add(m, "vaegan_again", "again", VG_METRIC_GAUGE, NULL, 0);
+    text = vg_metrics_render(m);
+    cr_assert_str_eq(text, "# HELP vaegan_again again\n# TYPE vaegan_again gauge\nvaegan_again 0\n");
+    cr_assert_not_null(again);
+    free(text);
+    vg_metrics_free(m);
+}
+
 Test(metrics, default_buckets_and_values)
 {
     vg_metrics_t *m = new_registry();
