@@ -40,6 +40,12 @@
  * iteration" so that vg_kafka_done() never re-enters librdkafka from inside
  * an app callback's stack.
  *
+ * Lag: with stats_interval_ms, librdkafka's statistics (statistics.interval.ms,
+ * served by our polls like every other callback) give each partition's
+ * high-water mark; the lag is counted from our own low-water mark of the
+ * messages done (vg_kpart_t.o.next_store: what the next store hands over).  Partitions not being fetched get their marks from
+ * the thread of kafka_lag.c, asked at one statistics and read at the next.
+ *
  * Fatal errors are recorded inside librdkafka's callbacks and reported by
  * report_fatal() after the poll returned, so on_fatal never runs inside
  * librdkafka.
@@ -69,6 +75,7 @@
 
 #include "common/ratelimit.h"
 #include "stream/kafka_conf.h"
+#include "stream/kafka_lag.h"
 #include "stream/kafka_topics.h"
 #include "stream/offsets.h"
 
@@ -117,8 +124,10 @@ struct vg_kafka {
     void (*on_message)(void *ud, const vg_kafka_msg_t *m);
     void (*on_assigned)(void *ud, int n);
     void (*on_fatal)(void *ud, const char *reason);
+    void (*on_stats)(void *ud);
     vg_log_fn log;
     void *ud;
+    vg_kwm_t *wm; /* high-water marks of partitions not fetched (kafka_lag.h); NULL without statistics */
 
     vg_kafka_topics_t tt; /* every topic seen and its partitions (kafka_topics.h) */
     int n_assigned;       /* (topic, partition) pairs assigned */
@@ -351,7 +360,7 @@ static void part_reset(vg_kafka_t *k, vg_kpart_t *pt)
     k->st.outstanding -= pt->o.n_out;
     vg_offsets_reset(&pt->o);
     pt->revoking = 0;
-    pt->stored = -1;
+    pt->stored = pt->lag = -1;
 }
 
 static void pause_list(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int pause)
@@ -1131,6 +1140,68 @@ static void close_cb(uv_handle_t *h)
         kfree(k);
 }
 
+/* ---- lag ------------------------------------------------------------------ */
+
+/* One partition of the statistics: its lag from our stored offset (else the
+ * committed one, else the log start: auto.offset.reset=earliest) to the
+ * high-water mark, the fresher of the statistics' and the thread's. */
+static void on_part_stats(void *ud, const char *topic, int32_t partition, const vg_kstat_part_t *s)
+{
+    vg_kafka_t *k = ud;
+    vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, topic, partition, 0);
+    if (!pt || !pt->assigned)
+        return;
+    int64_t hi = s->hi, wm = vg_kwm_hi(k->wm, topic, partition);
+    hi = wm > hi ? wm : hi;
+    /* the low-water mark of what is durable, i.e. what the next store
+     * hands over: librdkafka's own stored offset trails it by up to the
+     * commit interval */
+    int64_t mark = pt->o.next_store > pt->stored ? pt->o.next_store : pt->stored;
+    int64_t pos = mark >= 0 ? mark : s->committed >= 0 ? s->committed : s->lo;
+    pt->lag = hi >= 0 && pos >= 0 ? (hi > pos ? hi - pos : 0) : -1;
+}
+
+/* Every statistics.interval.ms, on the loop thread (served by our polls):
+ * the lags, then fresh marks asked for the partitions not being fetched
+ * (paused, or no mark yet), for the next round. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    vg_kafka_t *k = opaque;
+    (void)rk;
+    if (!k->wm || k->closing)
+        return 0;
+    if (vg_kafka_stats_parse(json, len, on_part_stats, k))
+        kwarn_rl(k, "kafka: statistics: not the JSON expected");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t t = 0; t < k->tt.n; t++)
+        for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
+            vg_kpart_t *pt = &k->tt.t[t].parts[p];
+            if (pt->assigned && (k->paused || k->stopped || pt->revoking || pt->lag < 0))
+                rd_kafka_topic_partition_list_add(l, k->tt.t[t].name, p);
+        }
+    if (l->cnt && vg_kwm_request(k->wm, l))
+        kwarn_rl(k, "kafka: high-water marks: out of memory");
+    rd_kafka_topic_partition_list_destroy(l);
+    if (k->on_stats)
+        k->on_stats(k->ud);
+    return 0; /* librdkafka frees json */
+}
+
+int vg_kafka_lag(const vg_kafka_t *k, vg_kafka_lag_t *out, int max)
+{
+    int n = 0;
+    for (int32_t t = 0; t < k->tt.n; t++)
+        for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
+            const vg_kpart_t *pt = &k->tt.t[t].parts[p];
+            if (!pt->assigned)
+                continue;
+            if (n < max)
+                out[n] = (vg_kafka_lag_t){t, p, pt->lag};
+            n++;
+        }
+    return n;
+}
+
 /* The configuration of the consumer (consumer = 1) or of the DLQ producer
  * (kafka_conf.h), with k as opaque and our callbacks. */
 static int build_conf(const vg_kafka_cfg_t *cfg, vg_kafka_t *k, int consumer,
@@ -1146,6 +1217,8 @@ static int build_conf(const vg_kafka_cfg_t *cfg, vg_kafka_t *k, int consumer,
     if (consumer) {
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
         rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
+        if (cfg->stats_interval_ms > 0)
+            rd_kafka_conf_set_stats_cb(conf, stats_cb);
     } else {
         rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     }
@@ -1182,6 +1255,7 @@ static vg_kafka_t *knew(uv_loop_t *loop, const vg_kafka_cfg_t *cfg)
     k->on_message = cfg->on_message;
     k->on_assigned = cfg->on_assigned;
     k->on_fatal = cfg->on_fatal;
+    k->on_stats = cfg->on_stats;
     k->log = cfg->log;
     k->ud = cfg->ud;
     int ok = 1;
@@ -1260,6 +1334,11 @@ int vg_kafka_init(vg_kafka_t **out, uv_loop_t *loop, const vg_kafka_cfg_t *cfg, 
     }
     if (pconf && !(k->prod = vg_kafka_conf_new_handle(RD_KAFKA_PRODUCER, pconf, err, errlen, &rc)))
         goto fail;
+    if (cfg->stats_interval_ms > 0 && vg_kwm_start(&k->wm, k->rk)) {
+        snprintf(err, errlen, "kafka: out of memory");
+        rc = VG_ENOMEM;
+        goto fail;
+    }
 
     rd_kafka_poll_set_consumer(k->rk); /* main queue (logs, errors) -> consumer queue */
     k->cq = rd_kafka_queue_get_consumer(k->rk);
@@ -1309,6 +1388,7 @@ fail:
     }
     if (k->efd >= 0)
         close(k->efd);
+    vg_kwm_stop(k->wm);
     rd_kafka_destroy(k->rk);
     if (k->prod)
         rd_kafka_destroy(k->prod);
@@ -1403,6 +1483,8 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
     }
     rd_kafka_queue_destroy(k->cq);
     k->cq = NULL;
+    vg_kwm_stop(k->wm);
+    k->wm = NULL;
     rd_kafka_destroy(k->rk);
     k->rk = NULL;
 

@@ -127,6 +127,11 @@ typedef struct vg_kafka_cfg {
     /* A fatal consumer error: the app should exit non-zero (after
      * vg_kafka_close).  Called at most once.  May be NULL. */
     void (*on_fatal)(void *ud, const char *reason);
+    /* Consumer lag (vg_kafka_lag) is measured every stats_interval_ms from
+     * librdkafka's statistics (statistics.interval.ms); <= 0 = not measured.
+     * on_stats (may be NULL) is called after each measurement. */
+    int stats_interval_ms;
+    void (*on_stats)(void *ud);
     vg_log_fn log; /* NULL = silent */
     void *ud;      /* passed to every callback and to log */
 } vg_kafka_cfg_t;
@@ -208,6 +213,25 @@ int vg_kafka_dlq(vg_kafka_t *k, const vg_kafka_msg_t *m, const char *reason);
 
 /* Messages delivered and not yet done. */
 size_t vg_kafka_outstanding(const vg_kafka_t *k);
+
+/* The lag of one assigned (topic, partition) at the last statistics: the
+ * messages from its stored offset to its high-water mark.  The offset is
+ * the one the next store hands over (the low-water mark of vg_kafka_done:
+ * after the last message whose effect, and every earlier one's, is
+ * durable), so it does not trail by the commit interval; before anything
+ * was done, the committed offset, else the log start.  For a
+ * partition not being fetched (paused, stopped, being revoked) the mark
+ * comes from the leader (rd_kafka_query_watermark_offsets, on a thread of
+ * its own), so the lag keeps growing while a backlog builds up.  lag = -1:
+ * not known yet. */
+typedef struct vg_kafka_lag {
+    int32_t topic_id, partition;
+    int64_t lag;
+} vg_kafka_lag_t;
+
+/* Fills out[0..min(n, max)) with the assigned partitions' lags, in topic id
+ * and partition order, and returns their number n. */
+int vg_kafka_lag(const vg_kafka_t *k, vg_kafka_lag_t *out, int max);
 
 /* Copies the counters into *s. */
 void vg_kafka_stats(const vg_kafka_t *k, vg_kafka_stats_t *s);

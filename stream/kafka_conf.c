@@ -7,7 +7,7 @@
  * user may not override, checked after the user's options) and committed by
  * the consumer's own timer (enable.auto.commit=false); cooperative-sticky
  * rebalancing; logs go to a queue (log.queue) so they are served on the
- * loop thread.  A bad user option is named in the error as it appears in the
+ * loop thread; statistics.interval.ms from cfg->stats_interval_ms (the lag).  A bad user option is named in the error as it appears in the
  * configuration file (kafka.option.<name>).
  */
 #include "stream/kafka_conf.h"
@@ -59,6 +59,10 @@ int vg_kafka_conf_build(const vg_kafka_cfg_t *cfg, int consumer, rd_kafka_conf_t
     int rc = 0;
     for (size_t i = 0; d[i] && rc == 0; i += 2)
         rc = conf_set(conf, d[i], d[i + 1], 0, err, errlen);
+    char interval[16];
+    snprintf(interval, sizeof interval, "%d", cfg->stats_interval_ms);
+    if (rc == 0 && consumer && cfg->stats_interval_ms > 0)
+        rc = conf_set(conf, "statistics.interval.ms", interval, 0, err, errlen);
     for (size_t i = 0; i < cfg->n_options && rc == 0; i++) {
         const char *name = cfg->options[2 * i], *value = cfg->options[2 * i + 1];
         if (!name || !value) {

@@ -1162,3 +1162,104 @@ Test(kafka, rebalancing_revoke_commit_is_retried_or_counted, .timeout = 90)
     fprintf(stderr, "revoke under REBALANCE_IN_PROGRESS: %" PRIu64 " retries, committed at the end: %s\n",
             s.commit_retries, at_end ? "yes" : "no (counted)");
 }
+
+/* ---- lag -------------------------------------------------------------------- */
+
+typedef struct lag_want {
+    int64_t p[2]; /* per partition (-1: any known value) */
+    int stats;    /* on_stats calls seen at least */
+} lag_want_t;
+
+static int stats_calls;
+static void count_stats(void *ud)
+{
+    (void)ud;
+    stats_calls++;
+}
+
+static int lag_is(tctx_t *t, void *arg)
+{
+    const lag_want_t *w = arg;
+    vg_kafka_lag_t l[2];
+    if (stats_calls < w->stats || vg_kafka_lag(t->k, l, 2) != 2)
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (l[i].lag < 0 || (w->p[l[i].partition] >= 0 && l[i].lag != w->p[l[i].partition]))
+            return 0;
+    return 1;
+}
+
+static void lag_now(tctx_t *t, int64_t *out)
+{
+    vg_kafka_lag_t l[2];
+    cr_assert_eq(vg_kafka_lag(t->k, l, 2), 2);
+    for (int i = 0; i < 2; i++)
+        out[l[i].partition] = l[i].lag;
+}
+
+/* Lag counts from the stored offset (what Redis acknowledged), per
+ * partition; it keeps growing while consumption is paused (the leader is
+ * asked for the high-water mark) and reaches 0 once everything is done. */
+Test(kafka, lag_from_the_stored_offset, .timeout = 120)
+{
+    vg_mock_t *m;
+    char addr[128], err[512];
+    const char *tl[] = {"tl"};
+    cr_assert_eq(vg_mock_start(&m, tl, 1, 2, addr, sizeof addr, err, sizeof err), 0, "%s", err);
+    produce_n(addr, "tl", 0, 100);
+
+    tctx_t t;
+    tctx_init(&t, "L");
+    vg_kafka_cfg_t c = cfg_for(&t, addr, "tl", "gl");
+    c.stats_interval_ms = 100;
+    c.on_stats = count_stats;
+    cr_assert_eq(vg_kafka_init(&t.k, &t.loop, &c, err, sizeof err), 0, "%s", err);
+    size_t all = 100;
+    cr_assert(run_until(&t, have_n, &all, 20000), "%zu of 100 delivered", t.n);
+    size_t cnt[MAXP];
+    by_partition(&t, NULL, cnt);
+    cr_assert(cnt[0] > 0 && cnt[1] > 0, "the keys spread over both partitions");
+
+    /* delivered, nothing done: the whole backlog is lag */
+    lag_want_t w = {{(int64_t)cnt[0], (int64_t)cnt[1]}, 0};
+    cr_assert(run_until(&t, lag_is, &w, 20000), "lag of nothing done");
+
+    /* partition 0 done: its lag goes to 0 once stored, partition 1's stays */
+    for (size_t i = 0; i < t.n; i++)
+        if (t.recs[i].p == 0)
+            vg_kafka_done(t.k, t.recs[i].tid, 0, t.recs[i].off);
+    w = (lag_want_t){{0, (int64_t)cnt[1]}, 0};
+    cr_assert(run_until(&t, lag_is, &w, 20000), "lag after partition 0 was done");
+
+    /* paused: new messages raise the lag all the same */
+    vg_kafka_pause(t.k);
+    stats_calls = 0;
+    produce_n(addr, "tl", 100, 40);
+    w = (lag_want_t){{-1, -1}, 3};
+    int64_t before[2];
+    cr_assert(run_until(&t, lag_is, &w, 20000));
+    lag_now(&t, before);
+    int64_t grown[2] = {-1, -1};
+    for (int tries = 0; tries < 200 && grown[0] + grown[1] != (int64_t)cnt[1] + 40; tries++) {
+        w.stats = stats_calls + 1;
+        cr_assert(run_until(&t, lag_is, &w, 20000));
+        lag_now(&t, grown);
+    }
+    cr_assert_eq(grown[0] + grown[1], (int64_t)cnt[1] + 40, "paused: lag %" PRId64 " + %" PRId64
+                 " (before %" PRId64 " + %" PRId64 "), want %zu + 40", grown[0], grown[1], before[0],
+                 before[1], cnt[1]);
+    cr_assert_eq(t.n, 100, "nothing delivered while paused");
+
+    /* resumed, everything done: no lag */
+    t.done_inline = 1;
+    for (size_t i = 0; i < t.n; i++)
+        if (t.recs[i].p == 1)
+            vg_kafka_done(t.k, t.recs[i].tid, 1, t.recs[i].off);
+    vg_kafka_resume(t.k);
+    w = (lag_want_t){{0, 0}, 0};
+    cr_assert(run_until(&t, lag_is, &w, 20000), "lag after everything was done");
+    cr_assert_eq(t.n, 140);
+    close_consumer(&t);
+    tctx_fini(&t);
+    vg_mock_stop(m);
+}
