@@ -30,8 +30,9 @@
  * are in resp.h; struct vg_store is in internal.h, shared with write.c.
  *
  * A load job differs from write jobs: its buffer is rebuilt per round (the
- * ZRANGE of a chunk of vaegan:users, then one ZRANGE WITHSCORES per user of
- * the chunk) and the pump does not pass it until its round is answered.
+ * marks and the ZCARD of vaegan:users first when asked for, then the ZRANGE
+ * of a chunk of vaegan:users, then one ZRANGE WITHSCORES per user of the
+ * chunk) and the pump does not pass it until its round is answered.
  *
  * Why one file: the connection, the queue, the replies and the load are
  * one state machine over one set of private fields — the pump, the
@@ -68,7 +69,7 @@
 
 enum { ST_DOWN = 0, ST_HANDSHAKE = 1, ST_READY = 2 };
 enum { JOB_WRITE = 0, JOB_LOAD = 1 };
-enum { LOAD_USERS = 0, LOAD_HISTS = 1, LOAD_MARKS = 2 };
+enum { LOAD_USERS = 0, LOAD_HISTS = 1, LOAD_MARKS = 2, LOAD_COUNT = 3 };
 #define ST_DEF_READONLY_MS 30000
 
 typedef struct st_job {
@@ -96,6 +97,7 @@ typedef struct st_load {
     st_job_t job; /* first member: a st_job_t * is a st_load_t * when kind is JOB_LOAD */
     vg_store_user_cb on_user;
     vg_store_mark_cb on_mark; /* NULL: vaegan:forgotten is not read */
+    vg_store_count_cb on_count; /* NULL: vaegan:users is not counted */
     double marks_since;
     int phase;
     int failed;           /* some hist:<user> could not be read */
@@ -722,7 +724,8 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
 
 /* ---- load --------------------------------------------------------------------------------- */
 
-/* Builds the USERS round: ZRANGE <p>vaegan:users rank rank+CHUNK-1. */
+static int st_load_users_round(vg_store_t *s, st_load_t *L);
+
 /* The MARKS round: ZRANGEBYSCORE <p>vaegan:forgotten (since +inf WITHSCORES. */
 static int st_load_marks_round(vg_store_t *s, st_load_t *L)
 {
@@ -751,6 +754,33 @@ static int st_load_marks_round(vg_store_t *s, st_load_t *L)
     return 0;
 }
 
+/* The COUNT round: ZCARD <p>vaegan:users. */
+static int st_load_count_round(vg_store_t *s, st_load_t *L)
+{
+    st_job_t *j = &L->job;
+    size_t need = VG_RESP_HDR_OVH + 2 * VG_RESP_ARG_OVH + s->plen + 20;
+    if (vg_store_grow_((void **)&j->buf, &L->bufcap, need, 1) ||
+        vg_store_grow_((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
+        return VG_ENOMEM;
+    char *p = j->buf;
+    p = vg_resp_hdr(p, 2);
+    p = vg_resp_str(p, "ZCARD");
+    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    j->off[0] = 0;
+    j->off[1] = (uint32_t)(p - j->buf);
+    j->ncmds = 1;
+    j->nsent = j->nanswered = 0;
+    L->phase = LOAD_COUNT;
+    return 0;
+}
+
+/* The round after the marks (or the first without them): the count if asked for, else the users. */
+static int st_load_next_round(vg_store_t *s, st_load_t *L)
+{
+    return L->on_count ? st_load_count_round(s, L) : st_load_users_round(s, L);
+}
+
+/* The USERS round: ZRANGE <p>vaegan:users rank rank+CHUNK-1. */
 static int st_load_users_round(vg_store_t *s, st_load_t *L)
 {
     st_job_t *j = &L->job;
@@ -920,10 +950,19 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
                 if (m->type == REDIS_REPLY_STRING && sc->type == REDIS_REPLY_STRING)
                     L->on_mark(L->job.ud, m->str, m->len, strtod(sc->str, NULL));
             }
-            int rc = s->closing ? 0 : st_load_users_round(s, L);
+            int rc = s->closing ? 0 : st_load_next_round(s, L);
             if (rc)
                 st_load_finish(s, L, rc);
         }
+    } else if (L->phase == LOAD_COUNT) {
+        /* an error here is the users round's to report (it reads the same key) */
+        if (cl == VG_RC_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0)
+            L->on_count(L->job.ud, (uint64_t)reply->integer);
+        else if (cl != VG_RC_OK)
+            s->errors++;
+        int rc = s->closing ? 0 : st_load_users_round(s, L);
+        if (rc)
+            st_load_finish(s, L, rc);
     } else if (L->phase == LOAD_USERS) {
         if (cl != VG_RC_OK || reply->type != REDIS_REPLY_ARRAY) {
             if (cl != VG_RC_OK)
@@ -1094,8 +1133,9 @@ int vg_store_load(vg_store_t *s, const vg_store_loader_t *ld)
     L->job.ud = ld->ud;
     L->on_user = ld->on_user;
     L->on_mark = ld->on_mark;
+    L->on_count = ld->on_count;
     L->marks_since = ld->marks_since;
-    if (L->on_mark ? st_load_marks_round(s, L) : st_load_users_round(s, L)) {
+    if (L->on_mark ? st_load_marks_round(s, L) : st_load_next_round(s, L)) {
         st_job_free(&L->job);
         return VG_ENOMEM;
     }

@@ -193,7 +193,8 @@ int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *con
 
 /* With ld->on_mark, first reads the erasure marks of <p>vaegan:forgotten
  * newer than ld->marks_since (one ZRANGEBYSCORE) and hands each to on_mark.
- * Then reads every member of <p>vaegan:users (ascending by latest ts) and its
+ * With ld->on_count, then counts the users (one ZCARD) for on_count.  Then
+ * reads every member of <p>vaegan:users (ascending by latest ts) and its
  * <p>hist:<user> with scores, 1,000 users per round (ZRANGE of the users,
  * then their ZRANGE ... 0 -1 WITHSCORES pipelined), so memory stays bounded.
  * on_user(ud, user, ..., removals = 0, ..., n) is called once per user (n = 0
@@ -217,10 +218,16 @@ typedef void (*vg_store_user_cb)(void *ud, const char *user, size_t user_len, in
 /* One erasure mark of <p>vaegan:forgotten (vg_store_forget) and its ts. */
 typedef void (*vg_store_mark_cb)(void *ud, const char *mark, size_t len, double ts);
 
+/* The number of users the load is about to read (ZCARD of <p>vaegan:users),
+ * for progress. */
+typedef void (*vg_store_count_cb)(void *ud, uint64_t users);
+
 typedef struct vg_store_loader {
     vg_store_user_cb on_user;  /* required */
     vg_store_mark_cb on_mark;  /* NULL = vaegan:forgotten is not read; else it is read first */
     double marks_since;        /* only marks with a ts above this (-INFINITY = all) */
+    vg_store_count_cb on_count; /* NULL = not counted; else called once, after the marks and before
+                                   the first on_user (not at all if the ZCARD fails: the load goes on) */
     vg_store_cb on_done;       /* may be NULL */
     void *ud;
 } vg_store_loader_t;

@@ -149,8 +149,12 @@ static const key_def_t keys[] = {
 
     OTHER("log.level", K_LEVEL, log.level),
     STR("log.file", log.file),
+    DBL("log.progress_interval_s", log.progress_interval_s, 0, 86400, OPEN_MIN),
 
     OTHER("metrics.listen", K_LISTEN, metrics.listen),
+    INT("metrics.kafka_stats_interval_ms", metrics.kafka_stats_interval_ms, 0, 3600000),
+    DBL("metrics.quality_sample", metrics.quality_sample, 0, 1, 0),
+    INT("metrics.quality_window", metrics.quality_window, 1, 10000000),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -237,7 +241,11 @@ void vg_config_default(vg_config_t *c)
     c->model.batch = 500;
     c->log.level = VG_LOG_INFO;
     c->log.file = xstrdup("");
+    c->log.progress_interval_s = 5;
     c->metrics.listen = xstrdup("127.0.0.1:9464");
+    c->metrics.kafka_stats_interval_ms = 5000;
+    c->metrics.quality_sample = 0.02;
+    c->metrics.quality_window = 10000;
     c->path = NULL;
     c->warnings = xstrdup("");
 }

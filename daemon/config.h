@@ -127,9 +127,14 @@ typedef struct vg_config {
     struct {
         int level;  /* log.level: VG_LOG_* of common/log.h, default VG_LOG_INFO */
         char *file; /* log.file, "" = stderr */
+        double progress_interval_s; /* log.progress_interval_s: progress lines and STATUS= of long work
+                                       (daemon/progress.h), default 5 */
     } log;
     struct {
         char *listen; /* metrics.listen: "" = off, otherwise HOST:PORT (common/addr.h) */
+        int kafka_stats_interval_ms; /* consumer lag measured this often (librdkafka statistics); 0 = not */
+        double quality_sample;       /* fraction of users whose events measure the live hit rate */
+        int quality_window;          /* sampled events the hit-rate gauges cover */
     } metrics;
     char *path; /* the file it came from (NULL for a configuration made by vg_config_default) */
     /* Advice about settings that work but should change — a secret written in

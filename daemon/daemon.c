@@ -28,6 +28,7 @@
 
 typedef struct vg_daemon {
     vg_pipe_t p;               /* first: the pipeline's callbacks get &d->p */
+    vg_monitor_t mon;          /* p.monitor */
     vg_mock_t *mock;
     vg_batch_t *cur;           /* batch being filled */
     int ready;
@@ -175,8 +176,10 @@ static void on_model_async(uv_async_t *a)
     int fresh = d->info_new;
     d->info_new = 0;
     pthread_mutex_unlock(&d->info_mu);
-    if (fresh)
+    if (fresh) {
         vg_pipe_publish_model(&d->p, &info);
+        vg_monitor_round(&d->mon, &info);
+    }
 }
 
 /* ---- running --------------------------------------------------------------- */
@@ -213,6 +216,8 @@ static void on_tick(uv_timer_t *t)
     }
     if (p->scorer)
         vg_metric_set(d->m_oldest_wait, vg_scorer_oldest_wait_s(p->scorer));
+    vg_monitor_tick(&d->mon, &p->hist, (uint64_t)vg_metric_value(p->m_stored), p->lists,
+                    p->scorer ? vg_scorer_stale_age_s(p->scorer) : 0);
     if (d->ready && !p->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
                    (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.live_users, p->hist.items.n,
@@ -227,6 +232,13 @@ static void on_assigned(void *ud, int n)
         d->ready = 1;
         vg_notify("READY=1");
     }
+}
+
+static void on_kafka_stats(void *ud)
+{
+    vg_daemon_t *d = ud;
+    if (d->p.kafka)
+        vg_monitor_lag(&d->mon, d->p.kafka);
 }
 
 static void on_fatal(void *ud, const char *reason)
@@ -305,6 +317,7 @@ static int start_scorer(vg_daemon_t *d)
         vg_train_info_t info = {.step = p->model.step, .alpha = snap->alpha, .items = p->model.n_items,
                                 .users = p->hist.users.n, .trained_at = (double)time(NULL)};
         vg_pipe_publish_model(p, &info);
+        vg_monitor_round(&d->mon, &info); /* a loaded model's age counts from the start */
     }
     vg_scorer_cfg_t scfg = {
         .hist = &p->hist, .top_n = c->serve.top_n, .batch = c->serve.batch, .refresh_s = c->serve.refresh_s,
@@ -363,6 +376,7 @@ static int start_consumer(vg_daemon_t *d)
         .options = (const char *const *)c->kafka.options, .n_options = c->kafka.n_options,
         .commit_interval_ms = c->kafka.commit_interval_ms, .on_message = on_message, .on_assigned = on_assigned,
         .on_fatal = on_fatal, .log = vg_log_cb, .ud = d,
+        .stats_interval_ms = c->metrics.kafka_stats_interval_ms, .on_stats = on_kafka_stats,
     };
     if ((rc = vg_kafka_init(&p->kafka, &p->loop, &kc, err, sizeof err))) {
         vg_log(VG_LOG_ERROR, "%s", err);
@@ -429,6 +443,7 @@ static void close_daemon(vg_daemon_t *d)
     free(d->cur);
     d->cur = NULL;
     vg_pipe_close(p);
+    vg_monitor_free(&d->mon);
     vg_mock_stop(d->mock);
     pthread_mutex_destroy(&d->info_mu);
 }
@@ -461,6 +476,11 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
         d->m_oldest_wait = vg_metrics_add(d->p.metrics, "vaegan_scorer_oldest_wait_seconds",
                                           "How long the oldest user waiting for a fresh list has waited",
                                           VG_METRIC_GAUGE, NULL, 0);
+        rc = vg_monitor_init(&d->mon, d->p.metrics, cfg->metrics.quality_sample, cfg->metrics.quality_window,
+                             cfg->serve.refresh_s);
+        d->p.monitor = &d->mon;
+    }
+    if (rc == 0) {
         init_handles(d);
         rc = vg_pipe_wait_loaded(&d->p);
     }

@@ -222,13 +222,17 @@ int vg_hist_evict(vg_hist_t *h, int32_t *out, int max_out)
 
 /* ---- items: admission ------------------------------------------------------------ */
 
-/* FNV-1a of a user id: a sighting's user, whatever index it holds. */
-static uint64_t id_hash(const char *id)
+uint64_t vg_hist_id_hash(const char *id, size_t len)
 {
     uint64_t x = 1469598103934665603ull;
-    for (; *id; id++)
-        x = (x ^ (unsigned char)*id) * 1099511628211ull;
+    for (size_t k = 0; k < len; k++)
+        x = (x ^ (unsigned char)id[k]) * 1099511628211ull;
     return x;
+}
+
+static uint64_t id_hash(const char *id)
+{
+    return vg_hist_id_hash(id, strlen(id));
 }
 
 /* Drops pending item pi (admitted, or for room). */

@@ -26,6 +26,7 @@
 #define VG_HIST_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/csr.h"
@@ -107,6 +108,10 @@ int vg_hist_init_limits(vg_hist_t *h, const vg_hist_limits_t *lim);
 /* The same with history.max_items only (no other bound). */
 int vg_hist_init(vg_hist_t *h, int max_items);
 void vg_hist_free(vg_hist_t *h);
+
+/* FNV-1a of an id's bytes: the same user whatever index it holds (a user
+ * read back, a sighting of a pending item, the live-quality sample). */
+uint64_t vg_hist_id_hash(const char *id, size_t len);
 
 static inline void vg_hist_rdlock(vg_hist_t *h) { pthread_rwlock_rdlock(&h->lock); }
 static inline void vg_hist_wrlock(vg_hist_t *h) { pthread_rwlock_wrlock(&h->lock); }

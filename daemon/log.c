@@ -13,6 +13,11 @@
  * The journal is detected as systemd documents it: $JOURNAL_STREAM holds
  * "DEV:INODE" of the stream stderr is connected to; lines to the journal carry
  * a "<P>" syslog priority prefix instead of a timestamp.
+ *
+ * The terminal's status line (vg_log_status) is the one piece of state
+ * shared with log lines: g_status says one is drawn and not ended, and the
+ * line that finds it set (atomic exchange: exactly one does) starts with
+ * "\r" and an erase, so log lines never run into a half-drawn status.
  */
 #include "daemon/log.h"
 
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +41,9 @@ static atomic_int g_fd = STDERR_FILENO;
 static atomic_int g_is_file = 0;
 static atomic_int g_journal = -1; /* stderr is the journal: -1 not yet known, 0, 1 */
 static char g_path[PATH_MAX];     /* the log file; written only by vg_log_open */
+static atomic_int g_status = 0;   /* a terminal status line is drawn and not ended */
+
+#define ERASE_LINE "\r\033[K" /* to column 0, erase to the end of the line */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static const char level_prio[] = {'7', '6', '4', '3'};
@@ -184,6 +193,11 @@ static void log_line(int level, const char *fmt, va_list ap)
         n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ %-5s ", (int)(ts.tv_nsec / 1000000),
                               level_names[level]);
     }
+    if (atomic_exchange_explicit(&g_status, 0, memory_order_relaxed)) { /* erase the status line first */
+        memmove(line + sizeof ERASE_LINE - 1, line, n);
+        memcpy(line, ERASE_LINE, sizeof ERASE_LINE - 1);
+        n += sizeof ERASE_LINE - 1;
+    }
     /* room for the message and its NUL, which becomes the newline */
     size_t room = sizeof line - n;
     int m = vsnprintf(line + n, room, fmt, ap);
@@ -218,4 +232,37 @@ void vg_log_cb(void *ud, int level, const char *msg)
 {
     (void)ud;
     vg_log(level, "%s", msg);
+}
+
+/* ---- the terminal's status line ------------------------------------------ */
+
+int vg_log_is_tty(void)
+{
+    return !atomic_load(&g_is_file) && !journal_mode() && isatty(STDERR_FILENO);
+}
+
+void vg_log_status(const char *text, int end)
+{
+    if (!vg_log_is_tty())
+        return;
+    char line[VG_LOG_LINE_MAX];
+    size_t width = sizeof line - 8, n = strlen(text);
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && ws.ws_col - 1u < width)
+        width = ws.ws_col - 1u; /* the last column would wrap on some terminals */
+    if (n > width)
+        n = width;
+    memcpy(line, "\r", 1);
+    memcpy(line + 1, text, n);
+    for (size_t i = 1; i <= n; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = ' ';
+    memcpy(line + 1 + n, "\033[K", 3);
+    n += 4;
+    if (end)
+        line[n++] = '\n';
+    atomic_store(&g_status, !end);
+    int saved = errno;
+    write_all(STDERR_FILENO, line, n);
+    errno = saved;
 }

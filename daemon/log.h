@@ -72,4 +72,15 @@ const char *vg_log_level_name(int level);
 /* Closes a log file and goes back to stderr (the level stays). */
 void vg_log_close(void);
 
+/* A status line on a terminal (daemon/progress.h draws its progress with
+ * it).  vg_log_is_tty() is 1 when lines go to stderr, stderr is a terminal
+ * and not the journal; only then does vg_log_status() write anything:
+ * "\r" text (cut to the terminal's width) and an erase to the end of the
+ * line, in one write(2), over the previous status line; with end, a
+ * newline after it, so the line stays and the next output starts below.
+ * While a status line is shown (not ended), the next vg_log line first
+ * erases it (the next vg_log_status draws it again).  Any thread. */
+int vg_log_is_tty(void);
+void vg_log_status(const char *text, int end);
+
 #endif

@@ -21,6 +21,7 @@
 #include "daemon/checkpoint.h"
 #include "daemon/log.h"
 #include "daemon/notify.h"
+#include "daemon/progress.h"
 
 #define LISTS_DRAIN_S 5.0 /* how long a close waits for handed-over lists to reach Redis */
 
@@ -144,6 +145,17 @@ static void on_reload_rows(void *ud, int removals, const char *const *items, con
         vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
 }
 
+/* Users gone from memory (evicted, erased): their waiting marks and kept
+ * lists go too.  Not under the mirror's lock. */
+static void users_gone(vg_pipe_t *p, const int32_t *gone, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (p->scorer)
+            vg_scorer_forget(p->scorer, gone[k]);
+        vg_monitor_drop(p->monitor, gone[k]);
+    }
+}
+
 static void on_reload_done(void *ud, int status)
 {
     reload_ctx_t *c = ud;
@@ -163,8 +175,7 @@ static void on_reload_done(void *ud, int status)
     int n_gone = vg_hist_evict(&p->hist, gone, 64); /* it may be evicted now: the bound holds without new batches */
     int users = p->hist.live_users;
     vg_hist_unlock(&p->hist);
-    for (int k = 0; k < n_gone && p->scorer; k++)
-        vg_scorer_forget(p->scorer, gone[k]);
+    users_gone(p, gone, n_gone);
     if (same && p->scorer)
         vg_scorer_mark(p->scorer, c->user);
     vg_metric_inc(p->m_reloaded, 1);
@@ -214,6 +225,8 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
             continue;
         const vg_pipe_event_t *e = &b->ev[k];
         int32_t u;
+        if (p->monitor && !e->removal) /* judged before the mirror has it */
+            vg_monitor_event(p->monitor, &p->hist, e->user, e->user_len, e->item, e->item_len, e->ts);
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
         if (r < 0)
             rc = r;
@@ -229,9 +242,7 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     vg_hist_unlock(&p->hist);
     if (rc)
         vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
-    /* after the unlock: the scorer takes its own lock before the mirror's */
-    for (int k = 0; k < n_gone && p->scorer; k++)
-        vg_scorer_forget(p->scorer, gone[k]);
+    users_gone(p, gone, n_gone); /* after the unlock: the scorer takes its own lock before the mirror's */
     for (int k = 0; k < n_marks && p->scorer; k++)
         vg_scorer_mark(p->scorer, marks[k]);
     for (int k = 0; k < n_reload; k++)
@@ -314,8 +325,8 @@ static void on_forget_done(void *ud, int status)
         int32_t ui = vg_hist_forget(&p->hist, c->user, c->user_len);
         int users = p->hist.live_users;
         vg_hist_unlock(&p->hist);
-        if (ui >= 0 && p->scorer) /* after the unlock, as for marks */
-            vg_scorer_forget(p->scorer, ui);
+        if (ui >= 0) /* after the unlock, as for marks */
+            users_gone(p, &ui, 1);
         vg_metric_inc(p->m_forgets, 1);
         vg_metric_set(p->m_users, users);
         vg_log(VG_LOG_INFO, "a user was forgotten (erasure mark %s)", c->mark);
@@ -366,6 +377,10 @@ typedef struct put_ctx {
     vg_pipe_t *p;
     double t_mark;
     int release;
+    int32_t user;   /* for the live quality (sampled users only, n_top > 0): */
+    uint32_t gen;
+    int n_top;
+    int32_t top[];  /* the list's first n_top items */
 } put_ctx_t;
 
 static void on_list_done(void *ud, int status)
@@ -385,6 +400,8 @@ static void on_list_done(void *ud, int status)
         vg_metric_observe(p->m_latency, vg_mono_s() - c->t_mark);
     if (c->release && p->scorer)
         vg_scorer_release(p->scorer, 1);
+    if (status == 0 && c->n_top && p->hist.u[c->user].gen == c->gen)
+        vg_monitor_list(p->monitor, c->user, c->gen, c->top, c->n_top);
     free(c);
 }
 
@@ -405,10 +422,12 @@ void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
             items[j] = vg_vocab_id(&p->hist.items, l->items[j]);
             lens[j] = strlen(items[j]);
         }
-        put_ctx_t *c = malloc(sizeof *c);
+        int n_top = vg_monitor_wants(p->monitor, user, strlen(user)) ? (m < VG_QUALITY_K ? m : VG_QUALITY_K) : 0;
+        put_ctx_t *c = malloc(sizeof *c + (size_t)n_top * sizeof c->top[0]);
         int rc = c ? 0 : VG_ENOMEM;
         if (c) {
-            *c = (put_ctx_t){p, l->t_mark, release};
+            *c = (put_ctx_t){p, l->t_mark, release, l->user, l->gen, n_top};
+            memcpy(c->top, l->items, (size_t)n_top * sizeof c->top[0]);
             rc = vg_store_put_rec(p->store, user, strlen(user), items, lens, l->scores, (size_t)m, on_list_done, c);
         }
         if (rc) {
@@ -482,6 +501,16 @@ static void on_user_loaded(void *ud, const char *user, size_t ulen, int removals
     while (vg_hist_evict(&p->hist, gone, 64) == 64)
         ;
     vg_hist_unlock(&p->hist);
+    vg_progress_t *pr = p->load_progress;
+    if (pr && !removals) /* with removals each user comes twice: its history, then its rm:<user> */
+        vg_progress_update(pr, pr->done + 1, 0);
+}
+
+static void on_users_counted(void *ud, uint64_t users)
+{
+    vg_pipe_t *p = ud;
+    if (p->load_progress)
+        vg_progress_total(p->load_progress, users);
 }
 
 static void on_mark_loaded(void *ud, const char *mark, size_t len, double ts)
@@ -513,14 +542,25 @@ int vg_pipe_wait_loaded(vg_pipe_t *p)
         return VG_EAGAIN;
     vg_notify("STATUS=loading histories from Redis");
     double t0 = vg_mono_s();
-    vg_store_loader_t ld = {.on_user = on_user_loaded, .on_mark = on_mark_loaded, .on_done = on_loaded, .ud = p,
+    vg_store_loader_t ld = {.on_user = on_user_loaded, .on_mark = on_mark_loaded, .on_count = on_users_counted,
+                            .on_done = on_loaded, .ud = p,
                             .marks_since = -INFINITY}; /* expired marks went at the last forget */
     p->hist.bulk = 1; /* users evicted during the load are not read back: they are not asked for */
     int rc = vg_store_load(p->store, &ld);
     if (rc)
         return rc;
-    while (!p->loaded && !p->stopping)
+    /* progress lines, STATUS= and EXTEND_TIMEOUT_USEC while users arrive (progress.h) */
+    vg_progress_t pr;
+    vg_progress_init(&pr, "start-up", p->cfg->log.progress_interval_s, 1);
+    vg_progress_start(&pr, "loading histories", "users", 0, 0);
+    p->load_progress = &pr;
+    while (!p->loaded && !p->stopping) {
         uv_run(&p->loop, UV_RUN_ONCE);
+        vg_progress_update(&pr, pr.done, 0);
+    }
+    if (p->loaded && !p->exit_code)
+        vg_progress_end(&pr);
+    p->load_progress = NULL; /* later callbacks of a stopped load find no progress */
     p->hist.bulk = 0;
     if (p->exit_code || p->stopping)
         return p->exit_code ? VG_EREDIS : VG_EAGAIN;

@@ -38,6 +38,7 @@
 #include "daemon/hist.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/monitor.h"
 #include "daemon/rank.h"
 #include "daemon/scorer.h"
 #include "daemon/trainer.h"
@@ -109,11 +110,16 @@ typedef struct vg_pipe {
      * set (NULL: the loop is stopped). */
     void (*on_stop)(struct vg_pipe *p);
 
+    vg_monitor_t *monitor;   /* streaming: lag, ages, live quality (monitor.h); NULL = none */
+
     uv_signal_t sig_term, sig_int, sig_hup;
     vg_metrics_t *metrics;
     vg_metric_t *m_events, *m_stored, *m_invalid, *m_lists, *m_pending, *m_users, *m_items, *m_step, *m_alpha,
         *m_redis_up, *m_paused, *m_latency, *m_dlq, *m_removals, *m_forgets, *m_refused, *m_evicted, *m_reloaded,
         *m_waiting;
+    /* The start-up load's progress (daemon/progress.h), set only while
+     * vg_pipe_wait_loaded runs it (it lives on that call's stack). */
+    struct vg_progress *load_progress;
 } vg_pipe_t;
 
 /* Sets up p (zeroed by the caller): the mirror, the model state

@@ -4,7 +4,9 @@
  * Ids get their vocabulary index as the file is read (the mirror's
  * vocabularies; this thread is the only writer), so the file's events are
  * kept as compact (user, item, ts) indices; histories enter the mirror only
- * on Redis' acknowledgement, through the pipeline.
+ * on Redis' acknowledgement, through the pipeline.  Every phase reports its
+ * progress (progress.h: a terminal line, or a log line and STATUS= every
+ * log.progress_interval_s).
  */
 #include "daemon/replay.h"
 
@@ -19,6 +21,7 @@
 #include "daemon/checkpoint.h"
 #include "daemon/log.h"
 #include "daemon/pipeline.h"
+#include "daemon/progress.h"
 #include "model/blas.h"
 #include "stream/reader.h"
 
@@ -38,7 +41,8 @@ typedef struct replay {
     size_t n, cap, sent;
     uint64_t ignored; /* events of other types, forgets, and events of forgotten users */
     vg_ratelimit_t rl;
-    vg_reader_stats_t rs;
+    vg_reader_stats_t rs;    /* kept current by the reader: the read's progress */
+    vg_progress_t pr;
     double t0, train_s;
 } replay_t;
 
@@ -67,6 +71,8 @@ static int on_event(const vg_event_t *e, void *ud)
     if (u < 0 || i < 0 || i >= (1 << 30))
         return VG_ENOMEM;
     r->ev[r->n++] = (rev_t){u, i, (unsigned)removal, e->ts};
+    r->pr.total_bytes = r->rs.size; /* known once the reader has opened the file */
+    vg_progress_update(&r->pr, r->rs.events, r->rs.bytes);
     return 0;
 }
 
@@ -98,10 +104,12 @@ static void send_more(replay_t *r)
     }
 }
 
-static int train_epochs(vg_pipe_t *p, vg_model_t *m, int epochs)
+static int train_epochs(vg_pipe_t *p, vg_model_t *m, int epochs, vg_progress_t *pr)
 {
     const vg_config_t *c = p->cfg;
     int users = p->hist.users.n, B = c->model.batch;
+    uint64_t done = 0;
+    vg_progress_start(pr, "training", "batches", (uint64_t)epochs * (uint64_t)((users + B - 1) / B), 0);
     int *order = malloc((size_t)users * sizeof *order);
     int32_t *sel = malloc((size_t)B * sizeof *sel);
     vg_csr_t X = {0};
@@ -122,11 +130,14 @@ static int train_epochs(vg_pipe_t *p, vg_model_t *m, int epochs)
                 rc = vg_model_train_step(m, &X, &st);
             nll += st.nll;
             batches++;
+            vg_progress_update(pr, ++done, 0);
             uv_run(&p->loop, UV_RUN_NOWAIT); /* signals */
         }
         vg_log(VG_LOG_INFO, "replay: epoch %d/%d: nll %.3f, alpha %.4f, %.2f s", ep + 1, epochs,
                batches ? nll / batches : 0, vg_model_alpha(m), vg_mono_s() - t0);
     }
+    if (rc == 0 && !p->stopping)
+        vg_progress_end(pr);
     vg_csr_free(&X);
     free(order);
     free(sel);
@@ -142,11 +153,13 @@ static int read_file(replay_t *r)
         return VG_EINVAL;
     }
     char err[512];
+    vg_progress_start(&r->pr, "reading", "events", 0, 0);
     int rc = vg_reader_read(r->o->file, &ro, &r->rs, err, sizeof err);
     if (rc) {
         vg_log(VG_LOG_ERROR, "replay: %s", err);
         return rc;
     }
+    vg_progress_end(&r->pr);
     vg_log(VG_LOG_INFO, "replay: read %llu events (%llu invalid, %llu below --min-rating, %llu of other types) in %.1f s",
            (unsigned long long)r->rs.events, (unsigned long long)r->rs.invalid, (unsigned long long)r->rs.filtered,
            (unsigned long long)r->ignored, vg_mono_s() - r->t0);
@@ -158,13 +171,16 @@ static int write_histories(replay_t *r)
 {
     vg_pipe_t *p = r->p;
     double t1 = vg_mono_s();
+    vg_progress_start(&r->pr, "writing histories", "events", r->n, 0);
     send_more(r);
     while ((r->sent < r->n || p->pending_events) && !p->stopping) {
         uv_run(&p->loop, UV_RUN_ONCE);
         send_more(r);
+        vg_progress_update(&r->pr, r->sent - p->pending_events, 0);
     }
     if (p->stopping)
         return VG_EAGAIN;
+    vg_progress_end(&r->pr);
     vg_log(VG_LOG_INFO, "replay: histories written to Redis in %.1f s (%d users, %d items)", vg_mono_s() - t1,
            p->hist.users.n, p->hist.items.n);
     return 0;
@@ -188,7 +204,7 @@ static int train(replay_t *r)
         return rc;
     vg_blas_set_threads(c->train.threads);
     double t2 = vg_mono_s();
-    if ((rc = train_epochs(p, m, r->o->epochs)))
+    if ((rc = train_epochs(p, m, r->o->epochs, &r->pr)))
         return rc;
     r->train_s = vg_mono_s() - t2;
     char err[512];
@@ -212,6 +228,7 @@ static int write_lists(replay_t *r)
     char kern[192];
     if (snap)
         vg_log(VG_LOG_INFO, "replay: scoring with %s", vg_snap_kernel(snap, kern, sizeof kern));
+    vg_progress_start(&r->pr, "writing lists", "users", (uint64_t)users, 0);
     for (int s = 0; s < users && rc == 0 && !p->stopping; s += B) {
         int n = users - s < B ? users - s : B;
         for (int k = 0; k < n; k++)
@@ -223,7 +240,10 @@ static int write_lists(replay_t *r)
             vg_list_free(&lists[k]);
         while (p->pending_lists > 16 * (size_t)B && !p->stopping)
             uv_run(&p->loop, UV_RUN_ONCE);
+        vg_progress_update(&r->pr, (uint64_t)(s + n), 0);
     }
+    if (rc == 0 && !p->stopping)
+        vg_progress_end(&r->pr);
     vg_snap_unref(snap);
     vg_ranker_free(ranker);
     free(sel);
@@ -278,6 +298,7 @@ int vg_replay_run(const vg_config_t *cfg, const vg_replay_opts_t *o)
         return 1;
     }
     replay_t r = {.p = p, .o = o, .rl = {.interval_s = 10, .burst = 20}};
+    vg_progress_init(&r.pr, "replay", cfg->log.progress_interval_s, 1);
     int rc = vg_pipe_open(p, cfg, o->reset_model);
     p->hist.lim.max_users = 0; /* replay trains on every user of the file: all stay in memory */
     if (rc == 0)

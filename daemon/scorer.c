@@ -55,6 +55,7 @@ struct vg_scorer {
     int64_t *last_step;
     double *last_time;
     int last_cap, cursor;
+    double stale_age;           /* the oldest refresh (not first) list of the last pick, 0 = none due */
     /* loop thread only: the newest (ver, step) delivered per user, under its gen */
     uint64_t *d_ver;
     int64_t *d_step;
@@ -182,6 +183,14 @@ double vg_scorer_oldest_wait_s(vg_scorer_t *sc)
     return age;
 }
 
+double vg_scorer_stale_age_s(vg_scorer_t *sc)
+{
+    pthread_mutex_lock(&sc->mu);
+    double age = sc->stale_age;
+    pthread_mutex_unlock(&sc->mu);
+    return age;
+}
+
 static int ensure_last(vg_scorer_t *sc, int users)
 {
     int old = sc->last_cap;
@@ -211,16 +220,21 @@ static int pick_stale(vg_scorer_t *sc, int users, int64_t step, double now, int3
         sc->cursor = 0;
     }
     int n = 0;
+    double age = 0;
     for (int k = 0; k < users && n < max; k++) {
         int u = (sc->cursor + k) % users;
         int never = sc->last_step[u] == -1 && sc->last_time[u] < -1e299;
         int popular = sc->last_step[u] == NO_MODEL && step != NO_MODEL; /* the first model reaches every list */
-        if (never || popular || (sc->last_step[u] != step && now - sc->last_time[u] >= sc->cfg.refresh_s))
-            if (!sc->marked || u >= sc->mark_cap || !sc->marked[u])
-                sel[n++] = u;
+        int due = sc->last_step[u] != step && now - sc->last_time[u] >= sc->cfg.refresh_s;
+        if ((never || popular || due) && (!sc->marked || u >= sc->mark_cap || !sc->marked[u])) {
+            sel[n++] = u;
+            if (due && !never && now - sc->last_time[u] > age)
+                age = now - sc->last_time[u];
+        }
         if (n == max)
             sc->cursor = (u + 1) % users;
     }
+    sc->stale_age = age;
     return n;
 }
 

@@ -60,6 +60,10 @@ void vg_scorer_set_model(vg_scorer_t *sc, vg_snap_t *snap);
 uint64_t vg_scorer_version(vg_scorer_t *sc, int32_t user);
 /* Seconds the oldest waiting mark has waited (0: none waits); any thread. */
 double vg_scorer_oldest_wait_s(vg_scorer_t *sc);
+/* The age of the oldest list the last background pick took for a refresh
+ * (a newer model, older than refresh_s); 0 when that pick found none due.
+ * Near refresh_s while the refresh keeps up.  Any thread. */
+double vg_scorer_stale_age_s(vg_scorer_t *sc);
 /* One list written (loop thread). */
 void vg_scorer_release(vg_scorer_t *sc, int n);
 /* Stops and joins the thread, drops undelivered lists, closes the uv handle

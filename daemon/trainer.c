@@ -75,7 +75,22 @@ static int draw(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel)
     return B;
 }
 
-static void round_done(vg_trainer_t *t, int users)
+/* *to += w * *x, term by term. */
+static void add_stats(vg_step_stats_t *to, const vg_step_stats_t *x, double w)
+{
+    to->loss_g += w * x->loss_g;
+    to->nll += w * x->nll;
+    to->kl += w * x->kl;
+    to->t_q += w * x->t_q;
+    to->loss_t += w * x->loss_t;
+    to->loss_d += w * x->loss_d;
+    to->d_real += w * x->d_real;
+    to->d_fake += w * x->d_fake;
+    to->contr += w * x->contr;
+    to->alpha += w * x->alpha;
+}
+
+static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, int steps)
 {
     vg_snap_t *snap = vg_snap_new(&t->model, t->cfg.kernel);
     if (snap && strcmp(snap->why, t->kernel_why)) { /* the first snapshot, or the kernel changed */
@@ -90,7 +105,10 @@ static void round_done(vg_trainer_t *t, int users)
         .items = t->model.n_items,
         .users = users,
         .trained_at = vg_wall_s(),
+        .steps = steps,
     };
+    if (steps > 0)
+        add_stats(&info.loss, loss, 1.0 / steps);
     if (!snap)
         vg_log(VG_LOG_WARN, "trainer: no memory for a model snapshot; serving the previous one");
     t->cfg.on_round(t->cfg.ud, snap, &info);
@@ -151,13 +169,17 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
                t->model.n_items, items, vg_strerror(rc));
         return;
     }
+    vg_step_stats_t sum = {0}, st;
+    int steps = 0;
     for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
         vg_hist_rdlock(t->cfg.hist);
         int B = draw(t, rng, sel);
         rc = vg_hist_rows(t->cfg.hist, sel, B, t->model.n_items, X, NULL);
         vg_hist_unlock(t->cfg.hist);
-        if (rc == 0)
-            rc = vg_model_train_step(&t->model, X, NULL);
+        if (rc == 0 && (rc = vg_model_train_step(&t->model, X, &st)) == 0) {
+            add_stats(&sum, &st, 1.0);
+            steps++;
+        }
         t->users_trained += (uint64_t)B;
         pthread_mutex_lock(&t->mu);
         int stop = t->stop;
@@ -168,7 +190,7 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
     if (rc)
         vg_log(VG_LOG_ERROR, "trainer: round failed: %s", vg_strerror(rc));
     else
-        round_done(t, users);
+        round_done(t, users, &sum, steps);
 }
 
 static void *trainer_main(void *arg)

@@ -40,6 +40,8 @@ typedef struct vg_train_info {
     double alpha, epoch; /* epoch = users trained on / users known */
     int items, users;
     double trained_at;   /* Unix seconds of the round's end */
+    int steps;           /* training steps in the round (0: none, e.g. a loaded model) */
+    vg_step_stats_t loss; /* the loss terms, means over the round's steps */
 } vg_train_info_t;
 
 typedef struct vg_trainer_cfg {

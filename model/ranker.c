@@ -67,7 +67,7 @@ struct vg_fastw {
     dnnl_memory_desc_t wmd;    /* the weights' blocked layout, {H, cols} */
     void *w;                   /* its bytes */
     float *scale, *bias;       /* per column */
-    char path[96];
+    char path[128]; /* kernel name, a space, oneDNN's implementation (impl, < 112) */
 };
 
 struct prim {

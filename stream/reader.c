@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 static const char *const format_names[] = {"json", "csv", "ml100k", "ml1m", "mlcsv"};
@@ -219,6 +220,9 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
         vg_errf(err, errlen, VG_EFORMAT, "cannot open %s: %s", name, strerror(errno));
         return VG_EIO;
     }
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode))
+        st->size = (uint64_t)sb.st_size;
 
     char *line = NULL;
     size_t cap = 0;
@@ -234,6 +238,7 @@ int vg_reader_read(const char *path, const vg_reader_opts_t *o, vg_reader_stats_
         if (got < 0)
             break;
         st->lines++;
+        st->bytes += (uint64_t)got;
         const char *s = line;
         size_t len = (size_t)got;
         if (len > 0 && s[len - 1] == '\n')

@@ -47,11 +47,16 @@ int vg_format_from_name(const char *name, vg_format_t *out);
 /* The name of a format (static string), "?" for an unknown value. */
 const char *vg_format_name(vg_format_t f);
 
+/* The counts of a read.  vg_reader_read keeps them current as it goes (each
+ * line counted before its event is handed over), so a callback may read the
+ * caller's copy for progress: bytes of size. */
 typedef struct vg_reader_stats {
     uint64_t lines;    /* physical lines read, blank and header lines included */
     uint64_t events;   /* events handed to on_event */
     uint64_t invalid;  /* bad lines skipped (lenient mode) */
     uint64_t filtered; /* events below min_rating */
+    uint64_t bytes;    /* bytes read, line ends included */
+    uint64_t size;     /* the file's size when it is a regular file (fstat), else 0 (a pipe) */
 } vg_reader_stats_t;
 
 /* Called for each event.  *ev is valid only during the call (copy what you

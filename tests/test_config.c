@@ -111,6 +111,7 @@ Test(config, defaults)
     cr_assert_eq(cfg.model.batch, 500);
     cr_assert_eq(cfg.log.level, VG_LOG_INFO);
     cr_assert_str_eq(cfg.log.file, "");
+    cr_assert_eq(cfg.log.progress_interval_s, 5);
     cr_assert_str_eq(cfg.metrics.listen, "127.0.0.1:9464");
     cr_assert_null(cfg.path);
     vg_config_free(&cfg);
@@ -395,6 +396,11 @@ Test(config, out_of_range)
     expect_bad("[model]\nseed = 18446744073709551616\n", 2, "model.seed", "between 0 and");
     expect_bad("[kafka]\nmax_pending = 0\n", 2, "kafka.max_pending", "at least 1");
     expect_bad("[train]\nthreads = 0\n", 2, "train.threads", "between 1 and 256");
+    expect_bad("[log]\nprogress_interval_s = 0\n", 2, "log.progress_interval_s", "greater than 0");
+    expect_bad("[log]\nprogress_interval_s = 86401\n", 2, "log.progress_interval_s", "86400");
+    cr_assert_eq(load("[log]\nprogress_interval_s = 0.02\n"), 0, "%s", err);
+    cr_assert_eq(cfg.log.progress_interval_s, 0.02);
+    vg_config_free(&cfg);
 }
 
 Test(config, duplicate_key)

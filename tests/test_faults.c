@@ -240,28 +240,6 @@ Test(faults, redis_maxmemory_pauses_and_loses_nothing, .init = setup_owned, .fin
     vgt_stream_free(&s);
 }
 
-/* Writes `users` one-item histories L0.. and their vaegan:users entries,
- * pipelined. */
-static void preload(int users)
-{
-    redisContext *c = vgt_redis_connect(&E.redis);
-    cr_assert_not_null(c);
-    for (int from = 0; from < users; from += 10000) {
-        int to = from + 10000 < users ? from + 10000 : users;
-        for (int k = from; k < to; k++) {
-            redisAppendCommand(c, "ZADD hist:L%d 1700000000 i%d", k, k % N_ITEMS);
-            redisAppendCommand(c, "ZADD vaegan:users 1700000000 L%d", k);
-        }
-        for (int k = 0; k < 2 * (to - from); k++) {
-            redisReply *r;
-            cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
-            cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
-            freeReplyObject(r);
-        }
-    }
-    redisFree(c);
-}
-
 /* How many ZRANGE commands Redis has served (INFO commandstats): the load
  * reads every history with one. */
 static long long zrange_calls(void)
@@ -283,7 +261,7 @@ static long long zrange_calls(void)
 Test(faults, sigterm_during_a_large_history_load, .init = setup_owned, .fini = teardown, .timeout = 300)
 {
     enum { USERS = 200000 };
-    preload(USERS);
+    cr_assert_eq(vgt_preload_histories(&E, "L", USERS, N_ITEMS), 0, "preloading Redis");
     int fd = vgt_env_spawn_notify(&E);
     cr_assert_geq(fd, 0, "a notify socket and the daemon");
     cr_assert(vgt_notify_wait(fd, "STATUS=loading histories from Redis", GUARD_S), "the load starts");

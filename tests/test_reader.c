@@ -355,3 +355,44 @@ Test(reader, null_callbacks_and_stats)
     o.format = (vg_format_t)99;
     cr_assert_eq(vg_reader_read(path, &o, NULL, err, sizeof err), VG_EINVAL);
 }
+
+/* The stats are current during the read (progress): a callback sees the
+ * bytes read so far, line ends included, and the file's size. */
+static uint64_t bytes_seen[4], size_seen;
+static int live_event(const vg_event_t *ev, void *ud)
+{
+    (void)ev;
+    const vg_reader_stats_t *live = ud;
+    if (live->events <= 4)
+        bytes_seen[live->events - 1] = live->bytes;
+    size_seen = live->size;
+    return 0;
+}
+
+Test(reader, bytes_and_size_as_it_goes)
+{
+    WRITE("a,b,1\r\n\nccc,d,2\nbad\ne,f,3"); /* CRLF, a blank line, a bad line, no final newline */
+    vg_reader_opts_t o = {VG_FMT_CSV, NAN, 0, live_event, NULL, &st};
+    cr_assert_eq(vg_reader_read(path, &o, &st, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(st.events, 3);
+    cr_assert_eq(bytes_seen[0], 7, "a,b,1\\r\\n");
+    cr_assert_eq(bytes_seen[1], 7 + 1 + 8, "then the blank line and ccc,d,2\\n");
+    cr_assert_eq(bytes_seen[2], 7 + 1 + 8 + 4 + 5, "then bad\\n and e,f,3");
+    cr_assert_eq(size_seen, 25);
+    cr_assert_eq(st.bytes, 25);
+    cr_assert_eq(st.size, 25);
+}
+
+Test(reader, no_size_from_a_pipe)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    cr_assert_eq(write(fds[1], "a,b,1\n", 6), 6);
+    close(fds[1]);
+    cr_assert_eq(dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+    close(fds[0]);
+    vg_reader_opts_t o = {VG_FMT_CSV, NAN, 1, NULL, NULL, NULL};
+    cr_assert_eq(vg_reader_read("-", &o, &st, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(st.bytes, 6);
+    cr_assert_eq(st.size, 0, "a pipe has no size");
+}

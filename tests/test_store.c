@@ -932,6 +932,18 @@ Test(store, removals_are_ordered_by_ts, .init = setup, .fini = teardown, .timeou
     close_store(S);
 }
 
+static int delivered; /* users handed to load_user */
+static int counts, count_at = -1; /* on_count: calls, users delivered before it */
+static uint64_t counted;
+
+static void load_count(void *ud, uint64_t users)
+{
+    (void)ud;
+    counts++;
+    counted = users;
+    count_at = delivered;
+}
+
 static char marks[256];
 static void on_mark(void *ud, const char *mark, size_t len, double ts)
 {
@@ -965,11 +977,14 @@ Test(store, forget_erases_the_user, .init = setup, .fini = teardown, .timeout = 
     cr_assert_str_eq(zset(c, "vaegan:users"), "v:1");
     cr_assert_str_eq(zset(c, "vaegan:forgotten"), "mark-u:100", "the mark, and the expired one gone");
     job_t jl = {0};
-    vg_store_loader_t ld = {.on_user = ord_user, .on_mark = on_mark, .marks_since = 99, .on_done = job_cb, .ud = &jl};
+    vg_store_loader_t ld = {.on_user = ord_user, .on_mark = on_mark, .marks_since = 99, .on_count = load_count,
+                            .on_done = job_cb, .ud = &jl};
     cr_assert_eq(vg_store_load(S, &ld), 0);
     cr_assert(wait_for(job_done, &jl, 5000));
     cr_assert_eq(jl.status, 0);
     cr_assert_str_eq(marks, "mark-u:100");
+    cr_assert_eq(counts, 1, "the users counted after the marks");
+    cr_assert_eq(counted, 1, "v alone is left (%llu)", (unsigned long long)counted);
     marks[0] = '\0';
     job_t jm = {0};
     ld.marks_since = 100; /* exclusive */
@@ -984,7 +999,7 @@ Test(store, forget_erases_the_user, .init = setup, .fini = teardown, .timeout = 
 
 #define LOAD_USERS 2345
 static unsigned char seen[LOAD_USERS + 2];
-static int delivered, load_status = 1, load_done, load_bad, killed;
+static int load_status = 1, load_done, load_bad, killed;
 
 static void load_user(void *ud, const char *user, size_t ulen, int removals, const char *const *items,
                       const size_t *lens, const double *ts, size_t n)
@@ -1070,9 +1085,14 @@ Test(store, load_returns_everything_across_a_killed_connection, .init = setup, .
     cr_assert_eq(uv_loop_init(&loop), 0);
     ups = downs = 0;
     S = open_store(&cfg);
-    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_done = load_end}), 0);
+    cr_assert_eq(vg_store_load(S, &(vg_store_loader_t){.on_user = load_user, .on_count = load_count,
+                                                        .on_done = load_end}),
+                 0);
     cr_assert(wait_for(load_finished, NULL, 30000), "load never finished");
     cr_assert_eq(load_done, 1);
+    cr_assert_eq(counts, 1, "on_count once (%d)", counts);
+    cr_assert_eq(count_at, 0, "on_count before the first user");
+    cr_assert_eq(counted, LOAD_USERS + 2, "the ZCARD of vaegan:users (%llu)", (unsigned long long)counted);
     cr_assert_eq(load_bad, 0, "wrong or duplicate deliveries");
     cr_assert_eq(delivered, LOAD_USERS + 1, "delivered %d", delivered);
     for (int k = 0; k <= LOAD_USERS; k++)

@@ -7,7 +7,8 @@
  * RNG (bit-identical to shared/reference/data.py for the same split seed),
  * trains the chosen variant, picks the epoch by validation NDCG, and prints
  * the test metrics as one JSON object on the last line of stdout.  Progress
- * goes to stderr, one line per epoch.
+ * goes to stderr, one line per epoch, with the time elapsed and an ETA (at
+ * the mean epoch so far).
  *
  * main() is the list of those phases: parse_options, check_options,
  * read_ratings, make_split, make_model, train (one validation per epoch; the
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "model/blas.h"
 #include "model/ease.h"
 #include "model/rankeval.h"
@@ -473,6 +475,7 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
     vg_csr_t xb = {0};
     *r = (train_result_t){.best = -1, .best_epoch = -1};
     int bad = 0;
+    const double t_first = vg_mono_s();
     for (int e = 0; e < o->epochs; e++) {
         double t0 = vg_mono_s();
         vg_rng_shuffle(&order_rng, perm, n_users);
@@ -482,12 +485,15 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
         vg_rankeval_t vm;
         vg_rankeval_init(&vm, &sp->val_cut, 1);
         evaluate(m, o->ker, sp->val_in, sp->val_out, &vm, NULL, 0, NULL);
-        double v = vm.ndcg[0];
+        double v = vm.ndcg[0], now = vg_mono_s(), elapsed = now - t_first;
+        char el[VG_FMT_MAX], eta[VG_FMT_MAX]; /* ETA at the mean epoch so far (--patience may end sooner) */
         fprintf(stderr,
                 "epoch %3d/%d  loss_G %.4f  nll %.3f  %s %.4f  T %.3f loss_T %.3f  loss_D %.3f D(real) %.3f "
-                "D(fake) %.3f  contr %.2f  alpha %.4f  val G@%d %.4f%s  %.2fs\n",
+                "D(fake) %.3f  contr %.2f  alpha %.4f  val G@%d %.4f%s  %.2fs  elapsed %s  ETA %s\n",
                 e + 1, o->epochs, sum.loss_g, sum.nll, "kl", sum.kl, sum.t_q, sum.loss_t, sum.loss_d, sum.d_real,
-                sum.d_fake, sum.contr, sum.alpha, sp->val_cut, v, v > r->best ? " *" : "", vg_mono_s() - t0);
+                sum.d_fake, sum.contr, sum.alpha, sp->val_cut, v, v > r->best ? " *" : "", now - t0,
+                vg_fmt_duration(el, sizeof el, elapsed),
+                vg_fmt_duration(eta, sizeof eta, elapsed / (e + 1) * (o->epochs - e - 1)));
         if (v > r->best) {
             r->best = v;
             r->best_epoch = e + 1;

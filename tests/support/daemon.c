@@ -220,28 +220,48 @@ int vgt_free_port(void)
     return ok ? ntohs(a.sin_port) : -1;
 }
 
-double vgt_metric(int port, const char *name)
+char *vgt_metrics_text(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    static char buf[1 << 16];
-    size_t n = 0;
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+    size_t n = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    if (buf && fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
         const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
         ssize_t k = write(fd, req, sizeof req - 1);
-        while (k > 0 && n < sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-            n += (size_t)k;
+        while (k > 0) {
+            if (cap - n < 4096) {
+                char *more = realloc(buf, cap *= 2);
+                if (!more)
+                    break;
+                buf = more;
+            }
+            if ((k = read(fd, buf + n, cap - 1 - n)) > 0)
+                n += (size_t)k;
+        }
     }
     if (fd >= 0)
         close(fd);
+    if (!buf || !n) {
+        free(buf);
+        return NULL;
+    }
     buf[n] = '\0';
+    return buf;
+}
+
+double vgt_metric(int port, const char *name)
+{
+    char *text = vgt_metrics_text(port);
+    if (!text)
+        return -1;
     char want[256];
     snprintf(want, sizeof want, "\n%s ", name);
-    const char *line = strstr(buf, want);
-    if (!line)
-        return n ? -2 : -1;
-    return atof(line + strlen(want));
+    const char *line = strstr(text, want);
+    double v = line ? atof(line + strlen(want)) : -2;
+    free(text);
+    return v;
 }
 
 /* A unix datagram socket bound at path, reads time out after 200 ms; -1 on failure. */
@@ -417,4 +437,26 @@ int vgt_wait_hist(const vgt_env_t *e, const vgt_stream_t *s, const vgt_expect_t 
     if (wrong)
         vgt_show_log(e, "histories incomplete");
     return wrong;
+}
+
+int vgt_preload_histories(const vgt_env_t *e, const char *prefix, int users, int n_items)
+{
+    redisContext *c = vgt_redis_connect(&e->redis);
+    if (!c)
+        return -1;
+    int bad = 0;
+    for (int from = 0; from < users && !bad; from += 10000) {
+        int to = from + 10000 < users ? from + 10000 : users;
+        for (int k = from; k < to; k++) {
+            redisAppendCommand(c, "ZADD hist:%s%d 1700000000 i%d", prefix, k, k % n_items);
+            redisAppendCommand(c, "ZADD vaegan:users 1700000000 %s%d", prefix, k);
+        }
+        for (int k = 0; k < 2 * (to - from); k++) {
+            redisReply *r = NULL;
+            bad |= redisGetReply(c, (void **)&r) != REDIS_OK || !r || r->type != REDIS_REPLY_INTEGER;
+            freeReplyObject(r);
+        }
+    }
+    redisFree(c);
+    return bad ? -1 : 0;
 }

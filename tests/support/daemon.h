@@ -129,11 +129,22 @@ void vgt_show_log(const vgt_env_t *e, const char *why);
 /* ZCARD key on e's Redis, -1 on an error. */
 long long vgt_zcard(const vgt_env_t *e, const char *key);
 
+/* Writes `users` one-item histories <prefix>0.. (item i<k % n_items>, ts
+ * 1700000000) and their vaegan:users entries into e's Redis, pipelined in
+ * rounds of 10,000 users.  Returns 0, or -1 when a reply is not the
+ * integer ZADD answers. */
+int vgt_preload_histories(const vgt_env_t *e, const char *prefix, int users, int n_items);
+
 /* ---- /metrics and sd_notify ------------------------------------------------------ */
 
 /* A loopback TCP port nobody listens on now (the kernel's pick for port 0),
  * or -1. */
 int vgt_free_port(void);
+
+/* The whole answer to GET /metrics on 127.0.0.1:port (HTTP/1.0: the status
+ * line and headers, then the exposition text), NUL-terminated, malloc'd
+ * (the caller frees it); NULL when the endpoint does not answer (yet). */
+char *vgt_metrics_text(int port);
 
 /* The value of the sample `name` (with its labels, if any, as exported:
  * `vaegan_events_failed_total{reason="oom"}`) from GET /metrics on
