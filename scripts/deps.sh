@@ -15,6 +15,7 @@ PKGS=(
   redis-server kcat python3 systemd
   clang-14 libclang-rt-14-dev
   dpkg-dev file groff-base man-db   # scripts/package.sh: cpack's dpkg-shlibdeps and file, the man page checks
+  prometheus   # promtool for test_monitoring_files (Debian has no promtool-only package; under systemd the package also enables a Prometheus server on :9090)
   "$@"
 )
 

@@ -61,7 +61,8 @@ grep -Eq '^-rw-r----- root/root .* \./etc/vaegand/vaegand\.conf$' <<<"$contents"
   fail "vaegand.conf is not root/root 0640 in the package"
 for f in ./usr/bin/vaegand ./usr/bin/vaegan-eval ./usr/bin/vaegan-gen ./usr/bin/vaegan-mockbroker \
     ./lib/systemd/system/vaegand.service \
-    ./usr/share/man/man8/vaegand.8.gz ./usr/share/man/man5/vaegand.conf.5.gz; do
+    ./usr/share/man/man8/vaegand.8.gz ./usr/share/man/man5/vaegand.conf.5.gz \
+    ./usr/share/vaegan/monitoring/grafana-dashboard.json ./usr/share/vaegan/monitoring/vaegan-alerts.yml; do
   grep -q " $f\$" <<<"$contents" || fail "$f is not in the package"
 done
 tmp=$(mktemp -d)
