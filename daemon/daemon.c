@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/clock.h"
@@ -316,8 +317,11 @@ static int start_scorer(vg_daemon_t *d)
         vg_log(VG_LOG_INFO, "scorer: %s", vg_snap_kernel(snap, k, sizeof k));
         vg_train_info_t info = {.step = p->model.step, .alpha = snap->alpha, .items = p->model.n_items,
                                 .users = p->hist.users.n, .trained_at = (double)time(NULL)};
+        struct stat st; /* the loaded model is as old as its file */
+        if (stat(p->state_path, &st) == 0)
+            info.trained_at = (double)st.st_mtime;
         vg_pipe_publish_model(p, &info);
-        vg_monitor_round(&d->mon, &info); /* a loaded model's age counts from the start */
+        vg_monitor_round(&d->mon, &info);
     }
     vg_scorer_cfg_t scfg = {
         .hist = &p->hist, .top_n = c->serve.top_n, .batch = c->serve.batch, .refresh_s = c->serve.refresh_s,
@@ -376,7 +380,10 @@ static int start_consumer(vg_daemon_t *d)
         .options = (const char *const *)c->kafka.options, .n_options = c->kafka.n_options,
         .commit_interval_ms = c->kafka.commit_interval_ms, .on_message = on_message, .on_assigned = on_assigned,
         .on_fatal = on_fatal, .log = vg_log_cb, .ud = d,
-        .stats_interval_ms = c->metrics.kafka_stats_interval_ms, .on_stats = on_kafka_stats,
+        .stats_interval_ms = c->metrics.kafka_stats_interval_ms > 0 && c->metrics.kafka_stats_interval_ms < 100
+                                 ? 100 /* each one is a JSON parse on the loop thread */
+                                 : c->metrics.kafka_stats_interval_ms,
+        .on_stats = on_kafka_stats,
     };
     if ((rc = vg_kafka_init(&p->kafka, &p->loop, &kc, err, sizeof err))) {
         vg_log(VG_LOG_ERROR, "%s", err);

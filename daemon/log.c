@@ -261,8 +261,8 @@ void vg_log_status(const char *text, int end)
     n += 4;
     if (end)
         line[n++] = '\n';
-    atomic_store(&g_status, !end);
     int saved = errno;
     write_all(STDERR_FILENO, line, n);
     errno = saved;
+    atomic_store(&g_status, !end); /* after the write: a log line in between must not lose the erase */
 }

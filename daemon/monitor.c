@@ -93,7 +93,8 @@ int vg_monitor_init(vg_monitor_t *mo, vg_metrics_t *reg, double quality_sample, 
                                       NULL, 0);
     mo->m_stale = vg_metrics_add(reg, "vaegan_stale_list_age_seconds",
                                  "Age of the oldest list the background refresh took in its last pick (0: no "
-                                 "list waits for a newer model)", VG_METRIC_GAUGE, NULL, 0);
+                                 "list waits for a newer model; while clicks keep every scorer busy there is no "
+                                 "pick and it keeps its value)", VG_METRIC_GAUGE, NULL, 0);
     mo->m_refresh = vg_metrics_add(reg, "vaegan_serve_refresh_seconds",
                                    "serve.refresh_s: a list older than this is re-ranked when a newer model exists",
                                    VG_METRIC_GAUGE, NULL, 0);
@@ -109,7 +110,7 @@ void vg_monitor_free(vg_monitor_t *mo)
     vg_quality_free(&mo->q);
     free(mo->lag); /* the series belong to the registry */
     mo->lag = NULL;
-    mo->n_lag = mo->lag_cap = 0;
+    mo->n_lag = 0;
 }
 
 /* ---- lag ----------------------------------------------------------------------------- */
@@ -137,7 +138,7 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
     }
     n = vg_kafka_lag(k, l, n);
     double total = 0;
-    int unknown = 0, kept = 0;
+    int kept = 0;
     for (int j = 0; j < n; j++) {
         vg_metric_t *m = NULL;
         for (int i = 0; i < mo->n_lag && !m; i++)
@@ -145,11 +146,14 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
                 m = mo->lag[i].m;
                 mo->lag[i].m = NULL; /* taken over */
             }
-        if (!m && !(m = lag_series(mo, k, l[j].topic_id, l[j].partition)))
+        if (!m && (m = lag_series(mo, k, l[j].topic_id, l[j].partition)))
+            vg_metric_set(m, NAN); /* until its lag is known */
+        if (!m)
             continue;
-        vg_metric_set(m, l[j].lag >= 0 ? (double)l[j].lag : NAN);
-        total += l[j].lag >= 0 ? (double)l[j].lag : 0;
-        unknown |= l[j].lag < 0;
+        if (l[j].lag >= 0) /* unknown for a moment (a new assignment): the last value stays */
+            vg_metric_set(m, (double)l[j].lag);
+        double v = vg_metric_value(m);
+        total += isnan(v) ? 0 : v;
         keep[kept++] = (vg_monitor_lag_t){l[j].topic_id, l[j].partition, m};
     }
     for (int i = 0; i < mo->n_lag; i++) /* partitions gone since */
@@ -157,8 +161,8 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
             vg_metrics_remove(mo->reg, mo->lag[i].m);
     free(mo->lag);
     mo->lag = keep;
-    mo->n_lag = mo->lag_cap = kept;
-    vg_metric_set(mo->m_lag, n == 0 || (unknown && total == 0) ? NAN : total); /* NaN: nothing assigned or known */
+    mo->n_lag = kept;
+    vg_metric_set(mo->m_lag, total); /* nothing assigned: 0, so that a sum over instances stays a number */
     free(l);
 }
 
@@ -182,7 +186,10 @@ void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_store
     vg_metric_set(mo->m_stale, stale_age_s);
     if (!mo->quality_on)
         return;
-    vg_quality_popularity(&mo->q, h);
+    if (mo->q.judged != mo->judged_at_pop || mo->q.n_pop == 0) { /* nothing judged since: no new pass */
+        vg_quality_popularity(&mo->q, h);
+        mo->judged_at_pop = mo->q.judged;
+    }
     vg_metric_set(mo->m_users, (double)mo->q.n);
     for (int b = 0; b < 4; b++)
         vg_metric_set(mo->m_rate[b], vg_quality_rate(&mo->q, 1 << b));
@@ -191,8 +198,10 @@ void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_store
 /* ---- events, lists, rounds ------------------------------------------------------------ */
 
 void vg_monitor_event(vg_monitor_t *mo, const vg_hist_t *h, const char *user, size_t ulen, const char *item,
-                      size_t ilen, double ts)
+                      size_t ilen, double ts, double now)
 {
+    if (ts > now) /* stamped in the future (or in ms): it must not hide a stall */
+        ts = now;
     if (ts > mo->newest_ts)
         mo->newest_ts = ts;
     if (!vg_monitor_wants(mo, user, ulen))
@@ -221,11 +230,14 @@ void vg_monitor_drop(vg_monitor_t *mo, int32_t u)
 void vg_monitor_round(vg_monitor_t *mo, const vg_train_info_t *info)
 {
     mo->trained_at = info->trained_at;
+    if (info->round > mo->rounds) { /* rounds that finished between two wake-ups of the loop count too */
+        vg_metric_inc(mo->m_rounds, (double)(info->round - mo->rounds));
+        mo->rounds = info->round;
+    }
     if (info->steps <= 0)
         return;
     const vg_step_stats_t *s = &info->loss;
     const double v[VG_MONITOR_LOSS_TERMS] = {s->loss_g, s->nll, s->kl, s->loss_t, s->loss_d, s->contr};
     for (int t = 0; t < VG_MONITOR_LOSS_TERMS; t++)
         vg_metric_set(mo->m_loss[t], v[t]);
-    vg_metric_inc(mo->m_rounds, 1);
 }

@@ -17,7 +17,9 @@
  *   vaegan_train_loss{term}, vaegan_train_rounds_total,
  *   vaegan_snapshot_age_seconds.
  * A gauge with nothing to say yet (no event stored, no snapshot, nothing
- * judged) reads NaN.
+ * judged, a partition whose lag was never known) reads NaN; a partition's
+ * lag unknown for a moment (a new assignment) keeps its last value, and the
+ * total is 0 when nothing is assigned.
  */
 #ifndef VG_DAEMON_MONITOR_H
 #define VG_DAEMON_MONITOR_H
@@ -47,9 +49,11 @@ typedef struct vg_monitor {
     vg_quality_t q;
     int quality_on;
     vg_monitor_lag_t *lag; /* the series of the partitions assigned at the last statistics */
-    int n_lag, lag_cap;
+    int n_lag;
     double newest_ts;      /* the newest stored event's ts (-INFINITY: none yet) */
     double trained_at;     /* the served snapshot's round end (0: none) */
+    uint64_t rounds;       /* the trainer's round sequence counted so far */
+    uint64_t judged_at_pop; /* q.judged at the last popularity pass */
     vg_monitor_totals_t ring[VG_MONITOR_RATE_S + 1];
     int ring_n, ring_head;
     vg_metric_t *m_lag, *m_newest, *m_events_rate, *m_lists_rate, *m_stale, *m_refresh, *m_samples, *m_users,
@@ -74,10 +78,10 @@ void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_store
                      double stale_age_s);
 
 /* An event Redis acknowledged, before the mirror applies it (the mirror's
- * writer, i.e. the loop thread): its ts, and the event judged when its user
- * is sampled. */
+ * writer, i.e. the loop thread): its ts (at most now, Unix seconds), and
+ * the event judged when its user is sampled. */
 void vg_monitor_event(vg_monitor_t *mo, const vg_hist_t *h, const char *user, size_t ulen, const char *item,
-                      size_t ilen, double ts);
+                      size_t ilen, double ts, double now);
 
 /* 1 when lists of this user are kept (vg_monitor_list). */
 static inline int vg_monitor_wants(const vg_monitor_t *mo, const char *user, size_t len)

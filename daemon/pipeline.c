@@ -219,6 +219,7 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     int changed = 0, n_marks = 0, n_reload = 0, n_gone = 0, rc = 0;
     size_t stored = 0;
     int32_t marks[VG_BATCH_MAX], reload[VG_BATCH_MAX], gone[VG_BATCH_MAX];
+    double now = vg_wall_s();
     vg_hist_wrlock(&p->hist);
     for (size_t k = 0; k < b->n; k++) {
         if (status && (!ev_err || ev_err[k]))
@@ -226,7 +227,7 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
         const vg_pipe_event_t *e = &b->ev[k];
         int32_t u;
         if (p->monitor && !e->removal) /* judged before the mirror has it */
-            vg_monitor_event(p->monitor, &p->hist, e->user, e->user_len, e->item, e->item_len, e->ts);
+            vg_monitor_event(p->monitor, &p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, now);
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
         if (r < 0)
             rc = r;

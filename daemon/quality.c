@@ -186,27 +186,26 @@ void vg_quality_popularity(vg_quality_t *q, const vg_hist_t *h)
     q->n_pop = n;
 }
 
-/* The rank (0-based) of item i among the popular items not stamped, or
- * VG_QUALITY_K when it is not in their top VG_QUALITY_K. */
-static int pop_rank(const vg_quality_t *q, const vg_hist_t *h, int32_t i)
+static int stamped(const vg_quality_t *q, int32_t x)
 {
-    int r = 0, k = 0;
-    for (; k < q->n_pop && r < VG_QUALITY_K; k++) {
-        int32_t x = q->pop[k];
-        if (x < q->stamp_cap && q->stamp[x] == q->stamp_now)
+    return x >= 0 && x < q->stamp_cap && q->stamp[x] == q->stamp_now;
+}
+
+/* The rank (0-based) of item i among items[0..n) not stamped, or
+ * VG_QUALITY_K when it is not in their top VG_QUALITY_K; -1 when fewer
+ * than VG_QUALITY_K of them are left and there are more (the ranking is
+ * not known that deep). */
+static int rank_in(const vg_quality_t *q, const int32_t *items, int n, int more, int32_t i)
+{
+    int r = 0;
+    for (int k = 0; k < n && r < VG_QUALITY_K; k++) {
+        if (stamped(q, items[k]))
             continue;
-        if (x == i)
+        if (items[k] == i)
             return r;
         r++;
     }
-    if (r == VG_QUALITY_K || q->n_pop < VG_QUALITY_POP || i >= h->items.n)
-        return VG_QUALITY_K;
-    /* the user holds most of the cached items: count the items before i */
-    r = 0;
-    for (int32_t x = 0; x < h->items.n && r < VG_QUALITY_K; x++)
-        if (x != i && (x >= q->stamp_cap || q->stamp[x] != q->stamp_now) && better(h, x, i))
-            r++;
-    return r;
+    return r < VG_QUALITY_K && more ? -1 : VG_QUALITY_K;
 }
 
 /* ---- judging ----------------------------------------------------------------------- */
@@ -264,14 +263,15 @@ int vg_quality_judge(vg_quality_t *q, const vg_hist_t *h, int32_t u, int32_t i)
     int has = stamp_user(q, h, u, i);
     if (has) /* a repeat (or no memory to tell): not judged */
         return -1;
+    /* both rankings without the items the user has by now (a list may
+     * predate some of them) */
+    int rm = rank_in(q, s->items, s->n, 0, i), rp = rank_in(q, q->pop, q->n_pop, q->n_pop == VG_QUALITY_POP, i);
+    if (rp < 0) /* the user holds most of the cached popular items: not judged (no O(items) scan) */
+        return -1;
     int bits = 0;
-    if (i >= 0) {
-        for (int k = 0; k < s->n; k++)
-            if (s->items[k] == i)
-                bits |= (k < 10 ? VG_Q_MODEL10 : 0) | VG_Q_MODEL20;
-        int r = pop_rank(q, h, i);
-        bits |= (r < 10 ? VG_Q_POP10 : 0) | (r < 20 ? VG_Q_POP20 : 0);
-    }
+    if (i >= 0)
+        bits = (rm < 10 ? VG_Q_MODEL10 : 0) | (rm < 20 ? VG_Q_MODEL20 : 0) | (rp < 10 ? VG_Q_POP10 : 0) |
+               (rp < 20 ? VG_Q_POP20 : 0);
     count(q, bits);
     return bits;
 }

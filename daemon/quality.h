@@ -15,10 +15,13 @@
  * the user does not already have (neither ranking may recommend it);
  * counted as a hit at k (10 and 20) for the model when the item is in the
  * list's top k, for popularity when it is in the top k of the items by the
- * users holding them (hist.h's pop), the user's own items left out — that
- * ranking as of the last vg_quality_popularity() call (the daemon makes it
- * once a second).  An item not admitted to the catalogue yet is a miss for
- * both.  Users without a list written since the start are not judged.
+ * users holding them (hist.h's pop) — that ranking as of the last
+ * vg_quality_popularity() call (the daemon makes it once a second); in both
+ * the items the user has by the event are left out (a list may be older
+ * than some of them).  An item not admitted to the catalogue yet is a miss
+ * for both.  Users without a list written since the start are not judged,
+ * nor events of users holding so many of the VG_QUALITY_POP most popular
+ * items that popularity's top 20 lies beyond them.
  *
  * Sliding window: the hit rates cover the last `window` judged events;
  * samples and hits also count over the whole run.
@@ -38,7 +41,7 @@
 #include "daemon/hist.h"
 
 #define VG_QUALITY_K 20    /* the deepest k judged */
-#define VG_QUALITY_POP 512 /* popular items cached; a user holding more of them is judged by a full scan */
+#define VG_QUALITY_POP 512 /* popular items cached */
 
 /* The four hit counts, as bits of vg_quality_judge's result. */
 enum { VG_Q_MODEL10 = 1, VG_Q_MODEL20 = 2, VG_Q_POP10 = 4, VG_Q_POP20 = 8 };

@@ -36,6 +36,7 @@ struct vg_trainer {
     int stop;                /* under mu */
     atomic_long new_events;
     uint64_t users_trained;
+    uint64_t rounds;            /* rounds completed (vg_train_info_t.round) */
     double save_due;         /* vg_mono_s() of the next save attempt (INFINITY: none) */
     double retry_s;          /* the last backoff after a failed save, 0 after a success */
     int save_failures;       /* failed saves since the last success */
@@ -106,6 +107,7 @@ static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, 
         .users = users,
         .trained_at = vg_wall_s(),
         .steps = steps,
+        .round = ++t->rounds,
     };
     if (steps > 0)
         add_stats(&info.loss, loss, 1.0 / steps);

@@ -1142,6 +1142,13 @@ static void close_cb(uv_handle_t *h)
 
 /* ---- lag ------------------------------------------------------------------ */
 
+/* Assigned, but not being fetched: its statistics' marks are stale, or
+ * there are none yet. */
+static int not_fetched(const vg_kafka_t *k, const vg_kpart_t *pt)
+{
+    return k->paused || k->stopped || pt->revoking || pt->lag < 0;
+}
+
 /* One partition of the statistics: its lag from our stored offset (else the
  * committed one, else the log start: auto.offset.reset=earliest) to the
  * high-water mark, the fresher of the statistics' and the thread's. */
@@ -1151,8 +1158,13 @@ static void on_part_stats(void *ud, const char *topic, int32_t partition, const 
     vg_kpart_t *pt = vg_kafka_topics_find(&k->tt, topic, partition, 0);
     if (!pt || !pt->assigned)
         return;
-    int64_t hi = s->hi, wm = vg_kwm_hi(k->wm, topic, partition);
-    hi = wm > hi ? wm : hi;
+    /* read_committed (librdkafka's default) reads up to the last stable
+     * offset: the same as the high-water mark without open transactions */
+    int64_t hi = s->ls >= 0 ? s->ls : s->hi;
+    if (not_fetched(k, pt)) { /* its statistics stopped at the last fetch */
+        int64_t wm = vg_kwm_hi(k->wm, topic, partition);
+        hi = wm > hi ? wm : hi;
+    }
     /* the low-water mark of what is durable, i.e. what the next store
      * hands over: librdkafka's own stored offset trails it by up to the
      * commit interval */
@@ -1176,7 +1188,7 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     for (int32_t t = 0; t < k->tt.n; t++)
         for (int32_t p = 0; p < k->tt.t[t].nparts; p++) {
             vg_kpart_t *pt = &k->tt.t[t].parts[p];
-            if (pt->assigned && (k->paused || k->stopped || pt->revoking || pt->lag < 0))
+            if (pt->assigned && not_fetched(k, pt))
                 rd_kafka_topic_partition_list_add(l, k->tt.t[t].name, p);
         }
     if (l->cnt && vg_kwm_request(k->wm, l))
@@ -1475,6 +1487,8 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
         k->revoke_state = REVOKE_NONE;
     }
     rd_kafka_queue_io_event_enable(k->cq, -1, NULL, 0);
+    vg_kwm_stop(k->wm); /* before the consumer closes: no query on a handle going away */
+    k->wm = NULL;
     /* leave the group; its final revoke comes to rebalance_cb, unassigned at once */
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(k->rk);
     if (e && !rc) {
@@ -1483,8 +1497,6 @@ int vg_kafka_close(vg_kafka_t *k, char *err, size_t errlen)
     }
     rd_kafka_queue_destroy(k->cq);
     k->cq = NULL;
-    vg_kwm_stop(k->wm);
-    k->wm = NULL;
     rd_kafka_destroy(k->rk);
     k->rk = NULL;
 

@@ -4,7 +4,7 @@
  *
  * The thread sleeps on a condition variable until a request comes, then
  * queries each partition of it in turn (each query at most
- * VG_KWM_TIMEOUT_MS) and writes the answers into `answers` (a partition
+ * VG_KWM_TIMEOUT_MS; a stop is seen between two) and writes the answers into `answers` (a partition
  * list whose .offset is the mark).  Invariants: `want` is the request not
  * yet taken up (NULL: none); `answers` only grows (one entry per partition
  * ever asked about); both are guarded by mu, never held during a query.
@@ -43,7 +43,7 @@ int vg_kafka_stats_parse(const char *json, size_t len, vg_kstat_cb cb, void *ud)
             json_t *id = json_object_get(p, "partition");
             if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > INT32_MAX)
                 continue; /* -1: librdkafka's internal "unassigned" partition */
-            vg_kstat_part_t s = {.hi = field(p, "hi_offset"), .lo = field(p, "lo_offset"),
+            vg_kstat_part_t s = {.hi = field(p, "hi_offset"), .lo = field(p, "lo_offset"), .ls = field(p, "ls_offset"),
                                  .stored = field(p, "stored_offset"), .committed = field(p, "committed_offset")};
             cb(ud, name, (int32_t)json_integer_value(id), &s);
         }
@@ -84,6 +84,11 @@ static void *wm_main(void *arg)
         w->want = NULL;
         pthread_mutex_unlock(&w->mu);
         for (int i = 0; i < l->cnt; i++) {
+            pthread_mutex_lock(&w->mu);
+            int stop = w->stop;
+            pthread_mutex_unlock(&w->mu);
+            if (stop)
+                break;
             int64_t lo, hi;
             if (rd_kafka_query_watermark_offsets(w->rk, l->elems[i].topic, l->elems[i].partition, &lo, &hi,
                                                  VG_KWM_TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)

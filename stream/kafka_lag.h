@@ -20,7 +20,7 @@
 /* One partition's entry of the statistics; a negative value is unknown
  * (librdkafka writes -1 or -1001). */
 typedef struct vg_kstat_part {
-    int64_t hi, lo;          /* high-water mark, log start */
+    int64_t hi, lo, ls;      /* high-water mark, log start, last stable offset (read_committed) */
     int64_t stored, committed;
 } vg_kstat_part_t;
 
@@ -42,9 +42,9 @@ int vg_kwm_start(vg_kwm_t **out, rd_kafka_t *rk);
 int vg_kwm_request(vg_kwm_t *w, const rd_kafka_topic_partition_list_t *l);
 /* The latest mark answered for (topic, partition), or -1. */
 int64_t vg_kwm_hi(vg_kwm_t *w, const char *topic, int32_t partition);
-/* Stops and joins the thread (waiting for a query under way, at most its
- * timeout of VG_KWM_TIMEOUT_MS) and frees w.  NULL is a no-op. */
-#define VG_KWM_TIMEOUT_MS 2000
+/* Stops and joins the thread (waiting for the query under way, at most
+ * VG_KWM_TIMEOUT_MS) and frees w.  NULL is a no-op. */
+#define VG_KWM_TIMEOUT_MS 1000
 void vg_kwm_stop(vg_kwm_t *w);
 
 #endif
