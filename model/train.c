@@ -39,6 +39,27 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
+
+const char *const vg_prof_names[VG_PROF_COUNT] = {"zero", "input", "encoder", "decoder", "likelihood", "T", "D",
+                                                   "decoder_back", "encoder_back", "contractive", "first_back",
+                                                   "adam"};
+
+static double prof_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Runs `call`, adding its time to m->prof[slot] when profiling. */
+#define PHASE(m, slot, call)                                  \
+    do {                                                      \
+        double t0_ = (m)->prof ? prof_now() : 0;              \
+        call;                                                 \
+        if ((m)->prof)                                        \
+            (m)->prof[slot] += prof_now() - t0_;              \
+    } while (0)
 
 /* ---- small dense and sparse helpers ------------------------------------- */
 
@@ -555,33 +576,47 @@ int vg_model_grad(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *st)
                  .terms = m->gen_terms, .invB = (vg_real)1 / (vg_real)X->rows, .alpha = vg_model_alpha(m)};
     ps.s.alpha = ps.alpha;
 
-    zero_grads(m->p);
-    forward_input(&ps);
-    forward_encoder(&ps);
-    forward_decoder(&ps);
-    likelihood(&ps);
+    PHASE(m, VG_PROF_ZERO, zero_grads(m->p));
+    PHASE(m, VG_PROF_INPUT, forward_input(&ps));
+    PHASE(m, VG_PROF_ENCODER, forward_encoder(&ps));
+    PHASE(m, VG_PROF_DECODER, forward_decoder(&ps));
+    PHASE(m, VG_PROF_LIKELIHOOD, likelihood(&ps));
     /* dz accumulates the generator's gradient w.r.t. z (from T, then the decoder) */
     memset(w->dz, 0, (size_t)ps.B * ps.K * sizeof(vg_real));
-    if (avb) {
-        adversary_forward(&ps);
-        adversary_backward(&ps);
-    }
-    if (use_d) {
-        discriminator_forward(&ps);
-        discriminator_backward(&ps);
-    }
-    backward_decoder(&ps);
-    backward_encoder(&ps);
-    if (use_c && (ps.terms & VG_TERM_C) && c->lambda > 0) {
-        contractive_forward(&ps);
-        contractive_backward(&ps);
-    }
-    backward_first_layer(&ps);
+    if (avb)
+        PHASE(m, VG_PROF_T, adversary_forward(&ps); adversary_backward(&ps));
+    if (use_d)
+        PHASE(m, VG_PROF_D, discriminator_forward(&ps); discriminator_backward(&ps));
+    PHASE(m, VG_PROF_BACK_DEC, backward_decoder(&ps));
+    PHASE(m, VG_PROF_BACK_ENC, backward_encoder(&ps));
+    if (use_c && (ps.terms & VG_TERM_C) && c->lambda > 0)
+        PHASE(m, VG_PROF_CONTR, contractive_forward(&ps); contractive_backward(&ps));
+    PHASE(m, VG_PROF_FIRST, backward_first_layer(&ps));
 
     if (st)
         *st = ps.s;
     return 0;
 }
+
+/* Adam over w[0..n) (docs/model.md, "Adam").  Compiled for AVX-512, AVX2
+ * and plain x86-64, the widest the CPU has chosen when the program loads:
+ * the results are the same at any width (sqrt, division and the rest round
+ * exactly per element, and -std=c11 keeps the compiler from contracting
+ * them into FMAs); at SSE width the square roots and divisions made the
+ * loop compute-bound, three times its memory floor. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+adam_span(vg_real *w, const vg_real *g, vg_real *mo, vg_real *v, size_t n, vg_real B1, vg_real B2, vg_real lr_t,
+          vg_real sbc2, vg_real E)
+{
+    for (size_t k = 0; k < n; k++) {
+        vg_real gk = g[k];
+        mo[k] = B1 * mo[k] + (1 - B1) * gk;
+        v[k] = B2 * v[k] + (1 - B2) * gk * gk;
+        w[k] -= lr_t * mo[k] / (R_SQRT(v[k]) / sbc2 + E);
+    }
+}
+
+#define ADAM_CHUNK ((size_t)1 << 16) /* elements per OpenMP work item */
 
 void vg_model_adam(vg_model_t *m)
 {
@@ -592,14 +627,12 @@ void vg_model_adam(vg_model_t *m)
     vg_real B1 = (vg_real)b1, B2 = (vg_real)b2, E = (vg_real)eps;
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_param_t *p = &m->p[i];
-        size_t n = p->rows * p->cols;
+        size_t n = p->rows * p->cols, chunks = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;
         vg_real *w = p->w, *g = p->g, *mo = p->m, *v = p->v;
-#pragma omp parallel for simd schedule(static) if (n > VG_PAR_MIN)
-        for (size_t k = 0; k < n; k++) {
-            vg_real gk = g[k];
-            mo[k] = B1 * mo[k] + (1 - B1) * gk;
-            v[k] = B2 * v[k] + (1 - B2) * gk * gk;
-            w[k] -= lr_t * mo[k] / (R_SQRT(v[k]) / sbc2 + E);
+#pragma omp parallel for schedule(static) if (n > VG_PAR_MIN)
+        for (size_t c = 0; c < chunks; c++) {
+            size_t a = c * ADAM_CHUNK, len = n - a < ADAM_CHUNK ? n - a : ADAM_CHUNK;
+            adam_span(w + a, g + a, mo + a, v + a, len, B1, B2, lr_t, sbc2, E);
         }
     }
     m->step++;
@@ -610,6 +643,6 @@ int vg_model_train_step(vg_model_t *m, const vg_csr_t *X, vg_step_stats_t *stats
     int rc = vg_model_grad(m, X, stats);
     if (rc)
         return rc;
-    vg_model_adam(m);
+    PHASE(m, VG_PROF_ADAM, vg_model_adam(m));
     return 0;
 }

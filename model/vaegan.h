@@ -142,7 +142,27 @@ typedef struct vg_model {
     int fail_alloc;     /* tests only: k > 0 = the k-th allocation of the next vg_model_grow()s fails
                          * (counted down by each allocation; 0 = off), to test growth's all-or-nothing */
     struct vg_work *work; /* training workspace (owned) */
+    double *prof;       /* NULL, or VG_PROF_COUNT seconds that each training phase adds its time to (benchmarks) */
 } vg_model_t;
+
+/* The phases of a training step, for vg_model_t.prof: their times are
+ * added to prof[VG_PROF_*] by every step while prof is set. */
+enum {
+    VG_PROF_ZERO,       /* gradients zeroed */
+    VG_PROF_INPUT,      /* dropout, x̄ */
+    VG_PROF_ENCODER,    /* first layer (with the input noise), W2 */
+    VG_PROF_DECODER,    /* W3, the logits W4 */
+    VG_PROF_LIKELIHOOD, /* softmax / sigmoid over B×N and its gradient */
+    VG_PROF_T,          /* the latent discriminator, forward and backward */
+    VG_PROF_D,          /* the reconstruction discriminator, forward and backward */
+    VG_PROF_BACK_DEC,   /* decoder backward (dW4, dg, dW3) */
+    VG_PROF_BACK_ENC,   /* encoder backward (W2) */
+    VG_PROF_CONTR,      /* the contractive term, forward and backward */
+    VG_PROF_FIRST,      /* first layer backward (dW1: sparse, and the input noise's dense product) */
+    VG_PROF_ADAM,       /* Adam over every tensor */
+    VG_PROF_COUNT
+};
+extern const char *const vg_prof_names[VG_PROF_COUNT];
 
 /* Sets up a model for n_items items with fresh weights (Xavier-uniform,
  * biases N(0, 0.001^2), as Mult-VAE) drawn from cfg->seed, and a training
