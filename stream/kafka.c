@@ -360,7 +360,7 @@ static void part_reset(vg_kafka_t *k, vg_kpart_t *pt)
     k->st.outstanding -= pt->o.n_out;
     vg_offsets_reset(&pt->o);
     pt->revoking = 0;
-    pt->stored = pt->lag = -1;
+    pt->stored = pt->lag = pt->wm_hi = -1;
 }
 
 static void pause_list(vg_kafka_t *k, rd_kafka_topic_partition_list_t *l, int pause)
@@ -1163,8 +1163,11 @@ static void on_part_stats(void *ud, const char *topic, int32_t partition, const 
     int64_t hi = s->ls >= 0 ? s->ls : s->hi;
     if (not_fetched(k, pt)) { /* its statistics stopped at the last fetch */
         int64_t wm = vg_kwm_hi(k->wm, topic, partition);
-        hi = wm > hi ? wm : hi;
+        pt->wm_hi = wm > pt->wm_hi ? wm : pt->wm_hi;
     }
+    /* kept after a resume too, until the fetches' marks pass it (they lag
+     * behind at first); forgotten with the assignment */
+    hi = pt->wm_hi > hi ? pt->wm_hi : hi;
     /* the low-water mark of what is durable, i.e. what the next store
      * hands over: librdkafka's own stored offset trails it by up to the
      * commit interval */

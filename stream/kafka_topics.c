@@ -54,7 +54,7 @@ vg_kpart_t *vg_kafka_topics_part(vg_kafka_topics_t *tt, int32_t id, int32_t p, i
         for (int32_t i = t->nparts; i < n; i++) {
             memset(&np[i], 0, sizeof np[i]);
             vg_offsets_init(&np[i].o);
-            np[i].stored = np[i].lag = -1;
+            np[i].stored = np[i].lag = np[i].wm_hi = -1;
         }
         t->parts = np;
         t->nparts = n;

@@ -27,6 +27,7 @@ typedef struct vg_kpart {
     vg_offsets_t o;  /* delivered offsets and their low-water mark (offsets.h) */
     int64_t stored;  /* last value stored, -1 = none */
     int64_t lag;     /* messages from the stored offset to the high-water mark at the last statistics, -1 = not known yet */
+    int64_t wm_hi;   /* the highest mark the leader gave while the partition was not fetched (this assignment), -1 = none */
 } vg_kpart_t;
 
 /* One topic seen; its id is its index in vg_kafka_topics_t.t. */
