@@ -71,10 +71,7 @@ static int wait_lists(const char *prefix, int n, double timeout_s)
 
 static double wait_metric(const char *name, double at_least, double timeout_s)
 {
-    double end = vg_mono_s() + timeout_s, v;
-    while ((v = vgt_metric(E.metrics_port, name)) < at_least && vg_mono_s() < end)
-        vgt_sleep_ms(200);
-    return v;
+    return vgt_wait_metric(E.metrics_port, name, at_least, timeout_s);
 }
 
 Test(bounds, evicted_users_come_back_whole, .init = setup, .fini = teardown, .timeout = 300)

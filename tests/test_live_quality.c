@@ -99,10 +99,7 @@ static double metric(const char *name)
 
 static double wait_metric(const char *name, double at_least, double timeout_s)
 {
-    double end = vg_mono_s() + timeout_s, v;
-    while (!((v = metric(name)) >= at_least) && vg_mono_s() < end)
-        vgt_sleep_ms(100);
-    return v;
+    return vgt_wait_metric(E.metrics_port, name, at_least, timeout_s);
 }
 
 static void produce(const gen_t *g, size_t from, size_t to)

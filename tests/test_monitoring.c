@@ -155,10 +155,7 @@ static int wait_series(const char *name, int want, double timeout_s)
 
 static double wait_metric(const char *name, double at_least, double timeout_s)
 {
-    double end = vg_mono_s() + timeout_s, v;
-    while ((v = vgt_metric(E.metrics_port, name)) < at_least && vg_mono_s() < end)
-        vgt_sleep_ms(200);
-    return v;
+    return vgt_wait_metric(E.metrics_port, name, at_least, timeout_s);
 }
 
 /* Starts vaegand and waits until /metrics answers; fails with its log when

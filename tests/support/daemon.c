@@ -460,3 +460,11 @@ int vgt_preload_histories(const vgt_env_t *e, const char *prefix, int users, int
     redisFree(c);
     return bad ? -1 : 0;
 }
+
+double vgt_wait_metric(int port, const char *name, double at_least, double timeout_s)
+{
+    double end = vg_mono_s() + timeout_s, v;
+    while (!((v = vgt_metric(port, name)) >= at_least) && vg_mono_s() < end)
+        vgt_sleep_ms(100);
+    return v;
+}

@@ -152,6 +152,11 @@ char *vgt_metrics_text(int port);
  * answers without that sample. */
 double vgt_metric(int port, const char *name);
 
+/* Polls vgt_metric (every 100 ms) until the sample reads at least
+ * at_least (NaN or absent: not yet) or timeout_s passed; returns the last
+ * value. */
+double vgt_wait_metric(int port, const char *name, double at_least, double timeout_s);
+
 /* Binds a unix datagram socket at <e->dir>/notify.sock for sd_notify
  * messages and starts `vaegand -c e->conf` with NOTIFY_SOCKET naming it (in
  * the child's environment only); the pid goes to e->daemon.  Returns the
