@@ -1,7 +1,7 @@
 /*
  * internal.h — what the files of model/ share and nobody outside model/ may
  * use: the precision switch of the numerical code (float or, with VG_DOUBLE,
- * double BLAS and libm names), three small dense helpers, the training
+ * double BLAS and libm names), four small helpers, the training
  * workspace (vg_work_t: owned by its model, allocated and freed by vaegan.c,
  * filled by each training step in train.c), and the shapes and the
  * allocation entry point the state-file loader (state.c) uses.  Names here end in '_' (they are not
@@ -53,6 +53,15 @@ static inline void vg_tanh_inplace_(vg_real *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = R_TANH(x[i]);
+}
+
+/* The scale of a user's input entries, n_b^-γ (docs/model.md "Input and
+ * noise"); 0 for an empty user.  γ = 0.5 is computed as 1/sqrt(n_b). */
+static inline vg_real vg_input_scale_(int nb, double gamma)
+{
+    if (!nb)
+        return 0;
+    return (vg_real)(gamma == 0.5 ? 1.0 / sqrt((double)nb) : pow((double)nb, -gamma));
 }
 
 /* The training workspace for max_batch users (see train.c for what each

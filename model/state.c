@@ -302,6 +302,7 @@ static int read_architecture(rstream_t *s, vg_model_cfg_t *c, uint32_t *n_items)
     GET(c->noise_input, "the hyperparameters");
     GET(c->noise_hidden, "the hyperparameters");
     GET(c->seed, "the hyperparameters");
+    c->input_norm = 0.5; /* not in the file: the configuration's (adopt_hyperparameters) or the default */
     if (variant > VG_VARIANT_AVB_D_C || lik > VG_LIK_LOGISTIC || *n_items < 1 || *n_items > (1u << 30) ||
         hidden < 1 || hidden > VG_MODEL_DIM_MAX || latent < 1 || latent > VG_MODEL_DIM_MAX || dh < 1 ||
         dh > VG_MODEL_DIM_MAX)
@@ -349,6 +350,7 @@ static void adopt_hyperparameters(vg_model_cfg_t *c, const vg_model_cfg_t *expec
     c->lambda = expect->lambda;
     c->dropout = expect->dropout;
     c->lr = expect->lr;
+    c->input_norm = expect->input_norm;
     c->noise_hidden = expect->noise_hidden;
     c->noise_input = expect->noise_input < 0 ? noise : expect->noise_input;
     c->seed = expect->seed;

@@ -145,7 +145,7 @@ static void zero_grads(vg_param_t *P)
     }
 }
 
-/* inputs: 1/sqrt(n_b), dropout (drawn unless frozen), x̄ */
+/* inputs: n_b^-γ, dropout (drawn unless frozen), x̄ */
 static void forward_input(pass_t *ps)
 {
     vg_model_t *m = ps->m;
@@ -155,7 +155,7 @@ static void forward_input(pass_t *ps)
     const vg_real keepv = (vg_real)(1.0 / (1.0 - c->dropout));
     for (int b = 0; b < ps->B; b++) {
         int nb = vg_csr_row_len(X, b);
-        w->inv[b] = nb ? (vg_real)(1.0 / sqrt((double)nb)) : 0;
+        w->inv[b] = vg_input_scale_(nb, c->input_norm);
         for (int64_t k = X->indptr[b]; k < X->indptr[b + 1]; k++) {
             if (!m->frozen_noise)
                 w->keep[k] = c->dropout > 0 && vg_rng_uniform(&m->rng) < c->dropout ? 0 : keepv;

@@ -44,6 +44,7 @@ void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v)
     c->lr = 1e-3;
     c->noise_input = v == VG_VARIANT_MULT_VAE ? 0.0 : -1.0;
     c->noise_hidden = v == VG_VARIANT_MULT_VAE ? 0.0 : 0.1;
+    c->input_norm = 0.5;
     c->seed = 1;
 }
 
@@ -281,7 +282,8 @@ static int check_cfg(const vg_model_cfg_t *c, int n_items, int max_batch)
     if (c->hidden < 1 || c->latent < 1 || c->disc_hidden < 1 || n_items < 1 || max_batch < 1)
         return VG_EINVAL;
     if (!(c->dropout >= 0 && c->dropout < 1) || !(c->lr > 0) || !(c->alpha_cap >= 0) || !(c->beta >= 0) ||
-        !(c->lambda >= 0) || !(c->noise_hidden >= 0) || !(c->anneal_steps >= 0) || isnan(c->noise_input))
+        !(c->lambda >= 0) || !(c->noise_hidden >= 0) || !(c->anneal_steps >= 0) || isnan(c->noise_input) ||
+        !(c->input_norm >= 0 && c->input_norm <= 1))
         return VG_EINVAL;
     return 0;
 }
@@ -470,7 +472,7 @@ const vg_real *vg_model_hidden(const vg_model_t *m, const vg_csr_t *X, vg_real *
         int nb = vg_csr_row_len(X, b);
         if (!nb)
             continue;
-        vg_real inv = (vg_real)(1.0 / sqrt((double)nb));
+        vg_real inv = vg_input_scale_(nb, c->input_norm);
         vg_real *y = h + (size_t)b * H;
         for (int64_t k = X->indptr[b]; k < X->indptr[b + 1]; k++) {
             const vg_real *wr = P[VG_P_E1].w + (size_t)X->indices[k] * H;

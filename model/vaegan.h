@@ -70,13 +70,14 @@ typedef struct vg_model_cfg {
     double lr;           /* Adam learning rate, 1e-3 */
     double noise_input;  /* s1; a negative value means 1/sqrt(N) (default) */
     double noise_hidden; /* s2, 0.1 */
+    double input_norm;   /* gamma: the input is x / n_b^gamma (0.5: x/||x||_2, 1: x/||x||_1), in [0, 1] */
     uint64_t seed;
 } vg_model_cfg_t;
 
 /* Fills the defaults for a variant (docs/model.md, "Defaults"): H 600, K 200,
  * H_d 200, alpha cap 0.2 over 200000 steps, beta 0.2 (avb+d*), lambda 3e-4
  * (avb+d+c), dropout 0.5, lr 1e-3, s1 = 1/sqrt(N) and s2 = 0.1 (avb*; 0 for
- * mult-vae), seed 1. */
+ * mult-vae), input_norm 0.5, seed 1. */
 void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v);
 /* "mult-vae", "avb", "avb+d", "avb+d+c"; returns 0 or VG_EINVAL. */
 int vg_variant_parse(const char *name, vg_variant_t *out);

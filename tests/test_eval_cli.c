@@ -75,6 +75,8 @@ Test(eval_cli, bad_options)
     cr_assert(strstr(out, "unknown variant \"vae\""), "%s", out);
     cr_assert_neq(run("--data x --format ml100k --protocol weak --variant avb --epochs many", out, sizeof out), 0);
     cr_assert(strstr(out, "--epochs: not a number"), "%s", out);
+    cr_assert_neq(run("--data x --format ml100k --protocol weak --variant avb --lr-decay 0", out, sizeof out), 0);
+    cr_assert(strstr(out, "--lr-decay: must be in (0, 1]"), "%s", out);
     cr_assert_neq(run("--format ml100k", out, sizeof out), 0);
     cr_assert(strstr(out, "required"), "%s", out);
 }
@@ -92,11 +94,13 @@ Test(eval_cli, tiny_file_runs_and_prints_json)
     const char *p = write_file("tiny.data", text);
     char args[512], out[16384];
     snprintf(args, sizeof args,
-             "--data '%s' --format ml100k --protocol weak --variant avb+d+c --epochs 2 --hidden 16 --latent 4 --threads 1",
+             "--data '%s' --format ml100k --protocol weak --variant avb+d+c --epochs 2 --hidden 16 --latent 4 --threads 1 "
+             "--lr-decay 0.5 --input-norm 1",
              p);
     cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
-    char *last = strrchr(out, '{');
+    char *last = strstr(out, "{\"variant\"");
     cr_assert_not_null(last);
-    cr_assert(strstr(last, "\"variant\":\"avb+d+c\"") && strstr(last, "\"G@20\"") && strstr(last, "\"best_epoch\""),
+    cr_assert(strstr(last, "\"variant\":\"avb+d+c\"") && strstr(last, "\"G@20\"") && strstr(last, "\"best_epoch\"") &&
+                  strstr(last, "\"lr_decay\":0.5") && strstr(last, "\"input_norm\":1.0"),
               "%s", last);
 }

@@ -197,6 +197,47 @@ Test(model, alpha_anneals_linearly_to_cap)
     vg_model_close(&m);
 }
 
+/* γ = 1 on E1 equals γ = 0.5 on E1 / 2 for users of exactly 4 items (the
+ * scales 1/4 and 1/2 · 1/2 are exact): the same scores, and the same first
+ * training step (no input noise: it reads E1 without the user's scale). */
+Test(model, input_norm_scales_the_input_in_scoring_and_training)
+{
+    int32_t rows[40], cols[40];
+    for (int k = 0; k < 40; k++)
+        rows[k] = k / 4, cols[k] = (k / 4) + 10 * (k % 4);
+    vg_csr_t X;
+    cr_assert_eq(vg_csr_from_pairs(&X, 10, 50, 40, rows, cols), 0);
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    c.noise_input = 0;
+    vg_model_t a, b;
+    cr_assert_eq(vg_model_init(&a, &c, 50, 10), 0);
+    c.input_norm = 1;
+    cr_assert_eq(vg_model_init(&b, &c, 50, 10), 0);
+    vg_param_t *e1 = &a.p[VG_P_E1];
+    for (size_t i = 0; i < e1->rows * e1->cols; i++)
+        e1->w[i] *= 0.5f;
+    vg_real sa[500], sb[500], *work = malloc(vg_model_score_work_size(&a, 10) * sizeof *work);
+    cr_assert_eq(vg_model_score(&a, &X, sa, work), 0);
+    cr_assert_eq(vg_model_score(&b, &X, sb, work), 0);
+    for (int i = 0; i < 500; i++)
+        cr_assert_float_eq(sa[i], sb[i], 1e-5, "score %d: %g vs %g", i, sa[i], sb[i]);
+    vg_step_stats_t ta, tb;
+    cr_assert_eq(vg_model_train_step(&a, &X, &ta), 0);
+    cr_assert_eq(vg_model_train_step(&b, &X, &tb), 0);
+    cr_assert_float_eq(ta.nll, tb.nll, 1e-4 * fabs(ta.nll), "nll %g vs %g", ta.nll, tb.nll);
+    c.input_norm = 0; /* no scaling at all: another model */
+    vg_model_t d;
+    cr_assert_eq(vg_model_init(&d, &c, 50, 10), 0);
+    cr_assert_eq(vg_model_score(&d, &X, sb, work), 0);
+    cr_assert(memcmp(sa, sb, sizeof sa) != 0);
+    free(work);
+    vg_csr_free(&X);
+    vg_model_close(&a);
+    vg_model_close(&b);
+    vg_model_close(&d);
+}
+
 Test(model, rejects_bad_configuration)
 {
     vg_model_cfg_t c;
@@ -206,6 +247,11 @@ Test(model, rejects_bad_configuration)
     cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
     small_cfg(&c, VG_VARIANT_AVB);
     c.hidden = 0;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
+    small_cfg(&c, VG_VARIANT_AVB);
+    c.input_norm = 1.5;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
+    c.input_norm = NAN;
     cr_assert_eq(vg_model_init(&m, &c, 50, 20), VG_EINVAL);
     small_cfg(&c, VG_VARIANT_AVB);
     cr_assert_eq(vg_model_init(&m, &c, 0, 20), VG_EINVAL);

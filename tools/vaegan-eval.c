@@ -176,6 +176,7 @@ typedef struct {
     const char *data, *format, *protocol, *variant, *likelihood, *kernel;
     int epochs, seed, split_seed, threads, batch, patience, heldout, hidden, latent;
     double anneal_steps, lr, beta, lambda, alpha, noise_input, noise_hidden, dropout, min_rating;
+    double lr_decay, input_norm; /* --lr-decay (per epoch, 1 = none); --input-norm γ (NAN = the model's) */
     double ease_lambda; /* --ease-lambda; NAN = chosen on validation */
     /* resolved by check_options() */
     vg_format_t fmt;
@@ -202,6 +203,8 @@ static void usage(FILE *f)
             "                      mult-vae: 200000]\n"
             "  --alpha A --beta B --lambda L --lr R --dropout P --noise-input S1 --noise-hidden S2\n"
             "  --hidden H --latent K   model hyperparameters [docs/model.md]\n"
+            "  --input-norm G      a user's input is x / n^G (0.5: L2, 1: L1, 0: none) [0.5]\n"
+            "  --lr-decay D        the learning rate is multiplied by D after each epoch [1]\n"
             "  --patience P        stop after P epochs without validation gain [0 = never]\n"
             "  --min-rating R      strong protocol: ratings >= R are interactions [4]\n"
             "  --heldout U         strong protocol: validation (and test) users [100]\n"
@@ -217,7 +220,7 @@ static void parse_options(int argc, char **argv, opts_t *o)
     *o = (opts_t){.epochs = -1, .seed = 1, .split_seed = 0, .threads = -1, .batch = -1, .heldout = 100,
                   .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
                   .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4,
-                  .ease_lambda = NAN};
+                  .lr_decay = 1, .input_norm = NAN, .ease_lambda = NAN};
     o->likelihood = "multinomial";
     o->kernel = "auto";
     static const struct option longopts[] = {
@@ -229,7 +232,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
         {"dropout", 1, 0, 'D'},      {"noise-input", 1, 0, '1'},  {"noise-hidden", 1, 0, '2'},
         {"hidden", 1, 0, 'H'},       {"latent", 1, 0, 'K'},       {"patience", 1, 0, 'P'},
         {"min-rating", 1, 0, 'm'},   {"heldout", 1, 0, 'u'},      {"help", 0, 0, 'h'},
-        {"kernel", 1, 0, 'k'},       {"ease-lambda", 1, 0, 'E'},
+        {"kernel", 1, 0, 'k'},       {"ease-lambda", 1, 0, 'E'},  {"lr-decay", 1, 0, 'y'},
+        {"input-norm", 1, 0, 'n'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -274,6 +278,8 @@ static void parse_options(int argc, char **argv, opts_t *o)
         case 'm': o->min_rating = num; break;
         case 'u': o->heldout = (int)num; break;
         case 'E': o->ease_lambda = num; break;
+        case 'y': o->lr_decay = num; break;
+        case 'n': o->input_norm = num; break;
         }
     }
     if (optind < argc)
@@ -295,6 +301,8 @@ static void check_options(opts_t *o)
     o->ease = strcmp(o->variant, "ease") == 0;
     if (!o->ease && vg_variant_parse(o->variant, &o->var) < 0)
         die("--variant: unknown variant \"%s\" (mult-vae, avb, avb+d, avb+d+c, ease)", o->variant);
+    if (!(o->lr_decay > 0 && o->lr_decay <= 1))
+        die("--lr-decay: must be in (0, 1]");
     if (!isnan(o->ease_lambda) && !(o->ease_lambda > 0))
         die("--ease-lambda: must be > 0");
     if (vg_likelihood_parse(o->likelihood, &o->lik) < 0)
@@ -417,6 +425,7 @@ static void make_model(const opts_t *o, int n_users, int n_items, int batch, vg_
     OVERRIDE(dropout, o->dropout);
     OVERRIDE(noise_input, o->noise_input);
     OVERRIDE(noise_hidden, o->noise_hidden);
+    OVERRIDE(input_norm, o->input_norm);
 #undef OVERRIDE
     int rc = vg_model_init(m, &cfg, n_items, batch);
     if (rc < 0)
@@ -475,9 +484,10 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
     vg_csr_t xb = {0};
     *r = (train_result_t){.best = -1, .best_epoch = -1};
     int bad = 0;
-    const double t_first = vg_mono_s();
+    const double t_first = vg_mono_s(), lr0 = m->cfg.lr;
     for (int e = 0; e < o->epochs; e++) {
         double t0 = vg_mono_s();
+        m->cfg.lr = lr0 * pow(o->lr_decay, e);
         vg_rng_shuffle(&order_rng, perm, n_users);
         vg_step_stats_t sum = train_epoch(m, sp->train, perm, batch, &xb);
         r->t_train += vg_mono_s() - t0;
@@ -504,6 +514,7 @@ static void train(const opts_t *o, const eval_split_t *sp, vg_model_t *m, int ba
             break;
         }
     }
+    m->cfg.lr = lr0;
     for (int p = 0; p < VG_P_COUNT; p++)
         memcpy(m->p[p].w, best_w[p], m->p[p].rows * m->p[p].cols * sizeof(vg_real));
     for (int p = 0; p < VG_P_COUNT; p++)
@@ -649,7 +660,22 @@ static void print_result(const opts_t *o, const eval_split_t *sp, const vg_model
     json_object_set_new(j, "users", json_integer(sp->train->rows));
     json_object_set_new(j, "items", json_integer(sp->train->cols));
     json_object_set_new(j, "batch", json_integer(batch));
-    json_object_set_new(j, "anneal_steps", json_real(m->cfg.anneal_steps));
+    const vg_model_cfg_t *c = &m->cfg;
+    json_object_set_new(j, "anneal_steps", json_real(c->anneal_steps));
+    json_t *hp = json_object(); /* the hyperparameters as trained */
+    json_object_set_new(hp, "hidden", json_integer(c->hidden));
+    json_object_set_new(hp, "latent", json_integer(c->latent));
+    const struct {
+        const char *name;
+        double v;
+    } reals[] = {{"alpha", c->alpha_cap},        {"beta", c->beta},
+                 {"lambda", c->lambda},          {"dropout", c->dropout},
+                 {"lr", c->lr},                  {"lr_decay", o->lr_decay},
+                 {"noise_input", c->noise_input}, {"noise_hidden", c->noise_hidden},
+                 {"input_norm", c->input_norm}};
+    for (size_t k = 0; k < sizeof reals / sizeof reals[0]; k++)
+        json_object_set_new(hp, reals[k].name, json_real(reals[k].v));
+    json_object_set_new(j, "hyper", hp);
     json_object_set_new(j, "threads", json_integer(o->threads));
     json_object_set_new(j, "blas_core", json_string(vg_blas_core()));
     json_object_set_new(j, "wall_s", json_real(round((vg_mono_s() - t_start) * 100) / 100));
