@@ -217,8 +217,7 @@ static void on_tick(uv_timer_t *t)
     }
     if (p->scorer)
         vg_metric_set(d->m_oldest_wait, vg_scorer_oldest_wait_s(p->scorer));
-    vg_monitor_tick(&d->mon, &p->hist, (uint64_t)vg_metric_value(p->m_stored), p->lists,
-                    p->scorer ? vg_scorer_stale_age_s(p->scorer) : 0);
+    vg_monitor_tick(&d->mon, &p->hist, (uint64_t)vg_metric_value(p->m_stored), p->lists, p->scorer);
     if (d->ready && !p->stopping)
         vg_notifyf("STATUS=%llu events (%llu invalid), %d users, %d items, %zu pending%s",
                    (unsigned long long)d->events, (unsigned long long)d->invalid, p->hist.live_users, p->hist.items.n,

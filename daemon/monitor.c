@@ -74,6 +74,21 @@ static int add_training(vg_monitor_t *mo)
     return mo->m_rounds && mo->m_snap_age ? 0 : VG_ENOMEM;
 }
 
+static int add_scoring(vg_monitor_t *mo)
+{
+    mo->m_scored = vg_metrics_add(mo->reg, "vaegan_scorer_users_total", "Users ranked by a model",
+                                  VG_METRIC_COUNTER, NULL, 0);
+    const char *label = "part", *parts[2] = {"product", "select"};
+    for (int k = 0; k < 2; k++)
+        if (!(mo->m_scorer_s[k] = vg_metrics_add_labels(
+                  mo->reg, "vaegan_scorer_seconds_total",
+                  "Seconds the scorer threads spent ranking, summed over threads: the all-items product (hidden "
+                  "layers included) and the selection (candidates, exact re-scoring, top-n)",
+                  VG_METRIC_COUNTER, &label, &parts[k], 1)))
+            return VG_ENOMEM;
+    return mo->m_scored ? 0 : VG_ENOMEM;
+}
+
 int vg_monitor_init(vg_monitor_t *mo, vg_metrics_t *reg, double quality_sample, int quality_window, int refresh_s)
 {
     memset(mo, 0, sizeof *mo);
@@ -99,7 +114,7 @@ int vg_monitor_init(vg_monitor_t *mo, vg_metrics_t *reg, double quality_sample, 
                                    "serve.refresh_s: a list older than this is re-ranked when a newer model exists",
                                    VG_METRIC_GAUGE, NULL, 0);
     if (!mo->m_lag || !mo->m_newest || !mo->m_events_rate || !mo->m_lists_rate || !mo->m_stale || !mo->m_refresh ||
-        add_quality(mo) || add_training(mo))
+        add_quality(mo) || add_training(mo) || add_scoring(mo))
         return VG_ENOMEM;
     vg_metric_set(mo->m_refresh, refresh_s);
     return 0;
@@ -168,8 +183,34 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
 
 /* ---- once a second ------------------------------------------------------------------- */
 
+/* The scorer's counters, and its kernel's info series (replaced when the
+ * served snapshot's kernel changes). */
+static void tick_scorer(vg_monitor_t *mo, vg_scorer_t *sc)
+{
+    vg_ranker_stats_t w;
+    char path[sizeof mo->kernel];
+    vg_scorer_work(sc, &w, path, sizeof path);
+    vg_metric_inc(mo->m_scored, (double)(w.users - mo->scored.users));
+    vg_metric_inc(mo->m_scorer_s[0], w.product_s - mo->scored.product_s);
+    vg_metric_inc(mo->m_scorer_s[1], w.select_s - mo->scored.select_s);
+    mo->scored = w;
+    if (!*path || (mo->m_kernel && strcmp(path, mo->kernel) == 0))
+        return;
+    if (mo->m_kernel)
+        vg_metrics_remove(mo->reg, mo->m_kernel);
+    const char *label = "path", *value = path;
+    mo->m_kernel = vg_metrics_add_labels(mo->reg, "vaegan_scorer_kernel_info",
+                                         "The served model's scoring kernel (serve.kernel): its path, e.g. "
+                                         "\"int8 brg:avx512_core_vnni\" or \"fp32 openblas\"",
+                                         VG_METRIC_GAUGE, &label, &value, 1);
+    if (mo->m_kernel) {
+        vg_metric_set(mo->m_kernel, 1);
+        snprintf(mo->kernel, sizeof mo->kernel, "%s", path);
+    }
+}
+
 void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_stored, uint64_t lists_written,
-                     double stale_age_s)
+                     vg_scorer_t *sc)
 {
     double now = vg_mono_s(), wall = vg_wall_s();
     int cap = VG_MONITOR_RATE_S + 1;
@@ -183,7 +224,12 @@ void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_store
     vg_metric_set(mo->m_lists_rate, dt > 0 ? (mo->ring[newest].lists - mo->ring[oldest].lists) / dt : 0);
     vg_metric_set(mo->m_newest, isfinite(mo->newest_ts) ? wall - mo->newest_ts : NAN);
     vg_metric_set(mo->m_snap_age, mo->trained_at > 0 ? wall - mo->trained_at : NAN);
-    vg_metric_set(mo->m_stale, stale_age_s);
+    if (sc) {
+        vg_metric_set(mo->m_stale, vg_scorer_stale_age_s(sc));
+        tick_scorer(mo, sc);
+    } else {
+        vg_metric_set(mo->m_stale, 0);
+    }
     if (!mo->quality_on)
         return;
     if (mo->q.judged != mo->judged_at_pop || mo->q.n_pop == 0) { /* nothing judged since: no new pass */

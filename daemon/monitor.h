@@ -15,7 +15,11 @@
  *   vaegan_quality_samples_total, vaegan_quality_hits_total{ranking,k},
  *   vaegan_quality_hit_rate{ranking,k}, vaegan_quality_users,
  *   vaegan_train_loss{term}, vaegan_train_rounds_total,
- *   vaegan_snapshot_age_seconds.
+ *   vaegan_snapshot_age_seconds,
+ *   vaegan_scorer_users_total, vaegan_scorer_seconds_total{part} (the
+ *   rankers' product and selection: users/s of a busy scorer, and the
+ *   kernel's own rate), vaegan_scorer_kernel_info{path} (1; one series, the
+ *   served snapshot's kernel).
  * A gauge with nothing to say yet (no event stored, no snapshot, nothing
  * judged, a partition whose lag was never known) reads NaN; a partition's
  * lag unknown for a moment (a new assignment) keeps its last value, and the
@@ -29,6 +33,7 @@
 #include "daemon/hist.h"
 #include "daemon/metrics.h"
 #include "daemon/quality.h"
+#include "daemon/scorer.h"
 #include "daemon/trainer.h"
 #include "stream/kafka.h"
 
@@ -60,6 +65,9 @@ typedef struct vg_monitor {
         *m_rounds, *m_snap_age;
     vg_metric_t *m_hits[4], *m_rate[4]; /* by VG_Q_* bit order: model@10, model@20, popularity@10, @20 */
     vg_metric_t *m_loss[VG_MONITOR_LOSS_TERMS];
+    vg_metric_t *m_scored, *m_scorer_s[2], *m_kernel; /* m_kernel: NULL until a model is served */
+    vg_ranker_stats_t scored;                         /* the scorer's work counted so far */
+    char kernel[64];                                  /* m_kernel's path */
 } vg_monitor_t;
 
 /* Registers the metrics in reg; quality_sample / quality_window as
@@ -72,10 +80,10 @@ void vg_monitor_free(vg_monitor_t *mo);
 void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k);
 
 /* Once a second: the rates from the running totals, the ages, the quality
- * gauges and the popularity ranking judged against; stale_age_s is the
- * scorer's (vg_scorer_stale_age_s). */
+ * gauges and the popularity ranking judged against, the scorer's work and
+ * kernel (sc NULL: no scorer). */
 void vg_monitor_tick(vg_monitor_t *mo, const vg_hist_t *h, uint64_t events_stored, uint64_t lists_written,
-                     double stale_age_s);
+                     vg_scorer_t *sc);
 
 /* An event Redis acknowledged, before the mirror applies it (the mirror's
  * writer, i.e. the loop thread): its ts (at most now, Unix seconds), and

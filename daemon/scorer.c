@@ -20,6 +20,7 @@
 
 #define NO_MODEL (-2) /* last_step of a list ranked by popularity */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,6 +57,7 @@ struct vg_scorer {
     double *last_time;
     int last_cap, cursor;
     double stale_age;           /* the oldest refresh (not first) list of the last pick, 0 = none due */
+    vg_ranker_stats_t work;     /* the rankers' stats summed over the threads (under mu) */
     /* loop thread only: the newest (ver, step) delivered per user, under its gen */
     uint64_t *d_ver;
     int64_t *d_step;
@@ -181,6 +183,14 @@ double vg_scorer_oldest_wait_s(vg_scorer_t *sc)
     double age = sc->qn ? vg_mono_s() - sc->t_mark[sc->queue[sc->qhead]] : 0;
     pthread_mutex_unlock(&sc->mu);
     return age;
+}
+
+void vg_scorer_work(vg_scorer_t *sc, vg_ranker_stats_t *out, char *path, size_t n)
+{
+    pthread_mutex_lock(&sc->mu);
+    *out = sc->work;
+    snprintf(path, n, "%s", sc->snap ? vg_fastw_path(sc->snap->fast) : "");
+    pthread_mutex_unlock(&sc->mu);
 }
 
 double vg_scorer_stale_age_s(vg_scorer_t *sc)
@@ -330,6 +340,7 @@ static void *scorer_main(void *arg)
     uint64_t *ver = malloc((size_t)B * sizeof *ver);
     vg_list_t *lists = malloc((size_t)B * sizeof *lists);
     vg_ranker_t *ranker = vg_ranker_new();
+    vg_ranker_stats_t seen = {0}, now; /* this thread's ranker: what is summed into sc->work so far */
     if (!sel || !tm || !ver || !lists || !ranker)
         abort(); /* at start, a few KiB: nothing sensible to do */
     pthread_mutex_lock(&sc->mu);
@@ -353,7 +364,13 @@ static void *scorer_main(void *arg)
 
         int rc = vg_rank_users(sc->cfg.hist, snap, ranker, sel, n, sc->cfg.top_n, lists);
         vg_snap_unref(snap);
+        vg_ranker_stats(ranker, &now);
         pthread_mutex_lock(&sc->mu);
+        sc->work.product_s += now.product_s - seen.product_s;
+        sc->work.select_s += now.select_s - seen.select_s;
+        sc->work.users += now.users - seen.users;
+        sc->work.calls += now.calls - seen.calls;
+        seen = now;
         if (rc == 0 && (rc = hand_over(sc, lists, tm, ver, step, n)))
             for (int k = 0; k < n; k++)
                 vg_list_free(&lists[k]);

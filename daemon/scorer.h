@@ -23,6 +23,7 @@
 #define VG_SCORER_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -64,6 +65,11 @@ double vg_scorer_oldest_wait_s(vg_scorer_t *sc);
  * (a newer model, older than refresh_s); 0 when that pick found none due.
  * Near refresh_s while the refresh keeps up.  Any thread. */
 double vg_scorer_stale_age_s(vg_scorer_t *sc);
+/* What the threads' rankers did since the start, summed (users ranked by
+ * a model, seconds in the product and in the selection: ranker.h) into
+ * *out, and the served snapshot's kernel path (vg_fastw_path; "" before a
+ * model) into path[0..n).  Any thread. */
+void vg_scorer_work(vg_scorer_t *sc, vg_ranker_stats_t *out, char *path, size_t n);
 /* One list written (loop thread). */
 void vg_scorer_release(vg_scorer_t *sc, int n);
 /* Stops and joins the thread, drops undelivered lists, closes the uv handle

@@ -207,6 +207,7 @@ Test(monitoring, every_metric_named_is_exported, .init = setup, .fini = teardown
     cr_assert_geq(wait_metric("vaegan_events_failed_total{reason=\"wrongtype\"}", 1, 60), 1,
                   "Redis refused the event of w0");
     cr_assert_geq(wait_metric("vaegan_model_step", 1, 120), 1, "the model trained");
+    cr_assert_geq(wait_metric("vaegan_scorer_users_total", 1, 120), 1, "users were ranked by the model");
     /* the same users again: they have lists now, so their clicks are sampled */
     vgt_stream_make(&again, "u", 100, 200, 1000, 12);
     cr_assert_eq(vgt_stream_produce(&E, "clicks", &again, 0, again.n), 0);

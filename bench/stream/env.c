@@ -85,7 +85,8 @@ int bs_env_start(bs_run_t *R)
 }
 
 /* kafka.option.fetch.wait.max.ms = 10, session timeout 6 s, top_n = 100,
- * the model and train defaults (but --train-steps). */
+ * model.hidden = BS_HIDDEN, the other model and train defaults (but
+ * --train-steps). */
 static int write_conf(bs_run_t *R)
 {
     FILE *f = fopen(R->conf, "w");
@@ -99,8 +100,8 @@ static int write_conf(bs_run_t *R)
             "[kafka]\nbrokers = %s\ntopic = %s\ngroup = bench\noption.fetch.wait.max.ms = 10\n"
             "option.session.timeout.ms = 6000\noption.auto.offset.reset = earliest\n"
             "[redis]\nsocket = %s\n[serve]\ntop_n = 100\n[state]\ndir = %s\n[log]\nlevel = info\n"
-            "[metrics]\nlisten = 127.0.0.1:%d\n",
-            R->broker.addr, BS_TOPIC, R->redis.sock, R->state, R->port);
+            "[metrics]\nlisten = 127.0.0.1:%d\n[model]\nhidden = %d\n",
+            R->broker.addr, BS_TOPIC, R->redis.sock, R->state, R->port, BS_HIDDEN);
     if (R->o.train_steps >= 0)
         fprintf(f, "[train]\nsteps_per_round = %d\n", R->o.train_steps);
     fclose(f);

@@ -39,6 +39,7 @@
 #define BS_GEN_ITEMS 27278
 #define BS_TOPIC "clicks"
 #define BS_REC_READ 10 /* rec items read per user before the latency phases */
+#define BS_HIDDEN 600  /* model.hidden: H of the decoder, ~2·N·H FLOPs per list */
 #define BS_MAX_BUCKETS 32
 #define BS_MAX_RATES 8
 #define BS_MAX_THREADS 256
@@ -60,6 +61,8 @@ typedef struct bs_metrics {
     int nb;
     double le[BS_MAX_BUCKETS], cum[BS_MAX_BUCKETS]; /* latency histogram, cumulative; last = +Inf */
     double lat_count, lat_sum;
+    double scored, sc_product_s, sc_select_s; /* vaegan_scorer_users_total, _seconds_total{part} */
+    char kernel[64];                          /* vaegan_scorer_kernel_info's path ("" before a model) */
 } bs_metrics_t;
 
 typedef struct bs_series {
@@ -75,6 +78,9 @@ int bs_series_add(bs_series_t *s, const bs_metrics_t *m); /* 0 or -1 (no memory)
 double bs_hist_quantile(const bs_metrics_t *a, const bs_metrics_t *b, double q);
 /* Prints Redis' INFO commandstats: the commands that took > 0.1 s. */
 void bs_print_cmdstats(redisContext *c, const char *what);
+/* Redis' own count and microseconds of one command (INFO commandstats;
+ * 0 and 0 when it never ran).  0 or -1. */
+int bs_cmdstat(redisContext *c, const char *cmd, double *calls, double *usec);
 
 /* ---- cpu.c ------------------------------------------------------------------------------ */
 
@@ -160,6 +166,9 @@ typedef struct bs_rate {
     double p50, p90, p99, max, mean_answered;
     double d_p50, d_p99, d_count, d_mean; /* the daemon's own histogram (mark -> list written) */
     double lists_per_s, bg_lists, steps;
+    double scorer_users_per_s, scorer_busy_users_per_s, kernel_gflops; /* from the daemon's scorer counters */
+    double redis_us_per_list; /* Redis' usec per RESTORE of a list (NAN: lists written with ZADD) */
+    char kernel[64];
     double cpu_daemon;
     int stalled; /* no list written for BS_STALL_S while samples were open */
 } bs_rate_t;

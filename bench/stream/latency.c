@@ -148,6 +148,13 @@ static void figures(bs_run_t *R, bs_rate_t *P, const bs_metrics_t *ma, const bs_
     P->lists_per_s = (mb->lists - ma->lists) / (mb->t - ma->t);
     P->bg_lists = (mb->lists - ma->lists) - P->d_count;
     P->steps = mb->step - ma->step;
+    double users = mb->scored - ma->scored, prod = mb->sc_product_s - ma->sc_product_s;
+    double busy = prod + mb->sc_select_s - ma->sc_select_s;
+    P->scorer_users_per_s = users / (mb->t - ma->t);
+    P->scorer_busy_users_per_s = busy > 0 ? users / busy : NAN;
+    /* the output layer's 2·N·H per user (the hidden layers, in the product's time, not counted) */
+    P->kernel_gflops = prod > 0 ? users * 2.0 * mb->items * BS_HIDDEN / prod * 1e-9 : NAN;
+    snprintf(P->kernel, sizeof P->kernel, "%s", mb->kernel);
 }
 
 static void print_rate(const bs_rate_t *P, double drained_s)
@@ -165,6 +172,10 @@ static void print_rate(const bs_rate_t *P, double drained_s)
            "p50 <= %s ms, p99 <= %s ms; %.0f lists/s written, %.0f background lists, %.0f training steps\n",
            P->d_count, 1e3 * P->d_mean, bs_ms(b1, sizeof b1, P->d_p50), bs_ms(b2, sizeof b2, P->d_p99),
            P->lists_per_s, P->bg_lists, P->steps);
+    printf("   scorer: %.0f users/s ranked, %.0f per busy thread-second; kernel %s at %.0f GFLOP/s (output layer); "
+           "Redis %.1f us per list (RESTORE)\n",
+           P->scorer_users_per_s, P->scorer_busy_users_per_s, *P->kernel ? P->kernel : "(no model)", P->kernel_gflops,
+           P->redis_us_per_list);
 }
 
 /* One rate: send, drain, figures.  0 or -1 (stop the run). */
@@ -177,6 +188,8 @@ static int run_rate(bs_run_t *R, bs_rate_t *P)
     uint64_t un0 = R->L.unattributed;
     pthread_mutex_unlock(&R->L.mu);
     bs_cpu_t c0, c1;
+    double calls0, usec0, calls1, usec1;
+    int cs = bs_cmdstat(R->rc, "restore", &calls0, &usec0);
     bs_cpu_take(&c0, &R->pids);
     watch_t w = {ma.lists, vg_mono_s()};
     if (send_rate(R, P, &w) != 0)
@@ -189,6 +202,8 @@ static int run_rate(bs_run_t *R, bs_rate_t *P)
     while (bs_scrape(R->port, &mb) != 0 && !bs_stop)
         bs_sleep_s(0.1);
     figures(R, P, &ma, &mb, un0);
+    cs |= bs_cmdstat(R->rc, "restore", &calls1, &usec1);
+    P->redis_us_per_list = cs == 0 && calls1 > calls0 ? (usec1 - usec0) / (calls1 - calls0) : NAN;
     print_rate(P, P->t_end - t_drain);
     bs_cpu_print("the phase", &c0, &c1, &P->cpu_daemon);
     return 0;

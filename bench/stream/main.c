@@ -8,7 +8,7 @@
  *                       [--catchup-timeout T] [--train-steps K]
  *                       [--vaegand PATH] [--keep]
  *
- * Defaults: N = 2,000,000, P = 32, rates 1000,10000 events/s, S = 20 s,
+ * Defaults: N = 2,000,000, P = 32, rates 1000,10000,20000 events/s, S = 60 s,
  * D = 60 s, T = 1200 s, the vaegand of this build with its default training.
  * Everything runs in a fresh temporary directory:
  *
@@ -23,7 +23,8 @@
  *     partitions' low watermarks checked; the run stops if anything was
  *     dropped;
  *  3. vaegand starts (kafka.option.fetch.wait.max.ms = 10, session timeout
- *     6 s, serve.top_n = 100, model and train defaults: avb+d+c, H = 600)
+ *     6 s, serve.top_n = 100, model.hidden = 600, the other model and train
+ *     defaults: avb+d+c)
  *     and /metrics is scraped every 100 ms.  Ingest rate =
  *     vaegan_events_stored_total over the time from the first scrape that saw
  *     a stored event to the first that saw all N (the consumer group join is
@@ -45,7 +46,10 @@
  *     event is "skipped".  Notifications for users without a sample in flight
  *     are "unattributed" (background refreshes, duplicates).  The daemon's
  *     own vaegan_list_latency_seconds histogram (Redis ack of the history ->
- *     list written) is reported beside it.  If no list is written for 15 s
+ *     list written) is reported beside it, with the scorer's users/s (all
+ *     and per busy thread-second), its kernel path and the rate of the
+ *     output layer's product from the daemon's vaegan_scorer_* counters,
+ *     and Redis' own microseconds per RESTORE of a list (commandstats).  If no list is written for 15 s
  *     while samples wait, the daemon is declared stuck: its threads' states
  *     and kernel wait channels are printed and the remaining rates skipped.
  *     At the end every answered sample is checked: the clicked item must no
@@ -80,8 +84,8 @@ static void usage(FILE *f)
           "                           [--drain-seconds D] [--catchup-timeout T] [--keep]\n"
           "  --events N           events produced before vaegand starts (default 2000000)\n"
           "  --partitions P       partitions of the topic (default 32; the mock keeps 5 MiB each)\n"
-          "  --rates LIST         event rates of the latency phases (default 1000,10000)\n"
-          "  --rate-seconds S     seconds of sending per rate (default 20)\n"
+          "  --rates LIST         event rates of the latency phases (default 1000,10000,20000)\n"
+          "  --rate-seconds S     seconds of sending per rate (default 60)\n"
           "  --drain-seconds D    max wait for the last lists after each rate (default 60)\n"
           "  --catchup-timeout T  max wait for the lists to catch up after ingest (default 1200)\n"
           "  --train-steps K      train.steps_per_round for vaegand (default: its default; 0 = trainer off,\n"
@@ -95,8 +99,8 @@ static void usage(FILE *f)
  * --help, 2 after a usage error). */
 static int parse_opts(bs_opts_t *o, int argc, char **argv)
 {
-    *o = (bs_opts_t){.n_events = 2000000, .partitions = 32, .n_rates = 2, .train_steps = -1,
-                     .rates = {1000, 10000}, .rate_seconds = 20, .drain_seconds = 60, .catchup_timeout = 1200,
+    *o = (bs_opts_t){.n_events = 2000000, .partitions = 32, .n_rates = 3, .train_steps = -1,
+                     .rates = {1000, 10000, 20000}, .rate_seconds = 60, .drain_seconds = 60, .catchup_timeout = 1200,
                      .vaegand = VG_VAEGAND_BIN};
     static const struct option lo[] = {
         {"events", 1, 0, 'n'},        {"partitions", 1, 0, 'p'},      {"rates", 1, 0, 'r'},

@@ -65,12 +65,20 @@ static void parse_line(char *line, bs_metrics_t *m)
         {"vaegan_model_step", &m->step},            {"vaegan_pending_events", &m->pending},
         {"vaegan_kafka_paused", &m->paused},        {"vaegan_list_latency_seconds_sum", &m->lat_sum},
         {"vaegan_list_latency_seconds_count", &m->lat_count},
+        {"vaegan_scorer_users_total", &m->scored},
+        {"vaegan_scorer_seconds_total{part=\"product\"}", &m->sc_product_s},
+        {"vaegan_scorer_seconds_total{part=\"select\"}", &m->sc_select_s},
     };
     char *sp = strrchr(line, ' ');
     if (!sp)
         return;
     *sp = '\0';
     double v = strtod(sp + 1, NULL);
+    static const char ki[] = "vaegan_scorer_kernel_info{path=\"";
+    if (strncmp(line, ki, sizeof ki - 1) == 0 && v == 1) {
+        snprintf(m->kernel, sizeof m->kernel, "%.*s", (int)strcspn(line + sizeof ki - 1, "\""), line + sizeof ki - 1);
+        return;
+    }
     static const char bk[] = "vaegan_list_latency_seconds_bucket{le=\"";
     if (strncmp(line, bk, sizeof bk - 1) == 0) {
         if (m->nb < BS_MAX_BUCKETS) {
@@ -135,6 +143,24 @@ double bs_hist_quantile(const bs_metrics_t *a, const bs_metrics_t *b, double q)
         if (b->cum[i] - a->cum[i] >= want)
             return b->le[i];
     return INFINITY;
+}
+
+int bs_cmdstat(redisContext *c, const char *cmd, double *calls, double *usec)
+{
+    *calls = *usec = 0;
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    char want[80];
+    snprintf(want, sizeof want, "cmdstat_%s:calls=%%lf,usec=%%lf", cmd);
+    for (const char *line = r->str; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (sscanf(line, want, calls, usec) == 2)
+            break;
+    freeReplyObject(r);
+    return 0;
 }
 
 /* Calls and microseconds per call of the busiest commands. */

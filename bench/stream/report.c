@@ -116,6 +116,11 @@ static void json_rate(const bs_rate_t *P, int first)
     jnum(stdout, "lists_per_s", P->lists_per_s, 1);
     jnum(stdout, "background_lists", P->bg_lists, 1);
     jnum(stdout, "training_steps", P->steps, 1);
+    jnum(stdout, "scorer_users_per_s", P->scorer_users_per_s, 1);
+    jnum(stdout, "scorer_busy_users_per_s", P->scorer_busy_users_per_s, 1);
+    jnum(stdout, "kernel_gflops", P->kernel_gflops, 1);
+    jnum(stdout, "redis_us_per_list", P->redis_us_per_list, 1);
+    printf("\"kernel\":\"%s\",", P->kernel);
     printf("\"stalled\":%d,", P->stalled);
     jnum(stdout, "daemon_cpu_pct", P->cpu_daemon, 0);
     printf("}");
