@@ -140,6 +140,9 @@ typedef struct vg_store_event {
     size_t item_len;
     double ts; /* finite */
     int removal; /* 1: takes the item out of the history (needs cfg->removals) */
+    int no_trim; /* 1: the caller knows hist:<user> stays within history_max: no ZREMRANGEBYRANK for it (a
+                    user's history is trimmed unless every one of its events of the job says so; the ordered
+                    script of cfg->removals always applies the cap) */
 } vg_store_event_t;
 
 /* Creates a store on loop from cfg (strings are copied; cfg is free after the
@@ -154,7 +157,8 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
 /* History writes for a batch of n events, one job:
  *   for each user in the batch (in no particular order)
  *     ZADD <p>hist:<user> GT ts item [ts item ...]   (all of its events)
- *     ZREMRANGEBYRANK <p>hist:<user> 0 -(history_max+1)   (if history_max > 0)
+ *     ZREMRANGEBYRANK <p>hist:<user> 0 -(history_max+1)   (if history_max > 0,
+ *                                                          unless all say no_trim)
  *   ZADD <p>vaegan:users GT ts user [ts user ...]  (each user once, its latest ts)
  * all pipelined.  GT keeps the latest ts of an item whatever the order of
  * events.  With cfg->removals the per-user commands are one EVAL of the

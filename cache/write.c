@@ -74,8 +74,8 @@ static char *put_ordered(vg_store_t *s, char *p, const vg_store_event_t *ev, siz
     return p;
 }
 
-/* ZADD GT + the cap (one more command, counted in *nc) for the events
- * s->sev[a..b) of one user. */
+/* ZADD GT + the cap (one more command, counted in *nc; left out when every
+ * event says no_trim) for the events s->sev[a..b) of one user. */
 static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_t a, size_t b, uint32_t *nc)
 {
     const st_ev_t *g = &s->sev[a];
@@ -88,7 +88,10 @@ static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_
         p = vg_resp_num(p, e->ts);
         p = vg_resp_arg(p, e->item, e->item_len);
     }
-    if (s->history_max > 0) {
+    int trim = 0;
+    for (size_t k = a; k < b && !trim; k++)
+        trim = !ev[s->sev[k].i].no_trim;
+    if (s->history_max > 0 && trim) {
         s->smap[2 * *nc] = (uint32_t)a;
         s->smap[2 * *nc + 1] = (uint32_t)b;
         s->soff[(*nc)++] = (uint32_t)(p - s->sbuf);

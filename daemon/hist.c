@@ -170,6 +170,7 @@ static int32_t user_slot(vg_hist_t *h, const char *user, size_t user_len, int *c
         memset(u, 0, sizeof *u);
         u->gen = gen;
         u->live = 1;
+        u->trust_seq = h->sent_seq;
         h->live_users++;
         *created = 1;
     } else if (ui == h->newest) {
@@ -324,9 +325,11 @@ static int32_t admit(vg_hist_t *h, int32_t pi, const char *item, size_t item_len
     const vg_hist_pending_t *pd = &h->pd[pi];
     for (int k = 0; k < pd->n; k++) {
         vg_hist_user_t *u = &h->u[pd->user[k]];
-        if ((pd->user[k] != self || pd->ts[k] > self_ts) && u->live && u->gen == pd->gen[k] && !u->loading &&
-            add_entry(h, u, it, pd->ts[k]) < 0)
-            return VG_ENOMEM;
+        if ((pd->user[k] != self || pd->ts[k] > self_ts) && u->live && u->gen == pd->gen[k] && !u->loading) {
+            if (add_entry(h, u, it, pd->ts[k]) < 0)
+                return VG_ENOMEM;
+            u->extra -= u->extra > 0; /* the sighting is a mirrored member now */
+        }
     }
     pend_drop(h, pi);
     return it;
@@ -462,10 +465,45 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
         return VG_HIST_RELOAD;
     }
     int r = item_of(h, ui, item, item_len, ts, removal, &it);
+    if (r == -1 && !removal)
+        u->extra++; /* in Redis, not in the mirror */
     if (r)
         return r < 0 && r != -1 ? r : 0;
     return apply_admitted(h, u, it, ts, removal);
 }
+
+int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, uint32_t *gen, uint8_t *counted)
+{
+    *counted = 0;
+    *gen = 0;
+    int32_t ui = vg_vocab_find(&h->users, user, user_len);
+    if (ui < 0 || ui >= h->u_cap || !h->u[ui].live)
+        return 1;
+    vg_hist_user_t *u = &h->u[ui];
+    u->inflight++;
+    *counted = 1;
+    *gen = u->gen;
+    if (u->loading || h->acked_seq < u->trust_seq)
+        return 1;
+    return (int64_t)u->n + u->extra + u->inflight > h->max_items;
+}
+
+void vg_hist_sent_batch(vg_hist_t *h) { h->sent_seq++; }
+
+void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, uint32_t gen, int counted, int ok, int trimmed)
+{
+    int32_t ui = vg_vocab_find(&h->users, user, user_len);
+    if (ui < 0 || ui >= h->u_cap || !h->u[ui].live)
+        return;
+    vg_hist_user_t *u = &h->u[ui];
+    if (counted && u->gen == gen) /* else the index passed to another user since, who never counted it */
+        u->inflight--;
+    int room = h->max_items > u->n ? h->max_items - u->n : 0;
+    if (ok && trimmed && u->extra > room) /* hist:<user> holds at most max_items now */
+        u->extra = room;
+}
+
+void vg_hist_acked_batch(vg_hist_t *h) { h->acked_seq++; }
 
 int vg_hist_load_removal(vg_hist_t *h, const char *user, size_t user_len, const char *item, size_t item_len,
                          double ts)
@@ -493,6 +531,7 @@ int vg_hist_reload(vg_hist_t *h, int32_t ui, int removals, const char *const *it
         int r = item_of(h, ui, items[k], lens[k], ts[k], removals, &it), evicted;
         if (r < -1)
             return r;
+        u->extra += r == -1 && !removals;
         if (r == 0 && (removals ? zadd_gt_capped(h, &u->rm, &u->rm_n, &u->rm_cap, it, ts[k], &evicted)
                                 : add_entry(h, u, it, ts[k])) < 0)
             return VG_ENOMEM;

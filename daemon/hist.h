@@ -46,6 +46,11 @@ typedef struct vg_hist_user {
     uint32_t gen;         /* changes whenever the index passes to another user (eviction, erasure) */
     uint8_t live;         /* the index holds a user now */
     uint8_t loading;      /* being read back from Redis (vg_hist_reload): not to be scored yet */
+    /* the trim bound (vg_hist_send): ZCARD hist:<user> <= n + extra + inflight while the batches sent before
+     * the index held this user (up to trust_seq) are all acknowledged */
+    int extra;            /* members of hist:<user> the mirror does not hold (items waiting for admission) */
+    int inflight;         /* events counted by vg_hist_send, not yet acknowledged */
+    uint64_t trust_seq;   /* h->sent_seq when the index took this user */
 } vg_hist_user_t;
 
 #define VG_HIST_RECENT 65536 /* ring of recently active users */
@@ -97,6 +102,7 @@ typedef struct vg_hist {
     uint32_t *pend_fifo_gen;
     int pend_head, pend_len;
     uint64_t pend_dropped;  /* pending items dropped for room */
+    uint64_t sent_seq, acked_seq; /* history batches sent, and acknowledged (FIFO), so far (vg_hist_send) */
 } vg_hist_t;
 
 /* What vg_hist_apply says of an event beside "changed" (1) / "not" (0). */
@@ -116,6 +122,28 @@ uint64_t vg_hist_id_hash(const char *id, size_t len);
 static inline void vg_hist_rdlock(vg_hist_t *h) { pthread_rwlock_rdlock(&h->lock); }
 static inline void vg_hist_wrlock(vg_hist_t *h) { pthread_rwlock_wrlock(&h->lock); }
 static inline void vg_hist_unlock(vg_hist_t *h) { pthread_rwlock_unlock(&h->lock); }
+
+/* The write path's trim decision (loop thread; no lock needed: readers
+ * never look at these fields).  Redis trims hist:<user> to history.max_items
+ * after each write (ZREMRANGEBYRANK); the mirror can tell when that is
+ * needless: for a user it holds, ZCARD <= n + extra + inflight, with
+ * `extra` counting sightings of items waiting for admission (Redis has
+ * them, the mirror does not) and `inflight` the user's events sent and not
+ * yet acknowledged.  The bound is unknown for a user not in memory, being
+ * read back, or whose index was taken while batches sent before were in
+ * flight (until they are acknowledged).
+ *
+ * vg_hist_send(): one event about to be sent; returns 1 when its batch must
+ * trim the user's history (over the bound, or the bound unknown), else 0;
+ * *gen and *counted (1 = counted in `inflight`) go with the event to its
+ * acknowledgement.  vg_hist_sent_batch() after each batch is submitted.
+ * vg_hist_acked() per event of an acknowledged batch (write lock, after
+ * vg_hist_apply of the batch's events): ok = Redis stored it, trimmed = its
+ * batch trimmed the user.  vg_hist_acked_batch() once per batch, in order. */
+int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, uint32_t *gen, uint8_t *counted);
+void vg_hist_sent_batch(vg_hist_t *h);
+void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, uint32_t gen, int counted, int ok, int trimmed);
+void vg_hist_acked_batch(vg_hist_t *h);
 
 /* Applies one acknowledged event (caller holds the write lock).  Ids must be
  * valid (1..128 bytes).  *user_idx (may be NULL) gets the user's index.

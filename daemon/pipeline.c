@@ -238,6 +238,12 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
         changed += r == 0 || r == 1;
         stored++;
     }
+    for (size_t k = 0; k < b->n; k++) { /* the trim bound follows (hist.h, vg_hist_send) */
+        const vg_pipe_event_t *e = &b->ev[k];
+        vg_hist_acked(&p->hist, e->user, e->user_len, e->hgen, e->counted, !(status && (!ev_err || ev_err[k])),
+                      e->trim);
+    }
+    vg_hist_acked_batch(&p->hist);
     n_gone = vg_hist_evict(&p->hist, gone, VG_BATCH_MAX);
     int users = p->hist.live_users, items = p->hist.items.n;
     vg_hist_unlock(&p->hist);
@@ -274,11 +280,15 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
     }
     b->p = p;
     vg_store_event_t ev[VG_BATCH_MAX];
-    for (size_t k = 0; k < b->n; k++)
-        ev[k] = (vg_store_event_t){b->ev[k].user, b->ev[k].user_len, b->ev[k].item, b->ev[k].item_len, b->ev[k].ts,
-                                   b->ev[k].removal};
+    for (size_t k = 0; k < b->n; k++) {
+        vg_pipe_event_t *e = &b->ev[k];
+        e->trim = (uint8_t)vg_hist_send(&p->hist, e->user, e->user_len, &e->hgen, &e->counted);
+        ev[k] = (vg_store_event_t){e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, !e->trim};
+    }
     p->pending_events += b->n;
     int rc = vg_store_add_events(p->store, ev, b->n, on_batch_done, b);
+    if (rc == 0)
+        vg_hist_sent_batch(&p->hist);
     if (rc) { /* out of memory: the events stay unacknowledged and come back after a restart */
         vg_log(VG_LOG_ERROR, "cannot queue a history batch: %s", vg_strerror(rc));
         p->pending_events -= b->n;

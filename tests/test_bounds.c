@@ -153,3 +153,72 @@ Test(bounds, an_item_enters_after_enough_users, .init = setup, .fini = teardown,
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }
+
+/* history.max_items = 5 with items waiting for admission (min_item_users =
+ * 3): the mirror holds none of a user's 12 rare clicks, Redis holds them
+ * all but the cap, so the write path must still trim that user; users whose
+ * histories the mirror knows to be within the cap get no trim at all. */
+static void setup_trim(void)
+{
+    vg_tmpdir_make();
+    vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .partitions = 2, .metrics = 1,
+                        .settings = "[serve]\ntop_n = 5\n"
+                                    "[model]\nhidden = 16\nlatent = 8\nbatch = 32\nmin_item_users = 3\n"
+                                    "[train]\nsteps_per_round = 0\n"
+                                    "[history]\nmax_items = 5\n"};
+    cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "servers did not start");
+}
+
+static double trims(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    const char *at = strstr(r->str, "cmdstat_zremrangebyrank:calls=");
+    double n = at ? strtod(at + strlen("cmdstat_zremrangebyrank:calls="), NULL) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* n events "{user}{k}" clicking item "{item}{k}" (k < n), produced one by one. */
+static void clicks(const char *user, int users, const char *item, int n, int ts)
+{
+    for (int k = 0; k < n; k++) {
+        char key[32], val[128];
+        snprintf(key, sizeof key, "%s%d", user, users ? k % users : 0);
+        snprintf(val, sizeof val, "{\"user\":\"%s\",\"item\":\"%s%d\",\"ts\":%d}", key, item, k, ts + k);
+        const char *kp = key, *vp = val;
+        cr_assert_eq(vgt_produce(E.addr, "clicks", &kp, &vp, NULL, 1), 0);
+    }
+}
+
+Test(bounds, histories_are_trimmed_when_the_mirror_says_so, .init = setup_trim, .fini = teardown, .timeout = 300)
+{
+    E.daemon = vgt_env_spawn(&E, NULL);
+    cr_assert_geq(wait_metric("vaegan_events_total", 0, 60), 0, "no answer on /metrics");
+    redisContext *c = vgt_redis_connect(&E.redis);
+    clicks("w", 0, "rare", 12, 1000); /* one user, 12 items nobody else clicked */
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", 12, 60), 12);
+    redisReply *r = redisCommand(c, "ZCARD hist:w0");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 5, "hist:w0 holds %lld members, history.max_items is 5", r->integer);
+    freeReplyObject(r);
+    clicks("a", 20, "common", 20, 2000); /* 20 users, first sight: they are trimmed (unknown to the mirror) */
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", 32, 60), 32);
+    double before = trims(c);
+    clicks("a", 20, "more", 40, 3000); /* two more clicks each: 3 items, the mirror knows, within the cap */
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", 72, 60), 72);
+    cr_assert_eq(trims(c), before, "users known to stay within the cap were trimmed");
+    clicks("a", 20, "most", 60, 4000); /* three more each: 6 > 5, every one of them is trimmed */
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", 132, 60), 132);
+    for (int k = 0; k < 20; k++) {
+        r = redisCommand(c, "ZCARD hist:a%d", k);
+        cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+        cr_assert_eq(r->integer, 5, "hist:a%d holds %lld members", k, r->integer);
+        freeReplyObject(r);
+    }
+    cr_assert_gt(trims(c), before);
+    redisFree(c);
+    kill(E.daemon, SIGTERM);
+    cr_assert_eq(vgt_wait_exit(E.daemon, 60), 0);
+    E.daemon = 0;
+}

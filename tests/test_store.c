@@ -161,13 +161,13 @@ static int job_done(void *arg) { return ((job_t *)arg)->calls > 0; }
 
 static vg_store_event_t EV(const char *u, const char *i, double ts)
 {
-    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts, 0};
+    vg_store_event_t e = {.user = u, .user_len = strlen(u), .item = i, .item_len = strlen(i), .ts = ts};
     return e;
 }
 
 static vg_store_event_t RM(const char *u, const char *i, double ts)
 {
-    vg_store_event_t e = {u, strlen(u), i, strlen(i), ts, 1};
+    vg_store_event_t e = {.user = u, .user_len = strlen(u), .item = i, .item_len = strlen(i), .ts = ts, .removal = 1};
     return e;
 }
 
@@ -270,7 +270,7 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
     cr_assert_eq(vg_store_add_events(S, b2, 6, ev_cb, &j2), 0);
     /* binary-safe ids: CR, LF, space and '*' inside an item */
     const char weird[] = "i\r\n *3$";
-    vg_store_event_t b3[] = {{"u4", 2, weird, sizeof weird - 1, 1.5, 0}};
+    vg_store_event_t b3[] = {{.user = "u4", .user_len = 2, .item = weird, .item_len = sizeof weird - 1, .ts = 1.5}};
     cr_assert_eq(vg_store_add_events(S, b3, 1, ev_cb, &j3), 0);
     cr_assert_eq(vg_store_add_events(S, NULL, 0, ev_cb, &j4), 0); /* barrier */
     cr_assert(wait_for(job_done, &j4, 5000));
@@ -309,6 +309,41 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
     close_store(S);
     cr_assert_eq(j1.calls, 1);
     cr_assert_eq(downs, 0, "on_up(0) at close");
+}
+
+/* no_trim: a user whose every event says so gets no ZREMRANGEBYRANK (the
+ * daemon's mirror knows the history stays within the cap); one event
+ * without it trims the user's whole batch. */
+Test(store, no_trim_leaves_out_the_cap, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.history_max = 2;
+    S = open_store(&cfg);
+    cr_assert(wait_for(is_up, S, 5000), "never up: %s", vg_store_errstr(S));
+    redisContext *c = cli(NULL, 0);
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    job_t j1 = {0}, j2 = {0};
+    vg_store_event_t b1[] = {EV("u1", "a", 1), EV("u1", "b", 2), EV("u1", "c", 3), EV("u2", "x", 1)};
+    for (int k = 0; k < 4; k++)
+        b1[k].no_trim = 1;
+    cr_assert_eq(vg_store_add_events(S, b1, 4, ev_cb, &j1), 0);
+    cr_assert(wait_for(job_done, &j1, 5000));
+    cr_assert_eq(j1.status, 0);
+    cr_assert_str_eq(zset(c, "hist:u1"), "a:1 b:2 c:3", "no cap applied");
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    cr_assert_null(strstr(r->str, "cmdstat_zremrangebyrank"), "a trim was sent:\n%s", r->str);
+    freeReplyObject(r);
+    vg_store_event_t b2[] = {EV("u1", "d", 4), EV("u1", "e", 5)};
+    b2[0].no_trim = 1; /* the other one asks for the cap: the user is trimmed */
+    cr_assert_eq(vg_store_add_events(S, b2, 2, ev_cb, &j2), 0);
+    cr_assert(wait_for(job_done, &j2, 5000));
+    cr_assert_eq(j2.status, 0);
+    cr_assert_str_eq(zset(c, "hist:u1"), "d:4 e:5");
+    cr_assert_str_eq(zset(c, "hist:u2"), "x:1");
+    redisFree(c);
+    close_store(S);
 }
 
 Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
