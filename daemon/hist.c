@@ -460,7 +460,7 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     vg_hist_user_t *u = &h->u[ui];
     if (u->loading) /* the read-back will bring it: Redis has it */
         return 0;
-    if (created && h->evicted && !h->bulk) { /* maybe evicted before: read it back whole */
+    if (created && (h->evicted || h->unsure) && !h->bulk) { /* maybe in Redis already: read it back whole */
         u->loading = 1;
         return VG_HIST_RELOAD;
     }
@@ -472,14 +472,14 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     return apply_admitted(h, u, it, ts, removal);
 }
 
-int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, uint32_t *gen, uint8_t *counted)
+int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, int32_t *ui, uint32_t *gen, uint8_t *counted)
 {
     *counted = 0;
     *gen = 0;
-    int32_t ui = vg_vocab_find(&h->users, user, user_len);
-    if (ui < 0 || ui >= h->u_cap || !h->u[ui].live)
+    *ui = vg_vocab_find(&h->users, user, user_len);
+    if (*ui < 0 || *ui >= h->u_cap || !h->u[*ui].live)
         return 1;
-    vg_hist_user_t *u = &h->u[ui];
+    vg_hist_user_t *u = &h->u[*ui];
     u->inflight++;
     *counted = 1;
     *gen = u->gen;
@@ -490,16 +490,27 @@ int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, uint32_t *gen,
 
 void vg_hist_sent_batch(vg_hist_t *h) { h->sent_seq++; }
 
-void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, uint32_t gen, int counted, int ok, int trimmed)
+void vg_hist_unsure(vg_hist_t *h, int32_t ui)
 {
-    int32_t ui = vg_vocab_find(&h->users, user, user_len);
-    if (ui < 0 || ui >= h->u_cap || !h->u[ui].live)
+    if (ui >= 0 && ui < h->u_cap && h->u[ui].live)
+        h->u[ui].extra = h->max_items;
+}
+
+void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, int32_t ui, uint32_t gen, int counted, int ok,
+                   int trimmed)
+{
+    if (counted && ui < h->u_cap && h->u[ui].live && h->u[ui].gen == gen) /* the incarnation that counted it */
+        h->u[ui].inflight--;
+    int32_t now = vg_vocab_find(&h->users, user, user_len); /* whoever holds the id now: Redis' key is the id's */
+    if (now < 0 || now >= h->u_cap || !h->u[now].live) {
+        h->unsure += !ok;
         return;
-    vg_hist_user_t *u = &h->u[ui];
-    if (counted && u->gen == gen) /* else the index passed to another user since, who never counted it */
-        u->inflight--;
+    }
+    vg_hist_user_t *u = &h->u[now];
     int room = h->max_items > u->n ? h->max_items - u->n : 0;
-    if (ok && trimmed && u->extra > room) /* hist:<user> holds at most max_items now */
+    if (!ok) /* refused, yet its ZADD may have gone through */
+        u->extra = h->max_items;
+    else if (trimmed && u->extra > room) /* hist:<user> holds at most max_items now */
         u->extra = room;
 }
 

@@ -93,6 +93,8 @@ typedef struct vg_hist {
     int live_users;
     int32_t oldest, newest;
     uint64_t evicted;       /* users evicted from memory so far (their Redis data stays) */
+    uint64_t unsure;        /* events of users not in memory that Redis refused yet may hold: as after
+                               evictions, a user new to memory is read back */
     int bulk;               /* 1 while the start-up load fills the mirror: no read-backs */
     /* items not admitted yet */
     vg_vocab_t pend;        /* reuse = 1 */
@@ -133,17 +135,30 @@ static inline void vg_hist_unlock(vg_hist_t *h) { pthread_rwlock_unlock(&h->lock
  * read back, or whose index was taken while batches sent before were in
  * flight (until they are acknowledged).
  *
+ * Whatever leaves the count uncertain (an event Redis may hold although
+ * the store reported it failed, a read-back that failed, out of memory while
+ * applying) sets `extra` to max_items (vg_hist_unsure): the next write
+ * trims, and a trimmed write acknowledged makes the bound exact again
+ * (extra = at most max_items - n).  Assumed: Redis holds no history of a
+ * user the mirror does not know of unless users were evicted (then returning
+ * users are read back) — true while this daemon is the only writer and the
+ * start-up load read every user of vaegan:users.
+ *
  * vg_hist_send(): one event about to be sent; returns 1 when its batch must
  * trim the user's history (over the bound, or the bound unknown), else 0;
- * *gen and *counted (1 = counted in `inflight`) go with the event to its
- * acknowledgement.  vg_hist_sent_batch() after each batch is submitted.
- * vg_hist_acked() per event of an acknowledged batch (write lock, after
- * vg_hist_apply of the batch's events): ok = Redis stored it, trimmed = its
- * batch trimmed the user.  vg_hist_acked_batch() once per batch, in order. */
-int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, uint32_t *gen, uint8_t *counted);
+ * *ui, *gen (the incarnation) and *counted (1 = counted in `inflight`) go
+ * with the event to its acknowledgement.  vg_hist_sent_batch() after each
+ * batch is submitted.  vg_hist_acked() per event of an acknowledged batch
+ * (write lock, after vg_hist_apply of the batch's events): ok = Redis
+ * stored it, trimmed = its batch trimmed the user.  vg_hist_acked_batch()
+ * once per batch, in order. */
+int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, int32_t *ui, uint32_t *gen, uint8_t *counted);
 void vg_hist_sent_batch(vg_hist_t *h);
-void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, uint32_t gen, int counted, int ok, int trimmed);
+void vg_hist_acked(vg_hist_t *h, const char *user, size_t user_len, int32_t ui, uint32_t gen, int counted, int ok,
+                   int trimmed);
 void vg_hist_acked_batch(vg_hist_t *h);
+/* The user's Redis count is not known any more (see above); -1 ok (no-op). */
+void vg_hist_unsure(vg_hist_t *h, int32_t ui);
 
 /* Applies one acknowledged event (caller holds the write lock).  Ids must be
  * valid (1..128 bytes).  *user_idx (may be NULL) gets the user's index.

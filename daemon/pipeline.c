@@ -140,6 +140,8 @@ static void on_reload_rows(void *ud, int removals, const char *const *items, con
     vg_hist_t *h = &c->p->hist;
     vg_hist_wrlock(h);
     int rc = h->u[c->user].gen == c->gen ? vg_hist_reload(h, c->user, removals, items, lens, ts, n) : 0;
+    if (rc)
+        vg_hist_unsure(h, c->user);
     vg_hist_unlock(h);
     if (rc)
         vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
@@ -172,6 +174,8 @@ static void on_reload_done(void *ud, int status)
     int same = p->hist.u[c->user].gen == c->gen;
     if (same)
         vg_hist_reload_done(&p->hist, c->user);
+    if (same && status) /* what Redis holds beyond what was read is not known */
+        vg_hist_unsure(&p->hist, c->user);
     int n_gone = vg_hist_evict(&p->hist, gone, 64); /* it may be evicted now: the bound holds without new batches */
     int users = p->hist.live_users;
     vg_hist_unlock(&p->hist);
@@ -200,6 +204,7 @@ static void reload_user(vg_pipe_t *p, int32_t ui)
         free(c);
         vg_hist_wrlock(&p->hist);
         vg_hist_reload_done(&p->hist, ui);
+        vg_hist_unsure(&p->hist, ui);
         vg_hist_unlock(&p->hist);
     }
 }
@@ -225,12 +230,14 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
         if (status && (!ev_err || ev_err[k]))
             continue;
         const vg_pipe_event_t *e = &b->ev[k];
-        int32_t u;
+        int32_t u = -1;
         if (p->monitor && !e->removal) /* judged before the mirror has it */
             vg_monitor_event(p->monitor, &p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, now);
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
-        if (r < 0)
+        if (r < 0) {
             rc = r;
+            vg_hist_unsure(&p->hist, u); /* Redis has the event, the mirror may not */
+        }
         else if (r == VG_HIST_RELOAD)
             reload[n_reload++] = u;
         else if (r > 0)
@@ -240,8 +247,8 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     }
     for (size_t k = 0; k < b->n; k++) { /* the trim bound follows (hist.h, vg_hist_send) */
         const vg_pipe_event_t *e = &b->ev[k];
-        vg_hist_acked(&p->hist, e->user, e->user_len, e->hgen, e->counted, !(status && (!ev_err || ev_err[k])),
-                      e->trim);
+        vg_hist_acked(&p->hist, e->user, e->user_len, e->hidx, e->hgen, e->counted,
+                      !(status && (!ev_err || ev_err[k])), e->trim);
     }
     vg_hist_acked_batch(&p->hist);
     n_gone = vg_hist_evict(&p->hist, gone, VG_BATCH_MAX);
@@ -282,7 +289,7 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
     vg_store_event_t ev[VG_BATCH_MAX];
     for (size_t k = 0; k < b->n; k++) {
         vg_pipe_event_t *e = &b->ev[k];
-        e->trim = (uint8_t)vg_hist_send(&p->hist, e->user, e->user_len, &e->hgen, &e->counted);
+        e->trim = (uint8_t)vg_hist_send(&p->hist, e->user, e->user_len, &e->hidx, &e->hgen, &e->counted);
         ev[k] = (vg_store_event_t){e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, !e->trim};
     }
     p->pending_events += b->n;

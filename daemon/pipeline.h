@@ -55,7 +55,8 @@ typedef struct vg_pipe_event {
     double ts;
     uint8_t user_len, item_len;
     uint8_t removal;          /* a removal type (events.removal_types), else an interaction */
-    uint8_t counted, trim;    /* the trim decision at send (vg_hist_send) */
+    uint8_t counted, trim;    /* the trim decision at send (vg_hist_send) and the user's incarnation then */
+    int32_t hidx;
     uint32_t hgen;
     char user[VG_ID_MAX + 1], item[VG_ID_MAX + 1];
     char type[VG_TYPE_MAX + 1]; /* as read ("" when the mode does not keep it: replay) */

@@ -2,11 +2,13 @@
  * (no Kafka, no Redis: those are in the integration tests). */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon/hist.h"
+#include "model/rng.h"
 #include "daemon/log.h"
 #include "daemon/scorer.h"
 #include "daemon/trainer.h"
@@ -276,6 +278,169 @@ static void popular(vg_hist_t *h)
         }
     add(h, "x", "i0", 1, 1);
     add(h, "x", "i3", 1, 1);
+}
+
+/* ---- the trim bound (hist.h, vg_hist_send) against a model of Redis ---- */
+
+#define TB_MAX 10    /* history.max_items */
+#define TB_USERS 6   /* ids t0..t5, at most 3 in memory */
+#define TB_ITEMS 40  /* half of them rare: one user each, so they wait for admission */
+#define TB_JOBS 4    /* jobs in flight at most */
+
+typedef struct tb_ev {
+    int user, item;
+    double ts;
+    int32_t hidx;
+    uint32_t hgen;
+    uint8_t counted, trim, ok;
+} tb_ev_t;
+
+typedef struct tb_job { /* a batch of events, or a read-back of user `ruser` at index reload (>= 0) */
+    int n, reload, ruser;
+    uint32_t rgen;
+    tb_ev_t ev[5];
+    int rn, ritem[64]; /* the read-back's answer, taken when Redis ran it */
+    double rts[64];
+} tb_job_t;
+
+static int tb_n[TB_USERS], tb_item[TB_USERS][64];
+static double tb_ts[TB_USERS][64];
+
+static void tb_zadd(int u, int item, double ts) /* ZADD GT */
+{
+    for (int k = 0; k < tb_n[u]; k++)
+        if (tb_item[u][k] == item) {
+            if (ts > tb_ts[u][k])
+                tb_ts[u][k] = ts;
+            return;
+        }
+    tb_item[u][tb_n[u]] = item;
+    tb_ts[u][tb_n[u]++] = ts;
+}
+
+static void tb_trim(int u) /* ZREMRANGEBYRANK 0 -(max+1): the lowest ts go (all ts differ) */
+{
+    while (tb_n[u] > TB_MAX) {
+        int lo = 0;
+        for (int k = 1; k < tb_n[u]; k++)
+            lo = tb_ts[u][k] < tb_ts[u][lo] ? k : lo;
+        tb_n[u]--;
+        tb_item[u][lo] = tb_item[u][tb_n[u]];
+        tb_ts[u][lo] = tb_ts[u][tb_n[u]];
+    }
+}
+
+static void tb_name(char *b, size_t n, const char *pre, int k) { snprintf(b, n, "%s%d", pre, k); }
+
+/* Redis runs a job when it is sent (it runs them in order; the answer
+ * comes later): ZADDs, then each user trimmed when any event said so. */
+static void tb_run(tb_job_t *j)
+{
+    if (j->reload >= 0) {
+        j->rn = tb_n[j->ruser];
+        memcpy(j->ritem, tb_item[j->ruser], sizeof j->ritem);
+        memcpy(j->rts, tb_ts[j->ruser], sizeof j->rts);
+        return;
+    }
+    for (int k = 0; k < j->n; k++)
+        tb_zadd(j->ev[k].user, j->ev[k].item, j->ev[k].ts);
+    for (int k = 0; k < j->n; k++)
+        if (j->ev[k].trim)
+            tb_trim(j->ev[k].user);
+    for (int k = 0; k < j->n; k++)
+        cr_assert_leq(tb_n[j->ev[k].user], TB_MAX, "t%d holds %d members in Redis", j->ev[k].user,
+                      tb_n[j->ev[k].user]);
+}
+
+/* The pipeline's on_batch_done / on_reload_done for the job at the head. */
+static void tb_ack(vg_hist_t *h, tb_job_t *j, tb_job_t *queue, int *nq)
+{
+    char u[16], it[16];
+    vg_hist_wrlock(h);
+    if (j->reload >= 0) {
+        if (h->u[j->reload].gen == j->rgen) {
+            const char *items[64];
+            size_t lens[64];
+            char names[64][16];
+            for (int k = 0; k < j->rn; k++) {
+                tb_name(names[k], sizeof names[k], "i", j->ritem[k]);
+                items[k] = names[k];
+                lens[k] = strlen(names[k]);
+            }
+            cr_assert_eq(vg_hist_reload(h, j->reload, 0, items, lens, j->rts, (size_t)j->rn), 0);
+            vg_hist_reload_done(h, j->reload);
+        }
+        vg_hist_unlock(h);
+        return;
+    }
+    for (int k = 0; k < j->n; k++) {
+        tb_ev_t *e = &j->ev[k];
+        tb_name(u, sizeof u, "t", e->user);
+        tb_name(it, sizeof it, "i", e->item);
+        int32_t ui = -1;
+        int r = e->ok ? vg_hist_apply(h, u, strlen(u), it, strlen(it), e->ts, 0, &ui) : 0;
+        cr_assert_geq(r, 0);
+        if (r == VG_HIST_RELOAD) { /* the read-back goes to the end of the queue */
+            queue[*nq] = (tb_job_t){.reload = ui, .ruser = e->user, .rgen = h->u[ui].gen};
+            tb_run(&queue[(*nq)++]);
+        }
+    }
+    for (int k = 0; k < j->n; k++) {
+        tb_name(u, sizeof u, "t", j->ev[k].user);
+        vg_hist_acked(h, u, strlen(u), j->ev[k].hidx, j->ev[k].hgen, j->ev[k].counted, j->ev[k].ok, j->ev[k].trim);
+    }
+    vg_hist_acked_batch(h);
+    int32_t gone[8];
+    vg_hist_evict(h, gone, 8);
+    vg_hist_unlock(h);
+}
+
+/* Random batches of 1-5 events with up to 4 jobs in flight, users evicted
+ * and read back, rare items waiting for admission, events the store calls
+ * failed although Redis has them: after every job Redis holds at most
+ * max_items per user, and the trims are not all sent.  TB_SEED=n in the
+ * environment runs another seed (500 were run by hand). */
+Test(hist, the_trim_bound_holds_against_redis)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init_limits(&h, &(vg_hist_limits_t){.max_items = TB_MAX, .max_users = 3, .min_item_users = 2}),
+                 0);
+    vg_rng_t r;
+    vg_rng_seed(&r, getenv("TB_SEED") ? strtoull(getenv("TB_SEED"), NULL, 10) : 7);
+    static tb_job_t queue[20000];
+    int head = 0, nq = 0, trims = 0, sends = 0;
+    double ts = 1;
+    for (int round = 0; round < 3000; round++) {
+        if (nq - head < TB_JOBS && vg_rng_below(&r, 3)) {
+            tb_job_t *j = &queue[nq++];
+            *j = (tb_job_t){.n = 1 + (int)vg_rng_below(&r, 5), .reload = -1};
+            for (int k = 0; k < j->n; k++) {
+                tb_ev_t *e = &j->ev[k];
+                int user = (int)vg_rng_below(&r, TB_USERS), rare = vg_rng_below(&r, 4) == 0;
+                *e = (tb_ev_t){.user = user, .ts = ts++, .ok = vg_rng_below(&r, 50) != 0,
+                               .item = rare ? TB_ITEMS / 2 + user * 100 + (int)vg_rng_below(&r, TB_ITEMS / 2)
+                                            : (int)vg_rng_below(&r, TB_ITEMS / 2)};
+                char u[16];
+                tb_name(u, sizeof u, "t", user);
+                e->trim = (uint8_t)vg_hist_send(&h, u, strlen(u), &e->hidx, &e->hgen, &e->counted);
+                trims += e->trim;
+                sends++;
+            }
+            vg_hist_sent_batch(&h);
+            tb_run(j);
+        } else if (head < nq) {
+            tb_ack(&h, &queue[head++], queue, &nq);
+        }
+        cr_assert_lt(nq, 20000);
+    }
+    while (head < nq)
+        tb_ack(&h, &queue[head++], queue, &nq);
+    cr_log_info("trim bound: %d of %d events trimmed", trims, sends);
+    cr_assert_lt(trims, sends, "every event was trimmed: the bound never helps");
+    for (int u = 0; u < h.users.n; u++)
+        if (u < h.u_cap && h.u[u].live)
+            cr_assert_eq(h.u[u].inflight, 0, "user %d: %d events still counted in flight", u, h.u[u].inflight);
+    vg_hist_free(&h);
 }
 
 Test(rank, popularity_without_a_model_excludes_history)
