@@ -32,20 +32,28 @@ void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v)
 {
     memset(c, 0, sizeof *c);
     c->variant = v;
-    c->likelihood = VG_LIK_MULTINOMIAL;
     c->hidden = 600;
-    c->latent = 200;
     c->disc_hidden = 200;
-    c->alpha_cap = 0.2;
     c->anneal_steps = 200000;
-    c->beta = v >= VG_VARIANT_AVB_D ? 0.2 : 0.0;
-    c->lambda = v == VG_VARIANT_AVB_D_C ? 3e-4 : 0.0;
-    c->dropout = 0.5;
     c->lr = 1e-3;
-    c->noise_input = v == VG_VARIANT_MULT_VAE ? 0.0 : -1.0;
-    c->noise_hidden = v == VG_VARIANT_MULT_VAE ? 0.0 : 0.1;
     c->input_norm = 0.5;
     c->seed = 1;
+    if (v == VG_VARIANT_MULT_VAE) { /* Liang et al.'s settings */
+        c->likelihood = VG_LIK_MULTINOMIAL;
+        c->latent = 200;
+        c->alpha_cap = 0.2;
+        c->dropout = 0.5;
+        return;
+    }
+    /* the avb variants: what tools/study.py chose on validation (docs/model.md, "Defaults") */
+    c->likelihood = VG_LIK_LOGISTIC;
+    c->latent = 64;
+    c->alpha_cap = 1.0;
+    c->beta = v >= VG_VARIANT_AVB_D ? 0.05 : 0.0;
+    c->lambda = v == VG_VARIANT_AVB_D_C ? 3e-3 : 0.0;
+    c->dropout = 0.2;
+    c->noise_input = 0;
+    c->noise_hidden = 0.1;
 }
 
 int vg_variant_parse(const char *name, vg_variant_t *out)

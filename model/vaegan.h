@@ -60,24 +60,26 @@ typedef struct vg_model_cfg {
     vg_variant_t variant;
     vg_likelihood_t likelihood;
     int hidden;          /* H, default 600 */
-    int latent;          /* K, default 200 (also the width of z_c) */
+    int latent;          /* K (also the width of z_c) */
     int disc_hidden;     /* H_d, default 200 */
-    double alpha_cap;    /* cap of alpha (mult-vae: cap of the KL weight), 0.2 */
+    double alpha_cap;    /* cap of alpha (mult-vae: cap of the KL weight) */
     double anneal_steps; /* t at which alpha reaches its cap; default 200000 */
-    double beta;         /* weight of the D term, 0.2 */
-    double lambda;       /* weight of the contractive term, 3e-4 */
-    double dropout;      /* input dropout p, 0.5 */
+    double beta;         /* weight of the D term */
+    double lambda;       /* weight of the contractive term */
+    double dropout;      /* input dropout p */
     double lr;           /* Adam learning rate, 1e-3 */
-    double noise_input;  /* s1; a negative value means 1/sqrt(N) (default) */
-    double noise_hidden; /* s2, 0.1 */
+    double noise_input;  /* s1; a negative value means 1/sqrt(N) */
+    double noise_hidden; /* s2 */
     double input_norm;   /* gamma: the input is x / n_b^gamma (0.5: x/||x||_2, 1: x/||x||_1), in [0, 1] */
     uint64_t seed;
 } vg_model_cfg_t;
 
-/* Fills the defaults for a variant (docs/model.md, "Defaults"): H 600, K 200,
- * H_d 200, alpha cap 0.2 over 200000 steps, beta 0.2 (avb+d*), lambda 3e-4
- * (avb+d+c), dropout 0.5, lr 1e-3, s1 = 1/sqrt(N) and s2 = 0.1 (avb*; 0 for
- * mult-vae), input_norm 0.5, seed 1. */
+/* Fills the defaults for a variant (docs/model.md, "Defaults"): H 600,
+ * H_d 200, lr 1e-3, input_norm 0.5, 200000 annealing steps, seed 1; then
+ * mult-vae: Mult-VAE's multinomial likelihood, K 200, KL weight capped at
+ * 0.2, dropout 0.5, no noise; the avb variants: the study's (tools/study.py)
+ * logistic likelihood, K 64, alpha cap 1, beta 0.05 (avb+d*), lambda 3e-3
+ * (avb+d+c), dropout 0.2, s1 = 0, s2 = 0.1. */
 void vg_model_cfg_default(vg_model_cfg_t *c, vg_variant_t v);
 /* "mult-vae", "avb", "avb+d", "avb+d+c"; returns 0 or VG_EINVAL. */
 int vg_variant_parse(const char *name, vg_variant_t *out);

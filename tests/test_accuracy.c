@@ -42,9 +42,9 @@ Test(accuracy, weak_avb_d_c_beats_floor_and_mult_vae, .timeout = 1200)
     json_t *a = eval("weak", "avb+d+c"), *m = eval("weak", "mult-vae");
     cr_log_info("weak avb+d+c R@20 %.3f G@20 %.3f M@20 %.3f; mult-vae G@20 %.3f", get(a, "R@20"),
                 get(a, "G@20"), get(a, "M@20"), get(m, "G@20"));
-    cr_expect_geq(get(a, "R@20"), 0.325);
-    cr_expect_geq(get(a, "G@20"), 0.385);
-    cr_expect_geq(get(a, "M@20"), 0.62);
+    cr_expect_geq(get(a, "R@20"), 0.345); /* the study's defaults: .356 / .426 / .681 (seeds 1-3) */
+    cr_expect_geq(get(a, "G@20"), 0.412);
+    cr_expect_geq(get(a, "M@20"), 0.66);
     cr_expect_gt(get(a, "G@20"), get(m, "G@20"));
     cr_expect_geq(get(m, "G@20"), 0.36);
     cr_expect_leq(get(a, "best_epoch"), get(a, "epochs"));

@@ -107,7 +107,7 @@ Test(config, defaults)
     vg_model_cfg_default(&m, VG_VARIANT_AVB_D_C);
     cr_assert_eq(memcmp(&cfg.model.cfg, &m, sizeof m), 0);
     cr_assert_eq(cfg.model.cfg.variant, VG_VARIANT_AVB_D_C);
-    cr_assert(cfg.model.cfg.noise_input < 0, "noise_input defaults to auto");
+    cr_assert_eq(cfg.model.cfg.noise_input, 0, "the avb variants default to no input noise");
     cr_assert_eq(cfg.model.batch, 500);
     cr_assert_eq(cfg.log.level, VG_LOG_INFO);
     cr_assert_str_eq(cfg.log.file, "");

@@ -7,13 +7,15 @@ Everything that decides what runs is fixed here, before anything runs:
     RecVAE's knobs: epochs, the annealing horizon, alpha cap, beta, lambda,
     dropout, input and hidden noise, the learning rate and its decay, H, K,
     batch size, likelihood, user input normalisation);
-  * the budget per protocol (weak and strong, searched apart, split seed 0):
-      1. RANDOM = 40 configurations: the current defaults, then 39 drawn
-         uniformly from SPACE with random.Random(SAMPLER_SEED + protocol);
-      2. LOCAL = 2 rounds of 10: each a single-knob change of the best
-         configuration so far (knob and new value drawn with the same
+  * the budget per protocol (weak and strong, searched apart, split seed 0;
+    weak, the paper's table, gets 60 configurations, strong 30):
+      1. RANDOM = 40 (strong 20) configurations: the current defaults, then
+         the rest drawn uniformly from SPACE with
+         random.Random(SAMPLER_SEED + protocol);
+      2. LOCAL = 2 rounds (strong 1) of 10: each a single-knob change of the
+         best configuration so far (knob and new value drawn with the same
          generator), the best updated after each round;
-      3. CONFIRM: the TOP = 5 best of those 60 run again with the selection
+      3. CONFIRM: the TOP = 5 (strong 3) best run again with the selection
          seeds 102 and 103; the chosen one has the best mean over 101-103;
       4. REPORT: the chosen configuration with model seeds 1, 2, 3, and
          mult-vae at its defaults with seeds 1, 2, 3, for the comparison.
@@ -41,7 +43,8 @@ import sys
 SAMPLER_SEED = 20261202
 SELECT_SEEDS = (101, 102, 103)
 REPORT_SEEDS = (1, 2, 3)
-RANDOM, LOCAL_ROUNDS, LOCAL_PER_ROUND, TOP = 40, 2, 10, 5
+RANDOM, LOCAL_ROUNDS, TOP = {"weak": 40, "strong": 20}, {"weak": 2, "strong": 1}, {"weak": 5, "strong": 3}
+LOCAL_PER_ROUND = 10
 PATIENCE = 50
 N_USERS = {"weak": 943, "strong": 738}  # training users of split seed 0 (for the annealing horizon)
 N_ITEMS = {"weak": 1682, "strong": 1404}
@@ -143,10 +146,10 @@ def val_of(rec):
 def search(study, proto):
     """Stages 1-3 for one protocol; returns the chosen configuration."""
     rng = random.Random(SAMPLER_SEED + (0 if proto == "weak" else 1))
-    cfgs = [DEFAULTS[proto]] + [draw(rng) for _ in range(RANDOM - 1)]
+    cfgs = [DEFAULTS[proto]] + [draw(rng) for _ in range(RANDOM[proto] - 1)]
     seed = SELECT_SEEDS[0]
     recs = study.run_all([(proto, "avb+d+c", c, seed) for c in cfgs])
-    for _ in range(LOCAL_ROUNDS):
+    for _ in range(LOCAL_ROUNDS[proto]):
         best = max(recs, key=val_of)["cfg"]
         seen = {key(proto, "avb+d+c", r["cfg"], seed) for r in recs}
         new = []
@@ -156,7 +159,7 @@ def search(study, proto):
                 seen.add(key(proto, "avb+d+c", c, seed))
                 new.append(c)
         recs += study.run_all([(proto, "avb+d+c", c, seed) for c in new])
-    top = [r["cfg"] for r in sorted(recs, key=val_of, reverse=True)[:TOP]]
+    top = [r["cfg"] for r in sorted(recs, key=val_of, reverse=True)[:TOP[proto]]]
     conf = study.run_all([(proto, "avb+d+c", c, s) for c in top for s in SELECT_SEEDS])
     return max(top, key=lambda c: st.mean(val_of(r) for r in conf if r["cfg"] == c))
 

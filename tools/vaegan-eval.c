@@ -193,19 +193,19 @@ static void usage(FILE *f)
             "usage: vaegan-eval --data FILE --format json|csv|ml100k|ml1m|mlcsv --protocol weak|strong\n"
             "                   --variant mult-vae|avb|avb+d|avb+d+c|ease [--epochs N] [--seed S] [--threads T]\n"
             "options (defaults in brackets):\n"
-            "  --epochs N          training epochs [weak 200, strong 200]\n"
+            "  --epochs N          training epochs [200; avb* weak: 400]\n"
             "  --seed S            model/training seed [1]\n"
             "  --split-seed S      data split seed (numpy RandomState order) [0]\n"
             "  --threads T         BLAS threads [online CPUs]\n"
-            "  --batch B           users per mini-batch [weak 256, strong 500]\n"
-            "  --likelihood L      multinomial|logistic [multinomial]\n"
+            "  --batch B           users per mini-batch [500; mult-vae weak: 256]\n"
+            "  --likelihood L      multinomial|logistic [the variant's: docs/model.md]\n"
             "  --anneal-steps T    updates until alpha reaches its cap [avb*: all updates of the run;\n"
             "                      mult-vae: 200000]\n"
             "  --alpha A --beta B --lambda L --lr R --dropout P --noise-input S1 --noise-hidden S2\n"
             "  --hidden H --latent K   model hyperparameters [docs/model.md]\n"
             "  --input-norm G      a user's input is x / n^G (0.5: L2, 1: L1, 0: none) [0.5]\n"
             "  --lr-decay D        the learning rate is multiplied by D after each epoch [1]\n"
-            "  --patience P        stop after P epochs without validation gain [0 = never]\n"
+            "  --patience P        stop after P epochs without validation gain [avb*: 50; mult-vae: 0 = never]\n"
             "  --min-rating R      strong protocol: ratings >= R are interactions [4]\n"
             "  --heldout U         strong protocol: validation (and test) users [100]\n"
             "  --kernel K          scoring kernel, as the daemon's serve.kernel: auto|fp32|bf16|int8 [auto]\n"
@@ -218,10 +218,9 @@ static void usage(FILE *f)
 static void parse_options(int argc, char **argv, opts_t *o)
 {
     *o = (opts_t){.epochs = -1, .seed = 1, .split_seed = 0, .threads = -1, .batch = -1, .heldout = 100,
-                  .hidden = 600, .latent = 200, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
+                  .patience = -1, .hidden = -1, .latent = -1, .anneal_steps = -1, .lr = NAN, .beta = NAN, .lambda = NAN,
                   .alpha = NAN, .noise_input = NAN, .noise_hidden = NAN, .dropout = NAN, .min_rating = 4,
                   .lr_decay = 1, .input_norm = NAN, .ease_lambda = NAN};
-    o->likelihood = "multinomial";
     o->kernel = "auto";
     static const struct option longopts[] = {
         {"data", 1, 0, 'd'},         {"format", 1, 0, 'f'},       {"protocol", 1, 0, 'p'},
@@ -305,12 +304,15 @@ static void check_options(opts_t *o)
         die("--lr-decay: must be in (0, 1]");
     if (!isnan(o->ease_lambda) && !(o->ease_lambda > 0))
         die("--ease-lambda: must be > 0");
-    if (vg_likelihood_parse(o->likelihood, &o->lik) < 0)
+    if (o->likelihood && vg_likelihood_parse(o->likelihood, &o->lik) < 0)
         die("--likelihood: must be multinomial or logistic, not \"%s\"", o->likelihood);
     if (vg_kernel_parse(o->kernel, &o->ker) < 0)
         die("--kernel: must be auto, fp32, bf16 or int8, not \"%s\"", o->kernel);
+    int study = !o->ease && o->var != VG_VARIANT_MULT_VAE && o->weak; /* the study's weak settings */
     if (o->epochs < 0)
-        o->epochs = 200;
+        o->epochs = study ? 400 : 200;
+    if (o->patience < 0)
+        o->patience = o->var == VG_VARIANT_MULT_VAE ? 0 : 50;
     if (o->epochs < 1 || o->seed < 0 || o->split_seed < 0 || o->heldout < 1)
         die("--epochs must be >= 1, --seed and --split-seed >= 0, --heldout >= 1");
     if (o->threads < 0)
@@ -393,14 +395,30 @@ static void split_free(const opts_t *o, eval_split_t *sp)
         vg_split_strong_free(&sp->ss);
 }
 
-/* Users per mini-batch: --batch, else the protocol's default, at most all users. */
+/* Users per mini-batch: --batch, else the default (500; mult-vae weak: 256),
+ * at most all users. */
 static int batch_size(const opts_t *o, int n_users)
 {
-    int batch = o->batch > 0 ? o->batch : (o->weak ? 256 : 500);
+    int batch = o->batch > 0 ? o->batch : (o->weak && o->var == VG_VARIANT_MULT_VAE ? 256 : 500);
     return batch > n_users ? n_users : batch;
 }
 
-/* The variant's defaults, then the options; the avb variants anneal alpha
+/* The avb variants' settings that the study chose on the strong protocol's
+ * validation: the model's defaults before the study (tools/study.py kept
+ * them; its weak choice is vg_model_cfg_default's). */
+static void strong_defaults(vg_model_cfg_t *c)
+{
+    c->likelihood = VG_LIK_MULTINOMIAL;
+    c->latent = 200;
+    c->alpha_cap = 0.2;
+    c->beta = c->variant >= VG_VARIANT_AVB_D ? 0.2 : 0;
+    c->lambda = c->variant == VG_VARIANT_AVB_D_C ? 3e-4 : 0;
+    c->dropout = 0.5;
+    c->noise_input = -1; /* 1/sqrt(N) */
+}
+
+/* The variant's defaults (the avb variants on the strong protocol: the
+ * study's strong choice), then the options; the avb variants anneal alpha
  * over the whole run unless --anneal-steps says otherwise.  Exits on a
  * configuration the model refuses. */
 static void make_model(const opts_t *o, int n_users, int n_items, int batch, vg_model_t *m)
@@ -408,9 +426,14 @@ static void make_model(const opts_t *o, int n_users, int n_items, int batch, vg_
     int n_batches = (n_users + batch - 1) / batch;
     vg_model_cfg_t cfg;
     vg_model_cfg_default(&cfg, o->var);
-    cfg.likelihood = o->lik;
-    cfg.hidden = o->hidden;
-    cfg.latent = o->latent;
+    if (!o->weak && o->var != VG_VARIANT_MULT_VAE)
+        strong_defaults(&cfg);
+    if (o->likelihood)
+        cfg.likelihood = o->lik;
+    if (o->hidden > 0)
+        cfg.hidden = o->hidden;
+    if (o->latent > 0)
+        cfg.latent = o->latent;
     cfg.seed = (uint64_t)o->seed;
     cfg.anneal_steps = o->anneal_steps >= 0                   ? o->anneal_steps
                        : o->var == VG_VARIANT_MULT_VAE ? 200000
