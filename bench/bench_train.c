@@ -195,7 +195,7 @@ int main(int argc, char **argv)
            "\"infer_users_per_s\":%.0f,\"sgemm_gflops\":%.1f,\"bound_s\":%.4f,\"x_bound\":%.2f,"
            "\"params\":%zu,\"adam_s\":%.4f,\"adam_floor_s\":%.4f}\n",
            variant, threads, vg_blas_core(), B, batches, med, t[0], flops / 1e9, flops / med / 1e9,
-           SYNTH_USERS / (double)B * med, 116677 / (double)B * med, scored, ts, scored / ts, rate, bound,
+           SYNTH_USERS / (double)B * med, 116677 / (double)B * med, scored, ts, scored ? scored / ts : 0, rate, bound,
            med / bound, params, prof[VG_PROF_ADAM] / batches, adam_floor);
     for (int b = 0; b < total; b++)
         vg_csr_free(&X[b]);

@@ -34,6 +34,10 @@
 #define R_LOG1P log1pf
 #endif
 
+/* Σ_i softplus(l_i), and dl_i = sigmoid(l_i)·w, over one row of n logits
+ * (vecmath.c: vectorised through libmvec). */
+double vg_logistic_row_(const vg_real *l, vg_real *dl, int n, vg_real w);
+
 /* C = alpha op(A) op(B) + beta C, row-major (op = transpose when ta / tb). */
 static inline void vg_gemm_(int ta, int tb, int M, int N, int K, vg_real alpha, const vg_real *A, int lda,
                             const vg_real *B, int ldb, vg_real beta, vg_real *C, int ldc)

@@ -137,6 +137,8 @@ typedef struct {
 static void zero_grads(vg_param_t *P)
 {
     for (int i = 0; i < VG_P_COUNT; i++) {
+        if (i == VG_P_W4)
+            continue; /* backward_decoder's product is its one term: it overwrites (beta 0) */
         vg_real *g = P[i].g;
         long n = (long)(P[i].rows * P[i].cols);
 #pragma omp parallel for simd schedule(static) if (n > VG_PAR_MIN)
@@ -249,12 +251,7 @@ static void likelihood(pass_t *ps)
             for (int i = 0; i < N; i++)
                 dl[i] *= sc;
         } else {
-            double sp = 0;
-            for (int i = 0; i < N; i++) {
-                sp += softplus(l[i]);
-                dl[i] = sigm(l[i]) * lik_w;
-            }
-            ll -= sp;
+            ll -= vg_logistic_row_(l, dl, N, lik_w);
         }
         for (int64_t k = X->indptr[b]; k < X->indptr[b + 1]; k++)
             dl[X->indices[k]] -= lik_w;
@@ -443,7 +440,7 @@ static void backward_decoder(pass_t *ps)
     vg_work_t *w = ps->w;
     vg_param_t *P = ps->P;
     const int B = ps->B, N = ps->N, H = ps->H, K = ps->K;
-    vg_gemm_(1, 0, N, H, B, 1, w->dl, N, w->g, H, 1, P[VG_P_W4].g, H);
+    vg_gemm_(1, 0, N, H, B, 1, w->dl, N, w->g, H, 0, P[VG_P_W4].g, H); /* not zeroed before */
     add_colsum(P[VG_P_B4].g, w->dl, B, N);
     vg_gemm_(0, 0, B, H, N, 1, w->dl, N, P[VG_P_W4].w, H, 0, w->dg, H);
     for (size_t i = 0; i < (size_t)B * H; i++)
