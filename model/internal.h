@@ -37,6 +37,9 @@
 /* Σ_i softplus(l_i), and dl_i = sigmoid(l_i)·w, over one row of n logits
  * (vecmath.c: vectorised through libmvec). */
 double vg_logistic_row_(const vg_real *l, vg_real *dl, int n, vg_real w);
+/* Σ_i e^(l_i − max) with dl_i = e^(l_i − max) and *max = max_i l_i, over
+ * one row of n logits (vecmath.c). */
+double vg_softmax_row_(const vg_real *l, vg_real *dl, int n, vg_real *max);
 
 /* C = alpha op(A) op(B) + beta C, row-major (op = transpose when ta / tb). */
 static inline void vg_gemm_(int ta, int tb, int M, int N, int K, vg_real alpha, const vg_real *A, int lda,

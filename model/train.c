@@ -237,15 +237,8 @@ static void likelihood(pass_t *ps)
         for (int64_t k = X->indptr[b]; k < X->indptr[b + 1]; k++)
             ll += l[X->indices[k]];
         if (c->likelihood == VG_LIK_MULTINOMIAL) {
-            vg_real mx = l[0];
-            for (int i = 1; i < N; i++)
-                mx = l[i] > mx ? l[i] : mx;
-            double sum = 0;
-            for (int i = 0; i < N; i++) {
-                dl[i] = R_EXP(l[i] - mx);
-                sum += dl[i];
-            }
-            double lse = mx + log(sum);
+            vg_real mx;
+            double sum = vg_softmax_row_(l, dl, N, &mx), lse = mx + log(sum);
             ll -= nb * lse;
             vg_real sc = (vg_real)(nb / sum) * lik_w;
             for (int i = 0; i < N; i++)

@@ -1,10 +1,10 @@
 /*
- * vecmath.c — the element-wise kernel of the logistic likelihood, in a file
- * of its own so it can be compiled for glibc's vector math library
- * (libmvec): the loop's exp and log1p run 16 (AVX-512), 8 (AVX2) or 4 (SSE)
- * lanes at a time, the width chosen when the program loads
- * (target_clones).  libmvec is declared to the compiler by hand below
- * (glibc's <math.h> declares it only under -ffast-math), and the loop needs
+ * vecmath.c — the element-wise kernels of the likelihoods (logistic and
+ * multinomial), in a file of their own so they can be compiled for glibc's
+ * vector math library (libmvec): their exp and log1p run 16 (AVX-512), 8
+ * (AVX2) or 4 (SSE) lanes at a time, the width chosen when the program
+ * loads (target_clones).  libmvec is declared to the compiler by hand below
+ * (glibc's <math.h> declares it only under -ffast-math), and the loops need
  * -ffinite-math-only -fno-trapping-math (model/CMakeLists.txt, this file
  * only) to be vectorised.
  *
@@ -43,4 +43,19 @@ VG_CLONES double vg_logistic_row_(const vg_real *l, vg_real *dl, int n, vg_real 
         dl[i] = (x >= 0 ? r : e * r) * w;
     }
     return sp;
+}
+
+VG_CLONES double vg_softmax_row_(const vg_real *l, vg_real *dl, int n, vg_real *max)
+{
+    vg_real mx = l[0], sum = 0;
+#pragma omp simd reduction(max : mx)
+    for (int i = 1; i < n; i++)
+        mx = l[i] > mx ? l[i] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) {
+        dl[i] = R_EXP(l[i] - mx);
+        sum += dl[i];
+    }
+    *max = mx;
+    return sum;
 }
