@@ -127,6 +127,8 @@ static const key_def_t keys[] = {
     INT("train.steps_per_round", train.steps_per_round, 0, 1000000),
     DBL("train.recent_fraction", train.recent_fraction, 0, 1, 0),
     INT("train.threads", train.threads, 1, 256),
+    INT("train.backlog_lag", train.backlog_lag, 0, INT_MAX),
+    INT("train.backlog_interval_ms", train.backlog_interval_ms, 1, INT_MAX),
 
     OTHER("model.variant", K_VARIANT, model.cfg.variant),
     INT("model.hidden", model.cfg.hidden, 1, VG_MODEL_DIM_MAX),
@@ -237,6 +239,8 @@ void vg_config_default(vg_config_t *c)
     c->train.steps_per_round = 10;
     c->train.recent_fraction = 0.5;
     c->train.threads = 1;
+    c->train.backlog_lag = 20000;
+    c->train.backlog_interval_ms = 5000;
     vg_model_cfg_default(&c->model.cfg, VG_VARIANT_AVB_D_C);
     c->model.batch = 500;
     c->log.level = VG_LOG_INFO;

@@ -116,6 +116,8 @@ typedef struct vg_config {
         int steps_per_round;    /* train.steps_per_round, default 10; 0 turns the trainer off */
         double recent_fraction; /* train.recent_fraction in [0,1], default 0.5 */
         int threads;            /* train.threads: OpenBLAS threads (trainer and scorer share them), default 1 */
+        int backlog_lag;        /* train.backlog_lag, default 20000 (0: never step back) */
+        int backlog_interval_ms; /* train.backlog_interval_ms, default 5000 */
     } train;
     struct {
         vg_model_cfg_t cfg; /* model.*; cfg.noise_input < 0 means "auto" (1/sqrt(N)) */

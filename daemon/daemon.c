@@ -237,8 +237,11 @@ static void on_assigned(void *ud, int n)
 static void on_kafka_stats(void *ud)
 {
     vg_daemon_t *d = ud;
-    if (d->p.kafka)
-        vg_monitor_lag(&d->mon, d->p.kafka);
+    if (!d->p.kafka)
+        return;
+    double lag = vg_monitor_lag(&d->mon, d->p.kafka);
+    if (d->p.trainer)
+        vg_trainer_lag(d->p.trainer, lag);
 }
 
 static void on_fatal(void *ud, const char *reason)
@@ -346,6 +349,7 @@ static int start_trainer(vg_daemon_t *d)
         .hist = &p->hist, .model = c->model.cfg, .batch = c->model.batch,
         .steps_per_round = c->train.steps_per_round, .interval_ms = c->train.interval_ms,
         .min_new_events = c->train.min_new_events, .recent_fraction = c->train.recent_fraction,
+        .backlog_lag = c->train.backlog_lag, .backlog_interval_ms = c->train.backlog_interval_ms,
         .threads = c->train.threads, .kernel = c->serve.kernel, .state_path = p->state_path, .metrics = p->metrics,
         .checkpoint_interval_s = c->state.checkpoint_interval_s, .on_round = on_round, .ud = d,
     };

@@ -141,7 +141,7 @@ static vg_metric_t *lag_series(vg_monitor_t *mo, const vg_kafka_t *k, int32_t to
                                  "events) to its high-water mark", VG_METRIC_GAUGE, labels, values, 2);
 }
 
-void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
+double vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
 {
     int n = vg_kafka_lag(k, NULL, 0);
     vg_kafka_lag_t *l = malloc((size_t)(n ? n : 1) * sizeof *l);
@@ -149,7 +149,7 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
     if (!l || !keep) {
         free(l);
         free(keep);
-        return; /* out of memory: the gauges keep their values */
+        return vg_metric_value(mo->m_lag); /* out of memory: the gauges keep their values */
     }
     n = vg_kafka_lag(k, l, n);
     double total = 0;
@@ -179,6 +179,7 @@ void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k)
     mo->n_lag = kept;
     vg_metric_set(mo->m_lag, total); /* nothing assigned: 0, so that a sum over instances stays a number */
     free(l);
+    return total;
 }
 
 /* ---- once a second ------------------------------------------------------------------- */

@@ -76,8 +76,9 @@ typedef struct vg_monitor {
 int vg_monitor_init(vg_monitor_t *mo, vg_metrics_t *reg, double quality_sample, int quality_window, int refresh_s);
 void vg_monitor_free(vg_monitor_t *mo);
 
-/* After each statistics of the consumer: the lag series. */
-void vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k);
+/* After each statistics of the consumer: the lag series.  Returns the total
+ * (vaegan_kafka_lag_messages). */
+double vg_monitor_lag(vg_monitor_t *mo, const vg_kafka_t *k);
 
 /* Once a second: the rates from the running totals, the ages, the quality
  * gauges and the popularity ranking judged against, the scorer's work and

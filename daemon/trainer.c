@@ -2,8 +2,11 @@
  * trainer.c — the background trainer thread (see trainer.h).  The model's
  * rows follow the mirror's items as checkpoint.h describes.
  *
- * The thread sleeps until the next round (interval, or enough new events) or
- * the next save attempt (save_due), whichever comes first; a failed save
+ * The thread sleeps until the next round (interval from the last round's
+ * start, or enough new events) or the next save attempt (save_due),
+ * whichever comes first; in backlog mode (the flag `backlog`, written by the
+ * loop thread only) the interval is backlog_interval_ms and a round one
+ * step.  A failed save
  * moves save_due by the backoff `retry_s` only, a successful one by the full
  * checkpoint interval.
  */
@@ -35,6 +38,8 @@ struct vg_trainer {
     pthread_cond_t cv;
     int stop;                /* under mu */
     atomic_long new_events;
+    atomic_int backlog;      /* 1 while stepping back (vg_trainer_lag) */
+    double backlog_since;    /* loop thread: vg_mono_s() when the backlog mode began */
     uint64_t users_trained;
     uint64_t rounds;            /* rounds completed (vg_train_info_t.round) */
     double save_due;         /* vg_mono_s() of the next save attempt (INFINITY: none) */
@@ -42,6 +47,7 @@ struct vg_trainer {
     int save_failures;       /* failed saves since the last success */
     char kernel_why[160];    /* the last snapshot's kernel (logged when it changes) */
     vg_metric_t *m_ckpt_failures; /* vaegan_checkpoint_failures_total, or NULL */
+    vg_metric_t *m_backlog;       /* vaegan_train_backlog, or NULL */
 };
 
 #define CKPT_RETRY_FIRST_S 10.0 /* first retry after a failed save (at most the interval) */
@@ -53,6 +59,28 @@ void vg_trainer_events(vg_trainer_t *t, int n)
         pthread_cond_signal(&t->cv);
         pthread_mutex_unlock(&t->mu);
     }
+}
+
+void vg_trainer_lag(vg_trainer_t *t, double lag)
+{
+    int was = atomic_load(&t->backlog), lim = t->cfg.backlog_lag;
+    int now = lim > 0 && (was ? lag >= lim / 2.0 : lag >= lim);
+    if (now == was)
+        return;
+    if (now) {
+        t->backlog_since = vg_mono_s();
+        vg_log(VG_LOG_INFO, "trainer: stepping back while a backlog of %.0f messages drains (one step at most every "
+               "%d ms)", lag, t->cfg.backlog_interval_ms);
+    } else {
+        vg_log(VG_LOG_INFO, "trainer: backlog drained in %.0f s (lag %.0f); normal rounds again",
+               vg_mono_s() - t->backlog_since, lag);
+    }
+    if (t->m_backlog)
+        vg_metric_set(t->m_backlog, now);
+    pthread_mutex_lock(&t->mu);
+    atomic_store(&t->backlog, now);
+    pthread_cond_signal(&t->cv); /* the next round's time has changed */
+    pthread_mutex_unlock(&t->mu);
 }
 
 /* Draws a batch: recent_fraction from the ring of recent users, the rest
@@ -91,9 +119,18 @@ static void add_stats(vg_step_stats_t *to, const vg_step_stats_t *x, double w)
     to->alpha += w * x->alpha;
 }
 
-static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, int steps)
+/* The thread's CPU seconds (the round's parts in its DEBUG line). */
+static double cpu_s(void) { return vg_clock_s_(CLOCK_THREAD_CPUTIME_ID); }
+
+/* cpu[0..2]: the thread's CPU clock before the growth, the steps and the
+ * snapshot. */
+static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, int steps, const double cpu[3])
 {
     vg_snap_t *snap = vg_snap_new(&t->model, t->cfg.kernel);
+    if (vg_log_enabled(VG_LOG_DEBUG))
+        vg_log(VG_LOG_DEBUG, "trainer: round %llu, %d items: growth %.3f s, %d steps %.3f s, snapshot %.3f s of CPU",
+               (unsigned long long)t->rounds + 1, t->model.n_items, cpu[1] - cpu[0], steps, cpu[2] - cpu[1],
+               cpu_s() - cpu[2]);
     if (snap && strcmp(snap->why, t->kernel_why)) { /* the first snapshot, or the kernel changed */
         char k[192];
         vg_log(VG_LOG_INFO, "scorer: %s", vg_snap_kernel(snap, k, sizeof k));
@@ -148,9 +185,9 @@ static void checkpoint(vg_trainer_t *t)
     t->save_due = vg_mono_s() + t->cfg.checkpoint_interval_s;
 }
 
-/* One round: the model created or grown to the catalogue, steps_per_round
- * updates, the snapshot published. */
-static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *X)
+/* One round: the model created or grown to the catalogue, `steps` updates
+ * (fewer when a backlog begins meanwhile), the snapshot published. */
+static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *X, int steps_wanted)
 {
     vg_hist_rdlock(t->cfg.hist);
     int users = t->cfg.hist->users.n, items = t->cfg.hist->items.n;
@@ -166,6 +203,7 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
     }
     if (!t->have_model || users == 0)
         return;
+    double cpu[3] = {cpu_s()};
     if ((rc = vg_ckpt_grow(&t->model, t->cfg.hist))) { /* the model stays as it was (checkpoint.h) */
         vg_log(VG_LOG_ERROR, "trainer: cannot grow the model from %d to %d items: %s; round skipped",
                t->model.n_items, items, vg_strerror(rc));
@@ -173,7 +211,8 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
     }
     vg_step_stats_t sum = {0}, st;
     int steps = 0;
-    for (int s = 0; s < t->cfg.steps_per_round && rc == 0; s++) {
+    cpu[1] = cpu_s();
+    for (int s = 0; s < steps_wanted && rc == 0; s++) {
         vg_hist_rdlock(t->cfg.hist);
         int B = draw(t, rng, sel);
         rc = vg_hist_rows(t->cfg.hist, sel, B, t->model.n_items, X, NULL);
@@ -186,13 +225,14 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
         pthread_mutex_lock(&t->mu);
         int stop = t->stop;
         pthread_mutex_unlock(&t->mu);
-        if (stop)
+        if (stop || atomic_load(&t->backlog))
             break;
     }
+    cpu[2] = cpu_s();
     if (rc)
         vg_log(VG_LOG_ERROR, "trainer: round failed: %s", vg_strerror(rc));
     else
-        round_done(t, users, &sum, steps);
+        round_done(t, users, &sum, steps, cpu);
 }
 
 static void *trainer_main(void *arg)
@@ -206,11 +246,14 @@ static void *trainer_main(void *arg)
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
         vg_log(VG_LOG_DEBUG, "trainer: cannot lower its priority; it competes with scoring");
     t->save_due = t->cfg.checkpoint_interval_s > 0 ? vg_mono_s() + t->cfg.checkpoint_interval_s : INFINITY;
-    double next = vg_mono_s();
+    double last = -INFINITY; /* the last round's start */
     pthread_mutex_lock(&t->mu);
     while (!t->stop && sel) {
         double now = vg_mono_s();
-        int enough = t->cfg.min_new_events > 0 && atomic_load(&t->new_events) >= t->cfg.min_new_events;
+        int backlog = atomic_load(&t->backlog);
+        double next = last + (backlog ? t->cfg.backlog_interval_ms : t->cfg.interval_ms) / 1000.0;
+        int enough = !backlog && t->cfg.min_new_events > 0 &&
+                     atomic_load(&t->new_events) >= t->cfg.min_new_events;
         int round = now >= next || enough, save = t->have_model && now >= t->save_due;
         if (!round && !save) {
             double wake = t->have_model && t->save_due < next ? t->save_due : next;
@@ -220,9 +263,9 @@ static void *trainer_main(void *arg)
         }
         pthread_mutex_unlock(&t->mu);
         if (round) {
-            next = vg_mono_s() + t->cfg.interval_ms / 1000.0;
+            last = vg_mono_s();
             atomic_store(&t->new_events, 0);
-            train_round(t, &rng, sel, &X);
+            train_round(t, &rng, sel, &X, backlog ? 1 : t->cfg.steps_per_round);
         }
         if (t->have_model && vg_mono_s() >= t->save_due)
             checkpoint(t);
@@ -244,11 +287,16 @@ int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t
         t->m_ckpt_failures = vg_metrics_add(cfg->metrics, "vaegan_checkpoint_failures_total",
                                             "Saves of the model state file that failed (periodic and at stop)",
                                             VG_METRIC_COUNTER, NULL, 0);
+    if (cfg->metrics && (t->m_backlog = vg_metrics_add(cfg->metrics, "vaegan_train_backlog",
+                                                       "1 while the trainer steps back for a consumer backlog "
+                                                       "(train.backlog_lag), else 0", VG_METRIC_GAUGE, NULL, 0)))
+        vg_metric_set(t->m_backlog, 0);
     if (model) {
         t->model = *model;
         t->have_model = 1;
     }
     atomic_init(&t->new_events, 0);
+    atomic_init(&t->backlog, 0);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     if (pthread_create(&t->th, NULL, trainer_main, t)) {

@@ -18,6 +18,13 @@
  * each time up to the interval.  The first save that succeeds after failures
  * is logged at INFO.  A failed save at stop is counted too and returned.
  *
+ * While the consumer has a backlog (vg_trainer_lag: its lag reached
+ * backlog_lag, until it is below half of that) the trainer steps back so that
+ * ingest gets both cores: a round of one step at most every
+ * backlog_interval_ms, the new-events trigger ignored, a running round cut
+ * after its current step.  Normal rounds resume as soon as the lag falls.
+ * Both changes are logged at INFO; vaegan_train_backlog reads 1 meanwhile.
+ *
  * On an idle stream it keeps refining the model on all users.  The thread
  * runs at the lowest CPU priority (nice 19) so that the loop and the scorer,
  * which keep lists fresh, always come first on a busy machine.
@@ -49,12 +56,15 @@ typedef struct vg_trainer_cfg {
     vg_hist_t *hist;
     vg_model_cfg_t model;
     int batch, steps_per_round, interval_ms, min_new_events;
+    int backlog_lag;            /* consumer lag that makes it step back (0: never) */
+    int backlog_interval_ms;    /* the rounds' interval meanwhile */
     int threads;                /* OpenMP threads of the model's element-wise loops */
     double recent_fraction;
     vg_kernel_t kernel;         /* the snapshots' scoring kernel (model/ranker.h) */
     const char *state_path;     /* where the state file goes */
     int checkpoint_interval_s;  /* <= 0: saved at stop only */
-    vg_metrics_t *metrics;      /* registry for vaegan_checkpoint_failures_total; NULL = not counted */
+    vg_metrics_t *metrics;      /* registry for vaegan_checkpoint_failures_total and
+                                   vaegan_train_backlog; NULL = not counted */
     /* Trainer thread, after each round: snap carries one reference that the
      * callee takes over; info describes the round. */
     void (*on_round)(void *ud, vg_snap_t *snap, const vg_train_info_t *info);
@@ -70,6 +80,9 @@ typedef struct vg_trainer vg_trainer_t;
 int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t *model);
 /* n new events are in the mirror (any thread; never blocks on training). */
 void vg_trainer_events(vg_trainer_t *t, int n);
+/* The consumer's total lag in messages, after each reading of it (the
+ * loop thread): starts or ends the backlog mode. */
+void vg_trainer_lag(vg_trainer_t *t, double lag);
 /* Stops after the current step, joins, saves the state (when there is a
  * model), frees.  Returns 0 or the save's error with err filled. */
 int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen);

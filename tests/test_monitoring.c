@@ -30,17 +30,25 @@ static const char METRICS_CONF[] = "kafka_stats_interval_ms = 200\nquality_sampl
 
 static vgt_env_t E;
 
-static void setup(void)
+#define SETTINGS                                          \
+    "[serve]\ntop_n = 20\nbatch = 64\nrefresh_s = 3\n"     \
+    "[model]\nhidden = 32\nlatent = 16\nbatch = 64\n"      \
+    "[train]\ninterval_ms = 200\nsteps_per_round = 2\nmin_new_events = 200\n"
+
+static void setup_with(const char *settings)
 {
     vg_tmpdir_make();
     vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .partitions = PARTITIONS,
-                        .metrics = 1,
-                        .settings = "[serve]\ntop_n = 20\nbatch = 64\nrefresh_s = 3\n"
-                                    "[model]\nhidden = 32\nlatent = 16\nbatch = 64\n"
-                                    "[train]\ninterval_ms = 200\nsteps_per_round = 2\nmin_new_events = 200\n"};
+                        .metrics = 1, .settings = settings};
     cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "servers did not start");
     cr_assert_eq(vgt_env_write_conf(&E, METRICS_CONF), 0);
 }
+
+static void setup(void) { setup_with(SETTINGS); }
+
+/* A backlog is 1,000 messages of lag; while it lasts, a round at most every
+ * hour: rounds stop until it has drained. */
+static void setup_backlog(void) { setup_with(SETTINGS "backlog_lag = 1000\nbacklog_interval_ms = 3600000\n"); }
 
 static void teardown(void)
 {
@@ -283,5 +291,67 @@ Test(monitoring, a_backlog_drains_to_zero_lag, .init = setup, .fini = teardown, 
     cr_assert_eq(sum, 0, "the partitions' lag adds up to %g", sum);
     cr_assert_eq(vgt_wait_hist(&E, &s, &x, 60), 0, "every event of the backlog is in Redis");
     vgt_expect_free(&x);
+    vgt_stream_free(&s);
+}
+
+/* Polls /metrics until name reads at most at_most or timeout_s passed;
+ * returns the last value (-1: no such sample). */
+static double wait_metric_down(const char *name, double at_most, double timeout_s)
+{
+    double end = vg_mono_s() + timeout_s, v;
+    while ((v = vgt_metric(E.metrics_port, name)) > at_most && vg_mono_s() < end)
+        vgt_sleep_ms(200);
+    return v;
+}
+
+static void redis_do(const char *cmd)
+{
+    redisContext *c = vgt_redis_connect(&E.redis);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, cmd);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "%s: %s", cmd, r && r->str ? r->str : "no reply");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Redis stops taking writes (CLIENT PAUSE … WRITE), so 3,000 events wait:
+ * the trainer steps back (vaegan_train_backlog 1, no new round while the
+ * lag is read again and again), and once Redis takes them and the lag falls
+ * it goes back to its rounds every 200 ms. */
+Test(monitoring, the_trainer_steps_back_while_a_backlog_drains, .init = setup_backlog, .fini = teardown,
+     .timeout = 400)
+{
+    spawn();
+    vgt_stream_t s, more;
+    vgt_stream_make(&s, "t", 100, 200, 300, 5);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n), 0);
+    cr_assert_geq(wait_metric("vaegan_train_rounds_total", 2, 120), 2, "the trainer runs its rounds");
+    cr_assert_eq(vgt_metric(E.metrics_port, "vaegan_train_backlog"), 0, "no backlog yet");
+
+    redis_do("CLIENT PAUSE 600000 WRITE");
+    vgt_stream_make(&more, "t", 100, 200, 3000, 6);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &more, 0, more.n), 0);
+    double on = wait_metric("vaegan_train_backlog", 1, 120);
+    if (on < 1)
+        vgt_show_log(&E, "no backlog seen");
+    cr_assert_eq(on, 1, "vaegan_train_backlog %g with 3,000 events waiting", on);
+    cr_assert(vgt_log_has(&E, "trainer: stepping back while a backlog of"));
+    /* a round under way when the backlog began may still end; none starts */
+    double rounds = vgt_metric(E.metrics_port, "vaegan_train_rounds_total");
+    cr_assert_geq(wait_metric("vaegan_kafka_lag_messages", (double)more.n, 60), (double)more.n,
+                  "every waiting event counts in the lag");
+    double during = vgt_metric(E.metrics_port, "vaegan_train_rounds_total");
+    cr_assert_leq(during, rounds + 1, "%g rounds during the backlog (%g before it)", during - rounds, rounds);
+
+    redis_do("CLIENT UNPAUSE");
+    double want = (double)(s.n + more.n);
+    cr_assert_geq(wait_metric("vaegan_events_stored_total", want, 120), want);
+    double off = wait_metric_down("vaegan_train_backlog", 0, 60);
+    cr_assert_eq(off, 0, "vaegan_train_backlog %g after the backlog was stored", off);
+    cr_assert(vgt_log_has(&E, "trainer: backlog drained in"));
+    double after = vgt_metric(E.metrics_port, "vaegan_train_rounds_total");
+    cr_assert_geq(wait_metric("vaegan_train_rounds_total", after + 3, 120), after + 3,
+                  "the rounds every 200 ms came back");
+    vgt_stream_free(&more);
     vgt_stream_free(&s);
 }

@@ -5,6 +5,7 @@
  * after any failed step: it stops what runs, in the reverse order. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,30 @@ int bs_env_start(bs_run_t *R)
 
 /* kafka.option.fetch.wait.max.ms = 10, session timeout 6 s, top_n = 100,
  * model.hidden = BS_HIDDEN, the other model and train defaults (but
- * --train-steps). */
+ * --train-steps); a --set of the same SECTION.KEY replaces one of these,
+ * others are added.  The configuration refuses a key set twice. */
 static int write_conf(bs_run_t *R)
 {
+    char v[6][PATH_MAX + 64];
+    snprintf(v[0], sizeof v[0], "kafka.brokers=%s", R->broker.addr);
+    snprintf(v[1], sizeof v[1], "redis.socket=%s", R->redis.sock);
+    snprintf(v[2], sizeof v[2], "state.dir=%s", R->state);
+    snprintf(v[3], sizeof v[3], "metrics.listen=127.0.0.1:%d", R->port);
+    snprintf(v[4], sizeof v[4], "model.hidden=%d", BS_HIDDEN);
+    snprintf(v[5], sizeof v[5], "train.steps_per_round=%d", R->o.train_steps);
+    const char *opt[16 + BS_MAX_SET] = {
+        v[0], "kafka.topic=" BS_TOPIC, "kafka.group=bench", "kafka.option.fetch.wait.max.ms=10",
+        "kafka.option.session.timeout.ms=6000", "kafka.option.auto.offset.reset=earliest", v[1],
+        "serve.top_n=100", v[2], "log.level=info", v[3], v[4], R->o.train_steps >= 0 ? v[5] : NULL,
+    };
+    int n = 13;
+    for (int i = 0; i < R->o.n_set; i++) { /* SECTION.KEY=VALUE, checked by the option parser */
+        size_t klen = (size_t)(strchr(R->o.set[i], '=') - R->o.set[i]) + 1;
+        int k = 0;
+        while (k < n && !(opt[k] && strncmp(opt[k], R->o.set[i], klen) == 0))
+            k++;
+        opt[k == n ? n++ : k] = R->o.set[i];
+    }
     FILE *f = fopen(R->conf, "w");
     if (!f || R->port < 0) {
         bs_complain("cannot write %s", R->conf);
@@ -96,14 +118,11 @@ static int write_conf(bs_run_t *R)
             fclose(f);
         return -1;
     }
-    fprintf(f,
-            "[kafka]\nbrokers = %s\ntopic = %s\ngroup = bench\noption.fetch.wait.max.ms = 10\n"
-            "option.session.timeout.ms = 6000\noption.auto.offset.reset = earliest\n"
-            "[redis]\nsocket = %s\n[serve]\ntop_n = 100\n[state]\ndir = %s\n[log]\nlevel = info\n"
-            "[metrics]\nlisten = 127.0.0.1:%d\n[model]\nhidden = %d\n",
-            R->broker.addr, BS_TOPIC, R->redis.sock, R->state, R->port, BS_HIDDEN);
-    if (R->o.train_steps >= 0)
-        fprintf(f, "[train]\nsteps_per_round = %d\n", R->o.train_steps);
+    for (int k = 0; k < n; k++) { /* a section header per option: the loader merges them */
+        const char *s = opt[k], *dot = s ? strchr(s, '.') : NULL, *eq = s ? strchr(s, '=') : NULL;
+        if (s)
+            fprintf(f, "[%.*s]\n%.*s = %s\n", (int)(dot - s), s, (int)(eq - dot - 1), dot + 1, eq + 1);
+    }
     fclose(f);
     return 0;
 }

@@ -196,12 +196,16 @@ int bs_cmp_double(const void *a, const void *b);
 
 /* ---- the run ---------------------------------------------------------------------------- */
 
+#define BS_MAX_SET 16
+
 typedef struct bs_opts {
     long n_events;
     int partitions, n_rates, keep, train_steps; /* train_steps -1 = the daemon's default */
     int rates[BS_MAX_RATES];
     double rate_seconds, drain_seconds, catchup_timeout;
     const char *vaegand;
+    const char *set[BS_MAX_SET]; /* --set section.key=value, in order */
+    int n_set;
 } bs_opts_t;
 
 typedef struct bs_machine {

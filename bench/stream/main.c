@@ -6,7 +6,7 @@
  *   vaegan-bench-stream [--events N] [--partitions P] [--rates R1,R2,...]
  *                       [--rate-seconds S] [--drain-seconds D]
  *                       [--catchup-timeout T] [--train-steps K]
- *                       [--vaegand PATH] [--keep]
+ *                       [--set SECTION.KEY=VALUE]... [--vaegand PATH] [--keep]
  *
  * Defaults: N = 2,000,000, P = 32, rates 1000,10000,20000 events/s, S = 60 s,
  * D = 60 s, T = 1200 s, the vaegand of this build with its default training.
@@ -90,6 +90,8 @@ static void usage(FILE *f)
           "  --catchup-timeout T  max wait for the lists to catch up after ingest (default 1200)\n"
           "  --train-steps K      train.steps_per_round for vaegand (default: its default; 0 = trainer off,\n"
           "                       lists then rank by popularity: a diagnostic of the ingest path)\n"
+          "  --set S.K=V          one more option of vaegand's configuration, e.g. train.backlog_lag=0\n"
+          "                       (repeatable; after the benchmark's own settings)\n"
           "  --vaegand PATH       the daemon binary to run (default: the one of this build)\n"
           "  --keep               keep the temporary directory (logs)\n",
           f);
@@ -106,7 +108,7 @@ static int parse_opts(bs_opts_t *o, int argc, char **argv)
         {"events", 1, 0, 'n'},        {"partitions", 1, 0, 'p'},      {"rates", 1, 0, 'r'},
         {"rate-seconds", 1, 0, 's'},  {"drain-seconds", 1, 0, 'd'},   {"catchup-timeout", 1, 0, 'c'},
         {"keep", 0, 0, 'k'},          {"help", 0, 0, 'h'},            {"train-steps", 1, 0, 't'},   {"vaegand", 1, 0, 'V'},
-        {0, 0, 0, 0},
+        {"set", 1, 0, 'S'},           {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -119,6 +121,16 @@ static int parse_opts(bs_opts_t *o, int argc, char **argv)
         case 'k': o->keep = 1; break;
         case 't': o->train_steps = atoi(optarg); break;
         case 'V': o->vaegand = optarg; break;
+        case 'S': {
+            const char *dot = strchr(optarg, '.'), *eq = strchr(optarg, '=');
+            if (!dot || !eq || dot > eq || dot == optarg || strpbrk(optarg, "\"\\\n") || o->n_set == BS_MAX_SET) {
+                fprintf(stderr, "vaegan-bench-stream: --set %s: want SECTION.KEY=VALUE (at most %d)\n", optarg,
+                        BS_MAX_SET);
+                return 2;
+            }
+            o->set[o->n_set++] = optarg;
+            break;
+        }
         case 'r': {
             o->n_rates = 0;
             char *save = NULL;

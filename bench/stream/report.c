@@ -132,7 +132,10 @@ static void json_line(const bs_run_t *R)
     printf("{\"bench\":\"stream\",\"date\":\"%s\",\"nproc\":%ld,\"cpu\":\"%s\",", m->date, m->ncpu, m->cpu);
     printf("\"openblas_coretype_env\":%s%s%s,", m->coretype ? "\"" : "", m->coretype ? m->coretype : "null",
            m->coretype ? "\"" : "");
-    printf("\"vaegand\":\"%s\",\"train_steps_per_round\":%d,", R->o.vaegand, R->o.train_steps);
+    printf("\"vaegand\":\"%s\",\"train_steps_per_round\":%d,\"set\":[", R->o.vaegand, R->o.train_steps);
+    for (int i = 0; i < R->o.n_set; i++)
+        printf("%s\"%s\"", i ? "," : "", R->o.set[i]); /* the parser refused quotes and backslashes */
+    printf("],");
     printf("\"events\":%ld,\"partitions\":%d,\"users\":%d,\"items\":%d,", R->o.n_events, R->o.partitions,
            BS_GEN_USERS, BS_GEN_ITEMS);
     jnum(stdout, "produce_s", R->backlog.seconds, 1);
