@@ -103,23 +103,26 @@ static int zbelow(const char *const *m, const size_t *lens, const double *sc, si
     return c ? c < 0 : lens[a] < lens[b];
 }
 
+_Static_assert(sizeof ((vg_dump_tmp_t *)0)->num == VG_RESP_NUM_MAX, "vg_dump_tmp_t.num holds a formatted score");
+
 size_t vg_dump_zset(char *out, const char *const *members, const size_t *lens, const double *scores, size_t n,
-                    size_t *order)
+                    vg_dump_tmp_t *tmp)
 {
     /* ascending (score, member): a best-first list reversed is sorted but
      * for runs of equal scores, so insertion sort costs ~n */
     for (size_t i = 0; i < n; i++) {
         size_t x = n - 1 - i, j = i;
-        while (j > 0 && zbelow(members, lens, scores, x, order[j - 1])) {
-            order[j] = order[j - 1];
+        while (j > 0 && zbelow(members, lens, scores, x, tmp[j - 1].order)) {
+            tmp[j].order = tmp[j - 1].order;
             j--;
         }
-        order[j] = x;
+        tmp[j].order = x;
     }
-    char num[VG_RESP_NUM_MAX];
     size_t lp_bytes = 7;
-    for (size_t i = 0; i < n; i++)
-        lp_bytes += entry_size(lens[i]) + entry_size(vg_resp_fmt_num(num, scores[i]));
+    for (size_t i = 0; i < n; i++) {
+        tmp[i].num_len = vg_resp_fmt_score(tmp[i].num, scores[i]);
+        lp_bytes += entry_size(lens[i]) + entry_size(tmp[i].num_len);
+    }
     unsigned char *p = (unsigned char *)out;
     *p++ = RDB_TYPE_ZSET_LISTPACK;
     if (lp_bytes < 64) {
@@ -139,9 +142,9 @@ size_t vg_dump_zset(char *out, const char *const *members, const size_t *lens, c
     *p++ = (unsigned char)(count & 0xff);
     *p++ = (unsigned char)(count >> 8);
     for (size_t i = 0; i < n; i++) {
-        size_t x = order[i];
+        size_t x = tmp[i].order;
         p = put_entry(p, members[x], lens[x]);
-        p = put_entry(p, num, vg_resp_fmt_num(num, scores[x]));
+        p = put_entry(p, tmp[x].num, tmp[x].num_len);
     }
     *p++ = 0xff;
     vg_assert((size_t)(p - lp) == lp_bytes);

@@ -18,6 +18,7 @@
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include "cache/dump.h"
 #include "cache/store.h"
 #include "common/errors.h"
 #include "common/ratelimit.h"
@@ -69,7 +70,7 @@ struct vg_store {
     int rec_restore;    /* lists as RESTORE of a listpack (dump.h): the server is >= 7 and lets us
                            (decided at each connect; jobs formatted before keep their form) */
     int hs_major, hs_restore_denied; /* what this connect's checks found */
-    size_t *zorder;     /* vg_dump_zset's scratch */
+    vg_dump_tmp_t *zorder; /* vg_dump_zset's scratch */
     size_t zorder_cap;
     char *zbuf;         /* a list's RESTORE payload */
     size_t zbuf_cap;

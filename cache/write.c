@@ -258,7 +258,8 @@ int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const cha
         p = vg_resp_arg(p, "ZADD", 4);
         p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
         for (size_t i = 0; i < n; i++) {
-            p = vg_resp_num(p, scores[i]);
+            char t[VG_RESP_NUM_MAX];
+            p = vg_resp_arg(p, t, vg_resp_fmt_score(t, scores[i]));
             p = vg_resp_arg(p, items[i], item_lens[i]);
         }
         if (s->rec_ttl_s > 0) {

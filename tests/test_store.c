@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "cache/dump.h"
+#include "cache/resp.h"
 #include "cache/store.h"
 #include "tests/support/redis.h"
 #include "tests/support/tmpdir.h"
@@ -661,6 +662,45 @@ Test(store, put_rec_without_a_restore_command, .init = setup, .fini = teardown, 
 }
 
 /* CRC-64/Jones: Redis' check value (crc64.c's test). */
+/* A list score's text reads back as the same float, and the order of the
+ * texts' values is the order of the floats (no new ties): over a million
+ * random bit patterns, every power of two, and the extremes. */
+Test(store, rec_scores_are_exact_for_floats_and_keep_their_order)
+{
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 1200000; i++) {
+        float f;
+        if (i < 1000000) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint32_t bits = (uint32_t)x;
+            memcpy(&f, &bits, sizeof f);
+            if (!isfinite(f))
+                continue;
+        } else {
+            f = ldexpf(i % 2 ? -1.0f : 1.0f, (i - 1000000) % 300 - 150); /* down to subnormals */
+        }
+        char t[VG_RESP_NUM_MAX + 1];
+        size_t n = vg_resp_fmt_score(t, (double)f);
+        cr_assert(n > 0 && n < VG_RESP_NUM_MAX, "%a: %zu bytes", (double)f, n);
+        t[n] = '\0';
+        cr_assert_eq(strtof(t, NULL), f, "%a written as %s", (double)f, t);
+        if (i >= 1000000)
+            continue;
+        /* the next float up reads back larger: no two floats share a text */
+        float g = nextafterf(f, INFINITY);
+        if (!isfinite(g))
+            continue;
+        char u[VG_RESP_NUM_MAX + 1];
+        u[vg_resp_fmt_score(u, (double)g)] = '\0';
+        cr_assert_lt(strtod(t, NULL), strtod(u, NULL), "%s and %s: neighbours %a < %a", t, u, (double)f, (double)g);
+    }
+    char t[VG_RESP_NUM_MAX];
+    cr_assert_eq(vg_resp_fmt_score(t, 40), 2);
+    cr_assert_eq(memcmp(t, "40", 2), 0);
+    cr_assert_eq(vg_resp_fmt_score(t, -3.0f * 0.1f), strlen("-0.300000012"));
+    cr_assert_eq(memcmp(t, "-0.300000012", strlen("-0.300000012")), 0);
+}
+
 Test(store, dump_crc64_check_value)
 {
     cr_assert_eq(vg_dump_crc64((const unsigned char *)"123456789", 9), 0xe9c6d914c4b8d9caULL);
