@@ -16,16 +16,20 @@
 #include "common/errors.h"
 #include "model/topn.h"
 
-vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel)
+vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel) { return vg_snap_remake(NULL, src, kernel); }
+
+vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t kernel)
 {
-    vg_snap_t *s = calloc(1, sizeof *s);
+    vg_snap_t *s = spare ? spare : calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (vg_model_snapshot(&s->m, src)) {
+    vg_assert(!spare || vg_snap_alone(spare));
+    if (vg_model_resnapshot(&s->m, src)) { /* s->m closed */
+        vg_fastw_free(s->fast);
         free(s);
         return NULL;
     }
-    if (vg_fastw_build(&s->fast, &s->m, kernel, s->why, sizeof s->why)) {
+    if (vg_fastw_rebuild(&s->fast, &s->m, kernel, s->why, sizeof s->why)) {
         vg_model_close(&s->m);
         free(s);
         return NULL;
@@ -34,6 +38,8 @@ vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel)
     atomic_init(&s->refs, 1);
     return s;
 }
+
+int vg_snap_alone(vg_snap_t *s) { return atomic_load(&s->refs) == 1; }
 
 const char *vg_snap_kernel(const vg_snap_t *s, char *buf, size_t n)
 {

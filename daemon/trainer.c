@@ -48,6 +48,9 @@ struct vg_trainer {
     char kernel_why[160];    /* the last snapshot's kernel (logged when it changes) */
     vg_metric_t *m_ckpt_failures; /* vaegan_checkpoint_failures_total, or NULL */
     vg_metric_t *m_backlog;       /* vaegan_train_backlog, or NULL */
+    vg_snap_t *prev, *spare;      /* the trainer's own references to the last two snapshots it
+                                     published: spare is remade into the next once nobody else
+                                     holds it (vg_snap_remake), prev becomes the spare then */
 };
 
 #define CKPT_RETRY_FIRST_S 10.0 /* first retry after a failed save (at most the interval) */
@@ -126,7 +129,12 @@ static double cpu_s(void) { return vg_clock_s_(CLOCK_THREAD_CPUTIME_ID); }
  * snapshot. */
 static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, int steps, const double cpu[3])
 {
-    vg_snap_t *snap = vg_snap_new(&t->model, t->cfg.kernel);
+    vg_snap_t *spare = t->spare && vg_snap_alone(t->spare) ? t->spare : NULL;
+    if (!spare) /* still read (a scorer's batch): its last reader frees it */
+        vg_snap_unref(t->spare);
+    t->spare = t->prev;
+    vg_snap_t *snap = vg_snap_remake(spare, &t->model, t->cfg.kernel);
+    t->prev = vg_snap_ref(snap);
     if (vg_log_enabled(VG_LOG_DEBUG))
         vg_log(VG_LOG_DEBUG, "trainer: round %llu, %d items: growth %.3f s, %d steps %.3f s, snapshot %.3f s of CPU",
                (unsigned long long)t->rounds + 1, t->model.n_items, cpu[1] - cpu[0], steps, cpu[2] - cpu[1],
@@ -325,6 +333,8 @@ int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen)
             vg_metric_inc(t->m_ckpt_failures, 1);
         vg_model_close(&t->model);
     }
+    vg_snap_unref(t->prev);
+    vg_snap_unref(t->spare);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t);

@@ -67,6 +67,8 @@ struct vg_fastw {
     dnnl_memory_desc_t wmd;    /* the weights' blocked layout, {H, cols} */
     void *w;                   /* its bytes */
     float *scale, *bias;       /* per column */
+    void *plain;               /* the weights before the reorder (kept for the next rebuild) */
+    size_t w_cap, scale_cap, bias_cap, plain_cap; /* the buffers' bytes */
     char path[128]; /* kernel name, a space, oneDNN's implementation (impl, < 112) */
 };
 
@@ -151,14 +153,28 @@ static int kernel_ok(dnnl_engine_t eng, vg_kernel_t k, int H, int cols, int nati
 
 /* Plain item-major weights (cols × H, padded with zeros) for the reorder:
  * int8 quantised per row, bf16 as fp32 (the reorder rounds). */
-static void *plain_weights(vg_fastw_t *fw, const vg_model_t *m)
+/* *b with at least n bytes: kept when it has them (*cap), else replaced.
+ * Returns 0 or VG_ENOMEM. */
+static int reuse(void **b, size_t *cap, size_t n)
+{
+    if (*b && *cap >= n)
+        return 0;
+    free(*b);
+    *b = aligned_alloc(64, (n + 63) / 64 * 64);
+    *cap = *b ? n : 0;
+    return *b ? 0 : VG_ENOMEM;
+}
+
+/* fw->plain, scale and bias from m (the columns past the catalogue zero). */
+static void plain_weights(vg_fastw_t *fw, const vg_model_t *m)
 {
     const int N = fw->n_items, H = fw->hidden;
     const vg_real *W = m->p[VG_P_W4].w, *b = m->p[VG_P_B4].w;
-    size_t esz = fw->kernel == VG_KERNEL_INT8 ? 1 : sizeof(float);
-    void *plain = calloc((size_t)fw->cols * H, esz);
-    if (!plain)
-        return NULL;
+    size_t esz = fw->kernel == VG_KERNEL_INT8 ? 1 : sizeof(float), pad = (size_t)(fw->cols - N);
+    void *plain = fw->plain;
+    memset((char *)plain + (size_t)N * H * esz, 0, pad * H * esz);
+    memset(fw->scale + N, 0, pad * sizeof *fw->scale);
+    memset(fw->bias + N, 0, pad * sizeof *fw->bias);
     for (int i = 0; i < N; i++) {
         const vg_real *wr = W + (size_t)i * H;
         fw->bias[i] = (float)b[i];
@@ -176,7 +192,6 @@ static void *plain_weights(vg_fastw_t *fw, const vg_model_t *m)
             out[h] = (int8_t)lrintf(wr[h] * q);
         fw->scale[i] = amax / (127.0f * 127.0f);
     }
-    return plain;
 }
 
 /* Reorders the plain weights into fw->wmd's layout. */
@@ -212,22 +227,35 @@ static int reorder_weights(vg_fastw_t *fw, dnnl_engine_t eng, const void *plain)
 
 int vg_fastw_build(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen)
 {
+    *out = NULL;
+    return vg_fastw_rebuild(out, m, want, why, whylen);
+}
+
+int vg_fastw_rebuild(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen)
+{
     char tmp[160];
     if (!why) {
         why = tmp;
         whylen = sizeof tmp;
     }
+    vg_fastw_t *fw = *out;
     *out = NULL;
     snprintf(why, whylen, "fp32 asked for");
-    if (want == VG_KERNEL_FP32)
+    if (want == VG_KERNEL_FP32 || m->n_items == 0) {
+        if (m->n_items == 0)
+            snprintf(why, whylen, "an empty catalogue");
+        vg_fastw_free(fw);
         return 0;
-    snprintf(why, whylen, "an empty catalogue");
-    if (m->n_items == 0)
-        return 0;
-    vg_fastw_t *fw = calloc(1, sizeof *fw);
-    dnnl_engine_t eng = NULL;
-    if (!fw)
+    }
+    if (fw) { /* its buffers stay; everything else is made again */
+        vg_fastw_t keep = *fw;
+        *fw = (vg_fastw_t){.w = keep.w, .scale = keep.scale, .bias = keep.bias, .plain = keep.plain,
+                           .w_cap = keep.w_cap, .scale_cap = keep.scale_cap, .bias_cap = keep.bias_cap,
+                           .plain_cap = keep.plain_cap};
+    } else if (!(fw = calloc(1, sizeof *fw))) {
         return VG_ENOMEM;
+    }
+    dnnl_engine_t eng = NULL;
     fw->n_items = m->n_items;
     fw->hidden = m->cfg.hidden;
     fw->cols = (m->n_items + VG_FASTW_ALIGN - 1) / VG_FASTW_ALIGN * VG_FASTW_ALIGN;
@@ -256,18 +284,17 @@ int vg_fastw_build(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char
     }
     const char *chosen = impl[fw->kernel == tries[0] ? 0 : 1];
     snprintf(fw->path, sizeof fw->path, "%s %s", vg_kernel_name(fw->kernel), chosen);
-    size_t wbytes = dnnl_memory_desc_get_size(&fw->wmd);
-    fw->w = aligned_alloc(64, (wbytes + 63) / 64 * 64);
-    fw->scale = calloc((size_t)fw->cols, sizeof *fw->scale);
-    fw->bias = calloc((size_t)fw->cols, sizeof *fw->bias);
-    void *plain = fw->w && fw->scale && fw->bias ? plain_weights(fw, m) : NULL;
-    if (!plain) {
+    size_t esz = fw->kernel == VG_KERNEL_INT8 ? 1 : sizeof(float), cols = (size_t)fw->cols;
+    if (reuse(&fw->w, &fw->w_cap, dnnl_memory_desc_get_size(&fw->wmd)) ||
+        reuse((void **)&fw->scale, &fw->scale_cap, cols * sizeof *fw->scale) ||
+        reuse((void **)&fw->bias, &fw->bias_cap, cols * sizeof *fw->bias) ||
+        reuse(&fw->plain, &fw->plain_cap, cols * (size_t)fw->hidden * esz)) {
         dnnl_engine_destroy(eng);
         vg_fastw_free(fw);
         return VG_ENOMEM;
     }
-    int ok = reorder_weights(fw, eng, plain);
-    free(plain);
+    plain_weights(fw, m);
+    int ok = reorder_weights(fw, eng, fw->plain);
     snprintf(why, whylen, "oneDNN could not reorder the weights for %s", fw->path);
     if (!ok)
         goto fp32;
@@ -289,6 +316,7 @@ void vg_fastw_free(vg_fastw_t *fw)
     free(fw->w);
     free(fw->scale);
     free(fw->bias);
+    free(fw->plain);
     free(fw);
 }
 
@@ -471,6 +499,11 @@ struct vg_ranker {
     size_t work_n;
 };
 
+int vg_fastw_rebuild(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen)
+{
+    free(*out);
+    return vg_fastw_build(out, m, want, why, whylen);
+}
 int vg_fastw_build(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen)
 {
     (void)m;

@@ -64,6 +64,10 @@ typedef struct vg_fastw vg_fastw_t;
  * weights, or NULL for fp32 (asked for, or no fast kernel: `why` says which;
  * it may be NULL).  Returns 0, or VG_ENOMEM (*out NULL). */
 int vg_fastw_build(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen);
+/* The same, taking over *out (NULL, or weights built earlier that nobody
+ * reads any more): its buffers are reused where large enough, so a
+ * snapshot of an unchanged catalogue faults in no fresh pages. */
+int vg_fastw_rebuild(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, char *why, size_t whylen);
 void vg_fastw_free(vg_fastw_t *fw); /* NULL ok */
 /* The kernel of fw (VG_KERNEL_FP32 for NULL). */
 vg_kernel_t vg_fastw_kernel(const vg_fastw_t *fw);

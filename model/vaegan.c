@@ -353,7 +353,21 @@ void vg_model_close(vg_model_t *m)
 
 int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src)
 {
+    memset(dst, 0, sizeof *dst);
+    return vg_model_resnapshot(dst, src);
+}
+
+int vg_model_resnapshot(vg_model_t *dst, const vg_model_t *src)
+{
     static const int gen[] = {VG_P_E1, VG_P_B1, VG_P_W2, VG_P_B2, VG_P_W3, VG_P_B3, VG_P_W4, VG_P_B4};
+    vg_real *keep[VG_P_COUNT] = {0};
+    size_t kept[VG_P_COUNT] = {0}; /* elements each kept array holds */
+    for (size_t k = 0; k < sizeof gen / sizeof gen[0]; k++) {
+        keep[gen[k]] = dst->p[gen[k]].w;
+        kept[gen[k]] = dst->p[gen[k]].cap_rows * dst->p[gen[k]].cols;
+    }
+    work_free(dst->work); /* a snapshot has none, and an empty vocabulary: nothing else to keep */
+    vg_vocab_free(&dst->vocab);
     memset(dst, 0, sizeof *dst);
     dst->cfg = src->cfg;
     dst->n_items = src->n_items;
@@ -361,21 +375,27 @@ int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src)
     dst->rng = src->rng;
     dst->gen_terms = src->gen_terms;
     vg_vocab_init(&dst->vocab);
+    int rc = 0;
     for (size_t k = 0; k < sizeof gen / sizeof gen[0]; k++) {
         const vg_param_t *p = &src->p[gen[k]];
         vg_param_t *q = &dst->p[gen[k]];
+        size_t n = p->rows * p->cols;
         *q = *p;
         q->g = q->m = q->v = NULL;
-        q->cap_rows = p->rows;
-        size_t n = p->rows * p->cols;
-        q->w = malloc((n ? n : 1) * sizeof(vg_real));
-        if (!q->w) {
-            vg_model_close(dst);
-            return VG_ENOMEM;
+        q->w = keep[gen[k]]; /* taken over even after a failure, so that vg_model_close frees it */
+        q->cap_rows = p->cols && q->w ? kept[gen[k]] / p->cols : 0;
+        if (!rc && (!q->w || q->cap_rows < p->rows)) {
+            free(q->w);
+            q->cap_rows = p->rows;
+            if (!(q->w = malloc((n ? n : 1) * sizeof(vg_real))))
+                rc = VG_ENOMEM;
         }
-        memcpy(q->w, p->w, n * sizeof(vg_real));
+        if (!rc)
+            memcpy(q->w, p->w, n * sizeof(vg_real));
     }
-    return 0;
+    if (rc)
+        vg_model_close(dst);
+    return rc;
 }
 
 /* Makes room for n_items rows in every item-major tensor (realloc keeps the

@@ -212,6 +212,10 @@ const vg_real *vg_model_hidden(const vg_model_t *m, const vg_csr_t *X, vg_real *
  * on dst; training it returns VG_EINVAL; vg_model_close() frees it.
  * Returns 0 or VG_ENOMEM. */
 int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src);
+/* The same into dst, a snapshot made earlier that nobody reads any more: its
+ * arrays are reused where they are large enough (no fresh pages to fault in
+ * for a catalogue that did not grow).  On failure dst is closed. */
+int vg_model_resnapshot(vg_model_t *dst, const vg_model_t *src);
 
 /* Grows the catalogue to n_items (>= current): item rows of every
  * item-major tensor are appended with fresh initialisation and zero moments;

@@ -205,6 +205,65 @@ static void agrees(vg_kernel_t k)
 Test(ranker, int8_agrees_with_fp32) { agrees(VG_KERNEL_INT8); }
 Test(ranker, bf16_agrees_with_fp32) { agrees(VG_KERNEL_BF16); }
 
+/* A snapshot and its fast weights remade in the buffers of older ones
+ * (vg_model_resnapshot, vg_fastw_rebuild) rank exactly as ones made
+ * afresh: after more training, after the catalogue grew past the old
+ * buffers, and with the buffers of a larger catalogue. */
+Test(ranker, remade_in_old_buffers_ranks_as_made_afresh)
+{
+    vg_csr_t X = grouped(4, 200, ITEMS);
+    vg_model_t m, old, fresh;
+    trained(&m, &X, 5);
+    cr_assert_eq(vg_model_snapshot(&old, &m), 0);
+    vg_fastw_t *ofw = NULL;
+    cr_assert_eq(vg_fastw_build(&ofw, &old, VG_KERNEL_AUTO, NULL, 0), 0);
+    vg_ranker_t *r = vg_ranker_new();
+    size_t n = (size_t)X.rows * TOP;
+    int32_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    vg_real *as = malloc(n * sizeof *as), *bs = malloc(n * sizeof *bs);
+    int *ac = malloc((size_t)X.rows * sizeof *ac), *bc = malloc((size_t)X.rows * sizeof *bc);
+    for (int change = 0; change < 3; change++) {
+        if (change == 0) { /* more training */
+            vg_csr_t bt = {0};
+            int sel[100];
+            for (int k = 0; k < 100; k++)
+                sel[k] = k;
+            cr_assert_eq(vg_csr_gather(&bt, &X, sel, 100), 0);
+            cr_assert_eq(vg_model_train_step(&m, &bt, NULL), 0);
+            vg_csr_free(&bt);
+        } else if (change == 1) {
+            cr_assert_eq(vg_model_grow(&m, ITEMS + 1500), 0); /* past the old buffers */
+        }
+        /* change 2: the old buffers (of the grown catalogue) reused at the same size */
+        cr_assert_eq(vg_model_resnapshot(&old, &m), 0);
+        cr_assert_eq(vg_fastw_rebuild(&ofw, &old, VG_KERNEL_AUTO, NULL, 0), 0);
+        cr_assert_eq(vg_model_snapshot(&fresh, &m), 0);
+        vg_fastw_t *ffw = NULL;
+        cr_assert_eq(vg_fastw_build(&ffw, &fresh, VG_KERNEL_AUTO, NULL, 0), 0);
+        cr_assert_eq(vg_fastw_kernel(ofw), vg_fastw_kernel(ffw));
+        vg_csr_t Y = X;
+        Y.cols = m.n_items;
+        rank_all(r, &old, ofw, &Y, 64, TOP, a, as, ac);
+        rank_all(r, &fresh, ffw, &Y, 64, TOP, b, bs, bc);
+        cr_assert_arr_eq(ac, bc, (size_t)X.rows * sizeof *ac, "change %d: counts", change);
+        cr_assert_arr_eq(a, b, n * sizeof *a, "change %d: items", change);
+        cr_assert_arr_eq(as, bs, n * sizeof *as, "change %d: scores", change);
+        vg_fastw_free(ffw);
+        vg_model_close(&fresh);
+    }
+    free(a);
+    free(b);
+    free(as);
+    free(bs);
+    free(ac);
+    free(bc);
+    vg_ranker_free(r);
+    vg_fastw_free(ofw);
+    vg_model_close(&old);
+    vg_model_close(&m);
+    vg_csr_free(&X);
+}
+
 /* A catalogue smaller than the list: every item not excluded, once. */
 Test(ranker, short_catalogue_and_growth)
 {
