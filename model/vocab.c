@@ -1,6 +1,7 @@
 /*
  * vocab.c — open-addressing hash table (FNV-1a, linear probing, load <= 1/2)
- * over an append-only array of id strings.
+ * over an append-only array of id strings.  Each slot keeps its id's hash
+ * beside its index, so a probe compares ids only where the hashes agree.
  */
 #include "model/vocab.h"
 
@@ -27,16 +28,18 @@ void vg_vocab_free(vg_vocab_t *v)
         free(v->ids[i]);
     free(v->ids);
     free(v->slots);
+    free(v->hashes);
     free(v->free_idx);
     memset(v, 0, sizeof *v);
 }
 
-static size_t probe(const vg_vocab_t *v, const char *id, size_t len)
+/* The slot of id (hash h), or the empty slot where it would go. */
+static size_t probe(const vg_vocab_t *v, const char *id, size_t len, uint32_t h)
 {
-    size_t mask = v->n_slots - 1, s = (size_t)fnv1a(id, len) & mask;
+    size_t mask = v->n_slots - 1, s = h & mask;
     for (;;) {
         int32_t k = v->slots[s];
-        if (k < 0 || (strlen(v->ids[k]) == len && memcmp(v->ids[k], id, len) == 0))
+        if (k < 0 || (v->hashes[s] == h && strlen(v->ids[k]) == len && memcmp(v->ids[k], id, len) == 0))
             return s;
         s = (s + 1) & mask;
     }
@@ -46,21 +49,32 @@ int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len)
 {
     if (!v->n_slots)
         return -1;
-    return v->slots[probe(v, id, len)];
+    return v->slots[probe(v, id, len, (uint32_t)fnv1a(id, len))];
 }
 
 static int rehash(vg_vocab_t *v, size_t n_slots)
 {
     int32_t *slots = malloc(n_slots * sizeof *slots);
-    if (!slots)
+    uint32_t *hashes = malloc(n_slots * sizeof *hashes);
+    if (!slots || !hashes) {
+        free(slots);
+        free(hashes);
         return VG_ENOMEM;
+    }
     memset(slots, 0xff, n_slots * sizeof *slots);
     free(v->slots);
+    free(v->hashes);
     v->slots = slots;
+    v->hashes = hashes;
     v->n_slots = n_slots;
     for (int i = 0; i < v->n; i++)
-        if (v->ids[i][0]) /* erased ids have no slot */
-            v->slots[probe(v, v->ids[i], strlen(v->ids[i]))] = i;
+        if (v->ids[i][0]) { /* erased ids have no slot */
+            size_t len = strlen(v->ids[i]);
+            uint32_t h = (uint32_t)fnv1a(v->ids[i], len);
+            size_t s = probe(v, v->ids[i], len, h);
+            v->slots[s] = i;
+            v->hashes[s] = h;
+        }
     return 0;
 }
 
@@ -77,7 +91,8 @@ int vg_vocab_erase(vg_vocab_t *v, int32_t i)
     char *empty = calloc(1, 1);
     if (!empty)
         return VG_ENOMEM;
-    size_t mask = v->n_slots - 1, s = probe(v, v->ids[i], strlen(v->ids[i]));
+    size_t len = strlen(v->ids[i]);
+    size_t mask = v->n_slots - 1, s = probe(v, v->ids[i], len, (uint32_t)fnv1a(v->ids[i], len));
     vg_assert(v->slots[s] == i);
     free(v->ids[i]);
     v->ids[i] = empty;
@@ -86,10 +101,11 @@ int vg_vocab_erase(vg_vocab_t *v, int32_t i)
     v->slots[s] = -1;
     for (size_t j = (s + 1) & mask; v->slots[j] >= 0; j = (j + 1) & mask) {
         int32_t k = v->slots[j];
-        size_t home = (size_t)fnv1a(v->ids[k], strlen(v->ids[k])) & mask;
+        size_t home = v->hashes[j] & mask;
         int stays = s < j ? (home > s && home <= j) : (home > s || home <= j);
         if (!stays) {
             v->slots[s] = k;
+            v->hashes[s] = v->hashes[j];
             v->slots[j] = -1;
             s = j;
         }
@@ -110,7 +126,8 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
         if (rc)
             return rc;
     }
-    size_t s = probe(v, id, len);
+    uint32_t h = (uint32_t)fnv1a(id, len);
+    size_t s = probe(v, id, len, h);
     if (v->slots[s] >= 0)
         return v->slots[s];
     if (!v->n_free && v->n == v->cap) {
@@ -135,6 +152,7 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
     }
     v->ids[i] = copy;
     v->slots[s] = i;
+    v->hashes[s] = h;
     if (added)
         *added = 1;
     return i;
