@@ -110,14 +110,11 @@ static inline size_t vg_resp_fmt_num(char out[VG_RESP_NUM_MAX], double v)
     return (size_t)n;
 }
 
-/* A rec:<user> list's score as text: an integral value as plain digits,
- * any other with 9 significant digits, which is exact for an fp32 score (it
- * reads back as the same float) and a third of vg_resp_fmt_num's cost. */
-static inline size_t vg_resp_fmt_score(char out[VG_RESP_NUM_MAX], double v)
-{
-    size_t k = vg_resp_fmt_integral_(out, v);
-    return k ? k : (size_t)snprintf(out, VG_RESP_NUM_MAX, "%.9g", v);
-}
+/* A rec:<user> list's score as text (resp.c): an integral value as plain
+ * digits; a float (an fp32 score) with at most 9 significant digits, which
+ * reads back as the same float and keeps distinct floats apart and in
+ * order; any other double as vg_resp_fmt_num writes it. */
+size_t vg_resp_fmt_score(char out[VG_RESP_NUM_MAX], double v);
 
 /* One argument: the finite double v as vg_resp_fmt_num() writes it. */
 static inline char *vg_resp_num(char *p, double v)
