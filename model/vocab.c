@@ -28,7 +28,6 @@ void vg_vocab_free(vg_vocab_t *v)
         free(v->ids[i]);
     free(v->ids);
     free(v->slots);
-    free(v->hashes);
     free(v->free_idx);
     memset(v, 0, sizeof *v);
 }
@@ -38,8 +37,8 @@ static size_t probe(const vg_vocab_t *v, const char *id, size_t len, uint32_t h)
 {
     size_t mask = v->n_slots - 1, s = h & mask;
     for (;;) {
-        int32_t k = v->slots[s];
-        if (k < 0 || (v->hashes[s] == h && strlen(v->ids[k]) == len && memcmp(v->ids[k], id, len) == 0))
+        int32_t k = v->slots[s].idx;
+        if (k < 0 || (v->slots[s].hash == h && strlen(v->ids[k]) == len && memcmp(v->ids[k], id, len) == 0))
             return s;
         s = (s + 1) & mask;
     }
@@ -49,31 +48,25 @@ int32_t vg_vocab_find(const vg_vocab_t *v, const char *id, size_t len)
 {
     if (!v->n_slots)
         return -1;
-    return v->slots[probe(v, id, len, (uint32_t)fnv1a(id, len))];
+    return v->slots[probe(v, id, len, (uint32_t)fnv1a(id, len))].idx;
 }
 
 static int rehash(vg_vocab_t *v, size_t n_slots)
 {
-    int32_t *slots = malloc(n_slots * sizeof *slots);
-    uint32_t *hashes = malloc(n_slots * sizeof *hashes);
-    if (!slots || !hashes) {
-        free(slots);
-        free(hashes);
+    struct vg_vocab_slot *slots = malloc(n_slots * sizeof *slots);
+    if (!slots)
         return VG_ENOMEM;
-    }
-    memset(slots, 0xff, n_slots * sizeof *slots);
+    for (size_t s = 0; s < n_slots; s++)
+        slots[s].idx = -1;
     free(v->slots);
-    free(v->hashes);
     v->slots = slots;
-    v->hashes = hashes;
     v->n_slots = n_slots;
     for (int i = 0; i < v->n; i++)
         if (v->ids[i][0]) { /* erased ids have no slot */
             size_t len = strlen(v->ids[i]);
             uint32_t h = (uint32_t)fnv1a(v->ids[i], len);
             size_t s = probe(v, v->ids[i], len, h);
-            v->slots[s] = i;
-            v->hashes[s] = h;
+            v->slots[s] = (struct vg_vocab_slot){i, h};
         }
     return 0;
 }
@@ -93,20 +86,18 @@ int vg_vocab_erase(vg_vocab_t *v, int32_t i)
         return VG_ENOMEM;
     size_t len = strlen(v->ids[i]);
     size_t mask = v->n_slots - 1, s = probe(v, v->ids[i], len, (uint32_t)fnv1a(v->ids[i], len));
-    vg_assert(v->slots[s] == i);
+    vg_assert(v->slots[s].idx == i);
     free(v->ids[i]);
     v->ids[i] = empty;
     /* backward-shift deletion: move up every later entry of the probe run
      * whose home slot does not lie cyclically in (s, j] */
-    v->slots[s] = -1;
-    for (size_t j = (s + 1) & mask; v->slots[j] >= 0; j = (j + 1) & mask) {
-        int32_t k = v->slots[j];
-        size_t home = v->hashes[j] & mask;
+    v->slots[s].idx = -1;
+    for (size_t j = (s + 1) & mask; v->slots[j].idx >= 0; j = (j + 1) & mask) {
+        size_t home = v->slots[j].hash & mask;
         int stays = s < j ? (home > s && home <= j) : (home > s || home <= j);
         if (!stays) {
-            v->slots[s] = k;
-            v->hashes[s] = v->hashes[j];
-            v->slots[j] = -1;
+            v->slots[s] = v->slots[j];
+            v->slots[j].idx = -1;
             s = j;
         }
     }
@@ -128,8 +119,8 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
     }
     uint32_t h = (uint32_t)fnv1a(id, len);
     size_t s = probe(v, id, len, h);
-    if (v->slots[s] >= 0)
-        return v->slots[s];
+    if (v->slots[s].idx >= 0)
+        return v->slots[s].idx;
     if (!v->n_free && v->n == v->cap) {
         int cap = v->cap ? 2 * v->cap : 64;
         char **ids = realloc(v->ids, (size_t)cap * sizeof *ids);
@@ -151,8 +142,7 @@ int32_t vg_vocab_add(vg_vocab_t *v, const char *id, size_t len, int *added)
         i = v->n++;
     }
     v->ids[i] = copy;
-    v->slots[s] = i;
-    v->hashes[s] = h;
+    v->slots[s] = (struct vg_vocab_slot){i, h};
     if (added)
         *added = 1;
     return i;

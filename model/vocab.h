@@ -21,8 +21,10 @@
 typedef struct vg_vocab {
     int n, cap;          /* indices handed out (erased ones included), capacity of `ids` */
     char **ids;          /* ids[i] = NUL-terminated text of item i (owned) */
-    int32_t *slots;      /* hash table of indices, -1 = empty */
-    uint32_t *hashes;    /* per slot: the low 32 bits of its id's hash (compared before the id) */
+    struct vg_vocab_slot {
+        int32_t idx;     /* index of the id, -1 = empty */
+        uint32_t hash;   /* the low 32 bits of its hash (compared before the id) */
+    } *slots;            /* the hash table: one cache line holds both */
     size_t n_slots;      /* power of two */
     int reuse;           /* 1: erased indices are handed out again (set after init) */
     int32_t *free_idx;   /* with reuse: the erased indices, a stack */
