@@ -6,9 +6,12 @@
  * start, or enough new events) or the next save attempt (save_due),
  * whichever comes first; in backlog mode (the flag `backlog`, written by the
  * loop thread only) the interval is backlog_interval_ms and a round one
- * step.  A failed save
- * moves save_due by the backoff `retry_s` only, a successful one by the full
- * checkpoint interval.
+ * step.  A failed save moves save_due by the backoff `retry_s` only, a
+ * successful one by the full checkpoint interval.
+ *
+ * Snapshots: the trainer keeps a reference to the last two it published, so
+ * that the older one, once no scorer reads it any more, is remade into the
+ * next (rank.h vg_snap_remake) instead of freed and allocated again.
  */
 #define _GNU_SOURCE /* syscall(SYS_gettid): per-thread nice on Linux */
 #include "daemon/trainer.h"
