@@ -151,8 +151,6 @@ static int kernel_ok(dnnl_engine_t eng, vg_kernel_t k, int H, int cols, int nati
     return rc;
 }
 
-/* Plain item-major weights (cols × H, padded with zeros) for the reorder:
- * int8 quantised per row, bf16 as fp32 (the reorder rounds). */
 /* *b with at least n bytes: kept when it has them (*cap), else replaced.
  * Returns 0 or VG_ENOMEM. */
 static int reuse(void **b, size_t *cap, size_t n)
@@ -165,7 +163,9 @@ static int reuse(void **b, size_t *cap, size_t n)
     return *b ? 0 : VG_ENOMEM;
 }
 
-/* fw->plain, scale and bias from m (the columns past the catalogue zero). */
+/* Plain item-major weights into fw->plain (cols × H, the rows past the
+ * catalogue zero) for the reorder: int8 quantised per row, bf16 as fp32 (the
+ * reorder rounds); the per-column scale and bias beside them. */
 static void plain_weights(vg_fastw_t *fw, const vg_model_t *m)
 {
     const int N = fw->n_items, H = fw->hidden;
