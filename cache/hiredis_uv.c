@@ -12,10 +12,17 @@
  * saves two epoll_ctl calls per iteration that writes, 15 % of the loop's
  * time during ingest.
  *
+ * A command submitted while a flush runs (any context's, on this thread: a
+ * failed write's disconnect can make another context send) would miss this
+ * iteration's prepare phase, so it waits for UV_WRITABLE instead.
+ *
  * Invariant: p->ac is the live context until hiredis calls cleanup, NULL
  * after; the callbacks check it before each handler, because the read
  * handler may free the context (a disconnect) before the write handler
- * would run.  The binding's memory goes when both handles are closed.
+ * would run.  p->events is what the poll watches: libuv stops a poll itself
+ * before reporting an error status, so then it is 0 again and the next add
+ * starts the poll anew.  The binding's memory goes when both handles are
+ * closed.
  */
 #include "cache/hiredis_uv.h"
 
@@ -29,14 +36,19 @@ typedef struct vg_hiredis_uv {
     uv_prepare_t flush;    /* writes the output buffer before the loop blocks */
     int events;            /* what the poll watches */
     int flush_on;          /* flush is started */
-    int flushing;          /* inside the flush's redisAsyncHandleWrite */
     int open;              /* handles not yet closed */
 } vg_hiredis_uv_t;
+
+static _Thread_local int flushing; /* inside some binding's flush on this thread */
 
 static void huv_poll(uv_poll_t *h, int status, int events)
 {
     vg_hiredis_uv_t *p = h->data;
-    int ev = status ? p->events : events;
+    int ev = events;
+    if (status < 0) { /* libuv has stopped the poll: the handlers meet the error, or re-add */
+        ev = p->events;
+        p->events = 0;
+    }
     if (p->ac && (ev & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     if (p->ac && (ev & UV_WRITABLE))
@@ -62,15 +74,15 @@ static void huv_flush(uv_prepare_t *h)
     p->flush_on = 0;
     if (!p->ac)
         return;
-    p->flushing = 1; /* a write left unfinished asks for UV_WRITABLE (huv_add_write) */
+    flushing = 1; /* a write left unfinished asks for UV_WRITABLE (huv_add_write) */
     redisAsyncHandleWrite(p->ac);
-    p->flushing = 0;
+    flushing = 0;
 }
 
 static void huv_add_write(void *d)
 {
     vg_hiredis_uv_t *p = d;
-    if (p->flushing || !(p->ac->c.flags & REDIS_CONNECTED)) { /* the socket is full, or connecting */
+    if (flushing || !(p->ac->c.flags & REDIS_CONNECTED)) { /* socket full, prepare phase, or connecting */
         huv_update(p, UV_WRITABLE, 0);
     } else if (!(p->events & UV_WRITABLE) && !p->flush_on) {
         p->flush_on = 1;

@@ -60,7 +60,8 @@ struct vg_trainer {
 
 void vg_trainer_events(vg_trainer_t *t, int n)
 {
-    if (t->cfg.min_new_events > 0 && atomic_fetch_add(&t->new_events, n) + n >= t->cfg.min_new_events) {
+    long min = t->cfg.min_new_events, was = atomic_fetch_add(&t->new_events, n);
+    if (min > 0 && was < min && was + n >= min) { /* once per crossing: the thread checks the count itself */
         pthread_mutex_lock(&t->mu);
         pthread_cond_signal(&t->cv);
         pthread_mutex_unlock(&t->mu);
