@@ -122,8 +122,11 @@ static dnnl_status_t matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, vg_
 enum { KERNEL_OK = 0, KERNEL_NONE = 1, KERNEL_NO_JIT = 2 };
 
 /* Is kernel k compiled (not a reference loop) and, for auto, native to the
- * CPU?  Fills impl and, when it is, wmd.  Compiling one primitive proves JIT
- * works here. */
+ * CPU?  int8 must always be native (VNNI or AMX): oneDNN's AVX2 int8 path
+ * (gemm:jit) sums pairs of u8*s8 products in saturating 16-bit lanes, which
+ * our full-range quantisation overflows (measured on an AVX2-only EPYC:
+ * top-100 overlap with fp32 0.49).  Fills impl and, when it is, wmd.
+ * Compiling one primitive proves JIT works here. */
 static int kernel_ok(dnnl_engine_t eng, vg_kernel_t k, int H, int cols, int native, dnnl_memory_desc_t *wmd,
                      char *impl, size_t implen)
 {
@@ -136,7 +139,7 @@ static int kernel_ok(dnnl_engine_t eng, vg_kernel_t k, int H, int cols, int nati
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success && name) {
         snprintf(impl, implen, "%s", name);
         int ok = strncmp(name, "ref", 3) != 0;
-        if (native)
+        if (native || k == VG_KERNEL_INT8)
             ok = ok && (strstr(name, "amx") || strstr(name, k == VG_KERNEL_INT8 ? "vnni" : "bf16"));
         rc = ok ? KERNEL_OK : KERNEL_NONE;
     }
@@ -278,6 +281,9 @@ int vg_fastw_rebuild(vg_fastw_t **out, const vg_model_t *m, vg_kernel_t want, ch
                                   "MemoryDenyWriteExecute?)");
         else if (n_try == 2)
             snprintf(why, whylen, "no native int8 kernel (%s) nor bf16 kernel (%s)", impl[0], impl[1]);
+        else if (want == VG_KERNEL_INT8 && strcmp(impl[0], "none") != 0)
+            snprintf(why, whylen, "no native int8 kernel (%s: without VNNI or AMX its 16-bit sums saturate)",
+                     impl[0]);
         else
             snprintf(why, whylen, "no %s kernel (%s)", vg_kernel_name(want), impl[0]);
         goto fp32;
