@@ -13,12 +13,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <hiredis/async.h>
 #include <uv.h>
 
 #include "cache/dump.h"
+#include "cache/resp.h"
 #include "cache/store.h"
 #include "common/errors.h"
 #include "common/ratelimit.h"
@@ -27,10 +30,45 @@
 typedef struct st_ev {
     const char *user;
     size_t ulen;
-    size_t i; /* its index in the caller's array */
+    size_t i;       /* its index in the caller's array */
+    unsigned shard; /* cluster mode: the user's shard of vaegan:users (vg_store_user_shard_); else 0 */
 } st_ev_t;
 
 struct st_job; /* a job of the queue: private to store.c */
+struct vg_cluster;
+struct redisReply;
+
+/* Cluster mode (store.h, "Redis Cluster"): one unit of the cluster layer —
+ * command idx of job j — while it is unanswered.  Kept in its job
+ * (j->units[idx]). */
+typedef struct vg_store_unit_ {
+    vg_store_t *s;
+    struct st_job *j;
+    uint32_t idx;
+    const char *buf; /* its RESP bytes, in the job's buffer */
+    size_t len;
+    struct vg_store_unit_ *next; /* on the store's retry list */
+} vg_store_unit_t;
+
+/* The vaegan:users shard of a user in cluster mode: CRC16 of its id mod
+ * VG_STORE_USER_SHARDS. */
+unsigned vg_store_user_shard_(const char *user, size_t len);
+
+/* cache/store_cluster.c, for store.c (which it never calls but through
+ * these pointers).  cl_init_: creates s->cl from cfg's host:port (the seed)
+ * and starts s->timer ticking; each answer to a unit goes to on_reply, each
+ * change of the map's health (up: every slot has a connected master; major:
+ * the Redis version a node told) to on_up.  cl_send_: submits u->buf[0..len)
+ * as a unit, routed by the key it names.  cl_retry_: u comes again after the
+ * back-off (a server-state error).  cl_close_: ends s->cl, no callback
+ * follows. */
+typedef void (*vg_store_unit_reply_fn)(vg_store_unit_t *u, const struct redisReply *r);
+typedef void (*vg_store_cl_up_fn)(vg_store_t *s, int up, int major);
+int vg_store_cl_init_(vg_store_t *s, const vg_store_cfg_t *cfg, vg_store_unit_reply_fn on_reply, vg_store_cl_up_fn on_up,
+                      char *err, size_t errlen);
+int vg_store_cl_send_(vg_store_t *s, vg_store_unit_t *u);
+void vg_store_cl_retry_(vg_store_t *s, vg_store_unit_t *u);
+void vg_store_cl_close_(vg_store_t *s);
 
 /* What a reply means to the store (reply.c). */
 enum {
@@ -66,10 +104,18 @@ struct vg_store {
     int port, db;
     int history_max, rec_ttl_s, max_inflight, rmin, rmax, connect_timeout;
     int ordered;        /* cfg->removals: history writes through the ordered script */
-    int rec_zadd;       /* cfg->rec_zadd: lists always as MULTI/DEL/ZADD/EXEC */
+    int rec_zadd;       /* cfg->rec_zadd: lists always by the script's DEL/ZADD */
     int rec_restore;    /* lists as RESTORE of a listpack (dump.h): the server is >= 7 and lets us
                            (decided at each connect; jobs formatted before keep their form) */
     int hs_major, hs_restore_denied; /* what this connect's checks found */
+    int cluster;           /* cfg->cluster */
+    struct vg_cluster *cl; /* cluster mode (cfg->cluster): every command goes through it; ac stays NULL */
+    vg_store_unit_t *retry;    /* cluster mode: units waiting out a server-state error */
+    uint64_t retry_at;         /* ... sent again at this loop time */
+    int cl_major;              /* cluster mode: Redis major version (INFO server of a node), 0 = unknown */
+    int cl_info;               /* ... that INFO: not sent, sent, answered (store_cluster.c) */
+    vg_store_unit_reply_fn cl_reply; /* vg_store_cl_init_'s on_reply and on_up */
+    vg_store_cl_up_fn cl_up;
     vg_dump_tmp_t *zorder; /* vg_dump_zset's scratch */
     size_t zorder_cap;
     char *zbuf;         /* a list's RESTORE payload */
@@ -107,6 +153,44 @@ struct vg_store {
     uint64_t commands, replies, errors, reconnects, connect_failures, resent_jobs, jobs_done;
     char errstr[256];
 };
+
+/* The RESP argument naming a user's key: <p><kind><user>, or in cluster
+ * mode <p><kind>{<user>} (kind "hist:", "rm:" or "rec:"); at most
+ * VG_RESP_ARG_OVH + plen + klen + ulen + 2 bytes. */
+static inline char *vg_store_ukey_(const vg_store_t *s, char *p, const char *kind, size_t klen, const char *user,
+                                   size_t ulen)
+{
+    if (!s->cluster)
+        return vg_resp_arg3(p, s->prefix, s->plen, kind, klen, user, ulen);
+    *p++ = '$';
+    p = vg_resp_u64(p, s->plen + klen + ulen + 2);
+    *p++ = '\r';
+    *p++ = '\n';
+    if (s->plen)
+        memcpy(p, s->prefix, s->plen);
+    p += s->plen;
+    memcpy(p, kind, klen);
+    p += klen;
+    *p++ = '{';
+    if (ulen)
+        memcpy(p, user, ulen);
+    p += ulen;
+    *p++ = '}';
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* The RESP argument naming <p>vaegan:users, or in cluster mode its shard
+ * <p>vaegan:users:{<shard>}; at most VG_RESP_ARG_OVH + plen + 24 bytes. */
+static inline char *vg_store_users_key_(const vg_store_t *s, char *p, unsigned shard)
+{
+    if (!s->cluster)
+        return vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    char tag[16];
+    int n = snprintf(tag, sizeof tag, ":{%u}", shard);
+    return vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, tag, (size_t)n);
+}
 
 /* Grows *p (of *cap elements of elem bytes) to at least need elements,
  * doubling from 64.  Returns 0 or VG_ENOMEM (*p and *cap unchanged). */
@@ -148,6 +232,11 @@ int vg_store_submit_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_cb cb, 
  * events s->sev[s->smap[2c] .. s->smap[2c+1]).i; the job keeps that map so
  * that ecb learns which events a data error refused. */
 int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n, vg_store_events_cb ecb, void *ud);
+
+/* As vg_store_submit_ for a list write: one command, the list script
+ * (write.c), whose reply 0 (refused: Redis holds a newer version) makes the
+ * job's status VG_ESTALE. */
+int vg_store_submit_list_(vg_store_t *s, size_t len, vg_store_cb cb, void *ud);
 
 /* As vg_store_submit_ for a read-back (vg_store_read_user): rows gets each
  * reply's (member, score) pairs. */

@@ -83,9 +83,12 @@ static const struct {
     {"ZRANGE", "hist:", 1, 0, 3, {"0", "-1", "WITHSCORES"}},
     {"ZADD", "vaegan:users", 0, 0, 3, {"GT", "1", "x"}},
     {"ZRANGE", "vaegan:users", 0, 0, 2, {"0", "-1"}},
+    {"EVAL", "rec:", 1, 0, 0, {0}},
     {"DEL", "rec:", 1, 0, 0, {0}},
     {"ZADD", "rec:", 1, 0, 2, {"1", "x"}},
-    {"EXPIRE", "rec:", 1, 0, 1, {"1"}},
+    {"PEXPIRE", "rec:", 1, 0, 1, {"1"}},
+    {"GET", "recver:", 1, 0, 0, {0}},
+    {"SET", "recver:", 1, 0, 1, {"1"}},
     {"HSET", "vaegan:model", 0, 0, 2, {"f", "v"}},
     {"ZADD", "vaegan:forgotten", 0, 0, 3, {"GT", "1", "x"}},
     {"ZRANGE", "rm:", 1, 1, 2, {"0", "-1"}},
@@ -107,8 +110,9 @@ int vg_store_probe_(const vg_store_t *s, size_t i, const char *user, vg_store_pr
     out->argv[n++] = "DRYRUN";
     out->argv[n++] = user;
     out->argv[n++] = PROBES[i].cmd;
-    if (strcmp(PROBES[i].cmd, "EVAL") == 0) { /* EVAL script 2 hist:<u> rm:<u> */
-        snprintf(out->key2, sizeof out->key2, "%srm:" PROBE_USER, s->prefix ? s->prefix : "");
+    if (strcmp(PROBES[i].cmd, "EVAL") == 0) { /* EVAL script 2 hist:<u> rm:<u>, or rec:<u> recver:<u> */
+        snprintf(out->key2, sizeof out->key2, "%s%s" PROBE_USER, s->prefix ? s->prefix : "",
+                 strcmp(PROBES[i].key, "rec:") == 0 ? "recver:" : "rm:");
         out->argv[n++] = "return 0";
         out->argv[n++] = "2";
         out->argv[n++] = out->key;
@@ -129,8 +133,8 @@ const char *vg_store_probe_refusal_(const redisReply *r, int is_info)
 {
     if (is_info) /* INFO cluster */
         return r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1")
-                   ? "cluster_enabled:1: this is a Redis Cluster node, and this version writes to one Redis "
-                     "server, not to a cluster"
+                   ? "cluster_enabled:1: this is a Redis Cluster node; set redis.cluster = yes to write to "
+                     "the cluster"
                    : NULL;
     /* ACL DRYRUN: +OK, or a text saying why not; an error = no such check here */
     return r->type == REDIS_REPLY_STRING ? r->str : NULL;

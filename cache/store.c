@@ -14,7 +14,9 @@
  *   - jobs before s->send are completely written, s->send is partially
  *     written or not at all, jobs after it are not written;
  *   - replies arrive in order on one connection, so jobs complete in FIFO
- *     order: a job whose last reply arrives is always s->head;
+ *     order: a job whose last reply arrives is always s->head (in cluster
+ *     mode it may be any job: it is marked complete, and callbacks fire
+ *     from the head while the head is complete, st_complete);
  *   - s->inflight = commands written and unanswered on the current connection;
  *   - when the connection is lost (any path) s->ac is set to NULL first, then
  *     every written job is reset (write jobs from their first command, the
@@ -28,6 +30,15 @@
  * hiredis is bound to libuv by hiredis_uv.c, not by its 0.14.1 adapter,
  * which hangs on libuv's error status (see hiredis_uv.h).  The RESP writers
  * are in resp.h; struct vg_store is in internal.h, shared with write.c.
+ *
+ * Cluster mode (store.h, "Redis Cluster"): s->ac stays NULL and the pump
+ * hands each command to store_cluster.c as a unit
+ * of cache/cluster.h; the reply comes back through st_unit_reply with the
+ * command's index (replies of different slots arrive in any order), and
+ * "up" follows the slot map's health (st_cl_up) instead of a handshake.
+ * The cluster layer resends across lost nodes and redirects itself, so the
+ * reconnect path (st_lost) is not used; a server-state error sends its one
+ * unit again after the back-off instead of dropping a connection.
  *
  * A load job differs from write jobs: its buffer is rebuilt per round (the
  * marks and the ZCARD of vaegan:users first when asked for, then the ZRANGE
@@ -55,6 +66,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "cache/cluster.h"
 #include "cache/hiredis_uv.h"
 #include "cache/internal.h"
 #include "cache/resp.h"
@@ -79,6 +91,7 @@ typedef struct st_job {
     vg_store_cb cb;     /* on_done for a load */
     vg_store_events_cb ecb; /* a history job's callback instead of cb */
     vg_store_rows_cb rows;  /* a read-back job (vg_store_read_user): each reply's pairs */
+    int list;           /* a list write (vg_store_put_rec): its script answers 0 when refused as older */
     uint32_t n_ev;      /* a history job's events */
     uint32_t *map;      /* ... per command [first, end) into evi (vg_store_submit_events_) */
     uint32_t *evi;      /* ... the events' indices in the caller's array, grouped by user */
@@ -91,6 +104,9 @@ typedef struct st_job {
     uint32_t *off;      /* ncmds + 1 offsets into buf */
     char *buf;
     size_t bytes;       /* accounted in s->pending_bytes */
+    int complete;       /* every reply is in: its callback fires once the jobs before it completed */
+    vg_store_unit_t *units; /* cluster mode: units[i] for the unit starting at command i */
+    uint32_t ucap;
 } st_job_t;
 
 typedef struct st_load {
@@ -104,6 +120,8 @@ typedef struct st_load {
     int rc;               /* VG_ENOMEM once a history could not be delivered */
     size_t rank;          /* rank of the first user of the current chunk */
     size_t chunk_n;       /* users the current chunk's ZRANGE returned */
+    unsigned shard;       /* cluster mode: the shard of vaegan:users being read */
+    uint64_t count;       /* the COUNT round's sum so far */
     uint32_t *uoff, *ulen; /* per HISTS command: the user inside buf */
     size_t bufcap, cmdcap;
 } st_load_t;
@@ -151,6 +169,7 @@ static void st_job_clear_errors(st_job_t *j)
 static void st_job_free(st_job_t *j)
 {
     st_job_clear_errors(j);
+    free(j->units);
     if (j->kind == JOB_LOAD) {
         st_load_t *L = (st_load_t *)j;
         free(j->buf);
@@ -197,7 +216,7 @@ static void st_events_done(st_job_t *j)
 /* Pops the head (which must be j), calls its callback and frees it. */
 static void st_finish_head(vg_store_t *s, st_job_t *j)
 {
-    vg_assert(j == s->head);
+    vg_assert(j == s->head && j->complete);
     s->head = j->next;
     if (!s->head)
         s->tail = NULL;
@@ -211,6 +230,18 @@ static void st_finish_head(vg_store_t *s, st_job_t *j)
     else if (j->cb)
         j->cb(j->ud, j->status);
     st_job_free(j);
+}
+
+/* Every reply of j is in.  On one connection that makes it the head; in
+ * cluster mode jobs complete in any order, and their callbacks wait until
+ * the jobs before them completed. */
+static void st_complete(vg_store_t *s, st_job_t *j)
+{
+    j->complete = 1;
+    if (s->send == j)
+        s->send = j->next;
+    while (s->head && s->head->complete && !s->closing)
+        st_finish_head(s, s->head);
 }
 
 /* A write job built in the scratch (len bytes, ncmds commands whose offsets
@@ -258,12 +289,36 @@ int vg_store_submit_events_(vg_store_t *s, size_t len, uint32_t ncmds, size_t n,
     return st_submit(s, len, ncmds, n, NULL, ecb, ud);
 }
 
+int vg_store_submit_list_(vg_store_t *s, size_t len, vg_store_cb cb, void *ud)
+{
+    int rc = st_submit(s, len, 1, 0, cb, NULL, ud);
+    if (rc == 0)
+        s->tail->list = 1;
+    return rc;
+}
+
 int vg_store_submit_read_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_rows_cb rows, vg_store_cb cb, void *ud)
 {
     int rc = st_submit(s, len, ncmds, 0, cb, NULL, ud);
     if (rc == 0)
         s->tail->rows = rows;
     return rc;
+}
+
+/* Cluster mode: command i of j as one unit of the cluster layer.  Returns
+ * 0, or VG_ENOMEM (the pump tries again on the next reply or tick). */
+static int st_send_unit(vg_store_t *s, st_job_t *j, uint32_t i)
+{
+    if (j->ucap < j->ncmds) {
+        vg_store_unit_t *u = realloc(j->units, j->ncmds * sizeof *u);
+        if (!u)
+            return VG_ENOMEM;
+        j->units = u;
+        j->ucap = j->ncmds;
+    }
+    vg_store_unit_t *u = &j->units[i];
+    *u = (vg_store_unit_t){.s = s, .j = j, .idx = i, .buf = j->buf + j->off[i], .len = j->off[i + 1] - j->off[i]};
+    return vg_store_cl_send_(s, u);
 }
 
 /* Writes commands while the connection is ready and the window allows. */
@@ -280,9 +335,13 @@ static void st_pump(vg_store_t *s)
             continue;
         }
         uint32_t i = j->nsent;
-        if (redisAsyncFormattedCommand(s->ac, j->kind == JOB_LOAD ? st_on_load_reply : st_on_reply,
-                                       j, j->buf + j->off[i], j->off[i + 1] - j->off[i]) != REDIS_OK)
+        if (s->cl) {
+            if (st_send_unit(s, j, i))
+                break;
+        } else if (redisAsyncFormattedCommand(s->ac, j->kind == JOB_LOAD ? st_on_load_reply : st_on_reply, j,
+                                              j->buf + j->off[i], j->off[i + 1] - j->off[i]) != REDIS_OK) {
             break; /* the context is going down; the disconnect path re-queues */
+        }
         j->nsent++;
         s->inflight++;
         s->commands++;
@@ -393,10 +452,10 @@ static void st_ready(vg_store_t *s)
     if (restore != s->rec_restore || !s->ever_up)
         st_log(s, VG_LOG_INFO, "redis %s: lists written as %s", s->where,
                restore ? "one RESTORE of a listpack each (Redis >= 7)"
-               : s->rec_zadd ? "MULTI/DEL/ZADD/EXEC (redis.rec_write = zadd)"
-               : s->hs_restore_denied == 2 ? "MULTI/DEL/ZADD/EXEC (this server has no RESTORE command)"
-               : s->hs_restore_denied ? "MULTI/DEL/ZADD/EXEC (this user may not RESTORE)"
-                                      : "MULTI/DEL/ZADD/EXEC (Redis < 7)");
+               : s->rec_zadd ? "DEL/ZADD (redis.rec_write = zadd)"
+               : s->hs_restore_denied == 2 ? "DEL/ZADD (this server has no RESTORE command)"
+               : s->hs_restore_denied ? "DEL/ZADD (this user may not RESTORE)"
+                                      : "DEL/ZADD (Redis < 7)");
     s->rec_restore = restore;
     if (s->streak) {
         st_log(s, VG_LOG_DEBUG, "redis %s: reconnected; server was not writable (%u times)",
@@ -587,14 +646,10 @@ static void st_connect(vg_store_t *s)
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
-/* "ZADD hist:u1" or, for EXEC, "EXEC (DEL rec:u1)": what command idx of j was. */
+/* "ZADD hist:u1": what command idx of j was. */
 static void st_describe(const st_job_t *j, uint32_t idx, char *out, size_t outlen)
 {
-    char what[200], key[200] = "";
-    vg_resp_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], what, sizeof what);
-    if (!strchr(what, ' ') && j->ncmds > 1 && idx != 1) /* EXEC: name the key of the DEL */
-        vg_resp_describe(j->buf + j->off[1], j->off[2] - j->off[1], key, sizeof key);
-    snprintf(out, outlen, "%s%s%s%s", what, key[0] ? " (" : "", key, key[0] ? ")" : "");
+    vg_resp_describe(j->buf + j->off[idx], j->off[idx + 1] - j->off[idx], out, outlen);
 }
 
 /* A data error of command idx of j: remembered for the per-event results
@@ -654,17 +709,36 @@ static void st_refuse(vg_store_t *s, const char *what, const char *msg)
         s->on_fatal(s->ud, text);
 }
 
+/* The class of reply r (reply.c), as this store reads it: in cluster mode
+ * CROSSSLOT is one command's error (a user id without a usable hash tag),
+ * not a refusal of the whole server. */
+static int st_classify(const vg_store_t *s, const redisReply *r, const char **msg)
+{
+    int cl = vg_store_classify_(r, s->pass != NULL, msg);
+    if (cl == VG_RC_REFUSED && s->cluster && strncmp(*msg, "CROSSSLOT", 9) == 0)
+        cl = VG_RC_DATA;
+    return cl;
+}
+
+/* READONLY is transient until it has lasted readonly_timeout since the last
+ * good reply, then a refusal; any other class is returned as it is. */
+static int st_readonly(vg_store_t *s, int cl)
+{
+    if (cl != VG_RC_READONLY)
+        return cl;
+    uint64_t now = uv_now(s->loop) + 1; /* + 1: 0 means "none" */
+    if (!s->ro_since)
+        s->ro_since = now;
+    return now - s->ro_since >= (uint64_t)s->readonly_timeout ? VG_RC_REFUSED : VG_RC_TRANSIENT;
+}
+
 /* The part of a reply's handling that server-state errors and refusals
  * share between write and load replies.  Returns 1 when it ends the reply's
- * handling (the connection was dropped, or the store refused), else 0. */
+ * handling (the connection was dropped, or the store refused), else 0.  (In
+ * cluster mode st_unit_reply has sent server-state errors back.) */
 static int st_server_error(vg_store_t *s, const st_job_t *j, uint32_t idx, int cl, const char *msg)
 {
-    if (cl == VG_RC_READONLY) {
-        uint64_t now = uv_now(s->loop) + 1; /* + 1: 0 means "none" */
-        if (!s->ro_since)
-            s->ro_since = now;
-        cl = now - s->ro_since >= (uint64_t)s->readonly_timeout ? VG_RC_REFUSED : VG_RC_TRANSIENT;
-    }
+    cl = st_readonly(s, cl);
     if (cl == VG_RC_TRANSIENT) {
         char why[256];
         s->errors++;
@@ -695,6 +769,31 @@ static void st_good_reply(vg_store_t *s)
     s->rl_conn.window_start = 0;
 }
 
+/* The reply to command idx of write job j. */
+static void st_write_reply(vg_store_t *s, st_job_t *j, uint32_t idx, const redisReply *reply)
+{
+    s->replies++;
+    s->inflight--;
+    j->nanswered++;
+    const char *msg = NULL;
+    int cl = st_classify(s, reply, &msg);
+    if (st_server_error(s, j, idx, cl, msg))
+        return;
+    if (cl == VG_RC_DATA)
+        st_cmd_error(s, j, idx, msg);
+    else if (j->rows)
+        st_rows(s, j, idx, reply);
+    else if (j->list && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        j->status = VG_ESTALE; /* Redis holds a list of a newer history */
+    if (j->nanswered == j->ncmds) {
+        st_good_reply(s); /* a whole job went through */
+        st_complete(s, j);
+        if (s->closing)
+            return;
+    }
+    st_pump(s);
+}
+
 static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     vg_store_t *s = ac->data;
@@ -702,24 +801,7 @@ static void st_on_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!reply || s->closing || s->fatal || ac != s->ac)
         return;
     st_job_t *j = priv;
-    s->replies++;
-    s->inflight--;
-    uint32_t idx = j->nanswered++;
-    const char *msg = NULL;
-    int cl = vg_store_classify_(reply, s->pass != NULL, &msg);
-    if (st_server_error(s, j, idx, cl, msg))
-        return;
-    if (cl == VG_RC_DATA)
-        st_cmd_error(s, j, idx, msg);
-    else if (j->rows)
-        st_rows(s, j, idx, reply);
-    if (j->nanswered == j->ncmds) {
-        st_good_reply(s); /* a whole job went through (one OK of a MULTI proves nothing under OOM) */
-        st_finish_head(s, j);
-        if (s->closing)
-            return;
-    }
-    st_pump(s);
+    st_write_reply(s, j, j->nanswered, reply);
 }
 
 /* ---- load --------------------------------------------------------------------------------- */
@@ -754,22 +836,26 @@ static int st_load_marks_round(vg_store_t *s, st_load_t *L)
     return 0;
 }
 
-/* The COUNT round: ZCARD <p>vaegan:users. */
+/* The COUNT round: ZCARD <p>vaegan:users (of each shard in cluster mode). */
 static int st_load_count_round(vg_store_t *s, st_load_t *L)
 {
     st_job_t *j = &L->job;
-    size_t need = VG_RESP_HDR_OVH + 2 * VG_RESP_ARG_OVH + s->plen + 20;
+    uint32_t n = s->cluster ? VG_STORE_USER_SHARDS : 1;
+    size_t need = n * (VG_RESP_HDR_OVH + 2 * VG_RESP_ARG_OVH + s->plen + 40);
     if (vg_store_grow_((void **)&j->buf, &L->bufcap, need, 1) ||
-        vg_store_grow_((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
+        vg_store_grow_((void **)&j->off, &L->cmdcap, n + 1, sizeof(uint32_t)))
         return VG_ENOMEM;
     char *p = j->buf;
-    p = vg_resp_hdr(p, 2);
-    p = vg_resp_str(p, "ZCARD");
-    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
-    j->off[0] = 0;
-    j->off[1] = (uint32_t)(p - j->buf);
-    j->ncmds = 1;
+    for (uint32_t k = 0; k < n; k++) {
+        j->off[k] = (uint32_t)(p - j->buf);
+        p = vg_resp_hdr(p, 2);
+        p = vg_resp_str(p, "ZCARD");
+        p = vg_store_users_key_(s, p, k);
+    }
+    j->off[n] = (uint32_t)(p - j->buf);
+    j->ncmds = n;
     j->nsent = j->nanswered = 0;
+    L->count = 0;
     L->phase = LOAD_COUNT;
     return 0;
 }
@@ -784,14 +870,14 @@ static int st_load_next_round(vg_store_t *s, st_load_t *L)
 static int st_load_users_round(vg_store_t *s, st_load_t *L)
 {
     st_job_t *j = &L->job;
-    size_t need = 4 * VG_RESP_HDR_OVH + 4 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX) + s->plen + 16;
+    size_t need = 4 * VG_RESP_HDR_OVH + 4 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX) + s->plen + 40;
     if (vg_store_grow_((void **)&j->buf, &L->bufcap, need, 1) ||
         vg_store_grow_((void **)&j->off, &L->cmdcap, 2, sizeof(uint32_t)))
         return VG_ENOMEM;
     char *p = j->buf;
     p = vg_resp_hdr(p, 4);
     p = vg_resp_str(p, "ZRANGE");
-    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = vg_store_users_key_(s, p, L->shard);
     p = vg_resp_num(p, (double)L->rank);
     p = vg_resp_num(p, (double)(L->rank + ST_LOAD_CHUNK - 1));
     j->off[0] = 0;
@@ -812,7 +898,7 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
         const redisReply *u = users->element[i];
         if (u->type != REDIS_REPLY_STRING)
             continue;
-        need += per_user * (VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len);
+        need += per_user * (VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + 6 + 2 + 10 + s->plen + 5 + u->len + 2);
         nu++;
     }
     if (need > UINT32_MAX)
@@ -836,9 +922,9 @@ static int st_load_hists_round(vg_store_t *s, st_load_t *L, const redisReply *us
             j->off[c++] = (uint32_t)(p - j->buf);
             p = vg_resp_hdr(p, 5);
             p = vg_resp_str(p, "ZRANGE");
-            char *key = vg_resp_arg3(p, s->prefix, s->plen, r ? "rm:" : "hist:", r ? 3 : 5, u->str, u->len);
-            if (r == 0)
-                L->uoff[k] = (uint32_t)(key - 2 - u->len - j->buf); /* the user is the key's tail */
+            char *key = vg_store_ukey_(s, p, r ? "rm:" : "hist:", r ? 3 : 5, u->str, u->len);
+            if (r == 0) /* the user is the key's tail (before "}" in cluster mode) */
+                L->uoff[k] = (uint32_t)(key - 2 - (s->cluster != 0) - u->len - j->buf);
             p = vg_resp_str(key, "0");
             p = vg_resp_str(p, "-1");
             p = vg_resp_str(p, "WITHSCORES");
@@ -858,7 +944,7 @@ static void st_load_finish(vg_store_t *s, st_load_t *L, int status)
     if (status == 0 && L->failed)
         status = VG_EREDIS;
     L->job.status = status;
-    st_finish_head(s, &L->job);
+    st_complete(s, &L->job);
 }
 
 /* The (member, score) pairs of a ZRANGE ... WITHSCORES reply h (an array
@@ -922,18 +1008,29 @@ static int st_load_deliver(vg_store_t *s, st_load_t *L, uint32_t idx, const redi
     return 0;
 }
 
-static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
+/* After a chunk of users (more: it was a full one): the next chunk, the
+ * next shard's first (cluster mode), or the end of the load. */
+static void st_load_next_chunk(vg_store_t *s, st_load_t *L, int more)
 {
-    vg_store_t *s = ac->data;
-    redisReply *reply = r;
-    if (!reply || s->closing || s->fatal || ac != s->ac)
+    if (more) {
+        L->rank += ST_LOAD_CHUNK;
+    } else if (s->cluster && L->shard + 1 < VG_STORE_USER_SHARDS) {
+        L->shard++;
+        L->rank = 0;
+    } else {
+        st_load_finish(s, L, 0);
         return;
-    st_load_t *L = priv;
-    s->replies++;
-    s->inflight--;
-    uint32_t idx = L->job.nanswered++;
+    }
+    int rc = st_load_users_round(s, L);
+    if (rc)
+        st_load_finish(s, L, rc);
+}
+
+/* The reply to command idx of the load's round (nanswered counts it already). */
+static void st_load_reply(vg_store_t *s, st_load_t *L, uint32_t idx, const redisReply *reply)
+{
     const char *msg = NULL;
-    int cl = vg_store_classify_(reply, s->pass != NULL, &msg);
+    int cl = st_classify(s, reply, &msg);
     if (st_server_error(s, &L->job, idx, cl, msg))
         return;
     st_good_reply(s);
@@ -955,14 +1052,17 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
                 st_load_finish(s, L, rc);
         }
     } else if (L->phase == LOAD_COUNT) {
-        /* an error here is the users round's to report (it reads the same key) */
+        /* an error here is the users round's to report (it reads the same keys) */
         if (cl == VG_RC_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0)
-            L->on_count(L->job.ud, (uint64_t)reply->integer);
+            L->count += (uint64_t)reply->integer;
         else if (cl != VG_RC_OK)
             s->errors++;
-        int rc = s->closing ? 0 : st_load_users_round(s, L);
-        if (rc)
-            st_load_finish(s, L, rc);
+        if (L->job.nanswered == L->job.ncmds) {
+            L->on_count(L->job.ud, L->count);
+            int rc = s->closing ? 0 : st_load_users_round(s, L);
+            if (rc)
+                st_load_finish(s, L, rc);
+        }
     } else if (L->phase == LOAD_USERS) {
         if (cl != VG_RC_OK || reply->type != REDIS_REPLY_ARRAY) {
             if (cl != VG_RC_OK)
@@ -971,15 +1071,14 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
                    s->prefix ? s->prefix : "", msg ? msg : "unexpected reply");
             st_load_finish(s, L, VG_EREDIS);
         } else if (reply->elements == 0) {
-            st_load_finish(s, L, 0);
+            st_load_next_chunk(s, L, 0);
         } else {
             L->chunk_n = reply->elements;
             int rc = st_load_hists_round(s, L, reply);
-            if (rc) {
+            if (rc)
                 st_load_finish(s, L, rc);
-            } else if (L->job.ncmds == 0) { /* no string member: nothing to read */
-                st_load_finish(s, L, 0);
-            }
+            else if (L->job.ncmds == 0) /* no string member: nothing to read */
+                st_load_next_chunk(s, L, L->chunk_n == ST_LOAD_CHUNK);
         }
     } else {
         int rc = st_load_deliver(s, L, idx, reply);
@@ -988,23 +1087,79 @@ static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
         if (rc && !L->rc)
             L->rc = rc; /* the rest of the round is still answered; finish after it */
         if (L->job.nanswered == L->job.ncmds) {
-            if (L->rc) {
+            if (L->rc)
                 st_load_finish(s, L, L->rc);
-            } else if (L->chunk_n < ST_LOAD_CHUNK) {
-                st_load_finish(s, L, 0);
-            } else {
-                L->rank += ST_LOAD_CHUNK;
-                rc = st_load_users_round(s, L);
-                if (rc)
-                    st_load_finish(s, L, rc);
-            }
+            else
+                st_load_next_chunk(s, L, L->chunk_n == ST_LOAD_CHUNK);
         }
     }
     if (!s->closing)
         st_pump(s);
 }
 
+static void st_on_load_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    vg_store_t *s = ac->data;
+    redisReply *reply = r;
+    if (!reply || s->closing || s->fatal || ac != s->ac)
+        return;
+    st_load_t *L = priv;
+    s->replies++;
+    s->inflight--;
+    uint32_t idx = L->job.nanswered++;
+    st_load_reply(s, L, idx, reply);
+}
+
+/* ---- cluster mode (store_cluster.c calls these) -------------------------------------------- */
+
+static void st_unit_reply(vg_store_unit_t *u, const redisReply *r)
+{
+    vg_store_t *s = u->s;
+    if (s->closing || s->fatal)
+        return;
+    const char *msg = NULL;
+    if (st_readonly(s, st_classify(s, r, &msg)) == VG_RC_TRANSIENT) {
+        uint64_t supp = 0;
+        s->errors++;
+        s->streak++;
+        if (vg_ratelimit_ok(&s->rl_conn, &supp))
+            st_log(s, VG_LOG_WARN, "redis %s: server not writable: %s; sending it again%s", s->where, msg,
+                   supp ? " (similar messages were suppressed)" : "");
+        vg_store_cl_retry_(s, u);
+        return;
+    }
+    st_job_t *j = u->j;
+    if (j->kind == JOB_LOAD) {
+        s->replies++;
+        s->inflight--;
+        j->nanswered++;
+        st_load_reply(s, (st_load_t *)j, u->idx, r);
+    } else {
+        st_write_reply(s, j, u->idx, r);
+    }
+}
+
+static void st_cl_up(vg_store_t *s, int up, int major)
+{
+    if (up == (s->state == ST_READY) || s->closing || s->fatal)
+        return;
+    if (!up) {
+        s->state = ST_DOWN;
+        s->down_since = uv_now(s->loop);
+        st_log(s, VG_LOG_WARN, "redis %s: some slots have no reachable master; %zu jobs pending", s->where,
+               s->njobs);
+        if (s->on_up)
+            s->on_up(s->ud, 0);
+        return;
+    }
+    s->hs_major = major;
+    s->hs_restore_denied = 0;
+    st_ready(s);
+}
+
 /* ---- public API --------------------------------------------------------------------------- */
+
+static void st_on_closed(uv_handle_t *h);
 
 static int st_cfg_err(char *err, size_t errlen, const char *msg)
 {
@@ -1050,6 +1205,12 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
         return st_cfg_err(err, errlen, "store: max_inflight must be >= 0");
     if (cfg->connect_timeout_ms < 0)
         return st_cfg_err(err, errlen, "store: connect_timeout_ms must be >= 0");
+    if (cfg->cluster && (sock || cfg->db))
+        return st_cfg_err(err, errlen, "redis.cluster = yes takes redis.host and redis.port (a node of the cluster); "
+                                       "redis.socket and redis.db are not for a cluster");
+    if (cfg->cluster && cfg->prefix && strchr(cfg->prefix, '{'))
+        return st_cfg_err(err, errlen, "redis.prefix may not hold '{' with redis.cluster = yes (the keys' hash "
+                                       "tags are the users)");
     int rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : ST_DEF_RMIN;
     int rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : ST_DEF_RMAX;
     if (rmin < 1 || rmax < rmin)
@@ -1065,6 +1226,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     s->history_max = cfg->history_max > 0 ? cfg->history_max : 0;
     s->ordered = cfg->removals != 0;
     s->rec_zadd = cfg->rec_zadd != 0;
+    s->cluster = cfg->cluster != 0;
     s->rec_ttl_s = cfg->rec_ttl_s;
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : ST_DEF_INFLIGHT;
     s->rmin = rmin;
@@ -1094,7 +1256,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
     if (sock)
         snprintf(s->where, sizeof s->where, "unix:%s", s->sock);
     else
-        snprintf(s->where, sizeof s->where, "%s:%d", s->host, s->port);
+        snprintf(s->where, sizeof s->where, "%s%s:%d", s->cluster ? "cluster " : "", s->host, s->port);
 
     /* hiredis 0.14 writes with write(2): a peer that closed would kill the
      * process with SIGPIPE on the next write. */
@@ -1115,7 +1277,14 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
         return VG_EIO;
     }
     s->timer.data = s;
-    st_schedule(s); /* connects from the loop at once */
+    if (s->cluster) {
+        if ((rc = vg_store_cl_init_(s, cfg, st_unit_reply, st_cl_up, err, errlen))) {
+            uv_close((uv_handle_t *)&s->timer, st_on_closed); /* the caller's loop frees s */
+            return rc;
+        }
+    } else {
+        st_schedule(s); /* connects from the loop at once */
+    }
     *out = s;
     return 0;
 }
@@ -1165,11 +1334,22 @@ void vg_store_stats(const vg_store_t *s, vg_store_stats_t *st)
     st->inflight = s->inflight;
     st->up = vg_store_is_up(s);
     st->refused = s->fatal;
+    if (s->cl) {
+        vg_cluster_stats_t cs;
+        vg_cluster_stats(s->cl, &cs);
+        st->redirects = cs.moved + cs.ask;
+        st->nodes_lost = cs.lost;
+    }
 }
 
 const char *vg_store_errstr(const vg_store_t *s) { return s ? s->errstr : ""; }
 
 static void st_on_closed(uv_handle_t *h) { st_free_mem(h->data); }
+
+unsigned vg_store_user_shard_(const char *user, size_t len)
+{
+    return vg_cluster_crc16(user, len) % VG_STORE_USER_SHARDS;
+}
 
 static void st_close(vg_store_t *s, int cancel)
 {
@@ -1182,6 +1362,8 @@ static void st_close(vg_store_t *s, int cancel)
         s->ac = NULL;
         redisAsyncFree(ac); /* its callbacks see s->closing and return */
     }
+    if (s->cl)
+        vg_store_cl_close_(s); /* no unit callback follows */
     while (s->head) {
         st_job_t *j = s->head;
         s->head = j->next;

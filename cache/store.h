@@ -6,6 +6,7 @@
  * Keys (docs/architecture.md "Redis schema"; <p> = cfg->prefix, empty by default):
  *   <p>hist:<user>   ZSET item -> latest event ts, capped to history_max
  *   <p>rec:<user>    ZSET item -> model score, replaced atomically
+ *   <p>recver:<user> STRING the history version rec:<user> was computed from
  *   <p>vaegan:users  ZSET user -> latest event ts
  *   <p>vaegan:model  HASH field -> value
  *
@@ -16,7 +17,7 @@
  * the rest wait in the queue.  When the connection drops, every job not yet
  * fully answered is re-sent from its first command, in the original order,
  * after reconnecting (exponential backoff, re-AUTH, re-SELECT).  All writes
- * are idempotent (ZADD GT, ZREMRANGEBYRANK, MULTI/DEL/ZADD/EXEC, HSET), so a
+ * are idempotent (ZADD GT, ZREMRANGEBYRANK, the list script, HSET), so a
  * re-sent job changes nothing that already happened.  Hence each job's
  * callback fires exactly once, in submission order, and no accepted write is
  * lost across a Redis restart (as far as Redis itself persisted it).  A job
@@ -66,6 +67,34 @@
  * SIG_IGN if it is at its default (SIG_DFL), and leaves any other disposition
  * alone (a program that installs its own handler keeps it).
  *
+ * Redis Cluster (cfg->cluster).  Every command then goes through the
+ * cluster layer of cache/cluster.h (cfg host:port is the seed; the slot map,
+ * MOVED, ASK, TRYAGAIN and lost nodes are its business), one unit per
+ * command, or per MULTI ... EXEC block.  The per-user keys carry the user
+ * as hash tag, so that a user's keys share a slot (the ordered script and
+ * the erasure touch several): <p>hist:{<user>}, <p>rm:{<user>},
+ * <p>rec:{<user>}; and vaegan:users, which every history job writes, is
+ * sharded into <p>vaegan:users:{<k>}, k = vg_store_user_shard_(user), 0 <=
+ * k < VG_STORE_USER_SHARDS, so that it is not one node's hot spot.
+ * vaegan:model and vaegan:forgotten stay single keys (rare writes).  What
+ * changes against one server:
+ *   - jobs still complete (callback) in submission order, but the commands
+ *     of different slots run in any order; those of one key run in
+ *     submission order (the layer's per-slot FIFO);
+ *   - a server-state error (OOM, BUSY, MISCONF, a short READONLY, ...)
+ *     sends that one unit again after the back-off, behind what its slot
+ *     took meanwhile (the writes are idempotent; a list so re-sent may land
+ *     after a newer one of its user);
+ *   - CROSSSLOT is a data error of that command (a user id starting with
+ *     '}' has no hash tag), not a refusal; a unit the layer gives up on
+ *     (too many redirects) is one too, with its reason;
+ *   - the load reads the shards of vaegan:users one after the other: users
+ *     come in ascending order of latest ts within each shard, and within
+ *     one chunk of 1,000 in the order their histories arrive;
+ *   - "up" means the map gives every slot to a connected node; the
+ *     connect-time ACL checks are not made (the first write tells), and
+ *     lists are RESTOREd when a node says it is Redis >= 7 (INFO server).
+ *
  * Limits of hiredis 0.14: it has no async command timeouts.  The store bounds
  * connect + handshake itself (cfg->connect_timeout_ms), but a server that
  * stops answering on a ready connection stalls the queue until TCP gives up
@@ -87,6 +116,9 @@
 #include "common/log.h"
 
 typedef struct vg_store vg_store_t;
+
+/* Cluster mode: the shards of <p>vaegan:users. */
+#define VG_STORE_USER_SHARDS 16
 
 typedef struct vg_store_cfg {
     const char *host;     /* NULL/"" = "127.0.0.1" */
@@ -112,8 +144,10 @@ typedef struct vg_store_cfg {
      * NULL (then the store just stops). */
     void (*on_fatal)(void *ud, const char *msg);
     int readonly_timeout_ms; /* how long READONLY may last; 0 = 30000 */
-    int rec_zadd;         /* 1: write lists as MULTI/DEL/ZADD/EXPIRE/EXEC always; 0: as one RESTORE
+    int rec_zadd;         /* 1: the list script always writes by DEL/ZADD/PEXPIRE; 0: by one RESTORE
                              of a ready-made listpack when the server (Redis >= 7.0) lets us */
+    int cluster;          /* 1: host:port is a node of a Redis Cluster ("Redis Cluster" above);
+                             socket and db must then be unset, and prefix free of '{' */
     vg_log_fn log; /* NULL = silent */
     void *ud;      /* passed to on_up, on_fatal and log */
 } vg_store_cfg_t;
@@ -178,15 +212,22 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
                         void *ud);
 
 /* Replaces <p>rec:<user> atomically with the n pairs (items[i], scores[i];
- * items distinct): one RESTORE <key> <ttl> <listpack> REPLACE (cache/dump.h)
- * when the connected server allows it (rec_zadd), else MULTI, DEL, ZADD
- * score item ..., EXPIRE (if rec_ttl_s > 0), EXEC.  n = 0 deletes the key
- * (DEL alone).  A reader never sees a partial list.  Arrays
- * and strings are copied; they are the caller's again after the call.
- * cb may be NULL.  Returns 0, VG_EINVAL (NULL user, NULL arrays with n > 0,
- * a NULL item, a non-finite score) or VG_ENOMEM. */
+ * items distinct), unless Redis holds a list of a newer history: version is
+ * the history version the list was computed from (the daemon's: the latest
+ * ts among the user's events and removals), and one EVAL of the list
+ * script (write.c) compares it with <p>recver:<user> in Redis itself —
+ * older: nothing is written and cb gets VG_ESTALE; equal or newer (or none
+ * stored): the list is replaced, by RESTORE <key> <ttl> <listpack> REPLACE
+ * (cache/dump.h) when the connected server allows it (rec_zadd), else DEL,
+ * ZADD score item ..., PEXPIRE (if rec_ttl_s > 0), and recver:<user> takes
+ * the version (with the same TTL).  So a list never goes back in time,
+ * whichever writer sends it (another instance, an old owner of a
+ * partition).  n = 0 deletes the list.  A reader never sees a partial
+ * list.  Arrays and strings are copied; they are the caller's again after
+ * the call.  cb may be NULL.  Returns 0, VG_EINVAL (NULL user, NULL arrays
+ * with n > 0, a NULL item, a non-finite score or version) or VG_ENOMEM. */
 int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
-                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
+                     const size_t *item_lens, const double *scores, size_t n, double version, vg_store_cb cb,
                      void *ud);
 
 /* HSET <p>vaegan:model fields[0] values[0] ... (NUL-terminated strings,
@@ -279,6 +320,8 @@ typedef struct vg_store_stats {
     size_t inflight;           /* commands written and unanswered now */
     int up;                    /* = vg_store_is_up() */
     int refused;               /* 1 once the server refused us (on_fatal) */
+    uint64_t redirects;        /* cluster mode: MOVED and ASK replies (cluster.h) */
+    uint64_t nodes_lost;       /* cluster mode: node connections lost (closed, failed or timed out) */
 } vg_store_stats_t;
 
 /* Fills *st with the counters since vg_store_init(). */

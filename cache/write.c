@@ -62,8 +62,8 @@ static char *put_ordered(vg_store_t *s, char *p, const vg_store_event_t *ev, siz
     p = vg_resp_arg(p, "EVAL", 4);
     p = vg_resp_arg(p, ORDERED_SCRIPT, sizeof ORDERED_SCRIPT - 1);
     p = vg_resp_arg(p, "2", 1);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "rm:", 3, g->user, g->ulen);
+    p = vg_store_ukey_(s, p, "hist:", 5, g->user, g->ulen);
+    p = vg_store_ukey_(s, p, "rm:", 3, g->user, g->ulen);
     p = vg_resp_str(p, cap);
     for (size_t k = a; k < b; k++) {
         const vg_store_event_t *e = &ev[s->sev[k].i];
@@ -81,7 +81,7 @@ static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_
     const st_ev_t *g = &s->sev[a];
     p = vg_resp_hdr(p, 3 + 2 * (b - a));
     p = vg_resp_arg(p, "ZADD", 4);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+    p = vg_store_ukey_(s, p, "hist:", 5, g->user, g->ulen);
     p = vg_resp_arg(p, "GT", 2);
     for (size_t k = a; k < b; k++) {
         const vg_store_event_t *e = &ev[s->sev[k].i];
@@ -97,16 +97,19 @@ static char *put_plain(vg_store_t *s, char *p, const vg_store_event_t *ev, size_
         s->soff[(*nc)++] = (uint32_t)(p - s->sbuf);
         p = vg_resp_hdr(p, 4);
         p = vg_resp_arg(p, "ZREMRANGEBYRANK", 15);
-        p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, g->user, g->ulen);
+        p = vg_store_ukey_(s, p, "hist:", 5, g->user, g->ulen);
         p = vg_resp_arg(p, "0", 1);
         p = vg_resp_str(p, s->rank_stop);
     }
     return p;
 }
 
+/* By shard of vaegan:users (cluster mode; else all 0), user, then index. */
 static int st_ev_cmp(const void *a, const void *b)
 {
     const st_ev_t *x = a, *y = b;
+    if (x->shard != y->shard)
+        return x->shard < y->shard ? -1 : 1;
     size_t m = x->ulen < y->ulen ? x->ulen : y->ulen;
     int c = m ? memcmp(x->user, y->user, m) : 0;
     if (c)
@@ -119,6 +122,26 @@ static int st_ev_cmp(const void *a, const void *b)
 static int st_same_user(const st_ev_t *a, const st_ev_t *b)
 {
     return a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0);
+}
+
+/* ZADD <p>vaegan:users (or its shard) GT ts user ... for the users of the
+ * events s->sev[a..b) (nusers of them, one shard), each with its latest ts. */
+static char *put_users(vg_store_t *s, char *p, const vg_store_event_t *ev, size_t a, size_t b, size_t nusers)
+{
+    p = vg_resp_hdr(p, 3 + 2 * nusers);
+    p = vg_resp_arg(p, "ZADD", 4);
+    p = vg_store_users_key_(s, p, s->sev[a].shard);
+    p = vg_resp_arg(p, "GT", 2);
+    for (size_t u = a, v; u < b; u = v) {
+        const st_ev_t *g = &s->sev[u];
+        double ts = ev[g->i].ts;
+        for (v = u + 1; v < b && st_same_user(g, &s->sev[v]); v++)
+            if (ev[s->sev[v].i].ts > ts)
+                ts = ev[s->sev[v].i].ts;
+        p = vg_resp_num(p, ts);
+        p = vg_resp_arg(p, g->user, g->ulen);
+    }
+    return p;
 }
 
 int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_events_cb cb,
@@ -146,12 +169,13 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         s->sev[i].user = e->user;
         s->sev[i].ulen = e->user_len;
         s->sev[i].i = i;
+        s->sev[i].shard = s->cluster ? vg_store_user_shard_(e->user, e->user_len) : 0;
         bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len + (s->ordered ? sizeof ORDERED_SCRIPT + 64 : 0);
     }
-    int rc = vg_store_scratch_(s, bound, 2 * n + 1);
+    int rc = vg_store_scratch_(s, bound, 3 * n); /* per user <= 2, per shard 1 */
     if (rc)
         return rc;
-    if (vg_store_grow_((void **)&s->smap, &s->smapcap, 2 * (2 * n + 1), sizeof *s->smap))
+    if (vg_store_grow_((void **)&s->smap, &s->smapcap, 2 * 3 * n, sizeof *s->smap))
         return VG_ENOMEM;
 
     /* group the events by user (keeping their order): one ZADD (+ ZREMRANGEBYRANK),
@@ -159,122 +183,105 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
     qsort(s->sev, n, sizeof *s->sev, st_ev_cmp);
     char *p = s->sbuf;
     uint32_t nc = 0;
-    size_t nusers = 0;
     for (size_t a = 0, b; a < n; a = b) {
         const st_ev_t *g = &s->sev[a];
         for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
             ;
-        nusers++;
         s->smap[2 * nc] = (uint32_t)a;
         s->smap[2 * nc + 1] = (uint32_t)b;
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
         p = s->ordered ? put_ordered(s, p, ev, a, b) : put_plain(s, p, ev, a, b, &nc);
     }
-    s->smap[2 * nc] = 0; /* vaegan:users: every event needs its entry */
-    s->smap[2 * nc + 1] = (uint32_t)n;
-    s->soff[nc++] = (uint32_t)(p - s->sbuf);
-    p = vg_resp_hdr(p, 3 + 2 * nusers);
-    p = vg_resp_arg(p, "ZADD", 4);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
-    p = vg_resp_arg(p, "GT", 2);
+    /* vaegan:users (or each of its shards): every event needs its user's entry */
     for (size_t a = 0, b; a < n; a = b) {
-        const st_ev_t *g = &s->sev[a];
-        double ts = ev[g->i].ts;
-        for (b = a + 1; b < n && st_same_user(g, &s->sev[b]); b++)
-            if (ev[s->sev[b].i].ts > ts)
-                ts = ev[s->sev[b].i].ts;
-        p = vg_resp_num(p, ts);
-        p = vg_resp_arg(p, g->user, g->ulen);
+        size_t nusers = 1;
+        for (b = a + 1; b < n && s->sev[b].shard == s->sev[a].shard; b++)
+            nusers += !st_same_user(&s->sev[b - 1], &s->sev[b]);
+        s->smap[2 * nc] = (uint32_t)a;
+        s->smap[2 * nc + 1] = (uint32_t)b;
+        s->soff[nc++] = (uint32_t)(p - s->sbuf);
+        p = put_users(s, p, ev, a, b, nusers);
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_events_(s, (size_t)(p - s->sbuf), nc, n, cb, ud);
 }
 
-/* RESTORE <p>rec:<user> <ttl ms> <payload> REPLACE: the list in one command. */
-static int put_rec_restore(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
-                           const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb, void *ud)
-{
-    size_t zb = vg_dump_zset_bound(n, item_lens);
-    int rc = vg_store_grow_((void **)&s->zbuf, &s->zbuf_cap, zb, 1);
-    if (!rc)
-        rc = vg_store_grow_((void **)&s->zorder, &s->zorder_cap, n, sizeof *s->zorder);
-    if (rc)
-        return rc;
-    size_t zn = vg_dump_zset(s->zbuf, items, item_lens, scores, n, s->zorder);
-    size_t bound = VG_RESP_HDR_OVH + 5 * VG_RESP_ARG_OVH + 7 + s->plen + 4 + user_len + VG_RESP_NUM_MAX + zn + 7;
-    if ((rc = vg_store_scratch_(s, bound, 1)))
-        return rc;
-    char ttl[24];
-    int tn = snprintf(ttl, sizeof ttl, "%lld", (long long)s->rec_ttl_s * 1000);
-    char *p = vg_resp_hdr(s->sbuf, 5);
-    s->soff[0] = 0;
-    p = vg_resp_arg(p, "RESTORE", 7);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-    p = vg_resp_arg(p, ttl, (size_t)tn);
-    p = vg_resp_arg(p, s->zbuf, zn);
-    p = vg_resp_arg(p, "REPLACE", 7);
-    vg_assert((size_t)(p - s->sbuf) <= bound);
-    return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
-}
+/* The list write (store.h, vg_store_put_rec): KEYS[1] = rec:<user>,
+ * KEYS[2] = recver:<user>, ARGV[1] = the list's history version, ARGV[2] =
+ * the TTL in ms (0 = none), then "r" and a RESTORE payload, or "z" and the
+ * (score, item) pairs (none: the list is deleted).  Refused (0) when the
+ * stored version is newer; else the list and its version are replaced
+ * (1).  ZADD takes the pairs 1,000 at a time (Lua's unpack has a stack
+ * limit of some thousands). */
+static const char LIST_SCRIPT[] =
+    "local v = redis.call('GET', KEYS[2])\n"
+    "if v and tonumber(v) > tonumber(ARGV[1]) then return 0 end\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "if ARGV[3] == 'r' then\n"
+    "  redis.call('RESTORE', KEYS[1], ttl, ARGV[4], 'REPLACE')\n"
+    "else\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  for i = 4, #ARGV, 2000 do\n"
+    "    redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 1999, #ARGV)))\n"
+    "  end\n"
+    "  if ttl > 0 and #ARGV > 3 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "end\n"
+    "if ttl > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[2], ARGV[1]) end\n"
+    "return 1\n";
 
 int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const char *const *items,
-                     const size_t *item_lens, const double *scores, size_t n, vg_store_cb cb,
+                     const size_t *item_lens, const double *scores, size_t n, double version, vg_store_cb cb,
                      void *ud)
 {
-    if (!s || s->closing || !user || (n && (!items || !item_lens || !scores)))
+    if (!s || s->closing || !user || (n && (!items || !item_lens || !scores)) || !isfinite(version))
         return VG_EINVAL;
     if (n > UINT32_MAX / 2 - 8)
         return VG_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!items[i] || !isfinite(scores[i]))
             return VG_EINVAL;
-    if (n && s->rec_restore)
-        return put_rec_restore(s, user, user_len, items, item_lens, scores, n, cb, ud);
-    size_t key = VG_RESP_ARG_OVH + s->plen + 4 + user_len;
-    size_t bound = 5 * (VG_RESP_HDR_OVH + VG_RESP_ARG_OVH + 8) + 3 * key +
-                   2 * (VG_RESP_ARG_OVH + VG_RESP_NUM_MAX);
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i] || !isfinite(scores[i]))
-            return VG_EINVAL;
-        bound += 2 * VG_RESP_ARG_OVH + VG_RESP_NUM_MAX + item_lens[i];
+    int restore = n && s->rec_restore;
+    size_t zn = 0, bound = VG_RESP_HDR_OVH + 9 * VG_RESP_ARG_OVH + sizeof LIST_SCRIPT + 2 * (s->plen + user_len + 9) +
+                           2 * VG_RESP_NUM_MAX + 8;
+    int rc = 0;
+    if (restore) {
+        rc = vg_store_grow_((void **)&s->zbuf, &s->zbuf_cap, vg_dump_zset_bound(n, item_lens), 1);
+        if (!rc)
+            rc = vg_store_grow_((void **)&s->zorder, &s->zorder_cap, n, sizeof *s->zorder);
+        if (rc)
+            return rc;
+        zn = vg_dump_zset(s->zbuf, items, item_lens, scores, n, s->zorder);
+        bound += VG_RESP_ARG_OVH + zn;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            bound += 2 * VG_RESP_ARG_OVH + VG_RESP_NUM_MAX + item_lens[i];
     }
-    int rc = vg_store_scratch_(s, bound, 5);
-    if (rc)
+    if ((rc = vg_store_scratch_(s, bound, 1)))
         return rc;
-    char *p = s->sbuf;
-    uint32_t nc = 0;
-    if (n) {
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = vg_resp_hdr(p, 1);
-        p = vg_resp_arg(p, "MULTI", 5);
-    }
-    s->soff[nc++] = (uint32_t)(p - s->sbuf);
-    p = vg_resp_hdr(p, 2);
-    p = vg_resp_arg(p, "DEL", 3);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-    if (n) {
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = vg_resp_hdr(p, 2 + 2 * n);
-        p = vg_resp_arg(p, "ZADD", 4);
-        p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    char ttl[24];
+    int tn = snprintf(ttl, sizeof ttl, "%lld", (long long)s->rec_ttl_s * 1000);
+    char *p = vg_resp_hdr(s->sbuf, 8 + (restore ? 1 : 2 * n));
+    s->soff[0] = 0;
+    p = vg_resp_arg(p, "EVAL", 4);
+    p = vg_resp_arg(p, LIST_SCRIPT, sizeof LIST_SCRIPT - 1);
+    p = vg_resp_arg(p, "2", 1);
+    p = vg_store_ukey_(s, p, "rec:", 4, user, user_len);
+    p = vg_store_ukey_(s, p, "recver:", 7, user, user_len);
+    p = vg_resp_num(p, version);
+    p = vg_resp_arg(p, ttl, (size_t)tn);
+    if (restore) {
+        p = vg_resp_arg(p, "r", 1);
+        p = vg_resp_arg(p, s->zbuf, zn);
+    } else {
+        p = vg_resp_arg(p, "z", 1);
         for (size_t i = 0; i < n; i++) {
             char t[VG_RESP_NUM_MAX];
             p = vg_resp_arg(p, t, vg_resp_fmt_score(t, scores[i]));
             p = vg_resp_arg(p, items[i], item_lens[i]);
         }
-        if (s->rec_ttl_s > 0) {
-            s->soff[nc++] = (uint32_t)(p - s->sbuf);
-            p = vg_resp_hdr(p, 3);
-            p = vg_resp_arg(p, "EXPIRE", 6);
-            p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
-            p = vg_resp_str(p, s->ttl);
-        }
-        s->soff[nc++] = (uint32_t)(p - s->sbuf);
-        p = vg_resp_hdr(p, 1);
-        p = vg_resp_arg(p, "EXEC", 4);
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
-    return vg_store_submit_(s, (size_t)(p - s->sbuf), nc, cb, ud);
+    return vg_store_submit_list_(s, (size_t)(p - s->sbuf), cb, ud);
 }
 
 int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
@@ -308,22 +315,23 @@ int vg_store_forget(vg_store_t *s, const char *user, size_t user_len, const char
 {
     if (!s || s->closing || !user || !user_len || !mark || !mark_len || !isfinite(ts) || isnan(keep_after))
         return VG_EINVAL;
-    size_t bound = 512 + 6 * s->plen + 4 * user_len + mark_len;
+    size_t bound = 600 + 7 * s->plen + 5 * user_len + mark_len + 32;
     int rc = vg_store_scratch_(s, bound, 4);
     if (rc)
         return rc;
     char *p = s->sbuf;
     uint32_t nc = 0;
     s->soff[nc++] = 0;
-    p = vg_resp_hdr(p, 4);
+    p = vg_resp_hdr(p, 5);
     p = vg_resp_arg(p, "DEL", 3);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "hist:", 5, user, user_len);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "rm:", 3, user, user_len);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "rec:", 4, user, user_len);
+    p = vg_store_ukey_(s, p, "hist:", 5, user, user_len);
+    p = vg_store_ukey_(s, p, "rm:", 3, user, user_len);
+    p = vg_store_ukey_(s, p, "rec:", 4, user, user_len);
+    p = vg_store_ukey_(s, p, "recver:", 7, user, user_len);
     s->soff[nc++] = (uint32_t)(p - s->sbuf);
     p = vg_resp_hdr(p, 3);
     p = vg_resp_arg(p, "ZREM", 4);
-    p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:users", 12, NULL, 0);
+    p = vg_store_users_key_(s, p, s->cluster ? vg_store_user_shard_(user, user_len) : 0);
     p = vg_resp_arg(p, user, user_len);
     s->soff[nc++] = (uint32_t)(p - s->sbuf);
     p = vg_resp_hdr(p, 5);
@@ -349,7 +357,7 @@ int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_stor
 {
     if (!s || s->closing || !user || !user_len || !rows)
         return VG_EINVAL;
-    size_t bound = 256 + 2 * (s->plen + user_len);
+    size_t bound = 256 + 2 * (s->plen + user_len + 2);
     int rc = vg_store_scratch_(s, bound, 2);
     if (rc)
         return rc;
@@ -360,7 +368,7 @@ int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_stor
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
         p = vg_resp_hdr(p, 5);
         p = vg_resp_arg(p, "ZRANGE", 6);
-        p = vg_resp_arg3(p, s->prefix, s->plen, keys[k], strlen(keys[k]), user, user_len);
+        p = vg_store_ukey_(s, p, keys[k], strlen(keys[k]), user, user_len);
         p = vg_resp_arg(p, "0", 1);
         p = vg_resp_arg(p, "-1", 2);
         p = vg_resp_arg(p, "WITHSCORES", 10);

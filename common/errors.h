@@ -32,7 +32,8 @@
     X(CONFIG, "bad configuration")                                          \
     X(KAFKA, "Kafka client error")                                          \
     X(REDIS, "Redis error")                                                 \
-    X(AGAIN, "not ready, try again")
+    X(AGAIN, "not ready, try again")                                        \
+    X(STALE, "superseded by a newer version")
 
 enum {
     VG_OK = 0,

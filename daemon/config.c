@@ -60,6 +60,7 @@ enum {
     K_LIK,     /* vg_likelihood_t by name */
     K_KERNEL,  /* vg_kernel_t by name */
     K_REC_WRITE, /* "auto" (0) or "zadd" (1) */
+    K_YESNO,   /* "no" (0) or "yes" (1) */
     K_LEVEL,   /* VG_LOG_* by name */
     K_NOISE,   /* "auto" (stored as -1) or a double >= 0 */
     K_LISTEN,  /* "" or HOST:PORT */
@@ -104,6 +105,7 @@ static const key_def_t keys[] = {
     INT("redis.db", redis.db, 0, INT_MAX),
     STR("redis.prefix", redis.prefix),
     OTHER("redis.rec_write", K_REC_WRITE, redis.rec_zadd),
+    OTHER("redis.cluster", K_YESNO, redis.cluster),
 
     INT("history.max_items", history.max_items, 1, 1000000),
     INT("history.max_users", history.max_users, 0, INT32_MAX),
@@ -383,7 +385,7 @@ static int set_string(load_ctx_t *x, char **slot, const char *v)
     return 0;
 }
 
-/* The kinds read by name: model.variant, model.likelihood, serve.kernel, redis.rec_write, log.level. */
+/* The kinds read by name: model.variant, model.likelihood, serve.kernel, redis.rec_write, yes/no, log.level. */
 static const char *parse_name(int kind, const char *v, void *slot)
 {
     switch (kind) {
@@ -405,6 +407,11 @@ static const char *parse_name(int kind, const char *v, void *slot)
         if (strcmp(v, "auto") && strcmp(v, "zadd"))
             return "must be auto or zadd";
         *(int *)slot = strcmp(v, "zadd") == 0;
+        return NULL;
+    case K_YESNO:
+        if (strcmp(v, "yes") && strcmp(v, "no"))
+            return "must be yes or no";
+        *(int *)slot = strcmp(v, "yes") == 0;
         return NULL;
     case K_KERNEL: {
         vg_kernel_t ker;
@@ -457,6 +464,7 @@ static void apply(load_ctx_t *x, const key_def_t *k, const char *v)
     case K_LIK:
     case K_KERNEL:
     case K_REC_WRITE:
+    case K_YESNO:
     case K_LEVEL: why = parse_name(k->kind, v, slot); break;
     default: vg_assert(!"unreachable");
     }
@@ -813,6 +821,11 @@ static void check_whole(load_ctx_t *x)
         fail(x, VG_ECONFIG, x->seen[key_index("redis.host")], "redis.host: must not be empty when redis.socket is empty");
         return;
     }
+    if (c->redis.cluster && (*c->redis.socket || c->redis.db)) {
+        fail(x, VG_ECONFIG, x->seen[key_index("redis.cluster")],
+             "redis.cluster: a cluster is reached by redis.host and redis.port; redis.socket and redis.db must be unset");
+        return;
+    }
     check_topics(x);
     if (!x->rc)
         check_types(x);
@@ -948,6 +961,9 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
             break;
         case K_REC_WRITE:
             v = *(const int *)slot ? "zadd" : "auto";
+            break;
+        case K_YESNO:
+            v = *(const int *)slot ? "yes" : "no";
             break;
         case K_LEVEL:
             v = vg_log_level_name(*(const int *)slot);

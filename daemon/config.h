@@ -86,6 +86,7 @@ typedef struct vg_config {
         int db;         /* redis.db, >= 0 */
         char *prefix;   /* redis.prefix of every key, may be "" */
         int rec_zadd;   /* redis.rec_write: 0 "auto" (RESTORE when Redis >= 7 allows), 1 "zadd" */
+        int cluster;    /* redis.cluster: 1 "yes" (host:port is a node of a Redis Cluster), 0 "no" */
     } redis;
     struct {
         int max_items; /* history.max_items, 1..1000000 */

@@ -120,6 +120,8 @@ static void on_message(void *ud, const vg_kafka_msg_t *m)
         skip_invalid(d, m, reason);
         return;
     }
+    if (!m->key || m->key_len != ev.user_len || memcmp(m->key, ev.user, ev.user_len) != 0)
+        vg_metric_inc(d->p.m_key_mismatch, 1); /* the user's events may then come on several partitions */
     vg_event_origin_t from = {m->topic_id, m->partition, m->offset};
     if (strcmp(ev.type, VG_FORGET_TYPE) == 0) { /* after everything read before it */
         send_current(d);

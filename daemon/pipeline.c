@@ -410,6 +410,13 @@ static void on_list_done(void *ud, int status)
         free(c);
         return;
     }
+    if (status == VG_ESTALE) { /* Redis holds a list of a newer history (another writer's) */
+        vg_metric_inc(p->m_lists_stale, 1);
+        if (c->release && p->scorer)
+            vg_scorer_release(p->scorer, 1);
+        free(c);
+        return;
+    }
     if (status)
         vg_log(VG_LOG_ERROR, "Redis refused a rec list write: %s", vg_strerror(status));
     p->lists++;
@@ -446,7 +453,8 @@ void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
         if (c) {
             *c = (put_ctx_t){p, l->t_mark, release, l->user, l->gen, n_top};
             memcpy(c->top, l->items, (size_t)n_top * sizeof c->top[0]);
-            rc = vg_store_put_rec(p->store, user, strlen(user), items, lens, l->scores, (size_t)m, on_list_done, c);
+            rc = vg_store_put_rec(p->store, user, strlen(user), items, lens, l->scores, (size_t)m, l->hts,
+                                  on_list_done, c);
         }
         if (rc) {
             vg_log(VG_LOG_ERROR, "cannot queue rec:%s: %s", user, vg_strerror(rc));
@@ -627,6 +635,10 @@ static int open_metrics(vg_pipe_t *p)
     if (vg_metrics_init(&p->metrics))
         return VG_ENOMEM;
     p->m_events = metric(p, "vaegan_events_total", "Valid events read", VG_METRIC_COUNTER);
+    p->m_key_mismatch = metric(p, "vaegan_events_key_not_user_total",
+                               "Valid events whose Kafka key is not their user (none, or another): a user's events "
+                               "may then arrive on several partitions, and several instances",
+                               VG_METRIC_COUNTER);
     p->m_stored = metric(p, "vaegan_events_stored_total", "Events whose history write Redis acknowledged",
                          VG_METRIC_COUNTER);
     p->m_invalid = metric(p, "vaegan_events_invalid_total", "Invalid events skipped", VG_METRIC_COUNTER);
@@ -643,6 +655,10 @@ static int open_metrics(vg_pipe_t *p)
     p->m_refused = metric(p, "vaegan_events_forgotten_total",
                           "Events refused because their user was forgotten at a later ts", VG_METRIC_COUNTER);
     p->m_lists = metric(p, "vaegan_lists_written_total", "rec:<user> lists written", VG_METRIC_COUNTER);
+    p->m_lists_stale = metric(p, "vaegan_lists_superseded_total",
+                              "rec:<user> lists Redis refused because it holds one of a newer history (another "
+                              "writer's)",
+                              VG_METRIC_COUNTER);
     p->m_pending = metric(p, "vaegan_pending_events", "Events read, not yet acknowledged by Redis", VG_METRIC_GAUGE);
     p->m_users = metric(p, "vaegan_users", "Users whose history is in memory", VG_METRIC_GAUGE);
     p->m_evicted = metric(p, "vaegan_users_evicted_total",
@@ -675,7 +691,7 @@ static int open_store(vg_pipe_t *p)
         .host = c->redis.host, .port = c->redis.port, .socket = c->redis.socket, .password = c->redis.password,
         .db = c->redis.db, .prefix = c->redis.prefix, .history_max = c->history.max_items,
         .removals = c->events.removal_types.n > 0,
-        .rec_ttl_s = c->serve.rec_ttl_s, .rec_zadd = c->redis.rec_zadd, .max_inflight = 4096, .on_up = on_store_up, .on_fatal = on_store_fatal, .log = vg_log_cb, .ud = p,
+        .rec_ttl_s = c->serve.rec_ttl_s, .rec_zadd = c->redis.rec_zadd, .cluster = c->redis.cluster, .max_inflight = 4096, .on_up = on_store_up, .on_fatal = on_store_fatal, .log = vg_log_cb, .ud = p,
     };
     char err[512];
     int rc = vg_store_init(&p->store, &p->loop, &sc, err, sizeof err);

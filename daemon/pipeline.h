@@ -117,7 +117,7 @@ typedef struct vg_pipe {
 
     uv_signal_t sig_term, sig_int, sig_hup;
     vg_metrics_t *metrics;
-    vg_metric_t *m_events, *m_stored, *m_invalid, *m_lists, *m_pending, *m_users, *m_items, *m_step, *m_alpha,
+    vg_metric_t *m_events, *m_stored, *m_invalid, *m_lists, *m_lists_stale, *m_key_mismatch, *m_pending, *m_users, *m_items, *m_step, *m_alpha,
         *m_redis_up, *m_paused, *m_latency, *m_dlq, *m_removals, *m_forgets, *m_refused, *m_evicted, *m_reloaded,
         *m_waiting;
     /* The start-up load's progress (daemon/progress.h), set only while

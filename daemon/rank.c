@@ -106,8 +106,15 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int
         rc = vg_hist_rows(h, sel, n, Nm, &X, &A);
     }
     for (int k = 0; k < n; k++) { /* what the list belongs to (rank.h) */
-        out[k].gen = h->u[sel[k]].gen;
-        out[k].stale = h->u[sel[k]].loading || !h->u[sel[k]].live;
+        const vg_hist_user_t *u = &h->u[sel[k]];
+        out[k].gen = u->gen;
+        out[k].stale = u->loading || !u->live;
+        double t = 0;
+        for (int j = 0; j < u->n; j++)
+            t = u->e[j].ts > t ? u->e[j].ts : t;
+        for (int j = 0; j < u->rm_n; j++)
+            t = u->rm[j].ts > t ? u->rm[j].ts : t;
+        out[k].hts = t;
     }
     vg_hist_unlock(h);
     if (rc)

@@ -57,6 +57,8 @@ typedef struct vg_list {
                       passed to another user since is not written */
     int stale;     /* 1: the user was being read back or gone when ranked: not to be written */
     uint64_t ver;  /* the user's history version it was ranked from (the scorer's marks) */
+    double hts;    /* the latest ts among the user's events and removals when ranked: the list's
+                      version in Redis, comparable across instances (cache/store.h, vg_store_put_rec) */
     int64_t step;  /* the model's step (-2: popularity) */
     int n;
     int32_t *items;

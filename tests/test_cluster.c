@@ -26,6 +26,7 @@
 #include "cache/cluster.h"
 #include "cache/cluster_wire.h"
 #include "cache/resp.h"
+#include "tests/support/loop.h"
 #include "tests/support/rcluster.h"
 #include "tests/support/redis.h"
 #include "tests/support/tmpdir.h"
@@ -92,24 +93,11 @@ static void close_cluster(vg_cluster_t *c)
     cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
 }
 
-static void noop_timer(uv_timer_t *t) { (void)t; }
-
 /* Runs the loop until pred(arg) holds or ms pass, calling step (if not
  * NULL) before each round; returns pred(arg). */
 static int run_until(int (*pred)(void *), void *arg, int ms, void (*step)(void))
 {
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, noop_timer, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (!pred(arg) && uv_hrtime() < end) {
-        if (step)
-            step();
-        uv_run(&loop, UV_RUN_ONCE);
-    }
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return pred(arg);
+    return vgt_loop_until(&loop, pred, arg, ms, step);
 }
 
 static int wait_for(int (*pred)(void *), void *arg, int ms) { return run_until(pred, arg, ms, NULL); }

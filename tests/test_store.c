@@ -21,6 +21,7 @@
 #include "cache/dump.h"
 #include "cache/resp.h"
 #include "cache/store.h"
+#include "tests/support/loop.h"
 #include "tests/support/redis.h"
 #include "tests/support/tmpdir.h"
 
@@ -93,21 +94,8 @@ static vg_store_t *open_store(const vg_store_cfg_t *c)
     return s;
 }
 
-static void noop_timer(uv_timer_t *t) { (void)t; }
-
 /* Runs the loop until pred(arg) holds or ms pass; returns pred(arg). */
-static int wait_for(int (*pred)(void *), void *arg, int ms)
-{
-    uv_timer_t tick;
-    uv_timer_init(&loop, &tick);
-    uv_timer_start(&tick, noop_timer, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (!pred(arg) && uv_hrtime() < end)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    return pred(arg);
-}
+static int wait_for(int (*pred)(void *), void *arg, int ms) { return vgt_loop_until(&loop, pred, arg, ms, NULL); }
 
 static int never(void *arg)
 {
@@ -365,7 +353,7 @@ Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
     const char *items[] = {"x"};
     size_t lens[] = {1};
     double sc[] = {0.5};
-    cr_assert_eq(vg_store_put_rec(S, "u1", 2, items, lens, sc, 1, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u1", 2, items, lens, sc, 1, 1.0, job_cb, &j2), 0);
     const char *f[] = {"step"}, *v[] = {"7"};
     cr_assert_eq(vg_store_set_model(S, f, v, 1, job_cb, &j3), 0);
     cr_assert(wait_for(job_done, &j3, 5000), "%s", vg_store_errstr(S));
@@ -378,7 +366,8 @@ Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
     redisReply *r = redisCommand(c, "HGET pf:vaegan:model step");
     cr_assert(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "7") == 0);
     freeReplyObject(r);
-    cr_assert_eq(cmd_int(c, "DBSIZE"), 4);
+    cr_assert_eq(cmd_int(c, "EXISTS pf:recver:u1"), 1);
+    cr_assert_eq(cmd_int(c, "DBSIZE"), 5);
     cr_assert_eq(cmd_int(c, "EXISTS hist:u1"), 0);
     cmd_ok(c, "SELECT 0");
     cr_assert_eq(cmd_int(c, "DBSIZE"), 0, "written to db 0");
@@ -486,7 +475,7 @@ Test(store, put_rec_replaces_atomically_with_ttl, .init = setup, .fini = teardow
     const char *it5[] = {"i1", "i2", "i3", "i4", "i5"};
     size_t l5[] = {2, 2, 2, 2, 2};
     double s5[] = {5, 4, 3, 2.5, -1.25};
-    cr_assert_eq(vg_store_put_rec(S, "u", 1, it5, l5, s5, 5, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it5, l5, s5, 5, 1.0, job_cb, &j1), 0);
     cr_assert(wait_for(job_done, &j1, 5000));
     cr_assert_eq(j1.status, 0);
     cr_assert_str_eq(zset(c, "rec:u"), "i5:-1.25 i4:2.5 i3:3 i2:4 i1:5");
@@ -496,20 +485,20 @@ Test(store, put_rec_replaces_atomically_with_ttl, .init = setup, .fini = teardow
     const char *it2[] = {"j1", "i1"};
     size_t l2[] = {2, 2};
     double s2[] = {0.1, 9};
-    cr_assert_eq(vg_store_put_rec(S, "u", 1, it2, l2, s2, 2, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it2, l2, s2, 2, 1.0, job_cb, &j2), 0);
     cr_assert(wait_for(job_done, &j2, 5000));
     cr_assert_eq(j2.status, 0);
     cr_assert_str_eq(zset(c, "rec:u"), "j1:0.1 i1:9", "stale members left");
     ttl = cmd_int(c, "TTL rec:u");
     cr_assert(ttl > 0 && ttl <= 100, "ttl %lld", ttl);
 
-    cr_assert_eq(vg_store_put_rec(S, "u", 1, NULL, NULL, NULL, 0, job_cb, &j3), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, NULL, NULL, NULL, 0, 1.0, job_cb, &j3), 0);
     cr_assert(wait_for(job_done, &j3, 5000));
     cr_assert_eq(j3.status, 0);
     cr_assert_eq(cmd_int(c, "EXISTS rec:u"), 0, "n = 0 must delete");
 
     /* cb may be NULL */
-    cr_assert_eq(vg_store_put_rec(S, "w", 1, it2, l2, s2, 2, NULL, NULL), 0);
+    cr_assert_eq(vg_store_put_rec(S, "w", 1, it2, l2, s2, 2, 1.0, NULL, NULL), 0);
     cr_assert(wait_for(is_idle, S, 5000));
     cr_assert_str_eq(zset(c, "rec:w"), "j1:0.1 i1:9");
     close_store(S);
@@ -518,11 +507,58 @@ Test(store, put_rec_replaces_atomically_with_ttl, .init = setup, .fini = teardow
     cr_assert_eq(uv_loop_init(&loop), 0);
     cfg.rec_ttl_s = 0;
     S = open_store(&cfg);
-    cr_assert_eq(vg_store_put_rec(S, "v", 1, it2, l2, s2, 2, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_put_rec(S, "v", 1, it2, l2, s2, 2, 1.0, job_cb, &j1), 0);
     cr_assert(wait_for(is_idle, S, 5000));
     cr_assert_eq(cmd_int(c, "TTL rec:v"), -1);
     redisFree(c);
     close_store(S);
+}
+
+/* A list of an older history version is refused by Redis (VG_ESTALE, the
+ * newer list stays), an equal or newer one replaces it, whichever store
+ * sends it — here two stores on one server, as two instances would — in
+ * both forms (RESTORE and DEL/ZADD); recver:<user> keeps the version with
+ * the list's TTL, and the erasure takes both away. */
+Test(store, put_rec_never_goes_back_in_time, .init = setup, .fini = teardown, .timeout = 60)
+{
+    start_redis(0);
+    redisContext *c = cli(NULL, 0);
+    vg_store_cfg_t cfg = base_cfg();
+    cfg.rec_ttl_s = 100;
+    for (int form = 0; form < 2; form++) {
+        if (form)
+            cr_assert_eq(uv_loop_init(&loop), 0);
+        cfg.rec_zadd = form;
+        vg_store_t *a = open_store(&cfg), *b = open_store(&cfg);
+        cr_assert(wait_for(is_up, a, 5000) && wait_for(is_up, b, 5000));
+        const char *it_new[] = {"n1", "n2"}, *it_old[] = {"o1"};
+        size_t l2[] = {2, 2};
+        double s2[] = {2, 1};
+        const char *user = form ? "z" : "r";
+        char rec[16], ver[16];
+        snprintf(rec, sizeof rec, "rec:%s", user);
+        snprintf(ver, sizeof ver, "recver:%s", user);
+        job_t j1 = {0}, j2 = {0}, j3 = {0}, j4 = {0};
+        cr_assert_eq(vg_store_put_rec(a, user, 1, it_new, l2, s2, 2, 1700000200.5, job_cb, &j1), 0);
+        cr_assert(wait_for(job_done, &j1, 5000));
+        cr_assert_eq(j1.status, 0);
+        cr_assert_eq(vg_store_put_rec(b, user, 1, it_old, l2, s2, 1, 1700000100.0, job_cb, &j2), 0);
+        cr_assert(wait_for(job_done, &j2, 5000));
+        cr_assert_eq(j2.status, VG_ESTALE, "an older list was not refused: %d", j2.status);
+        cr_assert_str_eq(zset(c, rec), "n2:1 n1:2", "the older list replaced the newer one");
+        cr_assert_eq(vg_store_put_rec(b, user, 1, it_old, l2, s2, 1, 1700000200.5, job_cb, &j3), 0);
+        cr_assert(wait_for(job_done, &j3, 5000));
+        cr_assert_eq(j3.status, 0, "a list of the same version is refused");
+        cr_assert_str_eq(zset(c, rec), "o1:2");
+        long long ttl = cmd_int(c, "TTL %s", ver);
+        cr_assert(ttl > 0 && ttl <= 100, "the version's ttl %lld", ttl);
+        cr_assert_eq(vg_store_forget(a, user, 1, "m", 1, 5.0, -INFINITY, job_cb, &j4), 0);
+        cr_assert(wait_for(job_done, &j4, 5000));
+        cr_assert_eq(cmd_int(c, "EXISTS %s", ver), 0, "the erasure left the version");
+        vg_store_close(b);
+        close_store(a);
+    }
+    redisFree(c);
 }
 
 /* The reply of a command as one string (for comparing whole ZRANGE replies). */
@@ -554,7 +590,7 @@ static long long restores(redisContext *c)
 }
 
 /* A list written by RESTORE (Redis >= 7) reads exactly as the same list
- * written by MULTI/DEL/ZADD/EXEC, scores to the bit, for lists with equal
+ * written by the script's DEL/ZADD, scores to the bit, for lists with equal
  * scores, numeric and long members (every listpack string header), more
  * members than a listpack holds, under deep payload checks. */
 Test(store, put_rec_restore_equals_zadd, .init = setup, .fini = teardown, .timeout = 60)
@@ -569,7 +605,7 @@ Test(store, put_rec_restore_equals_zadd, .init = setup, .fini = teardown, .timeo
     vg_store_t *zadd = open_store(&cfg);
     cr_assert(wait_for(is_up, fast, 5000) && wait_for(is_up, zadd, 5000));
     cr_assert(strstr(logbuf, "lists written as one RESTORE"), "log:\n%s", logbuf);
-    cr_assert(strstr(logbuf, "MULTI/DEL/ZADD/EXEC (redis.rec_write = zadd)"), "log:\n%s", logbuf);
+    cr_assert(strstr(logbuf, "DEL/ZADD (redis.rec_write = zadd)"), "log:\n%s", logbuf);
     static char names[300][5100];
     const char *items[300];
     size_t lens[300];
@@ -598,8 +634,8 @@ Test(store, put_rec_restore_equals_zadd, .init = setup, .fini = teardown, .timeo
                 lens[k - 1] = tl;
             }
         long long before = restores(c);
-        cr_assert_eq(vg_store_put_rec(fast, "a", 1, items, lens, sc, (size_t)n, NULL, NULL), 0);
-        cr_assert_eq(vg_store_put_rec(zadd, "b", 1, items, lens, sc, (size_t)n, NULL, NULL), 0);
+        cr_assert_eq(vg_store_put_rec(fast, "a", 1, items, lens, sc, (size_t)n, 1.0, NULL, NULL), 0);
+        cr_assert_eq(vg_store_put_rec(zadd, "b", 1, items, lens, sc, (size_t)n, 1.0, NULL, NULL), 0);
         cr_assert(wait_for(is_idle, fast, 5000) && wait_for(is_idle, zadd, 5000));
         cr_assert_eq(restores(c), before + 1, "one RESTORE per list");
         char *a = reply_text(c, "ZRANGE %s 0 -1 WITHSCORES", "rec:a"), *b = reply_text(c, "ZRANGE %s 0 -1 WITHSCORES", "rec:b");
@@ -617,7 +653,7 @@ Test(store, put_rec_restore_equals_zadd, .init = setup, .fini = teardown, .timeo
     redisFree(c);
 }
 
-/* The store connects, says why it writes lists by MULTI/DEL/ZADD/EXEC
+/* The store connects, says why it writes lists by the script's DEL/ZADD
  * (`why` in its log), and a list so written reads back whole. */
 static void lists_by_zadd(const char *why)
 {
@@ -629,7 +665,7 @@ static void lists_by_zadd(const char *why)
     size_t l[] = {1, 1};
     double sc[] = {2, 1};
     job_t j = {0};
-    cr_assert_eq(vg_store_put_rec(S, "u", 1, it, l, sc, 2, job_cb, &j), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, it, l, sc, 2, 1.0, job_cb, &j), 0);
     cr_assert(wait_for(job_done, &j, 5000));
     cr_assert_eq(j.status, 0);
     redisContext *c = cli(NULL, 0);
@@ -640,7 +676,7 @@ static void lists_by_zadd(const char *why)
 }
 
 /* An ACL user who may not RESTORE (it is in @dangerous) gets its lists by
- * MULTI/DEL/ZADD/EXEC: not a refusal. */
+ * the script's DEL/ZADD: not a refusal. */
 Test(store, put_rec_without_restore_permission, .init = setup, .fini = teardown, .timeout = 30)
 {
     start_redis(0);
@@ -651,7 +687,7 @@ Test(store, put_rec_without_restore_permission, .init = setup, .fini = teardown,
 }
 
 /* A server whose RESTORE was renamed away (rename-command, a common
- * hardening) gets its lists by MULTI/DEL/ZADD/EXEC. */
+ * hardening) gets its lists by the script's DEL/ZADD. */
 Test(store, put_rec_without_a_restore_command, .init = setup, .fini = teardown, .timeout = 30)
 {
     R.extra[0] = "--rename-command";
@@ -1046,7 +1082,7 @@ Test(store, forget_erases_the_user, .init = setup, .fini = teardown, .timeout = 
     const char *items[] = {"c"};
     size_t lens[] = {1};
     double sc[] = {0.5};
-    cr_assert_eq(vg_store_put_rec(S, "u", 1, items, lens, sc, 1, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_put_rec(S, "u", 1, items, lens, sc, 1, 1.0, job_cb, &j2), 0);
     cr_assert_eq(vg_store_forget(S, "u", 1, "mark-u", 6, 100, 50, job_cb, &j3), 0);
     cr_assert(wait_for(job_done, &j3, 5000));
     cr_assert_eq(j1.status + j2.status + j3.status, 0);

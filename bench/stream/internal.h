@@ -167,7 +167,7 @@ typedef struct bs_rate {
     double d_p50, d_p99, d_count, d_mean; /* the daemon's own histogram (mark -> list written) */
     double lists_per_s, bg_lists, steps;
     double scorer_users_per_s, scorer_busy_users_per_s, kernel_gflops; /* from the daemon's scorer counters */
-    double redis_us_per_list; /* Redis' usec per RESTORE of a list (NAN: lists written with ZADD) */
+    double redis_us_per_list; /* Redis' usec per list write (one EVAL of the list script, all it runs) */
     char kernel[64];
     double cpu_daemon;
     int stalled; /* no list written for BS_STALL_S while samples were open */

@@ -189,7 +189,7 @@ static int run_rate(bs_run_t *R, bs_rate_t *P)
     pthread_mutex_unlock(&R->L.mu);
     bs_cpu_t c0, c1;
     double calls0, usec0, calls1, usec1;
-    int cs = bs_cmdstat(R->rc, "restore", &calls0, &usec0);
+    int cs = bs_cmdstat(R->rc, "eval", &calls0, &usec0);
     bs_cpu_take(&c0, &R->pids);
     watch_t w = {ma.lists, vg_mono_s()};
     if (send_rate(R, P, &w) != 0)
@@ -202,7 +202,7 @@ static int run_rate(bs_run_t *R, bs_rate_t *P)
     while (bs_scrape(R->port, &mb) != 0 && !bs_stop)
         bs_sleep_s(0.1);
     figures(R, P, &ma, &mb, un0);
-    cs |= bs_cmdstat(R->rc, "restore", &calls1, &usec1);
+    cs |= bs_cmdstat(R->rc, "eval", &calls1, &usec1);
     P->redis_us_per_list = cs == 0 && calls1 > calls0 ? (usec1 - usec0) / (calls1 - calls0) : NAN;
     print_rate(P, P->t_end - t_drain);
     bs_cpu_print("the phase", &c0, &c1, &P->cpu_daemon);

@@ -99,8 +99,9 @@ int vgt_env_write_conf(const vgt_env_t *e, const char *extra)
     fprintf(f,
             "[kafka]\nbrokers = %s\n%s\ngroup = %s\noption.session.timeout.ms = 6000\n"
             "option.fetch.wait.max.ms = 10\noption.auto.offset.reset = earliest\n"
-            "[redis]\nsocket = %s\n[state]\ndir = %s\n%s",
-            e->addr, e->topics ? e->topics : "topic = clicks", e->group ? e->group : "it", e->redis.sock,
+            "[redis]\n%s%s\n[state]\ndir = %s\n%s",
+            e->addr, e->topics ? e->topics : "topic = clicks", e->group ? e->group : "it",
+            e->redis_conf ? "" : "socket = ", e->redis_conf ? e->redis_conf : e->redis.sock,
             e->state, e->settings ? e->settings : "");
     if (e->metrics_port > 0)
         fprintf(f, "[metrics]\nlisten = 127.0.0.1:%d\n", e->metrics_port);

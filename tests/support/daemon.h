@@ -24,7 +24,7 @@
  *
  * The configuration (vgt_env_write_conf) is the fixed part every test needs
  * — brokers, topic(s), group, the consumer options the mock wants (kafka.h),
- * redis.socket, state.dir, metrics.listen — plus e.settings (the test file's
+ * redis.socket (or e->redis_conf), state.dir, metrics.listen — plus e.settings (the test file's
  * own [serve]/[model]/[train]/[log] lines) and an extra text; [metrics]
  * comes last, so an extra text without a section header lands in it.
  *
@@ -68,6 +68,7 @@ typedef struct vgt_env {
     const char *topics;   /* the [kafka] line(s) naming the topics; NULL = "topic = clicks" */
     const char *group;    /* kafka.group; NULL = "it" */
     const char *settings; /* the test file's own configuration lines, or NULL */
+    const char *redis_conf; /* the [redis] section's lines; NULL = "socket = " e->redis' socket */
     int partitions;
     int metrics_port; /* 0 when metrics are off */
     pid_t daemon;     /* the running vaegand, 0 when none (vgt_env_stop kills it) */

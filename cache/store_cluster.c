@@ -1,0 +1,181 @@
+/*
+ * store_cluster.c — the store's cluster mode (store.h, "Redis Cluster"):
+ * the commands of the store's jobs go to the cluster layer of cluster.h as
+ * units, each routed by the key it names; a unit a server-state error sent
+ * back is submitted again after the back-off; and one timer tick watches the
+ * slot map's health, which is what "up" means here.
+ *
+ * store.c keeps the jobs, their order and what every reply means; this file
+ * only moves units.  Invariants: a unit is either submitted to s->cl (its
+ * callback pending) or on s->retry, never both; s->retry is empty exactly
+ * when s->retry_at is 0.  Nothing here outlives s->cl: vg_store_cl_close_
+ * drops the callbacks with it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cache/cluster.h"
+#include "cache/internal.h"
+
+#define CL_TICK_MS 50
+
+enum { INFO_NONE = 0, INFO_SENT = 1, INFO_DONE = 2 };
+
+/* Reads the RESP bulk string at *p (before end): its bytes into *a, *n, and
+ * *p past it.  Returns 0, or -1 when it is no such string. */
+static int bulk(const char **p, const char *end, const char **a, size_t *n)
+{
+    const char *q = *p;
+    if (q >= end || *q != '$')
+        return -1;
+    char *e;
+    unsigned long long len = strtoull(q + 1, &e, 10);
+    if (e + 2 > end || e[0] != '\r' || len > (unsigned long long)(end - e - 2))
+        return -1;
+    *a = e + 2;
+    *n = (size_t)len;
+    *p = e + 2 + len + 2;
+    return *p <= end ? 0 : -1;
+}
+
+/* The key of the command buf[0..len) as the store writes them: argument 1,
+ * or 3 of EVAL (EVAL script numkeys key ...); PING has none ("", slot 0). */
+static int unit_key(const char *buf, size_t len, const char **key, size_t *klen)
+{
+    const char *p = buf, *end = buf + len;
+    if (p >= end || *p != '*')
+        return -1;
+    char *e;
+    long argc = strtol(p + 1, &e, 10);
+    if (argc < 1 || e + 2 > end)
+        return -1;
+    p = e + 2;
+    const char *name;
+    size_t nlen;
+    if (bulk(&p, end, &name, &nlen))
+        return -1;
+    int want = nlen == 4 && memcmp(name, "EVAL", 4) == 0 ? 3 : 1;
+    *key = "";
+    *klen = 0;
+    for (int i = 1; i <= want && i < argc; i++)
+        if (bulk(&p, end, key, klen))
+            return -1;
+    return 0;
+}
+
+static void on_unit(void *ud, int status, const redisReply *reply, const char *err)
+{
+    vg_store_unit_t *u = ud;
+    if (status == 0) {
+        u->s->cl_reply(u, reply);
+        return;
+    }
+    /* the layer gave up on it (too many redirects): an error of this command, with the reason */
+    redisReply fake = {.type = REDIS_REPLY_ERROR, .str = (char *)err, .len = strlen(err)};
+    u->s->cl_reply(u, &fake);
+}
+
+int vg_store_cl_send_(vg_store_t *s, vg_store_unit_t *u)
+{
+    const char *key;
+    size_t klen;
+    if (unit_key(u->buf, u->len, &key, &klen))
+        vg_assert(0 && "the store formats every command it sends");
+    return vg_cluster_formatted(s->cl, key, klen, u->buf, u->len, on_unit, u);
+}
+
+void vg_store_cl_retry_(vg_store_t *s, vg_store_unit_t *u)
+{
+    u->next = s->retry;
+    s->retry = u;
+    if (s->retry_at)
+        return;
+    uint64_t d = (uint64_t)s->rmin;
+    for (unsigned i = 1; i < s->streak && d < (uint64_t)s->rmax; i++)
+        d *= 2;
+    s->retry_at = uv_now(s->loop) + (d < (uint64_t)s->rmax ? d : (uint64_t)s->rmax);
+}
+
+static void on_info(void *ud, int status, const redisReply *reply, const char *err)
+{
+    vg_store_t *s = ud;
+    (void)err;
+    if (s->closing)
+        return;
+    const char *v = status == 0 && reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "redis_version:") : NULL;
+    s->cl_major = v ? atoi(v + 14) : 0;
+    s->cl_info = INFO_DONE;
+}
+
+/* 1 when the map gives every slot to a node that is connected. */
+static int map_healthy(const vg_cluster_t *c)
+{
+    vg_cluster_stats_t st;
+    vg_cluster_stats(c, &st);
+    if (st.slots_mapped != VG_CLUSTER_SLOTS)
+        return 0;
+    for (size_t i = 0; i < st.nodes; i++) {
+        vg_cluster_node_stats_t ns;
+        if (vg_cluster_node_stats(c, i, &ns) == 0 && ns.slots && !ns.up)
+            return 0;
+    }
+    return 1;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    vg_store_t *s = t->data;
+    if (s->closing || s->fatal)
+        return;
+    if (s->retry && uv_now(s->loop) >= s->retry_at) {
+        vg_store_unit_t *u = s->retry;
+        s->retry = NULL;
+        s->retry_at = 0;
+        while (u) {
+            vg_store_unit_t *next = u->next;
+            if (vg_store_cl_send_(s, u)) /* out of memory: next tick */
+                vg_store_cl_retry_(s, u);
+            u = next;
+        }
+    }
+    int up = map_healthy(s->cl);
+    if (up && s->cl_info == INFO_NONE) { /* the version decides how lists are written */
+        const char *argv[2] = {"INFO", "server"};
+        if (vg_cluster_command(s->cl, "", 0, 2, argv, NULL, on_info, s) == 0)
+            s->cl_info = INFO_SENT;
+    }
+    s->cl_up(s, up && s->cl_info == INFO_DONE, s->cl_major);
+}
+
+int vg_store_cl_init_(vg_store_t *s, const vg_store_cfg_t *cfg, vg_store_unit_reply_fn on_reply, vg_store_cl_up_fn on_up,
+                      char *err, size_t errlen)
+{
+    s->cl_reply = on_reply;
+    s->cl_up = on_up;
+    char seed[300];
+    snprintf(seed, sizeof seed, "%s:%d", s->host, s->port);
+    const char *seeds[1] = {seed};
+    vg_cluster_cfg_t cc = {.seeds = seeds,
+                           .nseeds = 1,
+                           .password = cfg->password,
+                           .timeout_ms = cfg->connect_timeout_ms,
+                           .reconnect_min_ms = s->rmin,
+                           .reconnect_max_ms = s->rmax,
+                           .log = cfg->log,
+                           .ud = cfg->ud};
+    int rc = vg_cluster_init(&s->cl, s->loop, &cc, err, errlen);
+    if (rc)
+        return rc;
+    uv_timer_start(&s->timer, on_tick, 0, CL_TICK_MS);
+    return 0;
+}
+
+void vg_store_cl_close_(vg_store_t *s)
+{
+    vg_cluster_close(s->cl);
+    s->cl = NULL;
+    s->retry = NULL;
+    s->retry_at = 0;
+}
