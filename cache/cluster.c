@@ -104,6 +104,7 @@ struct vg_cluster {
     int closing, handles;
     char *pass;
     int timeout, rmin, rmax, retry_min, max_redirects, refresh_min;
+    int server_state; /* cfg->retry_server_state */
     vg_log_fn log;
     void *ud;
     cl_node_t **nodes;
@@ -742,7 +743,7 @@ static void cl_on_reply(redisAsyncContext *ac, void *r, void *priv)
     cl_unit_t *u = priv;
     vg_assert(u == n->head);
     cl_answered(n);
-    int cl = vg_cluster_reply_class_(reply);
+    int cl = vg_cluster_reply_class_(reply, c->server_state);
     if (cl != CL_OK && n->verdict == CL_OK) {
         n->verdict = cl;
         snprintf(n->why, sizeof n->why, "%s", reply->str);
@@ -899,6 +900,7 @@ int vg_cluster_init(vg_cluster_t **out, uv_loop_t *loop, const vg_cluster_cfg_t 
     c->rmin = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 100;
     c->rmax = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 5000;
     c->retry_min = cfg->retry_min_ms ? cfg->retry_min_ms : 20;
+    c->server_state = cfg->retry_server_state != 0;
     c->max_redirects = cfg->max_redirects ? cfg->max_redirects : 16;
     c->refresh_min = cfg->refresh_min_ms ? cfg->refresh_min_ms : 100;
     c->log = cfg->log;

@@ -51,7 +51,9 @@
  * MOVED: the slot's owner is set from the reply at once, the unit is re-sent
  * there, and the whole map is refreshed (at most once per
  * cfg->refresh_min_ms).  ASK: ASKING then the unit go to the named node,
- * and the map is left alone.  TRYAGAIN, CLUSTERDOWN, LOADING: the unit is
+ * and the map is left alone.  TRYAGAIN, CLUSTERDOWN, LOADING (and with
+ * cfg->retry_server_state BUSY, OOM, MISCONF, MASTERDOWN, NOREPLICAS,
+ * READONLY, which hold the unit's slot likewise): the unit is
  * re-sent after a delay (cfg->retry_min_ms doubled per retry of the unit,
  * capped at cfg->reconnect_max_ms), without limit and without counting as
  * a redirect: such a cluster may take writes soon, and a write must not be
@@ -122,6 +124,8 @@ typedef struct vg_cluster_cfg {
     int reconnect_min_ms;  /* first reconnect delay of a node, doubled per failure; 0 = 100 */
     int reconnect_max_ms;  /* cap of that delay and of the retry delay; 0 = 5000 */
     int retry_min_ms;      /* first TRYAGAIN/CLUSTERDOWN/LOADING delay of a unit; 0 = 20 */
+    int retry_server_state; /* 1: BUSY, OOM, MISCONF, MASTERDOWN, NOREPLICAS and READONLY are waited out
+                               the same way, the slot held meanwhile (the store: its writes keep their order) */
     int max_redirects;     /* MOVED + ASK per unit before it fails; 0 = 16 (any int: the count does not wrap) */
     int refresh_min_ms;    /* least time between two map refreshes; 0 = 100 */
     vg_log_fn log;         /* NULL = silent */

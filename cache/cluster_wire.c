@@ -238,10 +238,16 @@ size_t vg_cluster_resp_unit_(const char *buf, size_t len, uint32_t *off, char *w
     return n;
 }
 
-int vg_cluster_reply_class_(const redisReply *r)
+int vg_cluster_reply_class_(const redisReply *r, int server_state)
 {
+    static const char *const state[] = {"BUSY", "OOM", "MISCONF", "MASTERDOWN", "NOREPLICAS", "READONLY"};
     if (r->type != REDIS_REPLY_ERROR)
         return VG_CL_OK_;
+    for (size_t i = 0; server_state && i < sizeof state / sizeof state[0]; i++) {
+        size_t n = strlen(state[i]);
+        if (strncmp(r->str, state[i], n) == 0 && (r->str[n] == ' ' || r->str[n] == '\0'))
+            return VG_CL_RETRY_;
+    }
     if (strncmp(r->str, "MOVED ", 6) == 0)
         return VG_CL_MOVED_;
     if (strncmp(r->str, "ASK ", 4) == 0)

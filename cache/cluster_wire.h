@@ -70,9 +70,10 @@ void vg_cluster_multi_write_(char *buf, uint32_t *off, const vg_cluster_cmd_t *c
 size_t vg_cluster_resp_unit_(const char *buf, size_t len, uint32_t *off, char *why, size_t whylen);
 
 /* The routing class of a reply: VG_CL_MOVED_, VG_CL_ASK_, VG_CL_RETRY_
- * (TRYAGAIN, CLUSTERDOWN, LOADING) or VG_CL_OK_ (anything else, the
- * command's own errors included). */
-int vg_cluster_reply_class_(const struct redisReply *r);
+ * (TRYAGAIN, CLUSTERDOWN, LOADING; with server_state also BUSY, OOM,
+ * MISCONF, MASTERDOWN, NOREPLICAS, READONLY) or VG_CL_OK_ (anything else,
+ * the command's own errors included). */
+int vg_cluster_reply_class_(const struct redisReply *r, int server_state);
 
 /* "MOVED <slot> <host>:<port>" or "ASK ..." in why: 0 with *slot, *host
  * (hostlen bytes inside why; may be 0 bytes, or "?": the server does not

@@ -47,7 +47,6 @@ typedef struct vg_store_unit_ {
     uint32_t idx;
     const char *buf; /* its RESP bytes, in the job's buffer */
     size_t len;
-    struct vg_store_unit_ *next; /* on the store's retry list */
 } vg_store_unit_t;
 
 /* The vaegan:users shard of a user in cluster mode: CRC16 of its id mod
@@ -57,17 +56,16 @@ unsigned vg_store_user_shard_(const char *user, size_t len);
 /* cache/store_cluster.c, for store.c (which it never calls but through
  * these pointers).  cl_init_: creates s->cl from cfg's host:port (the seed)
  * and starts s->timer ticking; each answer to a unit goes to on_reply, each
- * change of the map's health (up: every slot has a connected master; major:
- * the Redis version a node told) to on_up.  cl_send_: submits u->buf[0..len)
- * as a unit, routed by the key it names.  cl_retry_: u comes again after the
- * back-off (a server-state error).  cl_close_: ends s->cl, no callback
- * follows. */
+ * change of the map's health (up: every slot has a connected master, and
+ * the checks of what lists may use are answered, hs_major and
+ * hs_restore_denied set) to on_up.  cl_send_: submits u->buf[0..len)
+ * as a unit, routed by the key it names.  cl_close_: ends s->cl, no
+ * callback follows. */
 typedef void (*vg_store_unit_reply_fn)(vg_store_unit_t *u, const struct redisReply *r);
-typedef void (*vg_store_cl_up_fn)(vg_store_t *s, int up, int major);
+typedef void (*vg_store_cl_up_fn)(vg_store_t *s, int up);
 int vg_store_cl_init_(vg_store_t *s, const vg_store_cfg_t *cfg, vg_store_unit_reply_fn on_reply, vg_store_cl_up_fn on_up,
                       char *err, size_t errlen);
 int vg_store_cl_send_(vg_store_t *s, vg_store_unit_t *u);
-void vg_store_cl_retry_(vg_store_t *s, vg_store_unit_t *u);
 void vg_store_cl_close_(vg_store_t *s);
 
 /* What a reply means to the store (reply.c). */
@@ -110,10 +108,12 @@ struct vg_store {
     int hs_major, hs_restore_denied; /* what this connect's checks found */
     int cluster;           /* cfg->cluster */
     struct vg_cluster *cl; /* cluster mode (cfg->cluster): every command goes through it; ac stays NULL */
-    vg_store_unit_t *retry;    /* cluster mode: units waiting out a server-state error */
-    uint64_t retry_at;         /* ... sent again at this loop time */
-    int cl_major;              /* cluster mode: Redis major version (INFO server of a node), 0 = unknown */
-    int cl_info;               /* ... that INFO: not sent, sent, answered (store_cluster.c) */
+    int cl_checked;            /* cluster mode: the list checks were sent (store_cluster.c) */
+    int cl_info;               /* ... replies to them still due */
+    struct vg_store_chk_ {
+        vg_store_t *s;
+        int what;
+    } cl_chk[4];               /* ... one per check, the callbacks' ud */
     vg_store_unit_reply_fn cl_reply; /* vg_store_cl_init_'s on_reply and on_up */
     vg_store_cl_up_fn cl_up;
     vg_dump_tmp_t *zorder; /* vg_dump_zset's scratch */

@@ -36,9 +36,9 @@
  * of cache/cluster.h; the reply comes back through st_unit_reply with the
  * command's index (replies of different slots arrive in any order), and
  * "up" follows the slot map's health (st_cl_up) instead of a handshake.
- * The cluster layer resends across lost nodes and redirects itself, so the
- * reconnect path (st_lost) is not used; a server-state error sends its one
- * unit again after the back-off instead of dropping a connection.
+ * The cluster layer resends across lost nodes and redirects, and waits out
+ * server-state errors holding the unit's slot, itself; so the reconnect
+ * path (st_lost) is not used.
  *
  * A load job differs from write jobs: its buffer is rebuilt per round (the
  * marks and the ZCARD of vaegan:users first when asked for, then the ZRANGE
@@ -475,7 +475,8 @@ static void st_ready(vg_store_t *s)
         s->rl_conn.window_start = 0; /* recovered: the next trouble is reported at once */
     s->ever_up = 1;
     s->attempts = 0;
-    uv_timer_stop(&s->timer); /* the handshake deadline */
+    if (!s->cl)
+        uv_timer_stop(&s->timer); /* the handshake deadline (in cluster mode: the tick, which goes on) */
     if (s->on_up)
         s->on_up(s->ud, 1);
     if (!s->closing)
@@ -735,10 +736,12 @@ static int st_readonly(vg_store_t *s, int cl)
 /* The part of a reply's handling that server-state errors and refusals
  * share between write and load replies.  Returns 1 when it ends the reply's
  * handling (the connection was dropped, or the store refused), else 0.  (In
- * cluster mode st_unit_reply has sent server-state errors back.) */
+ * cluster mode the cluster layer waits out server-state errors itself.) */
 static int st_server_error(vg_store_t *s, const st_job_t *j, uint32_t idx, int cl, const char *msg)
 {
     cl = st_readonly(s, cl);
+    if (cl == VG_RC_TRANSIENT && s->cl) /* the layer waited out the others: NOAUTH though we AUTH'ed */
+        cl = VG_RC_REFUSED;
     if (cl == VG_RC_TRANSIENT) {
         char why[256];
         s->errors++;
@@ -1117,17 +1120,6 @@ static void st_unit_reply(vg_store_unit_t *u, const redisReply *r)
     vg_store_t *s = u->s;
     if (s->closing || s->fatal)
         return;
-    const char *msg = NULL;
-    if (st_readonly(s, st_classify(s, r, &msg)) == VG_RC_TRANSIENT) {
-        uint64_t supp = 0;
-        s->errors++;
-        s->streak++;
-        if (vg_ratelimit_ok(&s->rl_conn, &supp))
-            st_log(s, VG_LOG_WARN, "redis %s: server not writable: %s; sending it again%s", s->where, msg,
-                   supp ? " (similar messages were suppressed)" : "");
-        vg_store_cl_retry_(s, u);
-        return;
-    }
     st_job_t *j = u->j;
     if (j->kind == JOB_LOAD) {
         s->replies++;
@@ -1139,10 +1131,14 @@ static void st_unit_reply(vg_store_unit_t *u, const redisReply *r)
     }
 }
 
-static void st_cl_up(vg_store_t *s, int up, int major)
+static void st_cl_up(vg_store_t *s, int up)
 {
-    if (up == (s->state == ST_READY) || s->closing || s->fatal)
+    if (s->closing || s->fatal)
         return;
+    if (up == (s->state == ST_READY)) {
+        st_pump(s); /* what a failed submission left behind */
+        return;
+    }
     if (!up) {
         s->state = ST_DOWN;
         s->down_since = uv_now(s->loop);
@@ -1152,8 +1148,6 @@ static void st_cl_up(vg_store_t *s, int up, int major)
             s->on_up(s->ud, 0);
         return;
     }
-    s->hs_major = major;
-    s->hs_restore_denied = 0;
     st_ready(s);
 }
 
@@ -1339,6 +1333,7 @@ void vg_store_stats(const vg_store_t *s, vg_store_stats_t *st)
         vg_cluster_stats(s->cl, &cs);
         st->redirects = cs.moved + cs.ask;
         st->nodes_lost = cs.lost;
+        st->retries = cs.retries;
     }
 }
 

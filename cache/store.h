@@ -81,19 +81,21 @@
  *   - jobs still complete (callback) in submission order, but the commands
  *     of different slots run in any order; those of one key run in
  *     submission order (the layer's per-slot FIFO);
- *   - a server-state error (OOM, BUSY, MISCONF, a short READONLY, ...)
- *     sends that one unit again after the back-off, behind what its slot
- *     took meanwhile (the writes are idempotent; a list so re-sent may land
- *     after a newer one of its user);
+ *   - a server-state error (OOM, BUSY, MISCONF, READONLY, MASTERDOWN,
+ *     NOREPLICAS, as TRYAGAIN and LOADING) is waited out by the layer,
+ *     which sends the unit again after the back-off and holds its slot
+ *     meanwhile, so a user's writes keep their order; READONLY is waited out
+ *     without the readonly_timeout limit (the layer only talks to masters);
  *   - CROSSSLOT is a data error of that command (a user id starting with
  *     '}' has no hash tag), not a refusal; a unit the layer gives up on
  *     (too many redirects) is one too, with its reason;
  *   - the load reads the shards of vaegan:users one after the other: users
  *     come in ascending order of latest ts within each shard, and within
  *     one chunk of 1,000 in the order their histories arrive;
- *   - "up" means the map gives every slot to a connected node; the
- *     connect-time ACL checks are not made (the first write tells), and
- *     lists are RESTOREd when a node says it is Redis >= 7 (INFO server).
+ *   - "up" means the map gives every slot to a connected node; of the
+ *     connect-time checks only those of the list writes are made, once, on
+ *     one node (INFO server, COMMAND INFO RESTORE, ACL DRYRUN of RESTORE):
+ *     the first write tells of any other refusal.
  *
  * Limits of hiredis 0.14: it has no async command timeouts.  The store bounds
  * connect + handshake itself (cfg->connect_timeout_ms), but a server that
@@ -322,6 +324,7 @@ typedef struct vg_store_stats {
     int refused;               /* 1 once the server refused us (on_fatal) */
     uint64_t redirects;        /* cluster mode: MOVED and ASK replies (cluster.h) */
     uint64_t nodes_lost;       /* cluster mode: node connections lost (closed, failed or timed out) */
+    uint64_t retries;          /* cluster mode: server-state replies waited out (TRYAGAIN, OOM, ...) */
 } vg_store_stats_t;
 
 /* Fills *st with the counters since vg_store_init(). */

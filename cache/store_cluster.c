@@ -1,15 +1,16 @@
 /*
  * store_cluster.c — the store's cluster mode (store.h, "Redis Cluster"):
  * the commands of the store's jobs go to the cluster layer of cluster.h as
- * units, each routed by the key it names; a unit a server-state error sent
- * back is submitted again after the back-off; and one timer tick watches the
- * slot map's health, which is what "up" means here.
+ * units, each routed by the key it names (the layer waits out server-state
+ * errors itself, holding the unit's slot, so a user's writes keep their
+ * order); a timer tick watches the slot map's health, which is what "up"
+ * means here, and asks the first healthy map's node what the list writes
+ * may use (version, RESTORE).
  *
  * store.c keeps the jobs, their order and what every reply means; this file
- * only moves units.  Invariants: a unit is either submitted to s->cl (its
- * callback pending) or on s->retry, never both; s->retry is empty exactly
- * when s->retry_at is 0.  Nothing here outlives s->cl: vg_store_cl_close_
- * drops the callbacks with it.
+ * only moves units.  Invariant: a unit is submitted to s->cl until its
+ * callback; nothing here outlives s->cl: vg_store_cl_close_ drops the
+ * callbacks with it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,6 @@
 #include "cache/internal.h"
 
 #define CL_TICK_MS 50
-
-enum { INFO_NONE = 0, INFO_SENT = 1, INFO_DONE = 2 };
 
 /* Reads the RESP bulk string at *p (before end): its bytes into *a, *n, and
  * *p past it.  Returns 0, or -1 when it is no such string. */
@@ -86,27 +85,62 @@ int vg_store_cl_send_(vg_store_t *s, vg_store_unit_t *u)
     return vg_cluster_formatted(s->cl, key, klen, u->buf, u->len, on_unit, u);
 }
 
-void vg_store_cl_retry_(vg_store_t *s, vg_store_unit_t *u)
+/* The checks of what list writes may use, on the node of slot 0 (store.h,
+ * "Redis Cluster"): the version (INFO server), whether RESTORE exists
+ * (COMMAND INFO RESTORE) and whether we may run it (ACL WHOAMI, then ACL
+ * DRYRUN of the RESTORE probe of reply.c).  Each reply sets what it says
+ * in s->hs_major / s->hs_restore_denied as the one-server handshake does;
+ * an error reply says nothing (no such check here).  s->cl_info counts the
+ * replies still due. */
+enum { CHK_SERVER = 0, CHK_RESTORE_CMD = 1, CHK_WHOAMI = 2, CHK_RESTORE = 3 };
+typedef struct vg_store_chk_ chk_t;
+static void on_check(void *ud, int status, const redisReply *r, const char *err);
+
+static void check(vg_store_t *s, int what, int argc, const char *const *argv)
 {
-    u->next = s->retry;
-    s->retry = u;
-    if (s->retry_at)
-        return;
-    uint64_t d = (uint64_t)s->rmin;
-    for (unsigned i = 1; i < s->streak && d < (uint64_t)s->rmax; i++)
-        d *= 2;
-    s->retry_at = uv_now(s->loop) + (d < (uint64_t)s->rmax ? d : (uint64_t)s->rmax);
+    chk_t *c = &s->cl_chk[what];
+    c->s = s;
+    c->what = what;
+    if (vg_cluster_command(s->cl, "", 0, argc, argv, NULL, on_check, c) == 0)
+        s->cl_info++;
 }
 
-static void on_info(void *ud, int status, const redisReply *reply, const char *err)
+static void on_check(void *ud, int status, const redisReply *r, const char *err)
 {
-    vg_store_t *s = ud;
+    chk_t *c = ud;
+    vg_store_t *s = c->s;
     (void)err;
     if (s->closing)
         return;
-    const char *v = status == 0 && reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "redis_version:") : NULL;
-    s->cl_major = v ? atoi(v + 14) : 0;
-    s->cl_info = INFO_DONE;
+    s->cl_info--;
+    if (status || r->type == REDIS_REPLY_ERROR)
+        return;
+    if (c->what == CHK_SERVER && r->type == REDIS_REPLY_STRING) {
+        const char *v = strstr(r->str, "redis_version:");
+        s->hs_major = v ? atoi(v + 14) : 0;
+    } else if (c->what == CHK_RESTORE_CMD && r->type == REDIS_REPLY_ARRAY &&
+               (r->elements == 0 || r->element[0]->type == REDIS_REPLY_NIL)) {
+        s->hs_restore_denied = 2;
+    } else if (c->what == CHK_WHOAMI && r->type == REDIS_REPLY_STRING) {
+        vg_store_probe_t pr;
+        if (vg_store_probe_(s, vg_store_probe_count_(), r->str, &pr))
+            check(s, CHK_RESTORE, pr.argc, pr.argv);
+    } else if (c->what == CHK_RESTORE && r->type == REDIS_REPLY_STRING && strcmp(r->str, "OK") != 0 &&
+               !s->hs_restore_denied) {
+        s->hs_restore_denied = 1;
+    }
+}
+
+static void start_checks(vg_store_t *s)
+{
+    const char *info[2] = {"INFO", "server"}, *cmdinfo[3] = {"COMMAND", "INFO", "RESTORE"},
+               *whoami[2] = {"ACL", "WHOAMI"};
+    s->hs_major = 0;
+    s->hs_restore_denied = 0;
+    check(s, CHK_SERVER, 2, info);
+    check(s, CHK_RESTORE_CMD, 3, cmdinfo);
+    check(s, CHK_WHOAMI, 2, whoami);
+    s->cl_checked = 1;
 }
 
 /* 1 when the map gives every slot to a node that is connected. */
@@ -129,24 +163,10 @@ static void on_tick(uv_timer_t *t)
     vg_store_t *s = t->data;
     if (s->closing || s->fatal)
         return;
-    if (s->retry && uv_now(s->loop) >= s->retry_at) {
-        vg_store_unit_t *u = s->retry;
-        s->retry = NULL;
-        s->retry_at = 0;
-        while (u) {
-            vg_store_unit_t *next = u->next;
-            if (vg_store_cl_send_(s, u)) /* out of memory: next tick */
-                vg_store_cl_retry_(s, u);
-            u = next;
-        }
-    }
     int up = map_healthy(s->cl);
-    if (up && s->cl_info == INFO_NONE) { /* the version decides how lists are written */
-        const char *argv[2] = {"INFO", "server"};
-        if (vg_cluster_command(s->cl, "", 0, 2, argv, NULL, on_info, s) == 0)
-            s->cl_info = INFO_SENT;
-    }
-    s->cl_up(s, up && s->cl_info == INFO_DONE, s->cl_major);
+    if (up && !s->cl_checked)
+        start_checks(s);
+    s->cl_up(s, up && s->cl_checked && s->cl_info == 0);
 }
 
 int vg_store_cl_init_(vg_store_t *s, const vg_store_cfg_t *cfg, vg_store_unit_reply_fn on_reply, vg_store_cl_up_fn on_up,
@@ -163,6 +183,8 @@ int vg_store_cl_init_(vg_store_t *s, const vg_store_cfg_t *cfg, vg_store_unit_re
                            .timeout_ms = cfg->connect_timeout_ms,
                            .reconnect_min_ms = s->rmin,
                            .reconnect_max_ms = s->rmax,
+                           .retry_min_ms = s->rmin,
+                           .retry_server_state = 1,
                            .log = cfg->log,
                            .ud = cfg->ud};
     int rc = vg_cluster_init(&s->cl, s->loop, &cc, err, errlen);
@@ -176,6 +198,4 @@ void vg_store_cl_close_(vg_store_t *s)
 {
     vg_cluster_close(s->cl);
     s->cl = NULL;
-    s->retry = NULL;
-    s->retry_at = 0;
 }

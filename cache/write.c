@@ -161,7 +161,7 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         return VG_EINVAL;
     if (vg_store_grow_((void **)&s->sev, &s->sevcap, n, sizeof *s->sev))
         return VG_ENOMEM;
-    size_t bound = 256 + 2 * s->plen;
+    size_t bound = 256 + 2 * s->plen + (s->cluster ? VG_STORE_USER_SHARDS * (VG_RESP_HDR_OVH + 3 * VG_RESP_ARG_OVH + s->plen + 24) : 0);
     for (size_t i = 0; i < n; i++) {
         const vg_store_event_t *e = &ev[i];
         if (!e->user || !e->item || !isfinite(e->ts) || (e->removal && !s->ordered))

@@ -10,6 +10,7 @@
  * callback, a counter) with a deadline as a guard only.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,48 @@ Test(store_cluster, ordered_script_in_one_slot_and_an_untagged_user_refused_alon
     cr_assert(vg_store_is_up(s), "a data error must not stop the store");
     cr_assert_eq(zcard("hist:{alice}"), 1, "b stays, a was removed");
     cr_assert_eq(zcard("rm:{alice}"), 1);
+    close_store(s);
+}
+
+/* ---- a server-state error waited out in order -------------------------------------------- */
+
+static void config_all(const char *value)
+{
+    for (int i = 0; i < RC.n; i++) {
+        redisReply *r = vgt_rcluster_cmd(&RC, i, "CONFIG SET maxmemory %s", value);
+        cr_assert(r && r->type == REDIS_REPLY_STATUS, "CONFIG SET maxmemory on node %d", i);
+        freeReplyObject(r);
+    }
+}
+
+static int retried(void *arg)
+{
+    vg_store_stats_t st;
+    vg_store_stats(arg, &st);
+    return st.retries > 0;
+}
+
+/* OOM on a history write: the layer waits it out holding the user's slot,
+ * so an erasure submitted after it (DEL works under OOM) still runs after
+ * it and leaves nothing behind; both callbacks fire, in order. */
+Test(store_cluster, oom_is_waited_out_in_order, .init = setup, .fini = teardown, .timeout = 120)
+{
+    vg_store_cfg_t cfg = base_cfg();
+    vg_store_t *s = open_store(&cfg);
+    cr_assert(wait_for(is_up, s, 20000), "store not up on the cluster");
+    config_all("1");
+    vg_store_event_t ev = {.user = "u1", .user_len = 2, .item = "a", .item_len = 1, .ts = 5};
+    cr_assert_eq(vg_store_add_events(s, &ev, 1, events_cb, (void *)(intptr_t)0), 0);
+    int forgot = 1;
+    cr_assert_eq(vg_store_forget(s, "u1", 2, "m1", 2, 6.0, -INFINITY, status_cb, &forgot), 0);
+    cr_assert(wait_for(retried, s, 20000), "no OOM was seen");
+    cr_assert_eq(done_seq, 0, "the write completed under OOM");
+    config_all("0");
+    cr_assert(wait_for(is_idle, s, 30000), "jobs left: %zu", vg_store_pending(s));
+    cr_assert_eq(done_seq, 1);
+    cr_assert_eq(refused_events, 0, "refused: %s", refused_msg);
+    cr_assert_eq(forgot, 0);
+    cr_assert_eq(zcard("hist:{u1}"), 0, "the history write ran after the erasure");
     close_store(s);
 }
 
