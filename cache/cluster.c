@@ -33,6 +33,12 @@
  * write failing (cl_abort) never re-enters a loop over the slots.  What is
  * pure wire format (map replies, RESP framing and formatting) is in
  * cluster_wire.c, the key slot in crc16.c.
+ *
+ * Why one file: the slot FIFOs, the nodes' connections and FIFOs, the map
+ * and the retry timers are one state machine over one set of private
+ * fields (the invariants above tie them together: a lost node re-queues
+ * its units into their slots, a map moves slots between nodes, a redirect
+ * does both); splitting it would expose those fields to a second file.
  */
 #include "cache/cluster.h"
 
@@ -936,6 +942,16 @@ void vg_cluster_stats(const vg_cluster_t *c, vg_cluster_stats_t *st)
     *st = c->st;
     st->pending = c->pending;
     st->nodes = c->nnodes;
+}
+
+int vg_cluster_healthy(const vg_cluster_t *c)
+{
+    if (c->st.slots_mapped != VG_CLUSTER_SLOTS)
+        return 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i]->nslots && c->nodes[i]->state != CL_READY)
+            return 0;
+    return 1;
 }
 
 int vg_cluster_node_stats(const vg_cluster_t *c, size_t i, vg_cluster_node_stats_t *out)

@@ -219,7 +219,12 @@ typedef struct vg_cluster_node_stats {
     size_t waiting;  /* units queued on its slots, in flight included */
 } vg_cluster_node_stats_t;
 
-/* Node i (0 <= i < stats.nodes) into *out.  Returns 0 or VG_ERANGE. */
+/* 1 when the map gives every slot to a node and every such node is
+ * connected; O(nodes), cheap enough to poll. */
+int vg_cluster_healthy(const vg_cluster_t *c);
+
+/* Node i (0 <= i < stats.nodes) into *out; O(pending units + slots), for
+ * reports, not for polling.  Returns 0 or VG_ERANGE. */
 int vg_cluster_node_stats(const vg_cluster_t *c, size_t i, vg_cluster_node_stats_t *out);
 
 /* The last error text ("" if none): a refused submission, a lost node, a

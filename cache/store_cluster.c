@@ -143,27 +143,12 @@ static void start_checks(vg_store_t *s)
     s->cl_checked = 1;
 }
 
-/* 1 when the map gives every slot to a node that is connected. */
-static int map_healthy(const vg_cluster_t *c)
-{
-    vg_cluster_stats_t st;
-    vg_cluster_stats(c, &st);
-    if (st.slots_mapped != VG_CLUSTER_SLOTS)
-        return 0;
-    for (size_t i = 0; i < st.nodes; i++) {
-        vg_cluster_node_stats_t ns;
-        if (vg_cluster_node_stats(c, i, &ns) == 0 && ns.slots && !ns.up)
-            return 0;
-    }
-    return 1;
-}
-
 static void on_tick(uv_timer_t *t)
 {
     vg_store_t *s = t->data;
     if (s->closing || s->fatal)
         return;
-    int up = map_healthy(s->cl);
+    int up = vg_cluster_healthy(s->cl);
     if (up && !s->cl_checked)
         start_checks(s);
     s->cl_up(s, up && s->cl_checked && s->cl_info == 0);

@@ -412,17 +412,14 @@ static void on_list_done(void *ud, int status)
     }
     if (status == VG_ESTALE) { /* Redis holds a list of a newer history (another writer's) */
         vg_metric_inc(p->m_lists_stale, 1);
-        if (c->release && p->scorer)
-            vg_scorer_release(p->scorer, 1);
-        free(c);
-        return;
+    } else {
+        if (status)
+            vg_log(VG_LOG_ERROR, "Redis refused a rec list write: %s", vg_strerror(status));
+        p->lists++;
+        vg_metric_inc(p->m_lists, 1);
+        if (c->t_mark > 0)
+            vg_metric_observe(p->m_latency, vg_mono_s() - c->t_mark);
     }
-    if (status)
-        vg_log(VG_LOG_ERROR, "Redis refused a rec list write: %s", vg_strerror(status));
-    p->lists++;
-    vg_metric_inc(p->m_lists, 1);
-    if (c->t_mark > 0)
-        vg_metric_observe(p->m_latency, vg_mono_s() - c->t_mark);
     if (c->release && p->scorer)
         vg_scorer_release(p->scorer, 1);
     if (status == 0 && c->n_top && p->hist.u[c->user].gen == c->gen)
