@@ -706,8 +706,17 @@ static void cl_settle(vg_cluster_t *c, const cl_node_t *from, cl_unit_t *u, int 
     size_t hostlen = 0;
     int port = 0, ok = verdict != CL_RETRY && vg_cluster_redirect_parse_(why, &slot, &host, &hostlen, &port) == 0;
     if (verdict == CL_RETRY || (ok && hostlen == 1 && host[0] == '?')) {
-        if (verdict != CL_RETRY || strncmp(why, "CLUSTERDOWN", 11) == 0) /* the map may be stale */
+        /* The map may be stale: a "?" host, CLUSTERDOWN, or a node that is a replica now (READONLY) or
+         * whose master is gone (MASTERDOWN) after a failover. */
+        if (verdict != CL_RETRY || strncmp(why, "CLUSTERDOWN", 11) == 0 || strncmp(why, "READONLY", 8) == 0 ||
+            strncmp(why, "MASTERDOWN", 10) == 0)
             cl_refresh(c, NULL);
+        if (verdict == CL_RETRY && strncmp(why, "TRYAGAIN", 8) != 0) { /* a wait an operator must see */
+            char key[64];
+            vg_cluster_key_text_(u->key, u->keylen, key, sizeof key);
+            cl_warn(c, "%s:%d answers '%.120s': key '%s' (slot %u) waits, retry %u", from->host, from->port, why,
+                    key, u->slot, (unsigned)u->retries + 1);
+        }
         if (verdict != CL_RETRY)
             u->ask = NULL;
         c->st.retries += verdict == CL_RETRY;

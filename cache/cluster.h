@@ -57,7 +57,10 @@
  * re-sent after a delay (cfg->retry_min_ms doubled per retry of the unit,
  * capped at cfg->reconnect_max_ms), without limit and without counting as
  * a redirect: such a cluster may take writes soon, and a write must not be
- * dropped for it.  When the node that said so was an ASK target, the
+ * dropped for it.  Every such wait but TRYAGAIN is logged (a rate-limited
+ * warning naming the node, its reply and the key: a stalled store is never
+ * silent), and CLUSTERDOWN, READONLY and MASTERDOWN (a failover) refresh
+ * the map.  When the node that said so was an ASK target, the
  * re-send goes to it again, with ASKING (a multi-key unit whose keys a
  * migration splits).  A redirect's address may lack its host (":port",
  * cluster-preferred-endpoint-type unknown-endpoint): it is the host of the
@@ -195,7 +198,7 @@ size_t vg_cluster_pending(const vg_cluster_t *c);
 typedef struct vg_cluster_stats {
     uint64_t moved;       /* MOVED replies */
     uint64_t ask;         /* ASK replies (those with a "?" host included) */
-    uint64_t retries;     /* TRYAGAIN / CLUSTERDOWN / LOADING replies (each a delayed re-send) */
+    uint64_t retries;     /* TRYAGAIN / CLUSTERDOWN / LOADING (and server-state) replies, each a delayed re-send */
     uint64_t refreshes;   /* slot-map requests sent (CLUSTER SHARDS or SLOTS) */
     uint64_t resent;      /* units re-queued because their node was lost */
     uint64_t lost;        /* ready connections lost (closed, failed, or timed out) */

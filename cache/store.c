@@ -1142,8 +1142,10 @@ static void st_cl_up(vg_store_t *s, int up)
     if (!up) {
         s->state = ST_DOWN;
         s->down_since = uv_now(s->loop);
-        st_log(s, VG_LOG_WARN, "redis %s: some slots have no reachable master; %zu jobs pending", s->where,
-               s->njobs);
+        uint64_t supp = 0;
+        if (vg_ratelimit_ok(&s->rl_conn, &supp)) /* a flapping cluster must not flood the log */
+            st_log(s, VG_LOG_WARN, "redis %s: some slots have no reachable master; %zu jobs pending%s", s->where,
+                   s->njobs, supp ? " (similar messages were suppressed)" : "");
         if (s->on_up)
             s->on_up(s->ud, 0);
         return;

@@ -103,6 +103,8 @@ static void check(vg_store_t *s, int what, int argc, const char *const *argv)
     c->what = what;
     if (vg_cluster_command(s->cl, "", 0, argc, argv, NULL, on_check, c) == 0)
         s->cl_info++;
+    else
+        s->cl_checked = 0; /* out of memory: all checks again at a later tick */
 }
 
 static void on_check(void *ud, int status, const redisReply *r, const char *err)
@@ -137,10 +139,10 @@ static void start_checks(vg_store_t *s)
                *whoami[2] = {"ACL", "WHOAMI"};
     s->hs_major = 0;
     s->hs_restore_denied = 0;
+    s->cl_checked = 1;
     check(s, CHK_SERVER, 2, info);
     check(s, CHK_RESTORE_CMD, 3, cmdinfo);
     check(s, CHK_WHOAMI, 2, whoami);
-    s->cl_checked = 1;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -149,7 +151,7 @@ static void on_tick(uv_timer_t *t)
     if (s->closing || s->fatal)
         return;
     int up = vg_cluster_healthy(s->cl);
-    if (up && !s->cl_checked)
+    if (up && !s->cl_checked && s->cl_info == 0)
         start_checks(s);
     s->cl_up(s, up && s->cl_checked && s->cl_info == 0);
 }

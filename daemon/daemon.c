@@ -37,6 +37,9 @@ typedef struct vg_daemon {
     /* the consumer's counters exported as metrics (on_tick adds what is new) */
     vg_metric_t *m_commit_failures, *m_commit_retries, *m_dlq_pending, *m_oldest_wait;
     vg_kafka_stats_t ks_last;
+    /* the store's: reconnects, and in cluster mode redirects, waits and node connections lost */
+    vg_metric_t *m_redis_reconnects, *m_redis_redirects, *m_redis_retries, *m_redis_nodes_lost;
+    vg_store_stats_t ss_last;
     vg_ratelimit_t invalid_rl;
     vg_metric_family_t ignored; /* vaegan_events_ignored_total{type} */
 
@@ -217,6 +220,13 @@ static void on_tick(uv_timer_t *t)
         vg_metric_set(d->m_dlq_pending, (double)ks.dlq_pending);
         d->ks_last = ks;
     }
+    vg_store_stats_t ss;
+    vg_store_stats(p->store, &ss);
+    vg_metric_inc(d->m_redis_reconnects, (double)(ss.reconnects - d->ss_last.reconnects));
+    vg_metric_inc(d->m_redis_redirects, (double)(ss.redirects - d->ss_last.redirects));
+    vg_metric_inc(d->m_redis_retries, (double)(ss.retries - d->ss_last.retries));
+    vg_metric_inc(d->m_redis_nodes_lost, (double)(ss.nodes_lost - d->ss_last.nodes_lost));
+    d->ss_last = ss;
     if (p->scorer)
         vg_metric_set(d->m_oldest_wait, vg_scorer_oldest_wait_s(p->scorer));
     vg_monitor_tick(&d->mon, &p->hist, (uint64_t)vg_metric_value(p->m_stored), p->lists, p->scorer);
@@ -460,6 +470,37 @@ static void close_daemon(vg_daemon_t *d)
     pthread_mutex_destroy(&d->info_mu);
 }
 
+/* The consumer's and the store's counters that on_tick exports. */
+static void add_metrics(vg_daemon_t *d)
+{
+    const struct {
+        vg_metric_t **m;
+        const char *name, *help;
+        int type;
+    } t[] = {
+        {&d->m_commit_failures, "vaegan_kafka_commit_failures_total",
+         "Offset commits that failed (a revoke's after its retries: the next owner reads again from the last commit)",
+         VG_METRIC_COUNTER},
+        {&d->m_commit_retries, "vaegan_kafka_commit_retries_total",
+         "Revoke and final commits refused for a passing reason and sent again", VG_METRIC_COUNTER},
+        {&d->m_dlq_pending, "vaegan_dead_letters_pending", "Dead letters not yet acknowledged by the broker",
+         VG_METRIC_GAUGE},
+        {&d->m_redis_reconnects, "vaegan_redis_reconnects_total",
+         "Times the Redis store became ready again after it was lost", VG_METRIC_COUNTER},
+        {&d->m_redis_redirects, "vaegan_redis_cluster_redirects_total",
+         "MOVED and ASK replies followed (redis.cluster = yes)", VG_METRIC_COUNTER},
+        {&d->m_redis_retries, "vaegan_redis_cluster_retries_total",
+         "Commands re-sent after a wait (TRYAGAIN, CLUSTERDOWN, LOADING, OOM, READONLY, ...; redis.cluster = yes)",
+         VG_METRIC_COUNTER},
+        {&d->m_redis_nodes_lost, "vaegan_redis_cluster_nodes_lost_total",
+         "Connections to cluster nodes lost (closed, failed or timed out)", VG_METRIC_COUNTER},
+        {&d->m_oldest_wait, "vaegan_scorer_oldest_wait_seconds",
+         "How long the oldest user waiting for a fresh list has waited", VG_METRIC_GAUGE},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        *t[i].m = vg_metrics_add(d->p.metrics, t[i].name, t[i].help, t[i].type, NULL, 0);
+}
+
 int vg_daemon_run(const vg_config_t *cfg, int reset_model)
 {
     vg_daemon_t *d = calloc(1, sizeof *d);
@@ -476,18 +517,7 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
                                               "events.removal_types), by type",
                                       .label = "type"};
     if (rc == 0) {
-        d->m_commit_failures = vg_metrics_add(d->p.metrics, "vaegan_kafka_commit_failures_total",
-                                              "Offset commits that failed (a revoke's after its retries: the next "
-                                              "owner reads again from the last commit)",
-                                              VG_METRIC_COUNTER, NULL, 0);
-        d->m_commit_retries = vg_metrics_add(d->p.metrics, "vaegan_kafka_commit_retries_total",
-                                             "Revoke and final commits refused for a passing reason and sent again",
-                                             VG_METRIC_COUNTER, NULL, 0);
-        d->m_dlq_pending = vg_metrics_add(d->p.metrics, "vaegan_dead_letters_pending",
-                                          "Dead letters not yet acknowledged by the broker", VG_METRIC_GAUGE, NULL, 0);
-        d->m_oldest_wait = vg_metrics_add(d->p.metrics, "vaegan_scorer_oldest_wait_seconds",
-                                          "How long the oldest user waiting for a fresh list has waited",
-                                          VG_METRIC_GAUGE, NULL, 0);
+        add_metrics(d);
         rc = vg_monitor_init(&d->mon, d->p.metrics, cfg->metrics.quality_sample, cfg->metrics.quality_window,
                              cfg->serve.refresh_s);
         d->p.monitor = &d->mon;

@@ -865,6 +865,25 @@ Test(cluster, map_parse_of_odd_shapes)
     cr_assert_eq(vg_cluster_redirect_parse_("MOVED 16384 a:1", &slot, &host, &hostlen, &port), -1);
     cr_assert_eq(vg_cluster_redirect_parse_("MOVED 1 a", &slot, &host, &hostlen, &port), -1);
 
+    /* reply classes: server-state errors are waits only for the units that ask for it */
+    static const struct { const char *err; int plain, state; } classes[] = {
+        {"MOVED 1 a:1", VG_CL_MOVED_, VG_CL_MOVED_},   {"ASK 1 a:1", VG_CL_ASK_, VG_CL_ASK_},
+        {"TRYAGAIN Multiple keys", VG_CL_RETRY_, VG_CL_RETRY_}, {"CLUSTERDOWN x", VG_CL_RETRY_, VG_CL_RETRY_},
+        {"LOADING x", VG_CL_RETRY_, VG_CL_RETRY_},     {"OOM command not allowed", VG_CL_OK_, VG_CL_RETRY_},
+        {"READONLY You can't write", VG_CL_OK_, VG_CL_RETRY_}, {"MASTERDOWN x", VG_CL_OK_, VG_CL_RETRY_},
+        {"BUSY", VG_CL_OK_, VG_CL_RETRY_},             {"BUSYKEY Target key name exists", VG_CL_OK_, VG_CL_OK_},
+        {"ERR wrong number of arguments", VG_CL_OK_, VG_CL_OK_}, {"NOREPLICASX", VG_CL_OK_, VG_CL_OK_},
+    };
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+        redisReply *e = mk(REDIS_REPLY_ERROR, 0, classes[i].err);
+        cr_assert_eq(vg_cluster_reply_class_(e, 0), classes[i].plain, "'%s' without server state", classes[i].err);
+        cr_assert_eq(vg_cluster_reply_class_(e, 1), classes[i].state, "'%s' with server state", classes[i].err);
+        freeReplyObject(e);
+    }
+    redisReply *okr = S("OOM");
+    cr_assert_eq(vg_cluster_reply_class_(okr, 1), VG_CL_OK_, "a bulk string is never an error");
+    freeReplyObject(okr);
+
     /* units: one plain command, or a balanced MULTI ... EXEC without connection-state commands */
     static const char *const units[][2] = {
         {"*1\r\n$5\r\nMULTI\r\n", NULL},
