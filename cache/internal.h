@@ -242,6 +242,14 @@ int vg_store_submit_list_(vg_store_t *s, size_t len, vg_store_cb cb, void *ud);
  * reply's (member, score) pairs. */
 int vg_store_submit_read_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_rows_cb rows, vg_store_cb cb, void *ud);
 
+/* As vg_store_submit_ for a job whose caller reads the replies itself
+ * (cache/shared.c): fn gets reply idx of each command as it arrives, data
+ * errors included (those are logged too and make the status VG_EREDIS);
+ * the reply is valid during the call only. */
+typedef void (*vg_store_reply_fn)(void *ud, uint32_t idx, const struct redisReply *r);
+int vg_store_submit_replies_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_reply_fn fn, vg_store_cb cb,
+                             void *ud);
+
 /* One ACL DRYRUN check of the connect-time probe (reply.c): the command
  * "ACL DRYRUN <user> <command> <key> ..." and what it checks, for messages. */
 typedef struct vg_store_probe {

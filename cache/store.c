@@ -91,6 +91,7 @@ typedef struct st_job {
     vg_store_cb cb;     /* on_done for a load */
     vg_store_events_cb ecb; /* a history job's callback instead of cb */
     vg_store_rows_cb rows;  /* a read-back job (vg_store_read_user): each reply's pairs */
+    vg_store_reply_fn replies; /* a job of raw replies (vg_store_submit_replies_): each reply */
     int list;           /* a list write (vg_store_put_rec): its script answers 0 when refused as older */
     uint32_t n_ev;      /* a history job's events */
     uint32_t *map;      /* ... per command [first, end) into evi (vg_store_submit_events_) */
@@ -302,6 +303,15 @@ int vg_store_submit_read_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_ro
     int rc = st_submit(s, len, ncmds, 0, cb, NULL, ud);
     if (rc == 0)
         s->tail->rows = rows;
+    return rc;
+}
+
+int vg_store_submit_replies_(vg_store_t *s, size_t len, uint32_t ncmds, vg_store_reply_fn fn, vg_store_cb cb,
+                             void *ud)
+{
+    int rc = st_submit(s, len, ncmds, 0, cb, NULL, ud);
+    if (rc == 0)
+        s->tail->replies = fn;
     return rc;
 }
 
@@ -782,6 +792,8 @@ static void st_write_reply(vg_store_t *s, st_job_t *j, uint32_t idx, const redis
     int cl = st_classify(s, reply, &msg);
     if (st_server_error(s, j, idx, cl, msg))
         return;
+    if (j->replies)
+        j->replies(j->ud, idx, reply);
     if (cl == VG_RC_DATA)
         st_cmd_error(s, j, idx, msg);
     else if (j->rows)

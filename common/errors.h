@@ -33,7 +33,8 @@
     X(KAFKA, "Kafka client error")                                          \
     X(REDIS, "Redis error")                                                 \
     X(AGAIN, "not ready, try again")                                        \
-    X(STALE, "superseded by a newer version")
+    X(STALE, "superseded by a newer version")                              \
+    X(FENCED, "refused: a newer leader holds the epoch")
 
 enum {
     VG_OK = 0,
