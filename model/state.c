@@ -10,6 +10,9 @@
  * mkstemp, so two writers never share one), fsyncs it, renames it over the
  * old file and fsyncs the directory; a failure of any step (the directory's
  * fsync included) is the save's error, and the old file stays as it was.
+ * vg_model_save_mem / vg_model_load_mem write and read the same bytes in
+ * memory (open_memstream, fmemopen) for a copy kept elsewhere, with the same
+ * checks (the memory's length stands for the file's size).
  * The writer holds the test hook VAEGAN_FAULT_FILE (vaegan.h): a file named
  * by that variable, while it exists, makes every write of a save fail with
  * the errno it names, so tests can fill or freeze the disk without root's
@@ -218,6 +221,28 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
         return vg_errf(err, errlen, VG_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
     }
     return sync_parent_dir(path, err, errlen);
+}
+
+/* The same bytes as a state file, into memory (open_memstream). */
+int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return vg_errf(err, errlen, VG_ENOMEM, "cannot open a memory stream for the state: %s", strerror(errno));
+    wstream_t s = {f, crc32(0L, Z_NULL, 0), 0, 0};
+    put_state(&s, m);
+    put_u32(&s, (uint32_t)s.crc);
+    if (fclose(f) != 0)
+        fail(&s, errno);
+    if (s.failed) {
+        free(buf);
+        return vg_errf(err, errlen, VG_ENOMEM, "cannot write the state into memory: %s", strerror(s.failed));
+    }
+    *out = buf;
+    *len = n;
+    return 0;
 }
 
 typedef struct {
@@ -495,6 +520,23 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
         return vg_errf(err, errlen, VG_EIO, "cannot stat state file %s: %s", path, strerror(e));
     }
     s.size = (uint64_t)st.st_size;
+    int rc = read_state(&s, m, expect, max_batch);
+    fclose(s.f);
+    if (rc)
+        vg_model_close(m);
+    return rc;
+}
+
+int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *name, const vg_model_cfg_t *expect,
+                      int max_batch, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    vg_vocab_init(&m->vocab);
+    if (!len)
+        return vg_errf(err, errlen, VG_ECORRUPT, "%s: empty", name);
+    rstream_t s = {fmemopen((void *)data, len, "rb"), crc32(0L, Z_NULL, 0), name, err, errlen, 0, (uint64_t)len};
+    if (!s.f)
+        return vg_errf(err, errlen, VG_ENOMEM, "%s: cannot open a memory stream: %s", name, strerror(errno));
     int rc = read_state(&s, m, expect, max_batch);
     fclose(s.f);
     if (rc)

@@ -263,4 +263,15 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
 int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect, int max_batch,
                   char *err, size_t errlen);
 
+/* The state file's bytes in memory, for a copy kept elsewhere (a leader's
+ * checkpoint in Redis): *out (malloc'ed, the caller's to free) holds *len
+ * bytes that vg_model_load_mem reads back — and vg_model_load too, were
+ * they written to a file.  Returns 0 or VG_ENOMEM. */
+int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen);
+
+/* As vg_model_load, from the len bytes at data; name (e.g. "checkpoint
+ * 3:1200 from Redis") stands for the path in messages. */
+int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *name, const vg_model_cfg_t *expect,
+                      int max_batch, char *err, size_t errlen);
+
 #endif

@@ -367,3 +367,38 @@ Test(state, a_start_removes_temporary_files_of_unfinished_saves, .init = mirror_
     cr_assert_eq(access(p, F_OK), 0, "another name is kept");
     cr_assert_eq(count_prefixed(dir, "other"), 1);
 }
+
+/* ---- the state in memory (a checkpoint kept in Redis) --------------------------- */
+
+Test(state, the_memory_copy_is_the_file_and_loads_back, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)
+{
+    vg_model_t m, b;
+    char path[128], err[512];
+    saved_model(&m, path, "mem.state");
+    void *buf;
+    size_t n;
+    cr_assert_eq(vg_model_save_mem(&m, &buf, &n, err, sizeof err), 0, "%s", err);
+    cr_assert(same_file(path, buf, n), "the memory copy differs from the state file");
+
+    cr_assert_eq(vg_model_load_mem(&b, buf, n, "checkpoint 1:3", &m.cfg, 16, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(b.step, m.step);
+    cr_assert_eq(b.vocab.n, m.vocab.n);
+    void *again;
+    size_t n2;
+    cr_assert_eq(vg_model_save_mem(&b, &again, &n2, err, sizeof err), 0, "%s", err);
+    cr_assert(n2 == n && memcmp(again, buf, n) == 0, "a loaded copy saves to other bytes");
+    free(again);
+    vg_model_close(&b);
+
+    /* damage is refused by name: a flipped byte, a copy cut short, nothing */
+    unsigned char *d = buf;
+    d[n / 2] ^= 0x10;
+    cr_assert_eq(vg_model_load_mem(&b, buf, n, "checkpoint 1:3", &m.cfg, 16, err, sizeof err), VG_ECORRUPT);
+    cr_assert(strstr(err, "checkpoint 1:3"), "message does not name the copy: %s", err);
+    d[n / 2] ^= 0x10;
+    cr_assert_eq(vg_model_load_mem(&b, buf, n - 1, "checkpoint 1:3", &m.cfg, 16, err, sizeof err), VG_ECORRUPT,
+                 "%s", err);
+    cr_assert_eq(vg_model_load_mem(&b, buf, 0, "checkpoint 1:3", &m.cfg, 16, err, sizeof err), VG_ECORRUPT);
+    free(buf);
+    vg_model_close(&m);
+}
