@@ -102,6 +102,11 @@ void vg_param_shapes_(const vg_model_t *m, size_t shape[VG_P_COUNT][4]);
  * Returns 0, VG_EINVAL or VG_ENOMEM. */
 int vg_model_alloc_(vg_model_t *m, int max_batch);
 
+/* The same for a snapshot (vaegan.h, vg_model_snapshot): the generator's
+ * weights only (zero), no gradients, moments or workspace.  Returns 0,
+ * VG_EINVAL or VG_ENOMEM. */
+int vg_model_alloc_weights_(vg_model_t *m);
+
 /* Makes room for nnz stored entries in the workspace's per-entry buffers
  * (capacity at least doubles).  Returns 0 or VG_ENOMEM. */
 int vg_work_reserve_nnz_(vg_work_t *w, size_t nnz);

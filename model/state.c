@@ -43,6 +43,7 @@
 #include "model/vaegan.h"
 
 #define STATE_MAGIC "VAEGANST"
+#define WEIGHTS_MAGIC "VAEGANSW" /* the weights-only form (vg_model_save_weights_mem) */
 #define STATE_VERSION 1u
 #define ORDER_MARK 0x01020304u
 
@@ -51,6 +52,7 @@ typedef struct {
     uLong crc;
     int failed; /* an errno once a step failed (the first one is kept), else 0 */
     int fault;  /* the test hook's errno for every write, or 0 */
+    int weights; /* the weights-only form: the generator's weights, no moments */
 } wstream_t;
 
 /* Records the first failure of a save: errno e (EIO when e is 0). */
@@ -110,7 +112,7 @@ static void put_cfg(wstream_t *s, const vg_model_t *m)
  * hyperparameters, step, RNG state, vocabulary, tensors. */
 static void put_state(wstream_t *s, const vg_model_t *m)
 {
-    put(s, STATE_MAGIC, 8);
+    put(s, s->weights ? WEIGHTS_MAGIC : STATE_MAGIC, 8);
     put_u32(s, STATE_VERSION);
     put_u32(s, ORDER_MARK);
     put_u32(s, (uint32_t)sizeof(vg_real));
@@ -126,9 +128,13 @@ static void put_state(wstream_t *s, const vg_model_t *m)
     for (int i = 0; i < VG_P_COUNT; i++) {
         const vg_param_t *p = &m->p[i];
         size_t n = p->rows * p->cols;
+        if (s->weights && i > VG_P_B4)
+            continue; /* not the generator's (a snapshot's other slots are empty) */
         put_u64(s, p->rows);
         put_u64(s, p->cols);
         put(s, p->w, n * sizeof(vg_real));
+        if (s->weights)
+            continue;
         put(s, p->m, n * sizeof(vg_real));
         put(s, p->v, n * sizeof(vg_real));
     }
@@ -185,7 +191,7 @@ static int sync_parent_dir(const char *path, char *err, size_t errlen)
 static int write_temp(const vg_model_t *m, int fd)
 {
     int fault = injected_write_error();
-    wstream_t s = {fdopen(fd, "wb"), crc32(0L, Z_NULL, 0), 0, fault};
+    wstream_t s = {fdopen(fd, "wb"), crc32(0L, Z_NULL, 0), 0, fault, 0};
     if (!s.f) {
         int e = errno;
         close(fd);
@@ -223,15 +229,16 @@ int vg_model_save(const vg_model_t *m, const char *path, char *err, size_t errle
     return sync_parent_dir(path, err, errlen);
 }
 
-/* The same bytes as a state file, into memory (open_memstream). */
-int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen)
+/* The state file's bytes (weights 0) or the weights-only form (1), into
+ * memory (open_memstream). */
+static int save_mem(const vg_model_t *m, int weights, void **out, size_t *len, char *err, size_t errlen)
 {
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
     if (!f)
         return vg_errf(err, errlen, VG_ENOMEM, "cannot open a memory stream for the state: %s", strerror(errno));
-    wstream_t s = {f, crc32(0L, Z_NULL, 0), 0, 0};
+    wstream_t s = {f, crc32(0L, Z_NULL, 0), 0, 0, weights};
     put_state(&s, m);
     put_u32(&s, (uint32_t)s.crc);
     if (fclose(f) != 0)
@@ -245,6 +252,16 @@ int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, s
     return 0;
 }
 
+int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen)
+{
+    return save_mem(m, 0, out, len, err, errlen);
+}
+
+int vg_model_save_weights_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen)
+{
+    return save_mem(m, 1, out, len, err, errlen);
+}
+
 typedef struct {
     FILE *f;
     uLong crc;
@@ -252,6 +269,7 @@ typedef struct {
     char *err;
     size_t errlen;
     uint64_t pos, size; /* bytes read so far; the file's size */
+    int weights;        /* the weights-only form is expected */
 } rstream_t;
 
 /* Reads n bytes; returns 0 or VG_ECORRUPT naming what was cut short. */
@@ -290,8 +308,9 @@ static int read_header(rstream_t *s)
     char magic[8];
     uint32_t version, order, rsize;
     GET(magic, "the header");
-    if (memcmp(magic, STATE_MAGIC, 8) != 0)
-        return vg_errf(s->err, s->errlen, VG_EFORMAT, "%s: not a vaegan model state file (bad magic)", s->path);
+    if (memcmp(magic, s->weights ? WEIGHTS_MAGIC : STATE_MAGIC, 8) != 0)
+        return vg_errf(s->err, s->errlen, VG_EFORMAT, "%s: not a vaegan model %s (bad magic)", s->path,
+                       s->weights ? "weights copy" : "state file");
     GET(version, "the header");
     GET(order, "the header");
     if (order != ORDER_MARK)
@@ -382,14 +401,16 @@ static void adopt_hyperparameters(vg_model_cfg_t *c, const vg_model_cfg_t *expec
 }
 
 /* Bytes of the tensor section that m's architecture (m->cfg, m->n_items)
- * implies: per tensor its two u64 dimensions, weights and two moments. */
-static uint64_t tensor_bytes(const vg_model_t *m)
+ * implies: per tensor its two u64 dimensions, weights and two moments (the
+ * weights-only form: the generator's tensors, weights only). */
+static uint64_t tensor_bytes(const vg_model_t *m, int weights)
 {
     size_t shape[VG_P_COUNT][4];
     vg_param_shapes_(m, shape);
     uint64_t n = 0;
     for (int i = 0; i < VG_P_COUNT; i++) /* N <= 2^30, a width <= 2^17: no overflow */
-        n += 2 * sizeof(uint64_t) + 3 * (uint64_t)shape[i][0] * shape[i][1] * sizeof(vg_real);
+        if (!weights || shape[i][3] == VG_PLAYER_G)
+            n += 2 * sizeof(uint64_t) + (weights ? 1 : 3) * (uint64_t)shape[i][0] * shape[i][1] * sizeof(vg_real);
     return n;
 }
 
@@ -445,6 +466,8 @@ static int read_tensors(rstream_t *s, vg_model_t *m)
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_param_t *p = &m->p[i];
         uint64_t rows, cols;
+        if (s->weights && !p->w)
+            continue; /* not the generator's */
         GET(rows, p->name);
         GET(cols, p->name);
         if (rows != p->rows || cols != p->cols)
@@ -452,7 +475,8 @@ static int read_tensors(rstream_t *s, vg_model_t *m)
                            p->name, (unsigned long long)rows, (unsigned long long)cols, p->rows, p->cols);
         size_t n = p->rows * p->cols * sizeof(vg_real);
         int rc;
-        if ((rc = get(s, p->w, n, p->name)) || (rc = get(s, p->m, n, p->name)) || (rc = get(s, p->v, n, p->name)))
+        if ((rc = get(s, p->w, n, p->name)) ||
+            (!s->weights && ((rc = get(s, p->m, n, p->name)) || (rc = get(s, p->v, n, p->name)))))
             return rc;
     }
     return 0;
@@ -488,7 +512,7 @@ static int read_state(rstream_t *s, vg_model_t *m, const vg_model_cfg_t *expect,
     m->cfg = c;
     m->n_items = (int)n_items;
     m->gen_terms = VG_TERM_ALL;
-    if ((rc = read_progress_and_vocabulary(s, m, n_items, tensor_bytes(m))))
+    if ((rc = read_progress_and_vocabulary(s, m, n_items, tensor_bytes(m, s->weights))))
         return rc;
     if (expect) {
         if ((rc = check_architecture(s, &c, expect)))
@@ -496,7 +520,8 @@ static int read_state(rstream_t *s, vg_model_t *m, const vg_model_cfg_t *expect,
         adopt_hyperparameters(&c, expect);
         m->cfg = c;
     }
-    if ((rc = vg_model_alloc_(m, max_batch)) == VG_EINVAL && max_batch >= 1)
+    if ((rc = s->weights ? vg_model_alloc_weights_(m) : vg_model_alloc_(m, max_batch)) == VG_EINVAL &&
+        max_batch >= 1)
         return vg_errf(s->err, s->errlen, VG_ECORRUPT, "%s: corrupt hyperparameters", s->path);
     if (rc)
         return vg_errf(s->err, s->errlen, rc, "%s: cannot allocate the model: %s", s->path, vg_strerror(rc));
@@ -510,7 +535,7 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
 {
     memset(m, 0, sizeof *m);
     vg_vocab_init(&m->vocab);
-    rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen, 0, 0};
+    rstream_t s = {fopen(path, "rb"), crc32(0L, Z_NULL, 0), path, err, errlen, 0, 0, 0};
     if (!s.f)
         return vg_errf(err, errlen, VG_EIO, "cannot open state file %s: %s", path, strerror(errno));
     struct stat st;
@@ -527,14 +552,15 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
     return rc;
 }
 
-int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *name, const vg_model_cfg_t *expect,
-                      int max_batch, char *err, size_t errlen)
+static int load_mem(vg_model_t *m, int weights, const void *data, size_t len, const char *name,
+                    const vg_model_cfg_t *expect, int max_batch, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     vg_vocab_init(&m->vocab);
     if (!len)
         return vg_errf(err, errlen, VG_ECORRUPT, "%s: empty", name);
-    rstream_t s = {fmemopen((void *)data, len, "rb"), crc32(0L, Z_NULL, 0), name, err, errlen, 0, (uint64_t)len};
+    rstream_t s = {fmemopen((void *)data, len, "rb"), crc32(0L, Z_NULL, 0), name, err, errlen, 0, (uint64_t)len,
+                   weights};
     if (!s.f)
         return vg_errf(err, errlen, VG_ENOMEM, "%s: cannot open a memory stream: %s", name, strerror(errno));
     int rc = read_state(&s, m, expect, max_batch);
@@ -542,4 +568,16 @@ int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *n
     if (rc)
         vg_model_close(m);
     return rc;
+}
+
+int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *name, const vg_model_cfg_t *expect,
+                      int max_batch, char *err, size_t errlen)
+{
+    return load_mem(m, 0, data, len, name, expect, max_batch, err, errlen);
+}
+
+int vg_model_load_weights_mem(vg_model_t *m, const void *data, size_t len, const char *name,
+                              const vg_model_cfg_t *expect, char *err, size_t errlen)
+{
+    return load_mem(m, 1, data, len, name, expect, 1, err, errlen);
 }

@@ -211,17 +211,20 @@ static const char *const param_names[VG_P_COUNT] = {
     "enc1.w", "enc1.b", "enc2.w", "enc2.b", "dec1.w", "dec1.b", "dec2.w", "dec2.b", "T.A", "T.c",
     "T.B", "T.a", "T.d", "Q.C", "Q.e", "D.P", "D.r", "D.Q", "D.p", "D.s"};
 
-static int param_alloc(vg_param_t *p, size_t rows, size_t cols, size_t cap_rows)
+/* Zero arrays for p: its weights, and with training its gradient and moments. */
+static int param_alloc(vg_param_t *p, size_t rows, size_t cols, size_t cap_rows, int training)
 {
     size_t n = cap_rows * cols;
     p->w = calloc(n ? n : 1, sizeof(vg_real));
-    p->g = calloc(n ? n : 1, sizeof(vg_real));
-    p->m = calloc(n ? n : 1, sizeof(vg_real));
-    p->v = calloc(n ? n : 1, sizeof(vg_real));
+    if (training) {
+        p->g = calloc(n ? n : 1, sizeof(vg_real));
+        p->m = calloc(n ? n : 1, sizeof(vg_real));
+        p->v = calloc(n ? n : 1, sizeof(vg_real));
+    }
     p->rows = rows;
     p->cols = cols;
     p->cap_rows = cap_rows;
-    return p->w && p->g && p->m && p->v ? 0 : VG_ENOMEM;
+    return p->w && (!training || (p->g && p->m && p->v)) ? 0 : VG_ENOMEM;
 }
 
 static void param_free(vg_param_t *p)
@@ -296,7 +299,8 @@ static int check_cfg(const vg_model_cfg_t *c, int n_items, int max_batch)
     return 0;
 }
 
-int vg_model_alloc_(vg_model_t *m, int max_batch)
+/* vg_model_alloc_ (training) or vg_model_alloc_weights_. */
+static int model_alloc(vg_model_t *m, int max_batch, int training)
 {
     int rc = check_cfg(&m->cfg, m->n_items, max_batch);
     if (rc)
@@ -305,16 +309,23 @@ int vg_model_alloc_(vg_model_t *m, int max_batch)
     vg_param_shapes_(m, shape);
     for (int i = 0; i < VG_P_COUNT; i++) {
         vg_param_t *p = &m->p[i];
+        if (!training && shape[i][3] != VG_PLAYER_G)
+            continue;
         p->name = param_names[i];
         p->item_rows = (int)shape[i][2];
         p->player = (int)shape[i][3];
-        if (param_alloc(p, shape[i][0], shape[i][1], shape[i][0]) < 0)
+        if (param_alloc(p, shape[i][0], shape[i][1], shape[i][0], training) < 0)
             return VG_ENOMEM;
     }
+    if (!training)
+        return 0;
     m->max_batch = max_batch;
     m->work = work_new(&m->cfg, m->n_items, max_batch, NULL);
     return m->work ? 0 : VG_ENOMEM;
 }
+
+int vg_model_alloc_(vg_model_t *m, int max_batch) { return model_alloc(m, max_batch, 1); }
+int vg_model_alloc_weights_(vg_model_t *m) { return model_alloc(m, 1, 0); }
 
 int vg_model_init(vg_model_t *m, const vg_model_cfg_t *cfg, int n_items, int max_batch)
 {

@@ -274,4 +274,16 @@ int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, s
 int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *name, const vg_model_cfg_t *expect,
                       int max_batch, char *err, size_t errlen);
 
+/* What scoring needs of m (a training model, or a snapshot, whose
+ * vocabulary is empty): the same
+ * header, step, RNG and vocabulary, then the generator's weights only (no
+ * moments, no adversaries), under its own magic "VAEGANSW" — about a third
+ * of the state at most, for the snapshots a leader sends its followers.
+ * vg_model_load_weights_mem reads it into a snapshot as vg_model_snapshot
+ * makes one (scoring works, training returns VG_EINVAL), with the checks
+ * and the errors of vg_model_load. */
+int vg_model_save_weights_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen);
+int vg_model_load_weights_mem(vg_model_t *m, const void *data, size_t len, const char *name,
+                              const vg_model_cfg_t *expect, char *err, size_t errlen);
+
 #endif

@@ -402,3 +402,53 @@ Test(state, the_memory_copy_is_the_file_and_loads_back, .init = vg_tmpdir_make, 
     free(buf);
     vg_model_close(&m);
 }
+
+Test(state, the_weights_copy_scores_as_the_model, .init = vg_tmpdir_make, .fini = vg_tmpdir_remove)
+{
+    vg_model_t m, snap, b;
+    char err[512];
+    small_model(&m);
+    cr_assert_eq(vg_model_snapshot(&snap, &m), 0);
+    void *full, *w, *w2;
+    size_t nfull, nw, nw2;
+    cr_assert_eq(vg_model_save_mem(&m, &full, &nfull, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(vg_model_save_weights_mem(&m, &w, &nw, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(vg_model_save_weights_mem(&snap, &w2, &nw2, err, sizeof err), 0, "%s", err);
+    cr_assert_lt(nw2, nw, "a snapshot has no vocabulary to copy");
+    cr_assert_lt(nw * 2, nfull, "weights copy %zu bytes, full state %zu", nw, nfull);
+
+    cr_assert_eq(vg_model_load_weights_mem(&b, w, nw, "snapshot 1:3", &m.cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(b.step, m.step);
+    cr_assert_eq(b.vocab.n, m.vocab.n);
+    cr_assert_str_eq(b.vocab.ids[7], m.vocab.ids[7]);
+    /* it scores exactly as the model, and cannot be trained */
+    int32_t rows[3] = {0, 0, 1}, cols[3] = {2, 30, 11};
+    vg_csr_t X;
+    cr_assert_eq(vg_csr_from_pairs(&X, 2, N_ITEMS, 3, rows, cols), 0);
+    size_t wn = vg_model_score_work_size(&m, 2);
+    vg_real *work = malloc(wn * sizeof(vg_real)), *s1 = malloc(2 * N_ITEMS * sizeof(vg_real)),
+            *s2 = malloc(2 * N_ITEMS * sizeof(vg_real));
+    cr_assert_eq(vg_model_score(&m, &X, s1, work), 0);
+    cr_assert_eq(vg_model_score(&b, &X, s2, work), 0);
+    cr_assert(memcmp(s1, s2, 2 * N_ITEMS * sizeof(vg_real)) == 0, "the loaded weights score differently");
+    cr_assert_eq(vg_model_train_step(&b, &X, NULL), VG_EINVAL);
+    vg_model_t c;
+    cr_assert_eq(vg_model_load_weights_mem(&c, w2, nw2, "snapshot", &m.cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.vocab.n, 0);
+    cr_assert_eq(vg_model_score(&c, &X, s2, work), 0);
+    cr_assert(memcmp(s1, s2, 2 * N_ITEMS * sizeof(vg_real)) == 0, "a snapshot's weights score differently");
+    vg_model_close(&c);
+
+    /* the two forms are not taken for each other; damage is refused by name */
+    cr_assert_eq(vg_model_load_mem(&c, w, nw, "snapshot 1:3", &m.cfg, 16, err, sizeof err), VG_EFORMAT);
+    cr_assert_eq(vg_model_load_weights_mem(&c, full, nfull, "checkpoint", &m.cfg, err, sizeof err), VG_EFORMAT);
+    ((unsigned char *)w)[nw - 9] ^= 1;
+    cr_assert_eq(vg_model_load_weights_mem(&c, w, nw, "snapshot 1:3", &m.cfg, err, sizeof err), VG_ECORRUPT);
+    cr_assert(strstr(err, "snapshot 1:3"), "%s", err);
+
+    vg_csr_free(&X);
+    free(work), free(s1), free(s2), free(full), free(w), free(w2);
+    vg_model_close(&b);
+    vg_model_close(&snap);
+    vg_model_close(&m);
+}
