@@ -28,7 +28,6 @@
 #include "common/log.h"
 
 #define SH_WINDOW 4                  /* chunk writes in flight */
-#define SH_CHUNK_DEF ((size_t)1 << 20)
 #define SH_CHUNK_MAX ((size_t)512 << 20) /* Redis' largest string */
 #define SH_CHUNKS_MAX ((uint64_t)1 << 24)
 #define SH_TTL_DEF 600
@@ -437,7 +436,7 @@ int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb,
     strcpy(op->name, put->name);
     op->put.name = op->name;
     if (!op->put.chunk_bytes)
-        op->put.chunk_bytes = SH_CHUNK_DEF;
+        op->put.chunk_bytes = VG_SHARED_CHUNK_DEFAULT;
     if (!op->put.ttl_s)
         op->put.ttl_s = SH_TTL_DEF;
     op->v.b = (vg_shared_blob_t){.epoch = put->epoch, .version = put->version, .bytes = put->len,

@@ -59,6 +59,11 @@
 
 #define VG_SHARED_NAME_MAX 64 /* a blob's name: 1..64 of [A-Za-z0-9_.-] */
 
+/* Just under 1 MiB: a string of 1 MiB exactly, with its header, takes
+ * jemalloc's 1.25 MiB size class in Redis (vaegan-bench-shared: a 131.7 MB
+ * snapshot held 164.6 MB in 1 MiB chunks, 131.8 MB in these). */
+#define VG_SHARED_CHUNK_DEFAULT (((size_t)1 << 20) - 64)
+
 /* INCR <p>vaegan:{leader}:epoch: cb(ud, status, epoch) with status 0 and the
  * new epoch (>= 1), or VG_EREDIS / VG_EAGAIN (epoch 0).  Returns 0 or
  * VG_ENOMEM. */
@@ -78,7 +83,7 @@ typedef struct vg_shared_put {
     uint64_t version;   /* newer than what this epoch published before (e.g. the training step) */
     const void *data;   /* len bytes, kept alive and unchanged by the caller until cb */
     size_t len;
-    size_t chunk_bytes; /* 0 = 1 MiB */
+    size_t chunk_bytes; /* 0 = VG_SHARED_CHUNK_DEFAULT */
     int ttl_s;          /* the lifetime of chunks not yet named by the manifest; 0 = 600 */
 } vg_shared_put_t;
 
