@@ -264,10 +264,13 @@ int vg_model_load(vg_model_t *m, const char *path, const vg_model_cfg_t *expect,
                   char *err, size_t errlen);
 
 /* The state file's bytes in memory, for a copy kept elsewhere (a leader's
- * checkpoint in Redis): *out (malloc'ed, the caller's to free) holds *len
- * bytes that vg_model_load_mem reads back — and vg_model_load too, were
- * they written to a file.  Returns 0 or VG_ENOMEM. */
-int vg_model_save_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen);
+ * checkpoint in Redis): *len bytes at *buf that vg_model_load_mem reads
+ * back — and vg_model_load too, were they written to a file.  *buf (NULL,
+ * or malloc'ed with *cap bytes; the caller's to free) is reused when large
+ * enough, else grown (*buf, *cap updated), so that saves of a model of
+ * unchanged size fault in no fresh pages.  Returns 0 or VG_ENOMEM (*buf
+ * and *cap unchanged). */
+int vg_model_save_mem(const vg_model_t *m, void **buf, size_t *cap, size_t *len, char *err, size_t errlen);
 
 /* As vg_model_load, from the len bytes at data; name (e.g. "checkpoint
  * 3:1200 from Redis") stands for the path in messages. */
@@ -282,7 +285,7 @@ int vg_model_load_mem(vg_model_t *m, const void *data, size_t len, const char *n
  * vg_model_load_weights_mem reads it into a snapshot as vg_model_snapshot
  * makes one (scoring works, training returns VG_EINVAL), with the checks
  * and the errors of vg_model_load. */
-int vg_model_save_weights_mem(const vg_model_t *m, void **out, size_t *len, char *err, size_t errlen);
+int vg_model_save_weights_mem(const vg_model_t *m, void **buf, size_t *cap, size_t *len, char *err, size_t errlen);
 int vg_model_load_weights_mem(vg_model_t *m, const void *data, size_t len, const char *name,
                               const vg_model_cfg_t *expect, char *err, size_t errlen);
 

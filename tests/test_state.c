@@ -375,17 +375,21 @@ Test(state, the_memory_copy_is_the_file_and_loads_back, .init = vg_tmpdir_make, 
     vg_model_t m, b;
     char path[128], err[512];
     saved_model(&m, path, "mem.state");
-    void *buf;
-    size_t n;
-    cr_assert_eq(vg_model_save_mem(&m, &buf, &n, err, sizeof err), 0, "%s", err);
+    void *buf = NULL;
+    size_t cap = 0, n;
+    cr_assert_eq(vg_model_save_mem(&m, &buf, &cap, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cap, n);
+    void *first = buf;
+    cr_assert_eq(vg_model_save_mem(&m, &buf, &cap, &n, err, sizeof err), 0, "%s", err);
+    cr_assert(buf == first && cap == n, "a save of the same size must reuse the buffer");
     cr_assert(same_file(path, buf, n), "the memory copy differs from the state file");
 
     cr_assert_eq(vg_model_load_mem(&b, buf, n, "checkpoint 1:3", &m.cfg, 16, err, sizeof err), 0, "%s", err);
     cr_assert_eq(b.step, m.step);
     cr_assert_eq(b.vocab.n, m.vocab.n);
-    void *again;
-    size_t n2;
-    cr_assert_eq(vg_model_save_mem(&b, &again, &n2, err, sizeof err), 0, "%s", err);
+    void *again = NULL;
+    size_t cap2 = 0, n2;
+    cr_assert_eq(vg_model_save_mem(&b, &again, &cap2, &n2, err, sizeof err), 0, "%s", err);
     cr_assert(n2 == n && memcmp(again, buf, n) == 0, "a loaded copy saves to other bytes");
     free(again);
     vg_model_close(&b);
@@ -409,11 +413,11 @@ Test(state, the_weights_copy_scores_as_the_model, .init = vg_tmpdir_make, .fini 
     char err[512];
     small_model(&m);
     cr_assert_eq(vg_model_snapshot(&snap, &m), 0);
-    void *full, *w, *w2;
-    size_t nfull, nw, nw2;
-    cr_assert_eq(vg_model_save_mem(&m, &full, &nfull, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(vg_model_save_weights_mem(&m, &w, &nw, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(vg_model_save_weights_mem(&snap, &w2, &nw2, err, sizeof err), 0, "%s", err);
+    void *full = NULL, *w = NULL, *w2 = NULL;
+    size_t cfull = 0, cw = 0, cw2 = 0, nfull, nw, nw2;
+    cr_assert_eq(vg_model_save_mem(&m, &full, &cfull, &nfull, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(vg_model_save_weights_mem(&m, &w, &cw, &nw, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(vg_model_save_weights_mem(&snap, &w2, &cw2, &nw2, err, sizeof err), 0, "%s", err);
     cr_assert_lt(nw2, nw, "a snapshot has no vocabulary to copy");
     cr_assert_lt(nw * 2, nfull, "weights copy %zu bytes, full state %zu", nw, nfull);
 
