@@ -14,8 +14,9 @@
  * publishing it (the chunks' SETs, the manifest script, PERSIST/DEL of the
  * versions), fetching it back (manifest, GETs, size and CRC checks) and
  * loading it (vg_model_load_weights_mem / vg_model_load_mem).  Figures are
- * medians over the repeats (the serialising buffer is kept across them, as
- * a leader keeps it across rounds: the first one faults its pages in), with the bytes on the wire and what Redis holds
+ * medians over the repeats (the serialising and the fetching buffers are
+ * kept across them, as a leader and a follower keep theirs: the first
+ * repeat faults their pages in), with the bytes on the wire and what Redis holds
  * more afterwards (INFO used_memory: two versions kept).  The model is freshly
  * initialised (its values do not change the sizes or the times).
  */
@@ -110,8 +111,8 @@ static void bench_form(vg_store_t *s, const vg_model_t *m, uint64_t epoch, int w
     size_t bytes = 0;
     char err[512];
     long long mem0 = used_memory(c);
-    void *buf = NULL; /* kept across the repeats, as a leader keeps it across rounds */
-    size_t cap = 0;
+    void *buf = NULL, *got = NULL; /* kept across the repeats, as a leader and a follower keep them */
+    size_t cap = 0, got_cap = 0;
     for (int k = 0; k < repeats; k++) {
         double t0 = now_s();
         int rc = weights ? vg_model_save_weights_mem(m, &buf, &cap, &bytes, err, sizeof err)
@@ -129,7 +130,7 @@ static void bench_form(vg_store_t *s, const vg_model_t *m, uint64_t epoch, int w
             die("publishing", vg_strerror(r.status));
         double t2 = now_s();
         result_t g = {0};
-        if (vg_shared_fetch(s, name, NULL, get_cb, &g))
+        if (vg_shared_fetch(s, name, NULL, &got, &got_cap, get_cb, &g))
             die("fetching", "refused");
         run_until(&g);
         if (g.status || !g.data)
@@ -142,10 +143,10 @@ static void bench_form(vg_store_t *s, const vg_model_t *m, uint64_t epoch, int w
             die("loading", err);
         double t4 = now_s();
         vg_model_close(&back);
-        free(g.data);
         t_ser[k] = t1 - t0, t_pub[k] = t2 - t1, t_get[k] = t3 - t2, t_load[k] = t4 - t3;
     }
     free(buf);
+    free(got);
     double mb = (double)bytes / 1e6, pub = median(t_pub, repeats), get = median(t_get, repeats);
     printf("  %-10s %8.1f MB  serialise %6.0f ms  publish %6.0f ms (%5.0f MB/s)  fetch %6.0f ms (%5.0f MB/s)  "
            "load %6.0f ms   Redis +%.1f MB\n",

@@ -471,7 +471,9 @@ typedef struct sh_get_op {
     int at;        /* the version being read */
     int got;       /* the manifest's reply was an array */
     int fail;      /* the first version's reason for not being the answer */
-    unsigned char *data;
+    void **buf;   /* the caller's buffer: *buf of *cap bytes, grown when a version needs more */
+    size_t *cap;
+    unsigned char *data; /* *buf while a version is read */
     uint64_t missing, wrong; /* chunks of the version being read: absent, of the wrong size */
     vg_shared_get_cb cb;
     void *ud;
@@ -558,8 +560,15 @@ static void get_next(sh_get_op_t *op)
         int rc = vg_store_scratch_(s, bound, (size_t)v->chunks);
         if (rc == 0 && (uint64_t)(size_t)v->b.bytes != v->b.bytes)
             rc = VG_ENOMEM;
-        if (rc == 0 && !(op->data = malloc((size_t)v->b.bytes)))
-            rc = VG_ENOMEM;
+        if (rc == 0 && (!*op->buf || *op->cap < v->b.bytes)) { /* grown, not realloc'ed: nothing to keep */
+            free(*op->buf);
+            *op->cap = 0;
+            if (!(*op->buf = malloc((size_t)v->b.bytes)))
+                rc = VG_ENOMEM;
+            else
+                *op->cap = (size_t)v->b.bytes;
+        }
+        op->data = *op->buf;
         if (rc == 0) {
             size_t len = 0;
             uint32_t ncmds = 0;
@@ -568,10 +577,8 @@ static void get_next(sh_get_op_t *op)
             op->missing = op->wrong = 0;
             rc = vg_store_submit_replies_(s, len, ncmds, get_chunk_reply, get_chunks_done, op);
         }
-        if (rc) {
-            free(op->data);
+        if (rc)
             get_end(op, rc, NULL, NULL);
-        }
         return;
     }
     get_end(op, op->fail ? op->fail : VG_ENOTFOUND, NULL, NULL);
@@ -582,7 +589,6 @@ static void get_chunks_done(void *ud, int status)
     sh_get_op_t *op = ud;
     const sh_ver_t *v = &op->v[op->at];
     if (status == VG_EAGAIN) {
-        free(op->data);
         get_end(op, status, NULL, NULL);
         return;
     }
@@ -600,8 +606,6 @@ static void get_chunks_done(void *ud, int status)
            op->name, v->b.epoch, v->b.version, op->missing, v->chunks, op->wrong,
            why == VG_ECORRUPT && !op->wrong ? ", CRC mismatch" : status ? ", an error reply" : "",
            op->at == 0 ? "; trying the previous version" : "");
-    free(op->data);
-    op->data = NULL;
     if (!op->fail)
         op->fail = why;
     op->at++;
@@ -620,9 +624,10 @@ static void get_manifest_done(void *ud, int status)
     get_next(op);
 }
 
-int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have, vg_shared_get_cb cb, void *ud)
+int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have, void **buf, size_t *cap,
+                    vg_shared_get_cb cb, void *ud)
 {
-    if (!s || !cb || !sh_name_ok(name))
+    if (!s || !cb || !buf || !cap || !sh_name_ok(name))
         return VG_EINVAL;
     size_t bound = VG_RESP_HDR_OVH + (1 + 2 * NFIELDS) * (VG_RESP_ARG_OVH + 16) + sh_leader_key_bound(s);
     int rc = vg_store_scratch_(s, bound, 1);
@@ -632,6 +637,8 @@ int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *hav
     if (!op)
         return VG_ENOMEM;
     op->s = s;
+    op->buf = buf;
+    op->cap = cap;
     strcpy(op->name, name);
     if (have) {
         op->have = *have;

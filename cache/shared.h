@@ -94,16 +94,21 @@ typedef struct vg_shared_put {
 int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb, void *ud);
 
 /* Reads the current version of blob name, unless it is have (NULL: the
- * caller holds none).  cb(ud, status, blob, data):
- *   0, data != NULL: the blob's bytes (malloc'ed, the caller's to free) as
- *     *blob describes them — the current version, or the previous one when
- *     the current one could not be read whole;
+ * caller holds none), into *buf: the caller's buffer (NULL, or malloc'ed
+ * with *cap bytes; the caller frees it), grown when a version needs more
+ * (*buf, *cap updated) and otherwise reused, so that a follower fetching
+ * snapshots of one size faults in no fresh pages.  buf and cap stay the
+ * operation's until cb(ud, status, blob, data):
+ *   0, data == *buf: the blob's blob->bytes bytes — the current version, or
+ *     the previous one when the current one could not be read whole;
  *   0, data NULL: the readable version is have (*blob): nothing new;
  *   VG_ENOTFOUND: no manifest, or no version of it is readable (chunks
  *     gone); VG_ECORRUPT: a malformed manifest, or no version passes its
  *     CRC; VG_EREDIS, VG_ENOMEM (the blob does not fit in memory), VG_EAGAIN.
- * blob is NULL unless status is 0.  Returns 0, VG_EINVAL or VG_ENOMEM. */
+ * blob is NULL unless status is 0; *buf holds nothing valid unless data is
+ * set.  Returns 0, VG_EINVAL or VG_ENOMEM. */
 typedef void (*vg_shared_get_cb)(void *ud, int status, const vg_shared_blob_t *blob, void *data);
-int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have, vg_shared_get_cb cb, void *ud);
+int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have, void **buf, size_t *cap,
+                    vg_shared_get_cb cb, void *ud);
 
 #endif

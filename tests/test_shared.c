@@ -37,6 +37,8 @@ static int on_cluster;
 static char seed_host[] = "127.0.0.1";
 static char prefix[] = "t:";
 static char last_warn[512];
+static void *fbuf; /* the fetches' buffer (vg_shared_fetch) */
+static size_t fcap;
 
 static void test_log(void *ud, int level, const char *msg)
 {
@@ -67,6 +69,9 @@ static void setup_cluster(void)
 
 static void teardown(void)
 {
+    free(fbuf);
+    fbuf = NULL;
+    fcap = 0;
     vgt_redis_stop(&R);
     vgt_rcluster_stop(&RC);
     vg_tmpdir_remove();
@@ -238,7 +243,7 @@ static void get_cb(void *ud, int status, const vg_shared_blob_t *blob, void *dat
 static result_t fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have)
 {
     result_t r = {0};
-    cr_assert_eq(vg_shared_fetch(s, name, have, get_cb, &r), 0);
+    cr_assert_eq(vg_shared_fetch(s, name, have, &fbuf, &fcap, get_cb, &r), 0);
     wait_result(&r, "fetch");
     cr_assert_eq(r.done, 1);
     return r;
@@ -261,6 +266,7 @@ static void assert_fetched(const result_t *r, uint64_t epoch, uint64_t version, 
 {
     cr_assert_eq(r->status, 0, "fetch: %s (%s)", vg_strerror(r->status), last_warn);
     cr_assert(r->data, "fetch: nothing new, want %llu:%llu", (unsigned long long)epoch, (unsigned long long)version);
+    cr_assert(r->data == fbuf, "the blob is not in the caller's buffer");
     cr_assert_eq(r->blob.epoch, epoch);
     cr_assert_eq(r->blob.version, version);
     cr_assert_eq(r->blob.bytes, n);
@@ -283,7 +289,6 @@ static void case_round_trip(void)
     cr_assert_eq(publish(s, "snap", e2, 10, d, N1), 0, "%s", last_warn);
     result_t r = fetch(s, "snap", NULL);
     assert_fetched(&r, e2, 10, d, N1);
-    free(r.data);
     const char *stem = stem_of("snap", 0);
     for (int i = 0; i < 26; i++)
         cr_assert_eq(raw_int("TTL %s", chunk_key(stem, i)), -1, "chunk %d of a published version expires", i);
@@ -317,13 +322,11 @@ static void case_fenced_and_stale(void)
     cr_assert_eq(count_keys("t:vaegan:blob:*"), 3, "only the published version's chunks may be left");
     result_t r = fetch(s, "ckpt", NULL);
     assert_fetched(&r, old, 5, a, 3 * CHUNK);
-    free(r.data);
 
     /* the new leader's first version is newer whatever its number */
     cr_assert_eq(publish(s, "ckpt", now, 1, b, 3 * CHUNK), 0);
     r = fetch(s, "ckpt", NULL);
     assert_fetched(&r, now, 1, b, 3 * CHUNK);
-    free(r.data);
     free(a);
     free(b);
     close_store(s);
@@ -356,7 +359,6 @@ static void case_two_versions_and_fallback(void)
     assert_fetched(&r, e, 2, v[1], n);
     cr_assert(strstr(last_warn, "1 of 5 chunks missing") && strstr(last_warn, "trying the previous"), "warning: %s",
               last_warn);
-    free(r.data);
     vg_shared_blob_t have = r.blob;
     r = fetch(s, "snap", &have);
     cr_assert(r.status == 0 && !r.data, "a reader holding the fallback gets nothing new");
@@ -421,7 +423,7 @@ Test(shared, bad_arguments, .init = setup_one, .fini = teardown, .timeout = 60)
     for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
         p.name = bad_names[i];
         cr_assert_eq(vg_shared_publish(s, &p, put_cb, &r), VG_EINVAL, "name '%s' accepted", bad_names[i]);
-        cr_assert_eq(vg_shared_fetch(s, bad_names[i], NULL, get_cb, &r), VG_EINVAL);
+        cr_assert_eq(vg_shared_fetch(s, bad_names[i], NULL, &fbuf, &fcap, get_cb, &r), VG_EINVAL);
     }
     p.name = "snap";
     p.epoch = 0;
