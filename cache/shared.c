@@ -32,19 +32,27 @@
 #define SH_CHUNKS_MAX ((uint64_t)1 << 24)
 #define SH_TTL_DEF 600
 #define SH_STEM_MAX (VG_SHARED_NAME_MAX + 3 * 21) /* <name>:<epoch>:<version>:<nonce> */
+#define SH_NUM_MAX ((uint64_t)1 << 53) /* epochs and versions stay below (Lua's doubles) */
 #define SH_CRC_STEP ((size_t)1 << 30)            /* zlib's crc32 takes a uInt length */
 
 /* KEYS[1] = the epoch counter, KEYS[2] = the manifest; ARGV = epoch,
  * version, bytes, chunks, chunk_size, crc, stem of the new version.
  * Returns {0, held epoch} (fenced), {1, epoch, version} (not newer than
  * the current one) or {2, stem, chunks of the now previous version, stem,
- * chunks of the evicted one} ("" and "0" where there was none). */
+ * chunks of the evicted one} ("" and "0" where there was none).  The
+ * fence compares the epochs as text (exact beyond 2^53).  Idempotent: the
+ * store re-sends a command whose reply a lost connection swallowed, and a
+ * second run for the stem already current (stems are unique per
+ * publication) answers as the first did, from the evicted.* fields. */
 static const char MANIFEST_SCRIPT[] =
     "local held = redis.call('GET', KEYS[1])\n"
-    "if tonumber(held) ~= tonumber(ARGV[1]) then return {0, tostring(held)} end\n"
+    "if held ~= ARGV[1] then return {0, tostring(held)} end\n"
     "local f = {'epoch', 'version', 'bytes', 'chunks', 'chunk_size', 'crc', 'stem'}\n"
     "local cur = redis.call('HMGET', KEYS[2], unpack(f))\n"
-    "local old = redis.call('HMGET', KEYS[2], 'prev.stem', 'prev.chunks')\n"
+    "local old = redis.call('HMGET', KEYS[2], 'prev.stem', 'prev.chunks', 'evicted.stem', 'evicted.chunks')\n"
+    "if cur[7] == ARGV[7] then\n"
+    "  return {2, old[1] or '', old[2] or '0', old[3] or '', old[4] or '0'}\n"
+    "end\n"
     "if cur[1] then\n"
     "  local e, v = tonumber(cur[1]), tonumber(cur[2])\n"
     "  local ne, nv = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -52,6 +60,7 @@ static const char MANIFEST_SCRIPT[] =
     "  for i = 1, #f do redis.call('HSET', KEYS[2], 'prev.' .. f[i], cur[i] or '') end\n"
     "end\n"
     "for i = 1, #f do redis.call('HSET', KEYS[2], f[i], ARGV[i]) end\n"
+    "redis.call('HSET', KEYS[2], 'evicted.stem', old[1] or '', 'evicted.chunks', old[2] or '0')\n"
     "return {2, cur[7] or '', cur[4] or '0', old[1] or '', old[2] or '0'}\n";
 
 static const char *const FIELDS[] = {"epoch",      "version",      "bytes",      "chunks",      "chunk_size",
@@ -204,7 +213,7 @@ static void epoch_done(void *ud, int status)
 
 int vg_shared_take_epoch(vg_store_t *s, vg_shared_epoch_cb cb, void *ud)
 {
-    if (!s || !cb)
+    if (!s || s->closing || !cb)
         return VG_EINVAL;
     size_t bound = VG_RESP_HDR_OVH + VG_RESP_ARG_OVH + 4 + sh_leader_key_bound(s);
     int rc = vg_store_scratch_(s, bound, 1);
@@ -425,8 +434,8 @@ static void put_pump(sh_put_op_t *op)
 
 int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb, void *ud)
 {
-    if (!s || !put || !cb || !sh_name_ok(put->name) || !put->data || !put->len || !put->epoch || put->ttl_s < 0 ||
-        put->chunk_bytes > SH_CHUNK_MAX)
+    if (!s || s->closing || !put || !cb || !sh_name_ok(put->name) || !put->data || !put->len || !put->epoch ||
+        put->epoch >= SH_NUM_MAX || put->version >= SH_NUM_MAX || put->ttl_s < 0 || put->chunk_bytes > SH_CHUNK_MAX)
         return VG_EINVAL;
     sh_put_op_t *op = calloc(1, sizeof *op);
     if (!op)
@@ -505,7 +514,7 @@ static void get_parse_ver(const redisReply *r, size_t k, const char *name, sh_ve
     v->stem[st->len] = '\0';
     char want[SH_STEM_MAX + 1];
     int wn = snprintf(want, sizeof want, "%s:%" PRIu64 ":%" PRIu64 ":", name, v->b.epoch, v->b.version);
-    if (!v->chunk_size || !v->b.bytes || v->chunks != (v->b.bytes + v->chunk_size - 1) / v->chunk_size ||
+    if (!v->chunk_size || !v->b.bytes || !v->chunks || v->chunks - 1 != (v->b.bytes - 1) / v->chunk_size ||
         strncmp(want, v->stem, (size_t)wn) || !v->stem[wn])
         v->bad = 1;
 }
@@ -627,7 +636,7 @@ static void get_manifest_done(void *ud, int status)
 int vg_shared_fetch(vg_store_t *s, const char *name, const vg_shared_blob_t *have, void **buf, size_t *cap,
                     vg_shared_get_cb cb, void *ud)
 {
-    if (!s || !cb || !buf || !cap || !sh_name_ok(name))
+    if (!s || s->closing || !cb || !buf || !cap || !sh_name_ok(name))
         return VG_EINVAL;
     size_t bound = VG_RESP_HDR_OVH + (1 + 2 * NFIELDS) * (VG_RESP_ARG_OVH + 16) + sh_leader_key_bound(s);
     int rc = vg_store_scratch_(s, bound, 1);

@@ -38,6 +38,9 @@
  * version; the length of each chunk and the CRC of the whole are checked,
  * and a missing chunk or a bad CRC makes the previous version the answer.
  *
+ * The manifest script is idempotent (a re-sent one answers as the first),
+ * so a reconnect cannot turn an accepted publication into a refused one.
+ *
  * Invariants: a manifest's (epoch, version) only grows, and only the holder
  * of the counter's current value moves it; a version's chunks are all
  * written before a manifest names it; every chunk a manifest names is
@@ -90,7 +93,7 @@ typedef struct vg_shared_put {
 /* Publishes one version of a blob (above).  cb(ud, status): 0 (the manifest
  * names it), VG_EFENCED, VG_ESTALE, VG_EREDIS (an error reply: logged by the
  * store) or VG_EAGAIN.  Returns 0, VG_EINVAL (a bad name, no data, a zero
- * epoch) or VG_ENOMEM. */
+ * epoch, an epoch or version >= 2^53, the store closing) or VG_ENOMEM. */
 int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb, void *ud);
 
 /* Reads the current version of blob name, unless it is have (NULL: the
