@@ -263,11 +263,23 @@ static void put_end(sh_put_op_t *op)
     free(op);
 }
 
+/* The manifest names the new version, but its chunks may keep their TTL or
+ * the evicted ones stay: logged; the publication itself succeeded. */
+static void put_tidy_failed(sh_put_op_t *op, int rc)
+{
+    sh_log(op->s, VG_LOG_WARN,
+           "shared %s: version %" PRIu64 ":%" PRIu64 " published, but persisting its chunks or deleting the evicted "
+           "ones failed (%s): they may expire or stay until the next publication",
+           op->name, op->put.epoch, op->put.version, vg_strerror(rc));
+}
+
 static void put_job_done(void *ud, int status)
 {
     sh_put_op_t *op = ud;
     op->out--;
-    if (status && !op->status)
+    if (status && op->phase == PUT_TIDY && op->code == 2)
+        put_tidy_failed(op, status);
+    else if (status && !op->status)
         op->status = status;
     put_pump(op);
 }
@@ -424,7 +436,9 @@ static void put_pump(sh_put_op_t *op)
         if (op->status == 0) {
             op->status = op->code == 0 ? VG_EFENCED : op->code == 1 ? VG_ESTALE : 0;
             int rc = put_tidy(op);
-            if (rc && !op->status)
+            if (rc && op->code == 2)
+                put_tidy_failed(op, rc);
+            else if (rc && !op->status)
                 op->status = rc;
         }
     }

@@ -91,7 +91,8 @@ typedef struct vg_shared_put {
 } vg_shared_put_t;
 
 /* Publishes one version of a blob (above).  cb(ud, status): 0 (the manifest
- * names it), VG_EFENCED, VG_ESTALE, VG_EREDIS (an error reply: logged by the
+ * names it; a failure of the PERSIST/DEL step after that is only logged),
+ * VG_EFENCED, VG_ESTALE, VG_EREDIS (an error reply: logged by the
  * store) or VG_EAGAIN.  Returns 0, VG_EINVAL (a bad name, no data, a zero
  * epoch, an epoch or version >= 2^53, the store closing) or VG_ENOMEM. */
 int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb, void *ud);
