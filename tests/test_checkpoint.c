@@ -157,7 +157,9 @@ static void fault_then_recovery(const char *errno_name, const char *strerror_tex
     size_t n;
     char *good = read_ckpt(&n); /* the last checkpoint before the fault: saves are sequential */
     cr_assert_geq(wait_failures(f0 + 3), f0 + 3, "%s: it is retried (backoff of 1 s here)", errno_name);
-    cr_assert_geq(vgt_log_lines(&E, "checkpoint failed", strerror_text), 3, "%s: each failure is logged", errno_name);
+    /* the counter moves just before the line is written: wait for the line */
+    cr_assert_geq(vgt_wait_log(&E, "checkpoint failed", strerror_text, 3, GUARD_S), 3, "%s: each failure is logged",
+                  errno_name);
     cr_assert_geq(vgt_log_lines(&E, " error ", strerror_text), 3, "%s: at level error", errno_name);
     cr_assert(ckpt_is(good, n), "%s: the last good model.ckpt is untouched", errno_name);
     cr_assert_eq(temp_files(), 0, "%s: no temporary file is left behind", errno_name);
