@@ -106,7 +106,8 @@ static void take_epoch(vg_leader_t *l)
 static void on_assigned(void *ud, int n)
 {
     vg_leader_t *l = ud;
-    int now = n > 0;
+    vg_kafka_lag_t first; /* the assigned partitions come in partition order: is 0 among them? */
+    int now = n > 0 && l->k && vg_kafka_lag(l->k, &first, 1) > 0 && first.partition == 0;
     if (now == l->assigned)
         return;
     l->assigned = now;
