@@ -409,6 +409,66 @@ int vg_model_resnapshot(vg_model_t *dst, const vg_model_t *src)
     return rc;
 }
 
+int vg_model_snapshot_items(vg_model_t *dst, const vg_model_t *src, const int32_t *from, int n_items)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->cfg = src->cfg;
+    dst->n_items = n_items;
+    dst->step = src->step;
+    dst->rng = src->rng;
+    dst->gen_terms = src->gen_terms;
+    vg_vocab_init(&dst->vocab);
+    int rc = vg_model_alloc_weights_(dst);
+    for (int i = 0; !rc && i < VG_P_COUNT; i++) {
+        const vg_param_t *p = &src->p[i];
+        vg_param_t *q = &dst->p[i];
+        if (!q->w || !q->rows)
+            continue;
+        if (!q->item_rows) {
+            memcpy(q->w, p->w, p->rows * p->cols * sizeof(vg_real));
+            continue;
+        }
+        for (int r = 0; r < n_items; r++) { /* an absent row stays zero; its bias NaN: never ranked */
+            vg_real *row = q->w + (size_t)r * q->cols;
+            if (from[r] >= 0 && from[r] < src->n_items)
+                memcpy(row, p->w + (size_t)from[r] * p->cols, p->cols * sizeof(vg_real));
+            else if (i == VG_P_B4)
+                row[0] = (vg_real)NAN;
+        }
+    }
+    if (rc)
+        vg_model_close(dst);
+    return rc;
+}
+
+int vg_model_reorder_items(vg_model_t *dst, const vg_model_t *src, const int32_t *from, int n_items, int max_batch)
+{
+    if (!src->work)
+        return VG_EINVAL; /* a snapshot has no moments to carry over */
+    int rc = vg_model_init(dst, &src->cfg, n_items, max_batch); /* absent rows: fresh, zero moments */
+    if (rc)
+        return rc;
+    dst->step = src->step;
+    dst->rng = src->rng;
+    dst->gen_terms = src->gen_terms;
+    for (int i = 0; i < VG_P_COUNT; i++) {
+        const vg_param_t *p = &src->p[i];
+        vg_param_t *q = &dst->p[i];
+        const vg_real *in[3] = {p->w, p->m, p->v};
+        vg_real *out[3] = {q->w, q->m, q->v};
+        for (int a = 0; a < 3 && q->rows; a++) {
+            if (!q->item_rows) {
+                memcpy(out[a], in[a], p->rows * p->cols * sizeof(vg_real));
+                continue;
+            }
+            for (int r = 0; r < n_items; r++)
+                if (from[r] >= 0 && from[r] < src->n_items)
+                    memcpy(out[a] + (size_t)r * q->cols, in[a] + (size_t)from[r] * p->cols, p->cols * sizeof(vg_real));
+        }
+    }
+    return 0;
+}
+
 /* Makes room for n_items rows in every item-major tensor (realloc keeps the
  * rows in use; a tensor's cap_rows is raised once all four of its arrays
  * hold it).  Changes no row and no value: on failure a tensor may only keep

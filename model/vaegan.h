@@ -217,6 +217,23 @@ int vg_model_snapshot(vg_model_t *dst, const vg_model_t *src);
  * for a catalogue that did not grow).  On failure dst is closed. */
 int vg_model_resnapshot(vg_model_t *dst, const vg_model_t *src);
 
+/* A snapshot of src (as vg_model_snapshot) with n_items items in another
+ * order: its item i is src's item from[i], or absent when from[i] < 0 (zero
+ * weights, output bias NaN: its score is NaN, which the rankers skip) —
+ * how a daemon serves a model whose items another daemon numbered.  The
+ * vocabulary is left empty.  Returns 0, VG_EINVAL (n_items < 1) or
+ * VG_ENOMEM (dst closed). */
+int vg_model_snapshot_items(vg_model_t *dst, const vg_model_t *src, const int32_t *from, int n_items);
+
+/* The same for a training model: dst (not initialised) becomes a training
+ * model of n_items items with src's configuration, step and RNG, its item
+ * i src's item from[i] (weights and Adam moments), or fresh (as
+ * vg_model_grow makes new rows) when from[i] < 0; the other tensors are
+ * copied.  How a new leader resumes from a checkpoint whose items another
+ * daemon numbered.  The vocabulary is left empty.  Returns 0, VG_EINVAL
+ * (src a snapshot, n_items < 1) or VG_ENOMEM. */
+int vg_model_reorder_items(vg_model_t *dst, const vg_model_t *src, const int32_t *from, int n_items, int max_batch);
+
 /* Grows the catalogue to n_items (>= current): item rows of every
  * item-major tensor are appended with fresh initialisation and zero moments;
  * capacity doubles so growth is amortised.  All or nothing: every allocation

@@ -181,6 +181,117 @@ Test(model, snapshot_scores_like_the_original_and_stays_put)
     vg_model_close(&m);
 }
 
+/* X with item i renamed to[i], in a matrix of `cols` items. */
+static vg_csr_t renumbered(const vg_csr_t *X, const int32_t *to, int cols)
+{
+    size_t nnz = (size_t)vg_csr_nnz(X);
+    int32_t *row = malloc(nnz * sizeof *row), *col = malloc(nnz * sizeof *col);
+    for (int u = 0; u < X->rows; u++)
+        for (int64_t k = X->indptr[u]; k < X->indptr[u + 1]; k++) {
+            row[k] = u;
+            col[k] = to[X->indices[k]];
+        }
+    vg_csr_t Y = {0};
+    cr_assert_eq(vg_csr_from_pairs(&Y, X->rows, cols, nnz, row, col), 0);
+    free(row);
+    free(col);
+    return Y;
+}
+
+/* A snapshot in another item order scores each item as the original does
+ * for the same user; absent items score NaN (skipped by the rankers). */
+Test(model, snapshot_items_reorders_rows_and_marks_absent_ones)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    vg_model_t m, snap;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(9, 20);
+    train(&m, &X, 4, 20, NULL);
+    enum { N = 53 };
+    int32_t from[N], to[50];
+    for (int i = 0; i < N; i++) /* reversed, with absent items at 0, 25 and 52 */
+        from[i] = i == 0 || i == 25 || i == 52 ? -1 : 49 - (i - 1 - (i > 25));
+    for (int i = 0; i < N; i++)
+        if (from[i] >= 0)
+            to[from[i]] = i;
+    cr_assert_eq(vg_model_snapshot_items(&snap, &m, from, N), 0);
+    cr_assert_eq(snap.n_items, N);
+    cr_assert_eq(snap.step, m.step);
+    vg_csr_t Y = renumbered(&X, to, N);
+    vg_real *a = malloc(20 * 50 * sizeof *a), *b = malloc(20 * N * sizeof *b);
+    vg_real *work = malloc(vg_model_score_work_size(&m, 20) * sizeof *work);
+    vg_real *work2 = malloc(vg_model_score_work_size(&snap, 20) * sizeof *work2);
+    cr_assert_eq(vg_model_score(&m, &X, a, work), 0);
+    cr_assert_eq(vg_model_score(&snap, &Y, b, work2), 0);
+    for (int r = 0; r < 20; r++)
+        for (int i = 0; i < N; i++) {
+            vg_real v = b[r * N + i];
+            if (from[i] < 0)
+                cr_assert(isnan(v), "absent item %d scored %g", i, (double)v);
+            else
+                cr_assert_float_eq(v, a[r * 50 + from[i]], 1e-4, "user %d item %d", r, i);
+        }
+    vg_model_close(&snap);
+    cr_assert_eq(vg_model_snapshot_items(&snap, &m, from, 0), VG_EINVAL);
+    free(a);
+    free(b);
+    free(work);
+    free(work2);
+    vg_csr_free(&X);
+    vg_csr_free(&Y);
+    vg_model_close(&m);
+}
+
+/* A reordered training model scores each item as the original does for the
+ * same user, and every item-major tensor's Adam moments followed their
+ * items (the others are copied whole). */
+Test(model, reorder_items_carries_weights_and_moments)
+{
+    vg_model_cfg_t c;
+    small_cfg(&c, VG_VARIANT_AVB_D_C);
+    vg_model_t m, r;
+    cr_assert_eq(vg_model_init(&m, &c, 50, 20), 0);
+    vg_csr_t X = two_groups(5, 20);
+    train(&m, &X, 3, 20, NULL);
+    int32_t from[50], to[50];
+    for (int i = 0; i < 50; i++) {
+        from[i] = (i * 7) % 50; /* a permutation: 7 is prime to 50 */
+        to[from[i]] = i;
+    }
+    cr_assert_eq(vg_model_reorder_items(&r, &m, from, 50, 20), 0);
+    cr_assert_eq(r.step, m.step);
+    vg_csr_t Y = renumbered(&X, to, 50);
+    for (int t = 0; t < VG_P_COUNT; t++) {
+        const vg_param_t *p = &m.p[t], *q = &r.p[t];
+        cr_assert_eq(q->rows, p->rows);
+        for (size_t row = 0; row < q->rows; row++)
+            for (size_t k = 0; k < q->cols; k++) {
+                size_t src = (q->item_rows ? (size_t)from[row] : row) * p->cols + k, dst = row * q->cols + k;
+                cr_assert(q->m[dst] == p->m[src] && q->v[dst] == p->v[src], "%s[%zu][%zu]", p->name, row, k);
+            }
+    }
+    vg_real *a = malloc(20 * 50 * sizeof *a), *b = malloc(20 * 50 * sizeof *b);
+    vg_real *work = malloc(vg_model_score_work_size(&m, 20) * sizeof *work);
+    cr_assert_eq(vg_model_score(&m, &X, a, work), 0);
+    cr_assert_eq(vg_model_score(&r, &Y, b, work), 0);
+    for (int u = 0; u < 20; u++)
+        for (int i = 0; i < 50; i++)
+            cr_assert_float_eq(b[u * 50 + i], a[u * 50 + from[i]], 1e-4, "before a step: user %d item %d", u, i);
+    vg_model_t snap;
+    cr_assert_eq(vg_model_snapshot(&snap, &m), 0);
+    vg_model_t bad;
+    cr_assert_eq(vg_model_reorder_items(&bad, &snap, from, 50, 20), VG_EINVAL, "a snapshot has no moments");
+    vg_model_close(&snap);
+    free(a);
+    free(b);
+    free(work);
+    vg_csr_free(&X);
+    vg_csr_free(&Y);
+    vg_model_close(&m);
+    vg_model_close(&r);
+}
+
 Test(model, alpha_anneals_linearly_to_cap)
 {
     vg_model_cfg_t c;
