@@ -386,6 +386,17 @@ static int item_of(vg_hist_t *h, int32_t ui, const char *item, size_t item_len, 
     return (*it = admit(h, pi, item, item_len, ui, ts)) < 0 ? *it : 0;
 }
 
+int32_t vg_hist_adopt_item(vg_hist_t *h, const char *item, size_t item_len)
+{
+    int32_t it = vg_vocab_find(&h->items, item, item_len);
+    if (it >= 0)
+        return it;
+    if (h->lim.catalogue_max > 0 && h->items.n >= h->lim.catalogue_max)
+        return -1;
+    int32_t pi = vg_vocab_find(&h->pend, item, item_len);
+    return pi >= 0 ? admit(h, pi, item, item_len, -1, 0) : vg_hist_item(h, item, item_len);
+}
+
 /* ZADD GT of (it, ts) into e[0..*n), then the cap; 1 if a member was added. */
 static int zadd_gt_capped(vg_hist_t *h, vg_hist_entry_t **e, int *n, int *cap, int32_t it, double ts,
                           int32_t *evicted)

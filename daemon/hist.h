@@ -215,6 +215,13 @@ void vg_hist_reload_done(vg_hist_t *h, int32_t ui);
  * Caller holds the write lock.  Returns the index or VG_ENOMEM/VG_EINVAL. */
 int32_t vg_hist_item(vg_hist_t *h, const char *item, size_t item_len);
 
+/* An item another daemon's model knows (the leader's snapshot: the
+ * vocabulary is global): its index, admitted now if it was waiting for
+ * admission (its sightings become history entries, as when enough users
+ * saw it), or -1 when the catalogue is full (model.max_items).  Caller
+ * holds the write lock.  Returns the index, -1, or VG_ENOMEM/VG_EINVAL. */
+int32_t vg_hist_adopt_item(vg_hist_t *h, const char *item, size_t item_len);
+
 /* Copies the histories of users sel[0..n-1] into X (caller-owned, reused and
  * grown like vg_csr_gather): row k = items of sel[k] with index < cols,
  * sorted ascending.  When all_items is not NULL it receives the complete

@@ -18,6 +18,20 @@
 
 vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel) { return vg_snap_remake(NULL, src, kernel); }
 
+/* s->m made from src: the fast kernel's weights, alpha, one reference (or
+ * s freed and NULL). */
+static vg_snap_t *snap_finish(vg_snap_t *s, const vg_model_t *src, vg_kernel_t kernel)
+{
+    if (vg_fastw_rebuild(&s->fast, &s->m, kernel, s->why, sizeof s->why)) {
+        vg_model_close(&s->m); /* s->fast is NULL then */
+        free(s);
+        return NULL;
+    }
+    s->alpha = vg_model_alpha(src);
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
 vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t kernel)
 {
     vg_snap_t *s = spare ? spare : calloc(1, sizeof *s);
@@ -29,14 +43,45 @@ vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t k
         free(s);
         return NULL;
     }
-    if (vg_fastw_rebuild(&s->fast, &s->m, kernel, s->why, sizeof s->why)) {
-        vg_model_close(&s->m);
+    return snap_finish(s, src, kernel);
+}
+
+int vg_snap_map(vg_hist_t *h, const vg_model_t *leader, int32_t **from, int *n)
+{
+    int32_t *own = malloc((size_t)leader->vocab.n * sizeof *own); /* leader row -> mirror index */
+    if (!own)
+        return VG_ENOMEM;
+    int rc = 0;
+    for (int j = 0; j < leader->vocab.n && rc == 0; j++) {
+        const char *id = vg_vocab_id(&leader->vocab, j);
+        own[j] = vg_hist_adopt_item(h, id, strlen(id));
+        rc = own[j] < -1 ? own[j] : 0;
+    }
+    int N = h->items.n;
+    int32_t *f = rc ? NULL : malloc(((size_t)N + 1) * sizeof *f);
+    if (!rc && !f)
+        rc = VG_ENOMEM;
+    for (int i = 0; !rc && i < N; i++)
+        f[i] = -1;
+    for (int j = 0; !rc && j < leader->vocab.n && j < leader->n_items; j++)
+        if (own[j] >= 0)
+            f[own[j]] = j;
+    free(own);
+    *from = f;
+    *n = N;
+    return rc;
+}
+
+vg_snap_t *vg_snap_mapped(const vg_model_t *leader, const int32_t *from, int n, vg_kernel_t kernel)
+{
+    vg_snap_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (vg_model_snapshot_items(&s->m, leader, from, n)) {
         free(s);
         return NULL;
     }
-    s->alpha = vg_model_alpha(src);
-    atomic_init(&s->refs, 1);
-    return s;
+    return snap_finish(s, leader, kernel);
 }
 
 int vg_snap_alone(vg_snap_t *s) { return atomic_load(&s->refs) == 1; }
@@ -101,8 +146,9 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int
     vg_assert(Nm <= N);
     pop = malloc(((size_t)N + 1) * sizeof *pop);
     if (pop) {
-        for (int i = 0; i < N; i++) /* the model ranks its own items; NaN = skipped by vg_topn */
-            pop[i] = i < Nm ? (vg_real)NAN : (vg_real)h->pop[i];
+        const vg_real *bias = Nm ? snap->m.p[VG_P_B4].w : NULL;
+        for (int i = 0; i < N; i++) /* the model ranks the items it has (NaN = skipped by vg_topn), */
+            pop[i] = i < Nm && !isnan(bias[i]) ? (vg_real)NAN : (vg_real)h->pop[i]; /* popularity the rest */
         rc = vg_hist_rows(h, sel, n, Nm, &X, &A);
     }
     for (int k = 0; k < n; k++) { /* what the list belongs to (rank.h) */
@@ -159,7 +205,7 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int
             }
             floor = l->n ? l->scores[l->n - 1] - 1 : 0;
         }
-        if (l->n < top_n && N > Nm) { /* items the model has not seen yet: by popularity */
+        if (l->n < top_n) { /* items the model has not seen: by popularity */
             int got = vg_topn(pop, N, row, len, top_n - l->n, idx, sc);
             for (int j = 0; j < got; j++) {
                 l->items[l->n] = idx[j];

@@ -9,9 +9,10 @@
  *
  * vg_rank_users() ranks the items of a user's history-less candidates: with a
  * snapshot, by the model's scores (one GEMM for the batch); without one, by
- * popularity (users holding the item).  Items newer than the snapshot's
- * catalogue are ranked after the model's items, by popularity, so every list
- * has min(top_n, items - history) entries.
+ * popularity (users holding the item).  Items the snapshot has no row for
+ * (newer than its catalogue, or absent from a leader's: NaN bias) are
+ * ranked after the model's items, by popularity, so every list has
+ * min(top_n, items - history) entries.
  */
 #ifndef VG_RANK_H
 #define VG_RANK_H
@@ -40,6 +41,17 @@ vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel);
  * (at 27k items and H = 600 during a backlog here: 0.10-0.13 s of CPU per
  * snapshot instead of 0.55-0.9 s). */
 vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t kernel);
+/* Another daemon's model (the leader's: a scoring-only model with its
+ * vocabulary, model/vaegan.h vg_model_load_weights_mem) served here, in two
+ * steps.  vg_snap_map (the mirror's writer, holding the write lock) adopts
+ * the leader's items into the mirror (vg_hist_adopt_item: the vocabulary is
+ * the leader's) and gives *from (malloc'ed, *n = the mirror's items):
+ * from[i] is the leader's row of mirror item i, or -1.  Returns 0 or
+ * VG_ENOMEM (*from NULL).  vg_snap_mapped (any thread) makes the snapshot
+ * with one reference, or NULL (out of memory); items of the mirror the
+ * leader has no row for are ranked by popularity after the model's. */
+int vg_snap_map(vg_hist_t *h, const vg_model_t *leader, int32_t **from, int *n);
+vg_snap_t *vg_snap_mapped(const vg_model_t *leader, const int32_t *from, int n, vg_kernel_t kernel);
 /* 1 when the caller's reference to s is its only one. */
 int vg_snap_alone(vg_snap_t *s);
 /* "kernel int8 brg:…", or "kernel fp32 openblas: <why no fast kernel>", in buf. */

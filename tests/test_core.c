@@ -179,6 +179,34 @@ Test(hist, the_least_recently_active_users_leave_memory)
     vg_hist_free(&h);
 }
 
+/* The leader's vocabulary is global: an item its snapshot names enters the
+ * mirror at once, a waiting one with its sightings; a full catalogue
+ * refuses with -1. */
+Test(hist, items_a_leader_knows_are_adopted)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init_limits(&h, &(vg_hist_limits_t){.max_items = 10, .min_item_users = 3,
+                                                              .catalogue_max = 3}),
+                 0);
+    add(&h, "a", "x", 1, 0);
+    add(&h, "b", "x", 2, 0);
+    cr_assert_eq(h.items.n, 0, "x waits for a third user");
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_adopt_item(&h, "x", 1), 0);
+    cr_assert_eq(vg_hist_adopt_item(&h, "x", 1), 0, "known: the same index");
+    cr_assert_eq(vg_hist_adopt_item(&h, "new", 3), 1, "nobody saw it here: enters without history");
+    vg_hist_unlock(&h);
+    cr_assert(has(&h, "a", "x", NULL) && has(&h, "b", "x", NULL), "the sightings became entries");
+    cr_assert_eq(h.pop[0], 2);
+    cr_assert_eq(h.pop[1], 0);
+    cr_assert_eq(vg_vocab_find(&h.pend, "x", 1), -1, "x waits no more");
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_adopt_item(&h, "y", 1), 2);
+    cr_assert_eq(vg_hist_adopt_item(&h, "z", 1), -1, "the catalogue is full");
+    vg_hist_unlock(&h);
+    vg_hist_free(&h);
+}
+
 /* model.min_item_users and model.max_items: an item enters after enough
  * distinct users saw it (their sightings become entries), while there is
  * room; the waiting list is bounded. */
