@@ -92,6 +92,7 @@ static const key_def_t keys[] = {
     OTHER("kafka.topics", K_LIST, kafka.topics),
     STR_NE("kafka.group", kafka.group),
     STR("kafka.dlq_topic", kafka.dlq_topic),
+    STR("kafka.control_topic", kafka.control_topic),
     INT("kafka.commit_interval_ms", kafka.commit_interval_ms, 1, INT_MAX),
     INT("kafka.max_pending", kafka.max_pending, 1, INT_MAX),
     STR("kafka.sasl_password_file", kafka.sasl_password_file),
@@ -131,6 +132,7 @@ static const key_def_t keys[] = {
     INT("train.threads", train.threads, 1, 256),
     INT("train.backlog_lag", train.backlog_lag, 0, INT_MAX),
     INT("train.backlog_interval_ms", train.backlog_interval_ms, 1, INT_MAX),
+    INT("train.publish_interval_s", train.publish_interval_s, 1, INT_MAX),
 
     OTHER("model.variant", K_VARIANT, model.cfg.variant),
     INT("model.hidden", model.cfg.hidden, 1, VG_MODEL_DIM_MAX),
@@ -185,32 +187,35 @@ const char *vg_config_key(size_t i) { return i < N_KEYS ? keys[i].key : NULL; }
 
 /* ---- defaults and freeing --------------------------------------------------- */
 
+static void oom(void)
+{
+    fputs("vaegand: out of memory\n", stderr);
+    abort();
+}
+
 static char *xstrdup(const char *s)
 {
     char *d = strdup(s);
-    if (!d) {
-        fputs("vaegand: out of memory\n", stderr);
-        abort();
-    }
+    if (!d)
+        oom();
     return d;
 }
 
 static void list_set(vg_strlist_t *l, const char *text)
 {
-    if (vg_cfg_list_parse_(l, text)) {
-        fputs("vaegand: out of memory\n", stderr);
-        abort();
-    }
+    if (vg_cfg_list_parse_(l, text))
+        oom();
 }
 
 void vg_config_default(vg_config_t *c)
 {
-    memset(c, 0, sizeof *c);
+    memset(c, 0, sizeof *c); /* 0 and NULL: the defaults not set below */
     c->kafka.brokers = xstrdup("127.0.0.1:9092");
     c->kafka.topic = xstrdup("clicks");
     list_set(&c->kafka.topics, "clicks");
     c->kafka.group = xstrdup("vaegand");
     c->kafka.dlq_topic = xstrdup("");
+    c->kafka.control_topic = xstrdup("");
     c->kafka.commit_interval_ms = 1000;
     c->kafka.max_pending = 100000;
     c->kafka.sasl_password_file = xstrdup("");
@@ -219,7 +224,6 @@ void vg_config_default(vg_config_t *c)
     c->redis.socket = xstrdup("");
     c->redis.password = xstrdup("");
     c->redis.password_file = xstrdup("");
-    c->redis.db = 0;
     c->redis.prefix = xstrdup("");
     c->history.max_items = 500;
     c->history.max_users = 2000000;
@@ -229,11 +233,9 @@ void vg_config_default(vg_config_t *c)
     list_set(&c->events.types, "click");
     c->events.forget_retention_s = 30 * 86400;
     c->serve.top_n = 100;
-    c->serve.rec_ttl_s = 0;
     c->serve.refresh_s = 600;
     c->serve.batch = 256;
     c->serve.kernel = VG_KERNEL_AUTO;
-    c->serve.threads = 0;
     c->state.dir = xstrdup("/var/lib/vaegand");
     c->state.checkpoint_interval_s = 300;
     c->train.interval_ms = 1000;
@@ -243,6 +245,7 @@ void vg_config_default(vg_config_t *c)
     c->train.threads = 1;
     c->train.backlog_lag = 20000;
     c->train.backlog_interval_ms = 5000;
+    c->train.publish_interval_s = 10;
     vg_model_cfg_default(&c->model.cfg, VG_VARIANT_AVB_D_C);
     c->model.batch = 500;
     c->log.level = VG_LOG_INFO;
@@ -252,7 +255,6 @@ void vg_config_default(vg_config_t *c)
     c->metrics.kafka_stats_interval_ms = 5000;
     c->metrics.quality_sample = 0.02;
     c->metrics.quality_window = 10000;
-    c->path = NULL;
     c->warnings = xstrdup("");
 }
 
@@ -263,10 +265,9 @@ void vg_config_free(vg_config_t *c)
             char **s = (char **)((char *)c + keys[i].off);
             free(*s);
             *s = NULL;
-        }
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (keys[i].kind == K_LIST)
+        } else if (keys[i].kind == K_LIST) {
             vg_cfg_list_free_((vg_strlist_t *)((char *)c + keys[i].off));
+        }
     for (size_t i = 0; i < 2 * c->kafka.n_options; i++)
         free(c->kafka.options[i]);
     free(c->kafka.options);
@@ -687,6 +688,11 @@ static void check_topics(load_ctx_t *x)
         fail(x, VG_ECONFIG, x->seen[key_index("kafka.dlq_topic")],
              "kafka.dlq_topic: must differ from kafka.topic%s", c->kafka.topics.n > 1 ? "s" : "");
     }
+    const char *ct = c->kafka.control_topic;
+    if (ct[0] && (vg_strlist_has(&c->kafka.topics, ct, strlen(ct)) || strcmp(ct, c->kafka.dlq_topic) == 0))
+        fail(x, VG_ECONFIG, x->seen[key_index("kafka.control_topic")],
+             "kafka.control_topic: must differ from kafka.topic%s and kafka.dlq_topic",
+             c->kafka.topics.n > 1 ? "s" : "");
 }
 
 /* An event type means one thing. */
@@ -911,15 +917,6 @@ int vg_config_load(vg_config_t *c, const char *path, char *err, size_t errlen)
 /* ---- dump --------------------------------------------------------------- */
 
 /* Shortest %g form that reads back as the same double. */
-static void fmt_double(double d, char *buf, size_t len)
-{
-    for (int prec = 6; prec <= 17; prec++) {
-        snprintf(buf, len, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            return;
-    }
-}
-
 void vg_config_dump(const vg_config_t *c, FILE *f)
 {
     for (size_t i = 0; i < N_KEYS; i++) {
@@ -939,13 +936,13 @@ void vg_config_dump(const vg_config_t *c, FILE *f)
             snprintf(num, sizeof num, "%d", *(const int *)slot);
             break;
         case K_DBL:
-            fmt_double(*(const double *)slot, num, sizeof num);
+            vg_cfg_fmt_double_(*(const double *)slot, num, sizeof num);
             break;
         case K_NOISE:
             if (*(const double *)slot < 0)
                 v = "auto";
             else
-                fmt_double(*(const double *)slot, num, sizeof num);
+                vg_cfg_fmt_double_(*(const double *)slot, num, sizeof num);
             break;
         case K_U64:
             snprintf(num, sizeof num, "%llu", (unsigned long long)*(const uint64_t *)slot);

@@ -70,6 +70,7 @@ typedef struct vg_config {
         vg_strlist_t topics;
         char *group;     /* kafka.group; never empty */
         char *dlq_topic; /* kafka.dlq_topic; "" = no dead-letter topic; never one of topics */
+        char *control_topic; /* kafka.control_topic: the leader election's (daemon/share.h); "" = one instance */
         char *sasl_password_file; /* kafka.sasl_password_file: "" = none; its content is in options as sasl.password */
         char **options;  /* options[2k] name, [2k+1] value, from kafka.option.<name> keys, in file order
                             (then sasl.password from sasl_password_file) */
@@ -119,6 +120,7 @@ typedef struct vg_config {
         int threads;            /* train.threads: OpenBLAS threads (trainer and scorer share them), default 1 */
         int backlog_lag;        /* train.backlog_lag, default 20000 (0: never step back) */
         int backlog_interval_ms; /* train.backlog_interval_ms, default 5000 */
+        int publish_interval_s; /* train.publish_interval_s: the leader's snapshots to the others, default 10 */
     } train;
     struct {
         vg_model_cfg_t cfg; /* model.*; cfg.noise_input < 0 means "auto" (1/sqrt(N)) */

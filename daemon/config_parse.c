@@ -225,3 +225,12 @@ size_t vg_cfg_edit_distance_(const char *a, const char *b)
     }
     return row[lb];
 }
+
+void vg_cfg_fmt_double_(double d, char *buf, size_t len)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}

@@ -2,8 +2,8 @@
  * config_parse.h — the configuration loader's readers of one value's text
  * (daemon/config_parse.c), for daemon/config.c and nobody else: whole
  * integers and finite doubles within a range, model.noise_input,
- * model.seed, comma-separated lists (vg_strlist_t of config.h), and the edit
- * distance behind "did you mean ...?".
+ * model.seed, comma-separated lists (vg_strlist_t of config.h), the edit
+ * distance behind "did you mean ...?", and the text of a double in the dump.
  *
  * Each vg_cfg_parse_*_ reads text into *slot and returns NULL, or the reason
  * the text is refused — a static string, or `range` (VG_CFG_RANGE_LEN bytes,
@@ -42,6 +42,9 @@ const char *vg_cfg_list_parse_(vg_strlist_t *l, const char *text);
 
 /* Frees l's entries and empties it; safe on an empty list. */
 void vg_cfg_list_free_(vg_strlist_t *l);
+
+/* The shortest "%g" text of d that reads back as d (the configuration dump). */
+void vg_cfg_fmt_double_(double d, char *buf, size_t len);
 
 /* Levenshtein distance of two short strings; SIZE_MAX when either is
  * longer than 63 characters. */

@@ -20,6 +20,7 @@
 #include "daemon/log.h"
 #include "daemon/notify.h"
 #include "daemon/pipeline.h"
+#include "daemon/share.h"
 #include "stream/mock.h"
 
 #define STOP_DRAIN_S 30.0     /* how long a stop waits for Redis to take the in-flight writes */
@@ -31,6 +32,7 @@ typedef struct vg_daemon {
     vg_pipe_t p;               /* first: the pipeline's callbacks get &d->p */
     vg_monitor_t mon;          /* p.monitor */
     vg_mock_t *mock;
+    vg_share_t *share;         /* kafka.control_topic set: several instances share one model */
     vg_batch_t *cur;           /* batch being filled */
     int ready;
     uint64_t events, invalid, ignored_events;
@@ -165,7 +167,9 @@ static void on_lists(void *ud, const vg_list_t *lists, int n)
 static void on_round(void *ud, vg_snap_t *snap, const vg_train_info_t *info)
 {
     vg_daemon_t *d = ud;
-    if (snap)
+    if (snap && d->share && !info->published) /* the leader serves what the others serve */
+        vg_snap_unref(snap);
+    else if (snap)
         vg_scorer_set_model(d->p.scorer, snap);
     pthread_mutex_lock(&d->info_mu);
     d->info = *info;
@@ -186,6 +190,70 @@ static void on_model_async(uv_async_t *a)
         vg_pipe_publish_model(&d->p, &info);
         vg_monitor_round(&d->mon, &info);
     }
+}
+
+/* ---- several instances, one model (share.h) ---------------------------------- */
+
+static void on_blob(void *ud, int kind, void *buf, size_t cap, size_t len, const vg_train_info_t *info)
+{
+    vg_daemon_t *d = ud;
+    vg_share_blob(d->share, kind, buf, cap, len, info);
+}
+
+static void on_lead(void *ud, int leading, vg_model_t *resume)
+{
+    vg_daemon_t *d = ud;
+    if (!d->p.trainer) {
+        if (resume)
+            vg_model_close(resume);
+        free(resume);
+        return;
+    }
+    if (resume)
+        vg_trainer_adopt(d->p.trainer, resume);
+    vg_trainer_hold(d->p.trainer, !leading);
+}
+
+/* A follower's model from the leader: served, and its step and alpha
+ * exported (vaegan:model is the leader's to write). */
+static void on_snapshot(void *ud, vg_snap_t *snap, const vg_train_info_t *info)
+{
+    vg_daemon_t *d = ud;
+    vg_scorer_set_model(d->p.scorer, snap);
+    vg_metric_set(d->p.m_step, (double)info->step);
+    vg_metric_set(d->p.m_alpha, info->alpha);
+    vg_monitor_round(&d->mon, info);
+}
+
+static void give_back(void *ud, int kind, void *buf, size_t cap)
+{
+    vg_daemon_t *d = ud;
+    if (d->p.trainer)
+        vg_trainer_blob_done(d->p.trainer, kind, buf, cap);
+    else
+        free(buf); /* the trainer stopped meanwhile */
+}
+
+static int start_share(vg_daemon_t *d, const char *brokers)
+{
+    vg_pipe_t *p = &d->p;
+    const vg_config_t *c = p->cfg;
+    if (!c->kafka.control_topic[0])
+        return 0;
+    char err[512];
+    vg_share_cfg_t sc = {
+        .brokers = brokers, .group = c->kafka.group, .control_topic = c->kafka.control_topic,
+        .options = (const char *const *)c->kafka.options, .n_options = c->kafka.n_options, .store = p->store,
+        .hist = &p->hist, .model = &c->model.cfg, .max_batch = c->model.batch, .kernel = c->serve.kernel, .metrics = p->metrics,
+        .on_lead = on_lead, .on_snapshot = on_snapshot, .give_back = give_back, .ud = d,
+    };
+    int rc = vg_share_init(&d->share, &p->loop, &sc, err, sizeof err);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "leader election: %s", err);
+    else
+        vg_log(VG_LOG_INFO, "sharing one model with the other instances of group %s (election on %s); following "
+               "until elected", c->kafka.group, c->kafka.control_topic);
+    return rc;
 }
 
 /* ---- running --------------------------------------------------------------- */
@@ -276,15 +344,8 @@ static void finish_stop(vg_daemon_t *d)
         p->exit_code = 1;
     }
     p->kafka = NULL;
-    if (p->trainer) {
-        if (vg_trainer_stop(p->trainer, err, sizeof err)) {
-            vg_log(VG_LOG_ERROR, "saving the model state: %s", err);
-            p->exit_code = 1;
-        } else {
-            vg_log(VG_LOG_INFO, "model state saved to %s", p->state_path);
-        }
-        p->trainer = NULL;
-    }
+    if (vg_pipe_stop_trainer(p))
+        p->exit_code = 1;
     uv_stop(&p->loop);
 }
 
@@ -364,6 +425,8 @@ static int start_trainer(vg_daemon_t *d)
         .backlog_lag = c->train.backlog_lag, .backlog_interval_ms = c->train.backlog_interval_ms,
         .threads = c->train.threads, .kernel = c->serve.kernel, .state_path = p->state_path, .metrics = p->metrics,
         .checkpoint_interval_s = c->state.checkpoint_interval_s, .on_round = on_round, .ud = d,
+        .on_blob = c->kafka.control_topic[0] ? on_blob : NULL, .publish_interval_s = c->train.publish_interval_s,
+        .start_held = c->kafka.control_topic[0] != 0, /* until elected */
     };
     int rc = vg_trainer_start(&p->trainer, &tcfg, p->have_model ? &p->model : NULL);
     if (rc == 0)
@@ -380,8 +443,11 @@ static int start_consumer(vg_daemon_t *d)
     int rc;
     const char *const *topics = (const char *const *)c->kafka.topics.v;
     if (strcmp(brokers, "embedded") == 0) {
-        if ((rc = vg_mock_start(&d->mock, topics, c->kafka.topics.n, EMBEDDED_PARTITIONS, addr, sizeof addr, err,
-                                sizeof err))) {
+        const char *all[c->kafka.topics.n + 1]; /* the election's topic too (its partition 0 decides) */
+        memcpy(all, topics, c->kafka.topics.n * sizeof *all);
+        all[c->kafka.topics.n] = c->kafka.control_topic;
+        if ((rc = vg_mock_start(&d->mock, all, c->kafka.topics.n + (c->kafka.control_topic[0] != 0),
+                                EMBEDDED_PARTITIONS, addr, sizeof addr, err, sizeof err))) {
             vg_log(VG_LOG_ERROR, "embedded broker: %s", err);
             return rc;
         }
@@ -404,6 +470,8 @@ static int start_consumer(vg_daemon_t *d)
         vg_log(VG_LOG_ERROR, "%s", err);
         return rc;
     }
+    if ((rc = start_share(d, brokers)))
+        return rc;
     char names[512] = "";
     for (size_t i = 0, o = 0; i < c->kafka.topics.n && o < sizeof names; i++)
         o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", i ? ", " : "", c->kafka.topics.v[i]);
@@ -454,6 +522,9 @@ static void close_daemon(vg_daemon_t *d)
         vg_kafka_close(p->kafka, err, sizeof err);
         p->kafka = NULL;
     }
+    vg_pipe_stop_trainer(p); /* before the share goes: its rounds hand it weights */
+    vg_share_close(d->share); /* freed while vg_pipe_close runs the loop */
+    d->share = NULL;
     if (p->loop_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&d->flush, (uv_handle_t *)&d->tick, (uv_handle_t *)&d->stop_timer,
                              (uv_handle_t *)&d->retry_timer,

@@ -735,18 +735,27 @@ int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset)
 
 static void close_cb(uv_handle_t *h) { (void)h; }
 
+int vg_pipe_stop_trainer(vg_pipe_t *p)
+{
+    if (!p->trainer)
+        return 0;
+    char err[512];
+    int rc = vg_trainer_stop(p->trainer, err, sizeof err);
+    if (rc)
+        vg_log(VG_LOG_ERROR, "saving the model state: %s", err);
+    else
+        vg_log(VG_LOG_INFO, "model state saved to %s", p->state_path);
+    p->trainer = NULL;
+    return rc;
+}
+
 void vg_pipe_close(vg_pipe_t *p)
 {
     /* lists already handed over get a moment to reach Redis */
     double t0 = vg_mono_s();
     while (p->store && p->pending_lists && vg_store_is_up(p->store) && vg_mono_s() - t0 < LISTS_DRAIN_S)
         uv_run(&p->loop, UV_RUN_ONCE);
-    if (p->trainer) { /* first: its rounds hand snapshots to the scorer */
-        char err[512];
-        if (vg_trainer_stop(p->trainer, err, sizeof err))
-            vg_log(VG_LOG_ERROR, "saving the model state: %s", err);
-        p->trainer = NULL;
-    }
+    vg_pipe_stop_trainer(p); /* first: its rounds hand snapshots to the scorer */
     if (p->scorer)
         vg_scorer_stop(p->scorer);
     p->scorer = NULL;

@@ -158,6 +158,9 @@ void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info);
 void vg_pipe_update_flow(vg_pipe_t *p);
 /* Starts a stop, as SIGTERM does (sig 0: logged by the caller). */
 void vg_pipe_stop(vg_pipe_t *p, int sig);
+/* Stops the trainer (it saves the state; logged either way), if one runs.
+ * Returns 0 or the save's error. */
+int vg_pipe_stop_trainer(vg_pipe_t *p);
 /* Gives written lists a moment, stops the trainer and the scorer, closes the
  * store and the pipeline's handles and runs the loop to its end, frees
  * everything.  The mode closes its own handles first. */

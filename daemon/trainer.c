@@ -42,6 +42,12 @@ struct vg_trainer {
     int stop;                /* under mu */
     atomic_long new_events;
     atomic_int backlog;      /* 1 while stepping back (vg_trainer_lag) */
+    atomic_int held;         /* 1: no rounds, no periodic saves (vg_trainer_hold) */
+    atomic_int blob_busy[VG_TRAIN_BLOBS]; /* 1: on_blob's buffer of the kind is the callee's */
+    void *blob[VG_TRAIN_BLOBS];           /* the buffers while not busy (reused) */
+    size_t blob_cap[VG_TRAIN_BLOBS];
+    double publish_due;      /* vg_mono_s() of the next snapshot to on_blob */
+    vg_model_t *adopt;       /* under mu: a model to continue from (vg_trainer_adopt) */
     double backlog_since;    /* loop thread: vg_mono_s() when the backlog mode began */
     uint64_t users_trained;
     uint64_t rounds;            /* rounds completed (vg_train_info_t.round) */
@@ -66,6 +72,81 @@ void vg_trainer_events(vg_trainer_t *t, int n)
         pthread_cond_signal(&t->cv);
         pthread_mutex_unlock(&t->mu);
     }
+}
+
+void vg_trainer_blob_done(vg_trainer_t *t, int kind, void *buf, size_t cap)
+{
+    t->blob[kind] = buf; /* the thread reads them only once it sees blob_busy 0 */
+    t->blob_cap[kind] = cap;
+    atomic_store(&t->blob_busy[kind], 0);
+}
+
+void vg_trainer_adopt(vg_trainer_t *t, vg_model_t *m)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->adopt) { /* a newer one replaces one not yet taken */
+        vg_model_close(t->adopt);
+        free(t->adopt);
+    }
+    t->adopt = m;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The trainer thread, between rounds: continue from an adopted model if it
+ * is ahead. */
+static void take_adopted(vg_trainer_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    vg_model_t *m = t->adopt;
+    t->adopt = NULL;
+    pthread_mutex_unlock(&t->mu);
+    if (!m)
+        return;
+    if (t->have_model && t->model.step >= m->step) {
+        vg_log(VG_LOG_INFO, "trainer: the shared checkpoint (step %lld) is not ahead of this model (step %lld); "
+               "continuing with this one", (long long)m->step, (long long)t->model.step);
+        vg_model_close(m);
+    } else {
+        vg_log(VG_LOG_INFO, "trainer: continuing from the shared checkpoint: step %lld, %d items", (long long)m->step,
+               m->n_items);
+        if (t->have_model)
+            vg_model_close(&t->model);
+        t->model = *m;
+        t->have_model = 1;
+    }
+    free(m);
+}
+
+void vg_trainer_hold(vg_trainer_t *t, int hold)
+{
+    pthread_mutex_lock(&t->mu);
+    atomic_store(&t->held, hold);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* The model of the given kind to on_blob, unless its last buffer is still
+ * out.  Returns 1 when handed out. */
+static int hand_out(vg_trainer_t *t, int kind, vg_train_info_t *info)
+{
+    if (!t->cfg.on_blob || atomic_load(&t->blob_busy[kind]))
+        return 0;
+    char err[256];
+    size_t len;
+    int rc = kind == VG_TRAIN_SNAPSHOT
+                 ? vg_model_save_weights_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err)
+                 : vg_model_save_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err);
+    if (rc) {
+        vg_log(VG_LOG_ERROR, "trainer: cannot serialise the model for the other instances: %s", err);
+        return 0;
+    }
+    info->published = kind == VG_TRAIN_SNAPSHOT;
+    atomic_store(&t->blob_busy[kind], 1);
+    void *buf = t->blob[kind];
+    t->blob[kind] = NULL;
+    t->cfg.on_blob(t->cfg.ud, kind, buf, t->blob_cap[kind], len, info);
+    return 1;
 }
 
 void vg_trainer_lag(vg_trainer_t *t, double lag)
@@ -162,6 +243,8 @@ static void round_done(vg_trainer_t *t, int users, const vg_step_stats_t *loss, 
         add_stats(&info.loss, loss, 1.0 / steps);
     if (!snap)
         vg_log(VG_LOG_WARN, "trainer: no memory for a model snapshot; serving the previous one");
+    if (vg_mono_s() >= t->publish_due && hand_out(t, VG_TRAIN_SNAPSHOT, &info))
+        t->publish_due = vg_mono_s() + t->cfg.publish_interval_s;
     t->cfg.on_round(t->cfg.ud, snap, &info);
 }
 
@@ -183,6 +266,9 @@ static void save_failed(vg_trainer_t *t, const char *err, double now)
 static void checkpoint(vg_trainer_t *t)
 {
     char err[512];
+    vg_train_info_t info = {.step = t->model.step, .alpha = vg_model_alpha(&t->model), .items = t->model.n_items,
+                            .trained_at = vg_wall_s()};
+    hand_out(t, VG_TRAIN_STATE, &info); /* for another daemon to resume from (share.h) */
     if (vg_ckpt_save(&t->model, t->cfg.hist, t->cfg.state_path, err, sizeof err)) {
         save_failed(t, err, vg_mono_s());
         return;
@@ -237,7 +323,7 @@ static void train_round(vg_trainer_t *t, vg_rng_t *rng, int32_t *sel, vg_csr_t *
         pthread_mutex_lock(&t->mu);
         int stop = t->stop;
         pthread_mutex_unlock(&t->mu);
-        if (stop || atomic_load(&t->backlog))
+        if (stop || atomic_load(&t->backlog) || atomic_load(&t->held))
             break;
     }
     cpu[2] = cpu_s();
@@ -266,20 +352,22 @@ static void *trainer_main(void *arg)
         double next = last + (backlog ? t->cfg.backlog_interval_ms : t->cfg.interval_ms) / 1000.0;
         int enough = !backlog && t->cfg.min_new_events > 0 &&
                      atomic_load(&t->new_events) >= t->cfg.min_new_events;
-        int round = now >= next || enough, save = t->have_model && now >= t->save_due;
+        int held = atomic_load(&t->held);
+        int round = !held && (now >= next || enough), save = !held && t->have_model && now >= t->save_due;
         if (!round && !save) {
             double wake = t->have_model && t->save_due < next ? t->save_due : next;
-            struct timespec until = vg_deadline(wake - now);
+            struct timespec until = vg_deadline(held ? 3600 : wake - now); /* vg_trainer_hold signals */
             pthread_cond_timedwait(&t->cv, &t->mu, &until);
             continue;
         }
         pthread_mutex_unlock(&t->mu);
+        take_adopted(t);
         if (round) {
             last = vg_mono_s();
             atomic_store(&t->new_events, 0);
             train_round(t, &rng, sel, &X, backlog ? 1 : t->cfg.steps_per_round);
         }
-        if (t->have_model && vg_mono_s() >= t->save_due)
+        if (t->have_model && vg_mono_s() >= t->save_due && !atomic_load(&t->held))
             checkpoint(t);
         pthread_mutex_lock(&t->mu);
     }
@@ -309,6 +397,10 @@ int vg_trainer_start(vg_trainer_t **out, const vg_trainer_cfg_t *cfg, vg_model_t
     }
     atomic_init(&t->new_events, 0);
     atomic_init(&t->backlog, 0);
+    atomic_init(&t->held, cfg->start_held);
+    for (int k = 0; k < VG_TRAIN_BLOBS; k++)
+        atomic_init(&t->blob_busy[k], 0);
+    t->publish_due = -INFINITY;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     if (pthread_create(&t->th, NULL, trainer_main, t)) {
@@ -339,6 +431,12 @@ int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen)
     }
     vg_snap_unref(t->prev);
     vg_snap_unref(t->spare);
+    for (int k = 0; k < VG_TRAIN_BLOBS; k++)
+        free(t->blob[k]);
+    if (t->adopt) {
+        vg_model_close(t->adopt);
+        free(t->adopt);
+    }
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t);

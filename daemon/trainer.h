@@ -29,6 +29,11 @@
  * runs at the lowest CPU priority (nice 19) so that the loop and the scorer,
  * which keep lists fresh, always come first on a busy machine.
  *
+ * Several daemons sharing one model (daemon/share.h): only the leader's
+ * trainer runs; it hands its weights and state to on_blob; the others' are
+ * held (vg_trainer_hold); a new leader's adopts the last checkpoint
+ * (vg_trainer_adopt) before it trains.
+ *
  * The trainer owns the training model; nobody else touches it.  It reads the
  * mirror under its read lock only while copying a batch's rows.
  */
@@ -49,8 +54,11 @@ typedef struct vg_train_info {
     double trained_at;   /* Unix seconds of the round's end */
     int steps;           /* training steps in the round (0: none, e.g. a loaded model) */
     uint64_t round;      /* rounds this trainer completed, this one included (0: not a round) */
+    int published;       /* 1: the round's weights went to on_weights too */
     vg_step_stats_t loss; /* the loss terms, means over the round's steps */
 } vg_train_info_t;
+
+enum { VG_TRAIN_SNAPSHOT = 0, VG_TRAIN_STATE = 1, VG_TRAIN_BLOBS = 2 }; /* what on_blob hands out */
 
 typedef struct vg_trainer_cfg {
     vg_hist_t *hist;
@@ -68,6 +76,17 @@ typedef struct vg_trainer_cfg {
     /* Trainer thread, after each round: snap carries one reference that the
      * callee takes over; info describes the round. */
     void (*on_round)(void *ud, vg_snap_t *snap, const vg_train_info_t *info);
+    /* Trainer thread: the model serialised for other daemons, len bytes in
+     * buf (malloc'ed, cap bytes), which the callee takes over until it
+     * gives it back (vg_trainer_blob_done); one of each kind at a time.
+     * VG_TRAIN_SNAPSHOT: the weights-only form (model/vaegan.h
+     * vg_model_save_weights_mem) after a round, at most every
+     * publish_interval_s (on_round follows with info->published);
+     * VG_TRAIN_STATE: the full state (vg_model_save_mem) at each
+     * checkpoint.  NULL: none. */
+    void (*on_blob)(void *ud, int kind, void *buf, size_t cap, size_t len, const vg_train_info_t *info);
+    int publish_interval_s;
+    int start_held;             /* 1: held from the start (vg_trainer_hold) */
     void *ud;
 } vg_trainer_cfg_t;
 
@@ -83,6 +102,20 @@ void vg_trainer_events(vg_trainer_t *t, int n);
 /* The consumer's total lag in messages, after each reading of it (the
  * loop thread): starts or ends the backlog mode. */
 void vg_trainer_lag(vg_trainer_t *t, double lag);
+/* Gives on_blob's buffer of that kind back (any thread; it is reused for
+ * the next ones, so that no fresh pages are faulted in each time); the
+ * next of that kind waits for it.  A callee that outlives the trainer frees
+ * it instead. */
+void vg_trainer_blob_done(vg_trainer_t *t, int kind, void *buf, size_t cap);
+/* Takes over m (a training model whose item i is the mirror's item i: a
+ * checkpoint another daemon wrote, reordered; any thread): the trainer
+ * continues from it if it is ahead of its own model (a higher step), else
+ * closes it; either is logged.  Swapped between rounds. */
+void vg_trainer_adopt(vg_trainer_t *t, vg_model_t *m);
+/* hold 1: no rounds and no periodic saves from now on (a follower serving
+ * another daemon's model: the current round ends after its step); 0:
+ * training resumes.  Any thread. */
+void vg_trainer_hold(vg_trainer_t *t, int hold);
 /* Stops after the current step, joins, saves the state (when there is a
  * model), frees.  Returns 0 or the save's error with err filled. */
 int vg_trainer_stop(vg_trainer_t *t, char *err, size_t errlen);

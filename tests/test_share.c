@@ -1,0 +1,134 @@
+/* test_share.c — several vaegand in one group sharing one model
+ * (kafka.control_topic; daemon/share.h), end to end (ctest label
+ * integration): a real redis-server, a real Kafka-protocol broker
+ * (vaegan-mockbroker) and two built vaegand as child processes, each with
+ * its own configuration, state directory, log and metrics port.  Waits poll
+ * the metrics endpoints, Redis or the logs, with deadlines only as guards. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common/clock.h"
+#include "tests/support/daemon.h"
+#include "tests/support/proc.h"
+#include "tests/support/tmpdir.h"
+
+#define N_ITEMS 200
+#define GUARD_S 240.0 /* the trainer runs at nice 19: a guard, not a budget */
+
+static const char SETTINGS[] = "[serve]\ntop_n = 10\nbatch = 64\nrefresh_s = 1\n"
+                               "[state]\ncheckpoint_interval_s = 2\n"
+                               "[model]\nhidden = 32\nlatent = 16\nbatch = 64\n"
+                               "[train]\ninterval_ms = 200\nsteps_per_round = 2\npublish_interval_s = 1\n"
+                               "[log]\nlevel = debug\n";
+static const char SHARE[] = "[kafka]\ncontrol_topic = ctl\n";
+
+static vgt_env_t E;
+static vgt_env_t I[2]; /* the instances: E with their own files and metrics port */
+
+static void setup(void)
+{
+    vg_tmpdir_make();
+    static const char *const topics[] = {"clicks", "ctl"};
+    vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .topics = topics, .n_topics = 2,
+                        .partitions = 4, .settings = SETTINGS};
+    cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "redis-server or the broker did not start");
+    for (int k = 0; k < 2; k++) {
+        I[k] = E;
+        snprintf(I[k].conf, sizeof I[k].conf, "%s/vaegand%d.conf", E.dir, k);
+        snprintf(I[k].log, sizeof I[k].log, "%s/vaegand%d.log", E.dir, k);
+        snprintf(I[k].state, sizeof I[k].state, "%s/state%d", E.dir, k);
+        I[k].metrics_port = vgt_free_port();
+        cr_assert_gt(I[k].metrics_port, 0);
+        cr_assert_eq(vgt_env_write_conf(&I[k], SHARE), 0);
+    }
+}
+
+static void teardown(void)
+{
+    for (int k = 0; k < 2; k++)
+        if (I[k].daemon > 0) {
+            kill(I[k].daemon, SIGKILL);
+            waitpid(I[k].daemon, NULL, 0);
+        }
+    if (!vgt_env_finish(&E))
+        vg_tmpdir_remove();
+}
+
+static double metric(int k, const char *name) { return vgt_metric(I[k].metrics_port, name); }
+
+/* Waits until instance k's metric is at least v; returns it. */
+static double wait_metric(int k, const char *name, double v)
+{
+    double got = vgt_wait_metric(I[k].metrics_port, name, v, GUARD_S);
+    if (!(got >= v))
+        vgt_show_log(&I[k], name);
+    return got;
+}
+
+/* The instance leading now (waits while the election settles: none
+ * leads during its rebalance); -1 when two lead or none does. */
+static int leader_now(void)
+{
+    double end = vg_mono_s() + GUARD_S;
+    for (;;) {
+        double a = metric(0, "vaegan_leader"), b = metric(1, "vaegan_leader");
+        if (a + b == 1)
+            return a == 1 ? 0 : 1;
+        if (a + b > 1 || vg_mono_s() > end)
+            return -1;
+        vgt_sleep_ms(100);
+    }
+}
+
+/* Two instances: exactly one leads and trains; the other holds its trainer
+ * and serves the leader's snapshots; every history lands and every user
+ * gets a list.  When the leader is killed (-9), the other takes over with
+ * a higher epoch, continues from the leader's last shared checkpoint (its
+ * step goes on from there) and publishes. */
+Test(share, one_trainer_one_model_and_a_takeover, .init = setup, .fini = teardown, .timeout = 600)
+{
+    I[0].daemon = vgt_env_spawn(&I[0], NULL);
+    cr_assert_eq(wait_metric(0, "vaegan_leader", 1), 1, "the first instance leads");
+    double epoch0 = metric(0, "vaegan_leader_epoch");
+    cr_assert_geq(epoch0, 1);
+    I[1].daemon = vgt_env_spawn(&I[1], NULL);
+    for (int k = 0; k < 2; k++) /* both in the group, so that both hold users */
+        cr_assert_geq(vgt_wait_log(&I[k], "consumer group joined: 2 partitions", NULL, 1, GUARD_S), 1);
+    int L = leader_now(), F = 1 - L;
+    cr_assert_geq(L, 0, "exactly one leader");
+
+    vgt_stream_t s;
+    vgt_stream_make(&s, "u", 150, N_ITEMS, 3000, 7);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n), 0);
+    vgt_expect_t x;
+    vgt_expect_make(&s, &x);
+    cr_assert_eq(vgt_wait_hist(&E, &s, &x, GUARD_S), 0, "every event in its history");
+
+    /* the follower serves what the leader published, and does not train */
+    double step = wait_metric(L, "vaegan_snapshot_step", 1);
+    cr_assert_geq(wait_metric(F, "vaegan_snapshot_step", step), step, "the follower loads the leader's snapshot");
+    cr_assert_geq(vgt_wait_log(&I[F], "serving the leader's step", NULL, 1, GUARD_S), 1);
+    cr_assert_geq(wait_metric(F, "vaegan_lists_written_total", 1), 1, "the follower writes its users' lists");
+    cr_assert_eq(leader_now(), L, "still exactly one leader");
+    cr_assert_eq(vgt_log_lines(&I[F], "trainer: round", NULL), 0, "the follower does not train");
+
+    /* the leader dies; the follower takes over where its checkpoint left off */
+    cr_assert_geq(vgt_wait_log(&I[L], "published as the checkpoint", NULL, 1, GUARD_S), 1);
+    kill(I[L].daemon, SIGKILL);
+    waitpid(I[L].daemon, NULL, 0);
+    I[L].daemon = 0;
+    cr_assert_eq(wait_metric(F, "vaegan_leader", 1), 1, "the follower takes over");
+    cr_assert_gt(metric(F, "vaegan_leader_epoch"), epoch0, "with a newer epoch");
+    cr_assert_geq(vgt_wait_log(&I[F], "continuing from the shared checkpoint", NULL, 1, GUARD_S), 1,
+                  "from the leader's checkpoint");
+    double ckpt = vgt_log_number_after(&I[F], "continuing from the shared checkpoint: step ");
+    cr_assert_geq(ckpt, 2);
+    cr_assert_geq(vgt_wait_log(&I[F], "trainer: round", NULL, 1, GUARD_S), 1, "and trains");
+    cr_assert_gt(wait_metric(F, "vaegan_snapshot_step", ckpt + 1), ckpt, "its step goes on from the checkpoint's");
+    vgt_expect_free(&x);
+    vgt_stream_free(&s);
+}
