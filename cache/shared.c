@@ -25,11 +25,15 @@
 
 #include "cache/internal.h"
 #include "cache/shared.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define SH_WINDOW 4                  /* chunk writes in flight */
 #define SH_CHUNK_MAX ((size_t)512 << 20) /* Redis' largest string */
-#define SH_CHUNKS_MAX ((uint64_t)1 << 24)
+/* A version's chunks at most (1 TiB at the default chunk size); the tidy
+ * step's one job, which names up to three versions' keys, must also stay
+ * below the store's 32-bit job offsets (checked when publishing). */
+#define SH_CHUNKS_MAX ((uint64_t)1 << 20)
 #define SH_TTL_DEF 600
 #define SH_STEM_MAX (VG_SHARED_NAME_MAX + 3 * 21) /* <name>:<epoch>:<version>:<nonce> */
 #define SH_NUM_MAX ((uint64_t)1 << 53) /* epochs and versions stay below (Lua's doubles) */
@@ -250,6 +254,7 @@ typedef struct sh_put_op {
     int status;       /* the first failure */
     int phase;
     int code;         /* the script's answer (-1: none yet or malformed) */
+    double t0;        /* vg_mono_s() at the start: the chunks' TTL runs from about then */
     sh_ver_t prev, evicted; /* stem and chunks from the script's answer */
     vg_store_cb cb;
     void *ud;
@@ -425,7 +430,17 @@ static void put_pump(sh_put_op_t *op)
         }
         if (op->out)
             return;
-        if (!op->status) {
+        double took = vg_mono_s() - op->t0;
+        if (!op->status && took > op->put.ttl_s / 2.0) { /* the first chunks may expire before PERSIST: no */
+            sh_log(op->s, VG_LOG_WARN,
+                   "shared %s: version %" PRIu64 ":%" PRIu64 " not published: writing its chunks took %.0f s, over "
+                   "half their TTL (%d s); its chunks are deleted", op->name, op->put.epoch, op->put.version, took,
+                   op->put.ttl_s);
+            op->status = VG_EREDIS;
+            op->code = -1;
+            op->phase = PUT_TIDY;
+            put_tidy(op); /* DEL of its own chunks; if it cannot be sent, they expire */
+        } else if (!op->status) {
             op->phase = PUT_SCRIPT;
             op->status = put_script(op);
         }
@@ -455,6 +470,7 @@ int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb,
     if (!op)
         return VG_ENOMEM;
     op->s = s;
+    op->t0 = vg_mono_s();
     op->put = *put;
     strcpy(op->name, put->name);
     op->put.name = op->name;
@@ -466,7 +482,7 @@ int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb,
                                  .crc = sh_crc(put->data, put->len)};
     op->v.chunk_size = op->put.chunk_bytes;
     op->v.chunks = (put->len + op->v.chunk_size - 1) / op->v.chunk_size;
-    if (op->v.chunks > SH_CHUNKS_MAX) {
+    if (op->v.chunks > SH_CHUNKS_MAX || sh_keys_bound(s, 3 * op->v.chunks) > ((size_t)1 << 31)) {
         free(op);
         return VG_EINVAL;
     }

@@ -32,7 +32,10 @@
  * leader died) leaves chunks that expire with their TTL.  A leader that
  * dies between the script and PERSIST leaves a current version whose chunks
  * expire unless the next leader publishes within the TTL; readers then fall
- * back to the previous version, which was PERSISTed before.
+ * back to the previous version, which was PERSISTed before.  Writing the
+ * chunks must take less than half their TTL: a slower publication (Redis
+ * paused or overloaded) is refused before the script (its first chunks
+ * could expire before PERSIST) and deletes its chunks.
  *
  * Reading (vg_shared_fetch): the manifest, then the chunks of its current
  * version; the length of each chunk and the CRC of the whole are checked,
@@ -92,9 +95,10 @@ typedef struct vg_shared_put {
 
 /* Publishes one version of a blob (above).  cb(ud, status): 0 (the manifest
  * names it; a failure of the PERSIST/DEL step after that is only logged),
- * VG_EFENCED, VG_ESTALE, VG_EREDIS (an error reply: logged by the
- * store) or VG_EAGAIN.  Returns 0, VG_EINVAL (a bad name, no data, a zero
- * epoch, an epoch or version >= 2^53, the store closing) or VG_ENOMEM. */
+ * VG_EFENCED, VG_ESTALE, VG_EREDIS (an error reply, or the chunks took
+ * over half their TTL: logged) or VG_EAGAIN.  Returns 0, VG_EINVAL (a bad
+ * name, no data, a zero epoch, an epoch or version >= 2^53, too many
+ * chunks, the store closing) or VG_ENOMEM. */
 int vg_shared_publish(vg_store_t *s, const vg_shared_put_t *put, vg_store_cb cb, void *ud);
 
 /* Reads the current version of blob name, unless it is have (NULL: the

@@ -394,6 +394,35 @@ static void case_cancelled(void)
     free(d);
 }
 
+/* A publication whose chunks took over half their TTL to write (here: the
+ * server paused writes for 2 s, TTL 1 s) is refused before the manifest
+ * names it — its first chunks could expire before PERSIST — and its chunks
+ * are deleted. */
+static void case_slower_than_its_ttl(void)
+{
+    vg_store_t *s = open_store();
+    uint64_t e = take_epoch(s);
+    size_t n = 8 * CHUNK;
+    unsigned char *d = blob_bytes(n, 5);
+    redisContext *c = vgt_redis_connect(&R);
+    redisReply *pr = redisCommand(c, "CLIENT PAUSE 2000 WRITE");
+    cr_assert(pr && pr->type == REDIS_REPLY_STATUS, "CLIENT PAUSE refused");
+    freeReplyObject(pr);
+    redisFree(c);
+    vg_shared_put_t p = {.name = "snap", .epoch = e, .version = 1, .data = d, .len = n, .chunk_bytes = CHUNK,
+                         .ttl_s = 1};
+    result_t r = {0};
+    cr_assert_eq(vg_shared_publish(s, &p, put_cb, &r), 0);
+    wait_result(&r, "publish");
+    cr_assert_eq(r.status, VG_EREDIS, "refused: %s", vg_strerror(r.status));
+    cr_assert(strstr(last_warn, "over half their TTL"), "logged: %s", last_warn);
+    cr_assert_eq(count_keys("t:vaegan:{leader}:manifest:*"), 0, "no manifest names it");
+    cr_assert_eq(count_keys("t:vaegan:blob:*"), 0, "its chunks are deleted");
+    close_store(s);
+    free(d);
+}
+
+Test(shared, slower_than_its_ttl, .init = setup_one, .fini = teardown, .timeout = 120) { case_slower_than_its_ttl(); }
 Test(shared, round_trip, .init = setup_one, .fini = teardown, .timeout = 120) { case_round_trip(); }
 Test(shared, fenced_and_stale, .init = setup_one, .fini = teardown, .timeout = 120) { case_fenced_and_stale(); }
 Test(shared, two_versions_and_fallback, .init = setup_one, .fini = teardown, .timeout = 120)
