@@ -233,9 +233,13 @@ int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const cha
                      void *ud);
 
 /* HSET <p>vaegan:model fields[0] values[0] ... (NUL-terminated strings,
- * copied).  cb may be NULL.  Returns 0, VG_EINVAL (n = 0 or a NULL string)
- * or VG_ENOMEM. */
-int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
+ * copied).  With epoch > 0 (a leader's, cache/shared.h) the write is
+ * fenced: one script writes the fields and leader_epoch = epoch unless the
+ * hash holds a higher leader_epoch (then nothing is written and cb gets
+ * VG_EFENCED), so a leader that lost its place cannot overwrite the new
+ * one's.  cb may be NULL.  Returns 0, VG_EINVAL (n = 0, a NULL string, an
+ * epoch >= 2^53) or VG_ENOMEM. */
+int vg_store_set_model(vg_store_t *s, uint64_t epoch, const char *const *fields, const char *const *values,
                        size_t n, vg_store_cb cb, void *ud);
 
 /* With ld->on_mark, first reads the erasure marks of <p>vaegan:forgotten

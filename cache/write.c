@@ -16,6 +16,7 @@
  * formatting (asserted), so the writers never need to check for space.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,12 +285,41 @@ int vg_store_put_rec(vg_store_t *s, const char *user, size_t user_len, const cha
     return vg_store_submit_list_(s, (size_t)(p - s->sbuf), cb, ud);
 }
 
-int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *const *values,
+/* KEYS[1] = vaegan:model, ARGV[1] = the writer's leader epoch, then field,
+ * value pairs: written with the epoch unless the hash holds a newer one. */
+static const char MODEL_SCRIPT[] =
+    "local e = tonumber(redis.call('HGET', KEYS[1], 'leader_epoch') or '0')\n"
+    "if tonumber(ARGV[1]) < e then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'leader_epoch', unpack(ARGV))\n"
+    "return 1\n";
+
+typedef struct model_op {
+    vg_store_cb cb;
+    void *ud;
+    int fenced;
+} model_op_t;
+
+static void model_reply(void *ud, uint32_t idx, const redisReply *r)
+{
+    (void)idx;
+    model_op_t *op = ud;
+    op->fenced = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+}
+
+static void model_done(void *ud, int status)
+{
+    model_op_t *op = ud;
+    if (op->cb)
+        op->cb(op->ud, status ? status : op->fenced ? VG_EFENCED : 0);
+    free(op);
+}
+
+int vg_store_set_model(vg_store_t *s, uint64_t epoch, const char *const *fields, const char *const *values,
                        size_t n, vg_store_cb cb, void *ud)
 {
-    if (!s || s->closing || n == 0 || !fields || !values || n > UINT32_MAX / 4)
+    if (!s || s->closing || n == 0 || !fields || !values || n > UINT32_MAX / 4 || epoch >= ((uint64_t)1 << 53))
         return VG_EINVAL;
-    size_t bound = VG_RESP_HDR_OVH + 2 * VG_RESP_ARG_OVH + 4 + s->plen + 12;
+    size_t bound = VG_RESP_HDR_OVH + 5 * VG_RESP_ARG_OVH + 4 + s->plen + 12 + sizeof MODEL_SCRIPT + 24;
     for (size_t i = 0; i < n; i++) {
         if (!fields[i] || !values[i])
             return VG_EINVAL;
@@ -298,16 +328,35 @@ int vg_store_set_model(vg_store_t *s, const char *const *fields, const char *con
     int rc = vg_store_scratch_(s, bound, 1);
     if (rc)
         return rc;
-    char *p = vg_resp_hdr(s->sbuf, 2 + 2 * n);
-    p = vg_resp_arg(p, "HSET", 4);
+    char *p = vg_resp_hdr(s->sbuf, (epoch ? 5 : 2) + 2 * n); /* EVAL script 1 key epoch, or HSET key */
+    if (epoch) {
+        p = vg_resp_arg(p, "EVAL", 4);
+        p = vg_resp_arg(p, MODEL_SCRIPT, sizeof MODEL_SCRIPT - 1);
+        p = vg_resp_arg(p, "1", 1);
+    } else {
+        p = vg_resp_arg(p, "HSET", 4);
+    }
     p = vg_resp_arg3(p, s->prefix, s->plen, "vaegan:model", 12, NULL, 0);
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)epoch);
+    if (epoch)
+        p = vg_resp_str(p, num);
     for (size_t i = 0; i < n; i++) {
         p = vg_resp_str(p, fields[i]);
         p = vg_resp_str(p, values[i]);
     }
     s->soff[0] = 0;
     vg_assert((size_t)(p - s->sbuf) <= bound);
-    return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+    if (!epoch)
+        return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+    model_op_t *op = malloc(sizeof *op);
+    if (!op)
+        return VG_ENOMEM;
+    *op = (model_op_t){cb, ud, 0};
+    rc = vg_store_submit_replies_(s, (size_t)(p - s->sbuf), 1, model_reply, model_done, op);
+    if (rc)
+        free(op);
+    return rc;
 }
 
 int vg_store_forget(vg_store_t *s, const char *user, size_t user_len, const char *mark, size_t mark_len,

@@ -186,10 +186,11 @@ static void on_model_async(uv_async_t *a)
     int fresh = d->info_new;
     d->info_new = 0;
     pthread_mutex_unlock(&d->info_mu);
-    if (fresh) {
-        vg_pipe_publish_model(&d->p, &info);
+    uint64_t epoch = 0;
+    if (fresh && (!d->share || (info.published && vg_share_leading(d->share, &epoch)))) /* the leader's, shared */
+        vg_pipe_publish_model(&d->p, &info, epoch);
+    if (fresh)
         vg_monitor_round(&d->mon, &info);
-    }
 }
 
 /* ---- several instances, one model (share.h) ---------------------------------- */
@@ -395,7 +396,8 @@ static int start_scorer(vg_daemon_t *d)
         struct stat st; /* the loaded model is as old as its file */
         if (stat(p->state_path, &st) == 0)
             info.trained_at = (double)st.st_mtime;
-        vg_pipe_publish_model(p, &info);
+        if (!c->kafka.control_topic[0]) /* with several instances, vaegan:model is the leader's */
+            vg_pipe_publish_model(p, &info, 0);
         vg_monitor_round(&d->mon, &info);
     }
     vg_scorer_cfg_t scfg = {

@@ -466,7 +466,14 @@ void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release)
 
 /* ---- the model: vaegan:model --------------------------------------------------- */
 
-void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info)
+static void on_model_written(void *ud, int status)
+{
+    (void)ud;
+    if (status == VG_EFENCED)
+        vg_log(VG_LOG_WARN, "vaegan:model not written: a newer leader wrote it");
+}
+
+void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info, uint64_t epoch)
 {
     char v[7][64];
     snprintf(v[0], sizeof v[0], "%lld", (long long)info->step);
@@ -478,7 +485,7 @@ void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info)
     snprintf(v[6], sizeof v[6], "VAEGANST/1 %s", vg_variant_name(p->cfg->model.cfg.variant));
     const char *fields[7] = {"step", "epoch", "alpha", "items", "users_seen", "trained_at", "format"};
     const char *values[7] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
-    int rc = vg_store_set_model(p->store, fields, values, 7, NULL, NULL);
+    int rc = vg_store_set_model(p->store, epoch, fields, values, 7, on_model_written, NULL);
     if (rc)
         vg_log(VG_LOG_ERROR, "cannot queue the vaegan:model update: %s", vg_strerror(rc));
     vg_metric_set(p->m_step, (double)info->step);

@@ -152,8 +152,9 @@ int vg_pipe_refuses(vg_pipe_t *p, const char *user, size_t user_len, double ts);
 /* Queues rec:<user> writes for lists[0..n); with release, each finished
  * write releases one list to the scorer. */
 void vg_pipe_put_lists(vg_pipe_t *p, const vg_list_t *lists, int n, int release);
-/* Writes vaegan:model and the model gauges. */
-void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info);
+/* Writes vaegan:model (fenced by epoch when > 0: cache/store.h) and the
+ * model gauges. */
+void vg_pipe_publish_model(vg_pipe_t *p, const vg_train_info_t *info, uint64_t epoch);
 /* Pauses or resumes the consumer for Redis' state and the pending events. */
 void vg_pipe_update_flow(vg_pipe_t *p);
 /* Starts a stop, as SIGTERM does (sig 0: logged by the caller). */

@@ -252,7 +252,7 @@ static int write_lists(replay_t *r)
         return rc;
     vg_train_info_t info = {.step = m->step, .alpha = vg_model_alpha(m), .epoch = r->o->epochs,
                             .items = m->n_items, .users = users, .trained_at = (double)time(NULL)};
-    vg_pipe_publish_model(p, &info);
+    vg_pipe_publish_model(p, &info, 0);
     while ((p->pending_lists || vg_store_pending(p->store)) && !p->stopping)
         uv_run(&p->loop, UV_RUN_ONCE);
     return p->stopping ? VG_EAGAIN : 0;

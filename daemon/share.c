@@ -187,7 +187,7 @@ void vg_share_blob(vg_share_t *s, int kind, void *buf, size_t cap, size_t len, c
     uv_async_send(&s->async);
 }
 
-int vg_share_leading(const vg_share_t *s) { return vg_leader_leading(s->leader, NULL); }
+int vg_share_leading(const vg_share_t *s, uint64_t *epoch) { return vg_leader_leading(s->leader, epoch); }
 
 /* ---- reading: a follower's snapshots, a new leader's checkpoint ------------------ */
 
@@ -222,7 +222,7 @@ static void on_change(void *ud, int leading, uint64_t epoch)
  * a leader that waits for it. */
 static int wanted(const vg_share_t *s, int kind)
 {
-    int leading = vg_share_leading(s);
+    int leading = vg_share_leading(s, NULL);
     return !s->closing && (kind == VG_TRAIN_SNAPSHOT ? !leading : leading && s->resuming);
 }
 
@@ -345,7 +345,7 @@ static void on_fetched(void *ud, int status, const vg_shared_blob_t *blob, void 
 /* A follower asks for a newer snapshot; a new leader for the checkpoint. */
 static void next_read(vg_share_t *s)
 {
-    int leading = vg_share_leading(s), kind = leading ? VG_TRAIN_STATE : VG_TRAIN_SNAPSHOT;
+    int leading = vg_share_leading(s, NULL), kind = leading ? VG_TRAIN_STATE : VG_TRAIN_SNAPSHOT;
     if (s->reading || s->closing || (leading && !s->resuming))
         return; /* a read runs (the checkpoint follows it); a leader serves its own */
     s->rkind = kind;

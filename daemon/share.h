@@ -78,8 +78,8 @@ int vg_share_init(vg_share_t **out, uv_loop_t *loop, const vg_share_cfg_t *cfg, 
 /* The trainer's on_blob (trainer thread; kind VG_TRAIN_*): buf (len bytes
  * of cap) is published if this instance still leads, then given back. */
 void vg_share_blob(vg_share_t *s, int kind, void *buf, size_t cap, size_t len, const vg_train_info_t *info);
-/* 1 while this instance leads. */
-int vg_share_leading(const vg_share_t *s);
+/* 1 and *epoch (may be NULL) while this instance leads, else 0. */
+int vg_share_leading(const vg_share_t *s, uint64_t *epoch);
 /* Leaves the election, stops polling and publishing; freed once what is in
  * flight ended (the caller runs the loop, and closes the store with
  * vg_store_close_cancel).  A buffer still held is given back first.  NULL

@@ -6,6 +6,7 @@
  * the metrics endpoints, Redis or the logs, with deadlines only as guards. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -59,6 +60,24 @@ static void teardown(void)
 }
 
 static double metric(int k, const char *name) { return vgt_metric(I[k].metrics_port, name); }
+
+/* vaegan:model's leader_epoch, once it is at least `want` (0 when it never is). */
+static double wait_model_epoch(double want)
+{
+    double end = vg_mono_s() + GUARD_S;
+    for (;;) {
+        double got = 0;
+        redisContext *c = vgt_redis_connect(&E.redis);
+        redisReply *r = c ? redisCommand(c, "HGET vaegan:model leader_epoch") : NULL;
+        if (r && r->type == REDIS_REPLY_STRING)
+            got = atof(r->str);
+        freeReplyObject(r);
+        redisFree(c);
+        if (got >= want || vg_mono_s() > end)
+            return got;
+        vgt_sleep_ms(100);
+    }
+}
 
 /* Waits until instance k's metric is at least v; returns it. */
 static double wait_metric(int k, const char *name, double v)
@@ -129,6 +148,8 @@ Test(share, one_trainer_one_model_and_a_takeover, .init = setup, .fini = teardow
     cr_assert_geq(ckpt, 2);
     cr_assert_geq(vgt_wait_log(&I[F], "trainer: round", NULL, 1, GUARD_S), 1, "and trains");
     cr_assert_gt(wait_metric(F, "vaegan_snapshot_step", ckpt + 1), ckpt, "its step goes on from the checkpoint's");
+    double epoch1 = metric(F, "vaegan_leader_epoch");
+    cr_assert_eq(wait_model_epoch(epoch1), epoch1, "vaegan:model is the new leader's, fenced by its epoch");
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }

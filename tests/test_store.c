@@ -291,7 +291,7 @@ Test(store, history_gt_cap_users_order, .init = setup, .fini = teardown, .timeou
     vg_store_event_t bad = EV("u", "i", NAN);
     cr_assert_eq(vg_store_add_events(S, &bad, 1, ev_cb, &j1), VG_EINVAL);
     cr_assert_eq(vg_store_add_events(S, NULL, 3, ev_cb, &j1), VG_EINVAL);
-    cr_assert_eq(vg_store_set_model(S, NULL, NULL, 0, NULL, NULL), VG_EINVAL);
+    cr_assert_eq(vg_store_set_model(S, 0, NULL, NULL, 0, NULL, NULL), VG_EINVAL);
     cr_assert_eq(vg_store_pending(S), 0);
 
     redisFree(c);
@@ -355,7 +355,7 @@ Test(store, prefix_db_password, .init = setup, .fini = teardown, .timeout = 30)
     double sc[] = {0.5};
     cr_assert_eq(vg_store_put_rec(S, "u1", 2, items, lens, sc, 1, 1.0, job_cb, &j2), 0);
     const char *f[] = {"step"}, *v[] = {"7"};
-    cr_assert_eq(vg_store_set_model(S, f, v, 1, job_cb, &j3), 0);
+    cr_assert_eq(vg_store_set_model(S, 0, f, v, 1, job_cb, &j3), 0);
     cr_assert(wait_for(job_done, &j3, 5000), "%s", vg_store_errstr(S));
     cr_assert_eq(j1.status + j2.status + j3.status, 0);
 
@@ -753,9 +753,9 @@ Test(store, set_model_fields, .init = setup, .fini = teardown, .timeout = 30)
     const char *f[] = {"step", "epoch", "alpha", "format"};
     const char *v[] = {"100", "2", "0.25", "1"};
     job_t j1 = {0}, j2 = {0};
-    cr_assert_eq(vg_store_set_model(S, f, v, 4, job_cb, &j1), 0);
+    cr_assert_eq(vg_store_set_model(S, 0, f, v, 4, job_cb, &j1), 0);
     const char *f2[] = {"step"}, *v2[] = {"200"};
-    cr_assert_eq(vg_store_set_model(S, f2, v2, 1, job_cb, &j2), 0);
+    cr_assert_eq(vg_store_set_model(S, 0, f2, v2, 1, job_cb, &j2), 0);
     cr_assert(wait_for(job_done, &j2, 5000));
     cr_assert_eq(j1.status + j2.status, 0);
     redisContext *c = cli(NULL, 0);
@@ -768,6 +768,36 @@ Test(store, set_model_fields, .init = setup, .fini = teardown, .timeout = 30)
     freeReplyObject(r);
     cr_assert_eq(cmd_int(c, "HLEN vaegan:model"), 4);
     redisFree(c);
+    close_store(S);
+}
+
+/* A leader's fenced write: refused (VG_EFENCED, nothing written) once a
+ * newer epoch wrote; the same or a newer epoch writes. */
+Test(store, set_model_fenced_by_epoch, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    const char *f[] = {"step"}, *v2[] = {"20"}, *v1[] = {"10"}, *v3[] = {"30"};
+    job_t j[4] = {{0}};
+    cr_assert_eq(vg_store_set_model(S, 2, f, v2, 1, job_cb, &j[0]), 0);
+    cr_assert_eq(vg_store_set_model(S, 1, f, v1, 1, job_cb, &j[1]), 0); /* an old leader, late */
+    cr_assert_eq(vg_store_set_model(S, 2, f, v2, 1, job_cb, &j[2]), 0);
+    cr_assert_eq(vg_store_set_model(S, 3, f, v3, 1, job_cb, &j[3]), 0);
+    cr_assert(wait_for(job_done, &j[3], 5000));
+    cr_assert_eq(j[0].status, 0, "%s", vg_strerror(j[0].status));
+    cr_assert_eq(j[1].status, VG_EFENCED, "the older epoch is refused");
+    cr_assert_eq(j[2].status, 0, "the same epoch writes again");
+    cr_assert_eq(j[3].status, 0);
+    cr_assert_eq(j[1].calls + j[3].calls, 2);
+    redisContext *c = cli(NULL, 0);
+    redisReply *r = redisCommand(c, "HMGET vaegan:model step leader_epoch");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    cr_assert_str_eq(r->element[0]->str, "30");
+    cr_assert_str_eq(r->element[1]->str, "3");
+    freeReplyObject(r);
+    redisFree(c);
+    cr_assert_eq(vg_store_set_model(S, (uint64_t)1 << 53, f, v1, 1, NULL, NULL), VG_EINVAL);
     close_store(S);
 }
 

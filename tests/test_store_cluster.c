@@ -190,7 +190,7 @@ Test(store_cluster, writes_spread_and_load_reads_them_back, .init = setup, .fini
         cr_assert_eq(vg_store_put_rec(s, user, strlen(user), items, lens, scores, 3, 1.0, store_cb, NULL), 0);
     }
     const char *f[1] = {"step"}, *v[1] = {"7"};
-    cr_assert_eq(vg_store_set_model(s, f, v, 1, store_cb, NULL), 0);
+    cr_assert_eq(vg_store_set_model(s, 0, f, v, 1, store_cb, NULL), 0);
     cr_assert_eq(vg_store_forget(s, "u5", 2, "mark5", 5, 2000.0, 0.0, store_cb, NULL), 0);
     cr_assert(wait_for(is_idle, s, 30000), "jobs left: %zu", vg_store_pending(s));
     cr_assert_eq(done_seq, PER);
