@@ -153,3 +153,59 @@ Test(share, one_trainer_one_model_and_a_takeover, .init = setup, .fini = teardow
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }
+
+/* The manifest's epoch of blob name ("" when none; static storage). */
+static const char *manifest_epoch(const char *name)
+{
+    static char out[32];
+    out[0] = '\0';
+    redisContext *c = vgt_redis_connect(&E.redis);
+    redisReply *r = c ? redisCommand(c, "HGET vaegan:{leader}:manifest:%s epoch", name) : NULL;
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(out, sizeof out, "%s", r->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return out;
+}
+
+/* A leader stopped past the session timeout (SIGSTOP) loses its place to
+ * the other instance; resumed (SIGCONT), it learns it lost the partition
+ * and steps down, and whatever it sends with its old epoch is refused: the
+ * manifests and vaegan:model stay the new leader's. */
+Test(share, a_resumed_old_leader_is_fenced, .init = setup, .fini = teardown, .timeout = 600)
+{
+    I[0].daemon = vgt_env_spawn(&I[0], NULL);
+    cr_assert_eq(wait_metric(0, "vaegan_leader", 1), 1);
+    I[1].daemon = vgt_env_spawn(&I[1], NULL);
+    for (int k = 0; k < 2; k++)
+        cr_assert_geq(vgt_wait_log(&I[k], "consumer group joined: 2 partitions", NULL, 1, GUARD_S), 1);
+    vgt_stream_t s;
+    vgt_stream_make(&s, "u", 100, N_ITEMS, 2000, 11);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n), 0);
+    int L = leader_now(), F = 1 - L;
+    cr_assert_geq(L, 0);
+    cr_assert_geq(wait_metric(L, "vaegan_snapshot_step", 1), 1, "the leader publishes");
+    double old = metric(L, "vaegan_leader_epoch");
+
+    kill(I[L].daemon, SIGSTOP); /* its metrics are not read until SIGCONT */
+    cr_assert_eq(wait_metric(F, "vaegan_leader", 1), 1, "the other instance takes over");
+    double now = metric(F, "vaegan_leader_epoch");
+    cr_assert_gt(now, old);
+    char want[32];
+    snprintf(want, sizeof want, "%.0f", now);
+    double end = vg_mono_s() + GUARD_S;
+    while (strcmp(manifest_epoch("snapshot"), want) && vg_mono_s() < end)
+        vgt_sleep_ms(100);
+    cr_assert_str_eq(manifest_epoch("snapshot"), want, "the new leader publishes");
+
+    kill(I[L].daemon, SIGCONT);
+    cr_assert_geq(vgt_wait_log(&I[L], "leader: stepping down", NULL, 1, GUARD_S), 1, "the old leader steps down");
+    cr_assert_eq(leader_now(), F, "one leader: the new one");
+    cr_assert_str_eq(manifest_epoch("snapshot"), want, "the snapshot is still the new leader's");
+    cr_assert_eq(wait_model_epoch(now), now, "and so is vaegan:model");
+    vgt_expect_t x;
+    vgt_expect_make(&s, &x);
+    cr_assert_eq(vgt_wait_hist(&E, &s, &x, GUARD_S), 0, "every event in its history");
+    vgt_expect_free(&x);
+    vgt_stream_free(&s);
+}
