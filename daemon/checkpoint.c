@@ -149,11 +149,17 @@ int vg_ckpt_grow(vg_model_t *m, vg_hist_t *h)
     return rc;
 }
 
-int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)
+int vg_ckpt_name_rows(vg_model_t *m, vg_hist_t *h)
 {
     vg_hist_rdlock(h);
     int rc = sync_vocab(m, h, m->n_items);
     vg_hist_unlock(h);
+    return rc;
+}
+
+int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen)
+{
+    int rc = vg_ckpt_name_rows(m, h);
     if (rc)
         return vg_errf(err, errlen, rc, "%s: %s", path, vg_strerror(rc));
     return vg_model_save(m, path, err, errlen);

@@ -41,8 +41,14 @@ int vg_ckpt_lock(const char *dir, int *fd);
 int vg_ckpt_load(vg_model_t *m, vg_hist_t *h, const char *dir, int reset, const vg_model_cfg_t *cfg, int batch,
                  char *path, size_t pathlen);
 
-/* Saves m's state to path (atomically), first copying into m->vocab the
- * mirror's ids of the items m has rows for and does not name yet.  Takes the
+/* Copies into m->vocab the mirror's ids of the items m has rows for and
+ * does not name yet (a model adopted from another daemon names none), so
+ * that whatever is saved of m names every row.  Takes the mirror's read
+ * lock.  Returns 0 or VG_ENOMEM. */
+int vg_ckpt_name_rows(vg_model_t *m, vg_hist_t *h);
+
+/* Saves m's state to path (atomically), first naming its rows
+ * (vg_ckpt_name_rows).  Takes the
  * mirror's read lock.  Returns 0 or a VG_E* code with err filled. */
 int vg_ckpt_save(vg_model_t *m, vg_hist_t *h, const char *path, char *err, size_t errlen);
 

@@ -48,14 +48,23 @@ vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t k
 
 int vg_snap_map(vg_hist_t *h, const vg_model_t *leader, int32_t **from, int *n)
 {
-    int32_t *own = malloc((size_t)leader->vocab.n * sizeof *own); /* leader row -> mirror index */
+    int32_t *own = malloc(((size_t)leader->vocab.n + 1) * sizeof *own); /* leader row -> mirror index */
     if (!own)
         return VG_ENOMEM;
-    int rc = 0;
-    for (int j = 0; j < leader->vocab.n && rc == 0; j++) {
+    int rc = 0, missing = 0;
+    for (int j = 0; j < leader->vocab.n; j++) { /* the writer reads without the lock */
         const char *id = vg_vocab_id(&leader->vocab, j);
-        own[j] = vg_hist_adopt_item(h, id, strlen(id));
-        rc = own[j] < -1 ? own[j] : 0;
+        missing += (own[j] = vg_vocab_find(&h->items, id, strlen(id))) < 0;
+    }
+    if (missing) { /* the write lock only while items enter */
+        vg_hist_wrlock(h);
+        for (int j = 0; j < leader->vocab.n && rc == 0; j++) {
+            const char *id = vg_vocab_id(&leader->vocab, j);
+            if (own[j] < 0)
+                own[j] = vg_hist_adopt_item(h, id, strlen(id));
+            rc = own[j] < -1 ? own[j] : 0;
+        }
+        vg_hist_unlock(h);
     }
     int N = h->items.n;
     int32_t *f = rc ? NULL : malloc(((size_t)N + 1) * sizeof *f);

@@ -43,8 +43,9 @@ vg_snap_t *vg_snap_new(const vg_model_t *src, vg_kernel_t kernel);
 vg_snap_t *vg_snap_remake(vg_snap_t *spare, const vg_model_t *src, vg_kernel_t kernel);
 /* Another daemon's model (the leader's: a scoring-only model with its
  * vocabulary, model/vaegan.h vg_model_load_weights_mem) served here, in two
- * steps.  vg_snap_map (the mirror's writer, holding the write lock) adopts
- * the leader's items into the mirror (vg_hist_adopt_item: the vocabulary is
+ * steps.  vg_snap_map (the mirror's writer thread, not holding its lock: it
+ * takes the write lock only while items enter) adopts the leader's items
+ * into the mirror (vg_hist_adopt_item: the vocabulary is
  * the leader's) and gives *from (malloc'ed, *n = the mirror's items):
  * from[i] is the leader's row of mirror item i, or -1.  Returns 0 or
  * VG_ENOMEM (*from NULL).  vg_snap_mapped (any thread) makes the snapshot

@@ -318,9 +318,7 @@ static void load_done(uv_work_t *w, int status)
         return;
     }
     /* the loaded model's items become the mirror's (its one writer: this thread), then its rows follow the mirror's order */
-    vg_hist_wrlock(s->cfg.hist);
     int rc = vg_snap_map(s->cfg.hist, &s->loaded, &s->from, &s->from_n);
-    vg_hist_unlock(s->cfg.hist);
     s->stage = 1;
     if (rc || (rc = uv_queue_work(s->loop, &s->work, load_work, load_done) ? VG_ENOMEM : 0))
         read_end(s, vg_strerror(rc));
@@ -329,6 +327,9 @@ static void load_done(uv_work_t *w, int status)
 static void on_fetched(void *ud, int status, const vg_shared_blob_t *blob, void *data)
 {
     vg_share_t *s = ud;
+    if (status == 0 && data && s->rkind == VG_TRAIN_SNAPSHOT && s->have.epoch &&
+        (blob->epoch < s->have.epoch || (blob->epoch == s->have.epoch && blob->version <= s->have.version)))
+        data = NULL; /* the previous version (the current one unreadable): no step back */
     if (status == 0 && data && wanted(s, s->rkind)) {
         s->got = *blob;
         s->stage = 0;

@@ -134,7 +134,12 @@ static int hand_out(vg_trainer_t *t, int kind, vg_train_info_t *info)
         return 0;
     char err[256];
     size_t len;
-    int rc = kind == VG_TRAIN_SNAPSHOT
+    int rc = vg_ckpt_name_rows(&t->model, t->cfg.hist); /* another daemon maps the rows by their ids */
+    if (rc) {
+        vg_log(VG_LOG_ERROR, "trainer: cannot name the model's items for the other instances: %s", vg_strerror(rc));
+        return 0;
+    }
+    rc = kind == VG_TRAIN_SNAPSHOT
                  ? vg_model_save_weights_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err)
                  : vg_model_save_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err);
     if (rc) {

@@ -491,17 +491,23 @@ Test(rank, popularity_without_a_model_excludes_history)
     vg_hist_free(&h);
 }
 
-Test(rank, model_items_first_then_newer_items_by_popularity)
+/* A fresh avb+d+c model of n items, H = 8. */
+static void tiny_model(vg_model_t *m, int n)
 {
-    vg_hist_t h;
-    popular(&h);
     vg_model_cfg_t c;
     vg_model_cfg_default(&c, VG_VARIANT_AVB_D_C);
     c.hidden = 8;
     c.latent = 4;
     c.disc_hidden = 4;
+    cr_assert_eq(vg_model_init(m, &c, n, 4), 0);
+}
+
+Test(rank, model_items_first_then_newer_items_by_popularity)
+{
+    vg_hist_t h;
+    popular(&h);
     vg_model_t m;
-    cr_assert_eq(vg_model_init(&m, &c, 6, 4), 0); /* the model knows i0..i5 only */
+    tiny_model(&m, 6); /* the model knows i0..i5 only */
     vg_snap_t *s = vg_snap_new(&m, VG_KERNEL_AUTO);
     cr_assert_not_null(s);
     int32_t x = vg_vocab_find(&h.users, "x", 1);
@@ -517,6 +523,49 @@ Test(rank, model_items_first_then_newer_items_by_popularity)
     cr_assert_str_eq(vg_vocab_id(&h.items, l.items[6]), "i8");
     for (int k = 1; k < 7; k++)
         cr_assert(l.scores[k] <= l.scores[k - 1], "scores descend");
+    vg_list_free(&l);
+    vg_snap_unref(s);
+    vg_model_close(&m);
+    vg_hist_free(&h);
+}
+
+/* A leader's model numbers items its own way: its items enter the mirror
+ * (a new one too), its rows are put in the mirror's order, and the lists
+ * rank its items first, the mirror's other items after them by popularity,
+ * the history excluded. */
+Test(rank, a_leader_model_in_the_mirror_order)
+{
+    vg_hist_t h;
+    popular(&h);
+    vg_model_t m;
+    tiny_model(&m, 4);
+    const char *ids[] = {"i9", "new", "i2", "i0"};
+    for (int j = 0; j < 4; j++)
+        cr_assert_eq(vg_vocab_add(&m.vocab, ids[j], strlen(ids[j]), NULL), j);
+    int32_t *from;
+    int n;
+    cr_assert_eq(vg_snap_map(&h, &m, &from, &n), 0);
+    cr_assert_eq(n, 11, "'new' entered the mirror");
+    int32_t fresh = vg_vocab_find(&h.items, "new", 3);
+    cr_assert_eq(fresh, 10);
+    for (int i = 0; i < n; i++) {
+        int want = i == 9 ? 0 : i == 10 ? 1 : i == 2 ? 2 : i == 0 ? 3 : -1;
+        cr_assert_eq(from[i], want, "mirror item %d", i);
+    }
+    vg_snap_t *s = vg_snap_mapped(&m, from, n, VG_KERNEL_AUTO);
+    cr_assert_not_null(s);
+    free(from);
+    int32_t x = vg_vocab_find(&h.users, "x", 1);
+    vg_list_t l;
+    vg_ranker_t *r = vg_ranker_new();
+    cr_assert_eq(vg_rank_users(&h, s, r, &x, 1, 8, &l), 0);
+    vg_ranker_free(r);
+    cr_assert_eq(l.n, 8);
+    for (int k = 0; k < 3; k++) /* the model's items but the history's i0 */
+        cr_assert(l.items[k] == 9 || l.items[k] == 10 || l.items[k] == 2, "item %d", l.items[k]);
+    const char *then[] = {"i1", "i4", "i5", "i6", "i7"};
+    for (int k = 0; k < 5; k++)
+        cr_assert_str_eq(vg_vocab_id(&h.items, l.items[3 + k]), then[k]);
     vg_list_free(&l);
     vg_snap_unref(s);
     vg_model_close(&m);
