@@ -1,9 +1,10 @@
 /* test_share.c — several vaegand in one group sharing one model
  * (kafka.control_topic; daemon/share.h), end to end (ctest label
- * integration): a real redis-server, a real Kafka-protocol broker
- * (vaegan-mockbroker) and two built vaegand as child processes, each with
- * its own configuration, state directory, log and metrics port.  Waits poll
- * the metrics endpoints, Redis or the logs, with deadlines only as guards. */
+ * integration): a real redis-server (or a real 3-master Redis Cluster), a
+ * real Kafka-protocol broker (vaegan-mockbroker) and two or three built
+ * vaegand as child processes, each with its own configuration, state
+ * directory, log and metrics port.  Waits poll the metrics endpoints, Redis
+ * or the logs, with deadlines only as guards. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,9 +13,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "cache/cluster.h"
 #include "common/clock.h"
 #include "tests/support/daemon.h"
 #include "tests/support/proc.h"
+#include "tests/support/rcluster.h"
 #include "tests/support/tmpdir.h"
 
 #define N_ITEMS 200
@@ -27,17 +30,32 @@ static const char SETTINGS[] = "[serve]\ntop_n = 10\nbatch = 64\nrefresh_s = 1\n
                                "[log]\nlevel = debug\n";
 static const char SHARE[] = "[kafka]\ncontrol_topic = ctl\n";
 
-static vgt_env_t E;
-static vgt_env_t I[2]; /* the instances: E with their own files and metrics port */
+#define MAX_INST 3
 
-static void setup(void)
+static vgt_env_t E;
+static vgt_env_t I[MAX_INST]; /* the instances: E with their own files and metrics port */
+static int n_inst;
+static vgt_rcluster_t RC; /* the cluster's test only */
+static char redis_conf[128];
+
+/* n instances, 2 partitions each, on E's redis-server or (cluster) on a
+ * 3-master Redis Cluster. */
+static void setup_n(int n, int cluster)
 {
     vg_tmpdir_make();
+    memset(&RC, 0, sizeof RC);
+    if (cluster)
+        cr_assert_eq(vgt_rcluster_start(&RC, vg_tmpdir, 3), 0, "no cluster");
     static const char *const topics[] = {"clicks", "ctl"};
     vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .topics = topics, .n_topics = 2,
-                        .partitions = 4, .settings = SETTINGS};
+                        .partitions = 2 * n, .settings = SETTINGS};
     cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "redis-server or the broker did not start");
-    for (int k = 0; k < 2; k++) {
+    if (cluster) {
+        snprintf(redis_conf, sizeof redis_conf, "host = 127.0.0.1\nport = %d\ncluster = yes", RC.port[1]);
+        E.redis_conf = redis_conf;
+    }
+    n_inst = n;
+    for (int k = 0; k < n; k++) {
         I[k] = E;
         snprintf(I[k].conf, sizeof I[k].conf, "%s/vaegand%d.conf", E.dir, k);
         snprintf(I[k].log, sizeof I[k].log, "%s/vaegand%d.log", E.dir, k);
@@ -48,15 +66,29 @@ static void setup(void)
     }
 }
 
+static void setup(void) { setup_n(2, 0); }
+static void setup_cluster(void) { setup_n(3, 1); }
+
 static void teardown(void)
 {
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < n_inst; k++)
         if (I[k].daemon > 0) {
             kill(I[k].daemon, SIGKILL);
             waitpid(I[k].daemon, NULL, 0);
         }
-    if (!vgt_env_finish(&E))
+    int keep = vgt_env_finish(&E);
+    vgt_rcluster_stop(&RC);
+    if (!keep)
         vg_tmpdir_remove();
+}
+
+/* Starts every instance and waits until each holds its 2 partitions. */
+static void start_all(void)
+{
+    for (int k = 0; k < n_inst; k++)
+        I[k].daemon = vgt_env_spawn(&I[k], NULL);
+    for (int k = 0; k < n_inst; k++)
+        cr_assert_geq(vgt_wait_log(&I[k], "consumer group joined: 2 partitions", NULL, 1, GUARD_S), 1, "instance %d", k);
 }
 
 static double metric(int k, const char *name) { return vgt_metric(I[k].metrics_port, name); }
@@ -88,16 +120,22 @@ static double wait_metric(int k, const char *name, double v)
     return got;
 }
 
-/* The instance leading now (waits while the election settles: none
- * leads during its rebalance); -1 when two lead or none does. */
+/* The instance leading now among the running ones (waits while the
+ * election settles: none leads during its rebalance); -1 when two lead or
+ * none does. */
 static int leader_now(void)
 {
     double end = vg_mono_s() + GUARD_S;
     for (;;) {
-        double a = metric(0, "vaegan_leader"), b = metric(1, "vaegan_leader");
-        if (a + b == 1)
-            return a == 1 ? 0 : 1;
-        if (a + b > 1 || vg_mono_s() > end)
+        int leaders = 0, who = -1;
+        for (int k = 0; k < n_inst; k++)
+            if (I[k].daemon > 0 && metric(k, "vaegan_leader") == 1) {
+                leaders++;
+                who = k;
+            }
+        if (leaders == 1)
+            return who;
+        if (leaders > 1 || vg_mono_s() > end)
             return -1;
         vgt_sleep_ms(100);
     }
@@ -206,6 +244,85 @@ Test(share, a_resumed_old_leader_is_fenced, .init = setup, .fini = teardown, .ti
     vgt_expect_t x;
     vgt_expect_make(&s, &x);
     cr_assert_eq(vgt_wait_hist(&E, &s, &x, GUARD_S), 0, "every event in its history");
+    vgt_expect_free(&x);
+    vgt_stream_free(&s);
+}
+
+/* ZCARD of hist:{<user>} summed over x's users, each read on its master. */
+static long long cluster_entries(const vgt_expect_t *x)
+{
+    redisContext *c[VGT_RCLUSTER_MAX] = {0};
+    long long sum = 0;
+    char key[160];
+    for (int k = 0; k < x->n_users; k++) {
+        snprintf(key, sizeof key, "hist:{%s}", x->users[k]);
+        int node = vgt_rcluster_owner(&RC, vg_cluster_keyslot(key, strlen(key)));
+        cr_assert_geq(node, 0);
+        if (!c[node])
+            c[node] = vgt_rcluster_connect(&RC, node);
+        redisReply *r = c[node] ? redisCommand(c[node], "ZCARD %s", key) : NULL;
+        sum += r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < VGT_RCLUSTER_MAX; i++)
+        redisFree(c[i]);
+    return sum;
+}
+
+/* 1 once every running instance serves one snapshot step > 0. */
+static int same_step(void)
+{
+    double end = vg_mono_s() + GUARD_S;
+    while (vg_mono_s() < end) {
+        double lo = 1e300, hi = -1;
+        for (int k = 0; k < n_inst; k++)
+            if (I[k].daemon > 0) {
+                double v = metric(k, "vaegan_snapshot_step");
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+        if (hi > 0 && lo == hi)
+            return 1;
+        vgt_sleep_ms(100);
+    }
+    return 0;
+}
+
+/* Three instances on a 3-master Redis Cluster: one leader, every event in
+ * its history on the master of its slot, all three serving the same
+ * snapshot step; kill -9 of the leader: one of the others leads with a
+ * higher epoch from the shared checkpoint (chunks and manifests across the
+ * masters), and both survivors serve its snapshots. */
+Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_cluster, .fini = teardown,
+     .timeout = 900)
+{
+    start_all();
+    int L = leader_now();
+    cr_assert_geq(L, 0, "exactly one leader");
+    double epoch0 = metric(L, "vaegan_leader_epoch");
+    vgt_stream_t s;
+    vgt_stream_make(&s, "u", 150, N_ITEMS, 3000, 13);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n), 0);
+    vgt_expect_t x;
+    vgt_expect_make(&s, &x);
+    double end = vg_mono_s() + GUARD_S;
+    while (cluster_entries(&x) < (long long)x.entries && vg_mono_s() < end)
+        vgt_sleep_ms(200);
+    cr_assert_eq(cluster_entries(&x), (long long)x.entries, "every (user, item) in hist:{<user>}");
+    cr_assert(same_step(), "all three serve the same snapshot step");
+    cr_assert_geq(vgt_wait_log(&I[L], "published as the checkpoint", NULL, 1, GUARD_S), 1);
+
+    kill(I[L].daemon, SIGKILL);
+    waitpid(I[L].daemon, NULL, 0);
+    I[L].daemon = 0;
+    int N = leader_now();
+    cr_assert_geq(N, 0, "one new leader");
+    cr_assert_neq(N, L);
+    cr_assert_gt(metric(N, "vaegan_leader_epoch"), epoch0);
+    cr_assert_geq(vgt_wait_log(&I[N], "continuing from the shared checkpoint", NULL, 1, GUARD_S), 1);
+    double ckpt = vgt_log_number_after(&I[N], "continuing from the shared checkpoint: step ");
+    cr_assert_gt(wait_metric(N, "vaegan_snapshot_step", ckpt + 1), ckpt, "the step goes on");
+    cr_assert(same_step(), "both survivors serve the new leader's snapshots");
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }
