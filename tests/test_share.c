@@ -288,11 +288,29 @@ static int same_step(void)
     return 0;
 }
 
+/* Moves slot to another master step by step (begin, a key every 200 ms,
+ * end) while the instances go on. */
+static void migrate_slowly(unsigned slot)
+{
+    int from = vgt_rcluster_owner(&RC, slot), to = (from + 1) % 3;
+    cr_assert_geq(from, 0);
+    cr_assert_eq(vgt_rcluster_migrate_begin(&RC, slot, from, to), 0);
+    for (int k = 0; k < 15; k++) {
+        cr_assert_geq(vgt_rcluster_migrate_keys(&RC, slot, from, to, 1), 0);
+        vgt_sleep_ms(200);
+    }
+    cr_assert_geq(vgt_rcluster_migrate_keys(&RC, slot, from, to, 1000), 0);
+    cr_assert_eq(vgt_rcluster_migrate_end(&RC, slot, to), 0);
+    cr_assert_eq(vgt_rcluster_owner(&RC, slot), to);
+}
+
 /* Three instances on a 3-master Redis Cluster: one leader, every event in
- * its history on the master of its slot, all three serving the same
- * snapshot step; kill -9 of the leader: one of the others leads with a
- * higher epoch from the shared checkpoint (chunks and manifests across the
- * masters), and both survivors serve its snapshots. */
+ * its history on the master of its slot although a user's slot moves
+ * during ingest, all three serving the same snapshot step, and still after
+ * the slot of the epoch counter and the manifests ({leader}) moved while
+ * the leader publishes; kill -9 of the leader: one of the others leads
+ * with a higher epoch from the shared checkpoint (chunks and manifests
+ * across the masters), and both survivors serve its snapshots. */
 Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_cluster, .fini = teardown,
      .timeout = 900)
 {
@@ -302,7 +320,13 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
     double epoch0 = metric(L, "vaegan_leader_epoch");
     vgt_stream_t s;
     vgt_stream_make(&s, "u", 150, N_ITEMS, 3000, 13);
-    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n), 0);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n / 2), 0);
+    unsigned user_slot = vg_cluster_keyslot("u7", 2); /* hist:{u7} and its neighbours in the slot */
+    int from = vgt_rcluster_owner(&RC, user_slot), to = (from + 1) % 3;
+    cr_assert_eq(vgt_rcluster_migrate_begin(&RC, user_slot, from, to), 0);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, s.n / 2, s.n), 0);
+    cr_assert_geq(vgt_rcluster_migrate_keys(&RC, user_slot, from, to, 1000), 0);
+    cr_assert_eq(vgt_rcluster_migrate_end(&RC, user_slot, to), 0);
     vgt_expect_t x;
     vgt_expect_make(&s, &x);
     double end = vg_mono_s() + GUARD_S;
@@ -310,6 +334,15 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
         vgt_sleep_ms(200);
     cr_assert_eq(cluster_entries(&x), (long long)x.entries, "every (user, item) in hist:{<user>}");
     cr_assert(same_step(), "all three serve the same snapshot step");
+    double before = metric(L, "vaegan_snapshot_step");
+    migrate_slowly(vg_cluster_keyslot("leader", 6));
+    cr_assert_gt(wait_metric(L, "vaegan_snapshot_step", before + 1), before, "the leader publishes on");
+    cr_assert(same_step(), "all three still serve one step");
+    cr_assert_eq(leader_now(), L);
+    double redirects = 0;
+    for (int k = 0; k < n_inst; k++)
+        redirects += metric(k, "vaegan_redis_cluster_redirects_total");
+    cr_assert_gt(redirects, 0, "the moves were seen (MOVED/ASK)");
     cr_assert_geq(vgt_wait_log(&I[L], "published as the checkpoint", NULL, 1, GUARD_S), 1);
 
     kill(I[L].daemon, SIGKILL);
