@@ -4,8 +4,9 @@
  * is exported (a `# TYPE` line of a scrape of a daemon that has consumed,
  * trained, ranked, sampled and refused an event), and the consumer lag of
  * a backlog produced before the daemon starts goes to 0 once every event is
- * stored.  Real redis-server, vaegan-mockbroker with a topic of 2
- * partitions, the built vaegand (tests/support/daemon.h).  The files' path
+ * stored.  Real redis-server, vaegan-mockbroker with topics of 2
+ * partitions, the built vaegand (tests/support/daemon.h), with a control
+ * topic, so that it leads alone and exports the sharing metrics too.  The files' path
  * is the compile definition VG_MONITORING_DIR; that they are well formed
  * (promtool) is test_monitoring_files' job. */
 #include <criterion/criterion.h>
@@ -26,7 +27,8 @@
 /* librdkafka's statistics (hence the lag gauges) every 200 ms, every
  * sampled click checked against the lists (the [metrics] section comes
  * last in the configuration: vgt_env_write_conf's extra lands in it) */
-static const char METRICS_CONF[] = "kafka_stats_interval_ms = 200\nquality_sample = 1\n";
+static const char METRICS_CONF[] = "kafka_stats_interval_ms = 200\nquality_sample = 1\n"
+                                   "[kafka]\ncontrol_topic = ctl\n"; /* the sharing metrics too: it leads alone */
 
 static vgt_env_t E;
 
@@ -38,8 +40,9 @@ static vgt_env_t E;
 static void setup_with(const char *settings)
 {
     vg_tmpdir_make();
-    vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .partitions = PARTITIONS,
-                        .metrics = 1, .settings = settings};
+    static const char *const topics[] = {"clicks", "ctl"};
+    vgt_env_opts_t o = {.vaegand = VG_VAEGAND_BIN, .mockbroker = VG_MOCKBROKER_BIN, .topics = topics, .n_topics = 2,
+                        .partitions = PARTITIONS, .metrics = 1, .settings = settings};
     cr_assert_eq(vgt_env_start(&E, vg_tmpdir, &o), 0, "servers did not start");
     cr_assert_eq(vgt_env_write_conf(&E, METRICS_CONF), 0);
 }
