@@ -1,12 +1,14 @@
 /*
  * share.c — the leader's publications and the followers' loads of share.h.
  *
- * Leader: vg_share_weights (trainer thread) parks the buffer in `in` and
+ * Leader: vg_share_blob (trainer thread) parks a buffer in `in[kind]` and
  * wakes the loop (async); publish_next() sends it with the current epoch
- * or gives it back.  Follower: the poll timer starts a fetch into the
- * buffer `fbuf` (reused); a new version is loaded in two passes of the
- * libuv thread pool around the adoption of its items on the loop thread
- * (the mirror has one writer): load -> map -> snapshot -> on_snapshot.
+ * or gives it back.  Reading (a follower's snapshot; a new leader's
+ * checkpoint, once per election, before on_lead(1)): the poll timer starts
+ * a fetch into the buffer `fbuf` (reused for snapshots); a new version is
+ * loaded in two passes of the libuv thread pool around the adoption of its
+ * items on the loop thread (the mirror has one writer): load -> map ->
+ * snapshot or reordered training model -> on_snapshot or on_lead.
  *
  * Invariants: `busy` counts what is in flight (a publication, a fetch, a
  * pool job); s is freed once it is closing, its two handles are closed and
@@ -19,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache/shared.h"
 #include "common/clock.h"

@@ -33,7 +33,7 @@
  * trainer's buffers are always given back through give_back, also when
  * publishing is skipped or fails; on_lead(1) comes once per election,
  * after the checkpoint was read.
- * Everything runs on the loop thread except vg_share_weights.
+ * Everything runs on the loop thread except vg_share_blob.
  */
 #ifndef VG_DAEMON_SHARE_H
 #define VG_DAEMON_SHARE_H

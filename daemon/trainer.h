@@ -54,7 +54,7 @@ typedef struct vg_train_info {
     double trained_at;   /* Unix seconds of the round's end */
     int steps;           /* training steps in the round (0: none, e.g. a loaded model) */
     uint64_t round;      /* rounds this trainer completed, this one included (0: not a round) */
-    int published;       /* 1: the round's weights went to on_weights too */
+    int published;       /* 1: the round's snapshot went to on_blob too */
     vg_step_stats_t loss; /* the loss terms, means over the round's steps */
 } vg_train_info_t;
 
