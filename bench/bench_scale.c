@@ -62,19 +62,10 @@ typedef struct run {
 /* utime + stime of pid, in seconds. */
 static double cpu_s(pid_t pid)
 {
-    char path[64], buf[1024];
+    char path[64];
+    unsigned long long ticks = 0;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return vgt_proc_stat(path, NULL, 0, &ticks) ? 0 : (double)ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* VmRSS of pid in MB. */

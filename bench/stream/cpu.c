@@ -12,40 +12,7 @@
 
 #include "bench/stream/internal.h"
 #include "common/clock.h"
-
-static int read_stat(const char *path, char *comm, size_t commlen, unsigned long long *ticks)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *l = strchr(buf, '('), *r = strrchr(buf, ')');
-    if (!l || !r || r < l)
-        return -1;
-    if (comm) {
-        size_t cl = (size_t)(r - l - 1) < commlen - 1 ? (size_t)(r - l - 1) : commlen - 1;
-        memcpy(comm, l + 1, cl);
-        comm[cl] = '\0';
-    }
-    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
-    char *p = r + 2;
-    unsigned long long ut = 0, st = 0;
-    for (int field = 3; field <= 15 && *p; field++) {
-        if (field == 14)
-            ut = strtoull(p, NULL, 10);
-        if (field == 15)
-            st = strtoull(p, NULL, 10);
-        p = strchr(p, ' ');
-        if (!p)
-            break;
-        p++;
-    }
-    *ticks = ut + st;
-    return 0;
-}
+#include "tests/support/proc.h"
 
 static void read_schedstat(const char *path, double *run, double *wait)
 {
@@ -74,7 +41,7 @@ static void threads_read(pid_t pid, bs_threads_t *s)
         snprintf(path, sizeof path, "%s/%.256s/stat", dir, e->d_name);
         bs_tcpu_t *t = &s->th[s->n];
         t->tid = atoi(e->d_name);
-        if (read_stat(path, t->comm, sizeof t->comm, &t->ticks) != 0)
+        if (vgt_proc_stat(path, t->comm, sizeof t->comm, &t->ticks) != 0)
             continue;
         snprintf(path, sizeof path, "%s/%.256s/schedstat", dir, e->d_name);
         read_schedstat(path, &t->run_ns, &t->wait_ns);
@@ -88,7 +55,7 @@ static double proc_ticks(pid_t pid)
     char path[64];
     unsigned long long t = 0;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    return pid > 0 && read_stat(path, NULL, 0, &t) == 0 ? (double)t : NAN;
+    return pid > 0 && vgt_proc_stat(path, NULL, 0, &t) == 0 ? (double)t : NAN;
 }
 
 /* ticks of pid (all threads), run-queue wait (ns) summed over its live threads */

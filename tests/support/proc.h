@@ -1,6 +1,6 @@
 /*
- * proc.h — child processes and time for tests and benchmarks (library
- * vgtestsupport; the two inlines need no library).
+ * proc.h — child processes, their CPU time (/proc) and time for tests and
+ * benchmarks (library vgtestsupport; the two inlines need no library).
  *
  *   const char *argv[] = {VG_VAEGAND_BIN, "-c", conf, NULL};
  *   pid_t pid = vgt_spawn(argv, log);     // stdout+stderr appended to log
@@ -16,6 +16,7 @@
 #define VG_TESTS_SUPPORT_PROC_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -42,5 +43,10 @@ pid_t vgt_spawn(const char *const *argv, const char *log);
  * to exit and reaps it.  Returns its exit status, 128 + the signal that
  * ended it, or -1 when it is still running. */
 int vgt_wait_exit(pid_t pid, double timeout_s);
+
+/* A /proc stat file (/proc/<pid>/stat, .../task/<tid>/stat): utime + stime
+ * in clock ticks into *ticks, and the command name into comm (commlen
+ * bytes; comm may be NULL).  Returns 0, or -1 when it cannot be read. */
+int vgt_proc_stat(const char *path, char *comm, size_t commlen, unsigned long long *ticks);
 
 #endif
