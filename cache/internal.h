@@ -34,6 +34,14 @@ typedef struct st_ev {
     unsigned shard; /* cluster mode: the user's shard of vaegan:users (vg_store_user_shard_); else 0 */
 } st_ev_t;
 
+/* One event with a partition set (vg_store_event_t.part), for grouping by
+ * set and user. */
+typedef struct st_pe {
+    const char *part, *user;
+    size_t plen, ulen;
+    double ts;
+} st_pe_t;
+
 struct st_job; /* a job of the queue: private to store.c */
 struct vg_cluster;
 struct redisReply;
@@ -144,6 +152,8 @@ struct vg_store {
     size_t sevcap;
     uint32_t *smap; /* per command of a history job: [first, end) of the sev entries it writes */
     size_t smapcap;
+    st_pe_t *pev;
+    size_t pevcap;
     const char **litems;
     size_t *llens;
     double *lts;

@@ -1062,8 +1062,8 @@ static void st_load_reply(vg_store_t *s, st_load_t *L, uint32_t idx, const redis
                 if (m->type == REDIS_REPLY_STRING && sc->type == REDIS_REPLY_STRING)
                     L->on_mark(L->job.ud, m->str, m->len, strtod(sc->str, NULL));
             }
-            int rc = s->closing ? 0 : st_load_next_round(s, L);
-            if (rc)
+            int rc = s->closing || !L->on_user ? 0 : st_load_next_round(s, L);
+            if (rc || (!L->on_user && !s->closing))
                 st_load_finish(s, L, rc);
         }
     } else if (L->phase == LOAD_COUNT) {
@@ -1188,6 +1188,7 @@ static void st_free_mem(vg_store_t *s)
     free(s->soff);
     free(s->sev);
     free(s->smap);
+    free(s->pev);
     free(s->litems);
     free(s->llens);
     free(s->lts);
@@ -1300,7 +1301,7 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
 
 int vg_store_load(vg_store_t *s, const vg_store_loader_t *ld)
 {
-    if (!s || s->closing || !ld || !ld->on_user)
+    if (!s || s->closing || !ld || (!ld->on_user && !ld->on_mark))
         return VG_EINVAL;
     st_load_t *L = calloc(1, sizeof *L);
     if (!L)

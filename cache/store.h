@@ -8,6 +8,8 @@
  *   <p>rec:<user>    ZSET item -> model score, replaced atomically
  *   <p>recver:<user> STRING the history version rec:<user> was computed from
  *   <p>vaegan:users  ZSET user -> latest event ts
+ *   <p>vaegan:part:<part> ZSET user -> latest event ts on Kafka partition <part>
+ *                    (only for events that name one: vg_store_event_t.part)
  *   <p>vaegan:model  HASH field -> value
  *
  * Delivery.  Every call that writes (add_events, put_rec, set_model) or reads
@@ -165,8 +167,9 @@ typedef void (*vg_store_cb)(void *ud, int status);
  * the job's events in the caller's order) is NULL when event i was stored,
  * else the error reply of a command that wrote it (the user's history, or
  * vaegan:users, which every event of the job needs); valid during the call
- * only.  Called exactly once per accepted job, in submission order, unless
- * the store is closed or refused first. */
+ * only.  An error on a vaegan:part: set refuses no event (the set is an
+ * index for vg_store_read_part).  Called exactly once per accepted job, in
+ * submission order, unless the store is closed or refused first. */
 typedef void (*vg_store_events_cb)(void *ud, int status, const char *const *ev_err, size_t n);
 
 typedef struct vg_store_event {
@@ -179,6 +182,8 @@ typedef struct vg_store_event {
     int no_trim; /* 1: the caller knows hist:<user> stays within history_max: no ZREMRANGEBYRANK for it (a
                     user's history is trimmed unless every one of its events of the job says so; the ordered
                     script of cfg->removals always applies the cap) */
+    const char *part; /* NULL, or part_len bytes naming the set of recent users its user joins (vaegan:part:) */
+    size_t part_len;
 } vg_store_event_t;
 
 /* Creates a store on loop from cfg (strings are copied; cfg is free after the
@@ -196,6 +201,8 @@ int vg_store_init(vg_store_t **out, uv_loop_t *loop, const vg_store_cfg_t *cfg, 
  *     ZREMRANGEBYRANK <p>hist:<user> 0 -(history_max+1)   (if history_max > 0,
  *                                                          unless all say no_trim)
  *   ZADD <p>vaegan:users GT ts user [ts user ...]  (each user once, its latest ts)
+ *   ZADD <p>vaegan:part:<part> GT ts user [ts user ...]  (per set named by
+ *                                 events: the users of a Kafka partition)
  * all pipelined.  GT keeps the latest ts of an item whatever the order of
  * events.  With cfg->removals the per-user commands are one EVAL of the
  * ordered script instead, which applies the user's events in batch order:
@@ -262,7 +269,7 @@ int vg_store_set_model(vg_store_t *s, uint64_t epoch, const char *const *fields,
  * writes.  It survives a reconnect: the current round resumes where its
  * replies stopped (ranks, not cursors), so no user is delivered twice as long
  * as nobody else changes vaegan:users meanwhile.
- * Returns 0, VG_EINVAL (s or on_user NULL) or VG_ENOMEM. */
+ * Returns 0, VG_EINVAL (s NULL, or neither on_user nor on_mark) or VG_ENOMEM. */
 typedef void (*vg_store_user_cb)(void *ud, const char *user, size_t user_len, int removals,
                                  const char *const *items, const size_t *item_lens, const double *ts,
                                  size_t n);
@@ -274,7 +281,7 @@ typedef void (*vg_store_mark_cb)(void *ud, const char *mark, size_t len, double 
 typedef void (*vg_store_count_cb)(void *ud, uint64_t users);
 
 typedef struct vg_store_loader {
-    vg_store_user_cb on_user;  /* required */
+    vg_store_user_cb on_user;  /* NULL = only the marks are read (then on_mark is required) */
     vg_store_mark_cb on_mark;  /* NULL = vaegan:forgotten is not read; else it is read first */
     double marks_since;        /* only marks with a ts above this (-INFINITY = all) */
     vg_store_count_cb on_count; /* NULL = not counted; else called once, after the marks and before
@@ -296,6 +303,29 @@ typedef void (*vg_store_rows_cb)(void *ud, int removals, const char *const *item
                                  const double *ts, size_t n);
 int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_store_rows_cb rows, vg_store_cb done,
                        void *ud);
+
+/* The users of a set of recent users (vg_store_event_t.part): ZRANGE
+ * <p>vaegan:part:<part> -max -1 WITHSCORES (0 -1 when max = 0: every one),
+ * the most recent max, in ascending order of their latest ts.  rows(ud, 0,
+ * users, lens, ts, n) once (n = 0: none; pointers valid during the call),
+ * then done(ud, status) as vg_store_read_user.  Returns 0, VG_EINVAL or
+ * VG_ENOMEM. */
+int vg_store_read_part(vg_store_t *s, const char *part, size_t part_len, size_t max, vg_store_rows_cb rows,
+                       vg_store_cb done, void *ud);
+
+/* The users of <p>vaegan:users whose latest ts is above since, ascending,
+ * at most max of each shard: ZRANGEBYSCORE ... (since +inf WITHSCORES LIMIT
+ * 0 max, one per shard in cluster mode).  rows(ud, k, users, lens, ts, n)
+ * once per shard k, then done(ud, status) as vg_store_read_user.  Returns 0,
+ * VG_EINVAL or VG_ENOMEM. */
+int vg_store_read_users_since(vg_store_t *s, double since, size_t max, vg_store_rows_cb rows, vg_store_cb done,
+                              void *ud);
+
+/* ZREM <p>vaegan:part:<part> <user>: an erased user leaves the set of the
+ * partition its erasure came on (cb may be NULL).  Returns 0, VG_EINVAL or
+ * VG_ENOMEM. */
+int vg_store_part_rem(vg_store_t *s, const char *part, size_t part_len, const char *user, size_t user_len,
+                      vg_store_cb cb, void *ud);
 
 /* Erases a user, one job (FIFO like every job, so after the user's earlier
  * writes):

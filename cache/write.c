@@ -145,6 +145,54 @@ static char *put_users(vg_store_t *s, char *p, const vg_store_event_t *ev, size_
     return p;
 }
 
+static int st_pe_same(const st_pe_t *a, const st_pe_t *b, int user)
+{
+    if (a->plen != b->plen || memcmp(a->part, b->part, a->plen) != 0)
+        return 0;
+    return !user || (a->ulen == b->ulen && (a->ulen == 0 || memcmp(a->user, b->user, a->ulen) == 0));
+}
+
+/* By set, user, then ts. */
+static int st_pe_cmp(const void *a, const void *b)
+{
+    const st_pe_t *x = a, *y = b;
+    size_t m = x->plen < y->plen ? x->plen : y->plen;
+    int c = memcmp(x->part, y->part, m);
+    if (c || x->plen != y->plen)
+        return c ? c : x->plen < y->plen ? -1 : 1;
+    m = x->ulen < y->ulen ? x->ulen : y->ulen;
+    c = m ? memcmp(x->user, y->user, m) : 0;
+    if (c || x->ulen != y->ulen)
+        return c ? c : x->ulen < y->ulen ? -1 : 1;
+    return (x->ts > y->ts) - (x->ts < y->ts);
+}
+
+/* ZADD <p>vaegan:part:<part> GT ts user ... per set named by the events
+ * (s->pev[0..np), sorted by st_pe_cmp: a user's last entry holds its
+ * latest ts).  Each command maps to no event (an empty range): an error
+ * there refuses none (store.h). */
+static char *put_parts(vg_store_t *s, char *p, size_t np, uint32_t *nc)
+{
+    for (size_t a = 0, b; a < np; a = b) {
+        const st_pe_t *g = &s->pev[a];
+        size_t nusers = 1;
+        for (b = a + 1; b < np && st_pe_same(g, &s->pev[b], 0); b++)
+            nusers += !st_pe_same(&s->pev[b - 1], &s->pev[b], 1);
+        s->smap[2 * *nc] = s->smap[2 * *nc + 1] = 0;
+        s->soff[(*nc)++] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 3 + 2 * nusers);
+        p = vg_resp_arg(p, "ZADD", 4);
+        p = vg_store_ukey_(s, p, "vaegan:part:", 12, g->part, g->plen);
+        p = vg_resp_arg(p, "GT", 2);
+        for (size_t k = a; k < b; k++)
+            if (k + 1 == b || !st_pe_same(&s->pev[k], &s->pev[k + 1], 1)) {
+                p = vg_resp_num(p, s->pev[k].ts);
+                p = vg_resp_arg(p, s->pev[k].user, s->pev[k].ulen);
+            }
+    }
+    return p;
+}
+
 int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_store_events_cb cb,
                         void *ud)
 {
@@ -173,10 +221,19 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         s->sev[i].shard = s->cluster ? vg_store_user_shard_(e->user, e->user_len) : 0;
         bound += 600 + 2 * s->plen + 3 * e->user_len + e->item_len + (s->ordered ? sizeof ORDERED_SCRIPT + 64 : 0);
     }
-    int rc = vg_store_scratch_(s, bound, 3 * n); /* per user <= 2, per shard 1 */
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ev[i].part) {
+            if (vg_store_grow_((void **)&s->pev, &s->pevcap, np + 1, sizeof *s->pev))
+                return VG_ENOMEM;
+            s->pev[np++] = (st_pe_t){ev[i].part, ev[i].user, ev[i].part_len, ev[i].user_len, ev[i].ts};
+            bound += VG_RESP_HDR_OVH + 4 * VG_RESP_ARG_OVH + 24 + s->plen + ev[i].part_len + ev[i].user_len +
+                     VG_RESP_NUM_MAX;
+        }
+    int rc = vg_store_scratch_(s, bound, 4 * n); /* per user <= 2, per shard 1, per set 1 */
     if (rc)
         return rc;
-    if (vg_store_grow_((void **)&s->smap, &s->smapcap, 2 * 3 * n, sizeof *s->smap))
+    if (vg_store_grow_((void **)&s->smap, &s->smapcap, 2 * 4 * n, sizeof *s->smap))
         return VG_ENOMEM;
 
     /* group the events by user (keeping their order): one ZADD (+ ZREMRANGEBYRANK),
@@ -203,6 +260,8 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
         p = put_users(s, p, ev, a, b, nusers);
     }
+    qsort(s->pev, np, sizeof *s->pev, st_pe_cmp);
+    p = put_parts(s, p, np, &nc);
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_events_(s, (size_t)(p - s->sbuf), nc, n, cb, ud);
 }
@@ -424,4 +483,75 @@ int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_stor
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_read_(s, (size_t)(p - s->sbuf), nc, rows, done, ud);
+}
+
+int vg_store_read_part(vg_store_t *s, const char *part, size_t part_len, size_t max, vg_store_rows_cb rows,
+                       vg_store_cb done, void *ud)
+{
+    if (!s || s->closing || !part || !part_len || !rows)
+        return VG_EINVAL;
+    size_t bound = 256 + s->plen + part_len;
+    int rc = vg_store_scratch_(s, bound, 1);
+    if (rc)
+        return rc;
+    char from[32];
+    snprintf(from, sizeof from, "-%zu", max);
+    s->soff[0] = 0;
+    char *p = vg_resp_hdr(s->sbuf, 5);
+    p = vg_resp_arg(p, "ZRANGE", 6);
+    p = vg_store_ukey_(s, p, "vaegan:part:", 12, part, part_len);
+    p = vg_resp_str(p, max ? from : "0");
+    p = vg_resp_arg(p, "-1", 2);
+    p = vg_resp_arg(p, "WITHSCORES", 10);
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_read_(s, (size_t)(p - s->sbuf), 1, rows, done, ud);
+}
+
+int vg_store_read_users_since(vg_store_t *s, double since, size_t max, vg_store_rows_cb rows, vg_store_cb done,
+                              void *ud)
+{
+    if (!s || s->closing || isnan(since) || !max || !rows)
+        return VG_EINVAL;
+    unsigned shards = s->cluster ? VG_STORE_USER_SHARDS : 1;
+    size_t bound = shards * (VG_RESP_HDR_OVH + 8 * VG_RESP_ARG_OVH + s->plen + 64 + 2 * VG_RESP_NUM_MAX);
+    int rc = vg_store_scratch_(s, bound, shards);
+    if (rc)
+        return rc;
+    char from[VG_RESP_NUM_MAX + 1] = "(-inf", lim[24];
+    if (isfinite(since))
+        from[1 + vg_resp_fmt_num(from + 1, since)] = '\0';
+    snprintf(lim, sizeof lim, "%zu", max);
+    char *p = s->sbuf;
+    for (unsigned k = 0; k < shards; k++) {
+        s->soff[k] = (uint32_t)(p - s->sbuf);
+        p = vg_resp_hdr(p, 8);
+        p = vg_resp_arg(p, "ZRANGEBYSCORE", 13);
+        p = vg_store_users_key_(s, p, k);
+        p = vg_resp_str(p, from);
+        p = vg_resp_arg(p, "+inf", 4);
+        p = vg_resp_arg(p, "WITHSCORES", 10);
+        p = vg_resp_arg(p, "LIMIT", 5);
+        p = vg_resp_arg(p, "0", 1);
+        p = vg_resp_str(p, lim);
+    }
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_read_(s, (size_t)(p - s->sbuf), shards, rows, done, ud);
+}
+
+int vg_store_part_rem(vg_store_t *s, const char *part, size_t part_len, const char *user, size_t user_len,
+                      vg_store_cb cb, void *ud)
+{
+    if (!s || s->closing || !part || !part_len || !user || !user_len)
+        return VG_EINVAL;
+    size_t bound = 128 + s->plen + part_len + user_len;
+    int rc = vg_store_scratch_(s, bound, 1);
+    if (rc)
+        return rc;
+    s->soff[0] = 0;
+    char *p = vg_resp_hdr(s->sbuf, 3);
+    p = vg_resp_arg(p, "ZREM", 4);
+    p = vg_store_ukey_(s, p, "vaegan:part:", 12, part, part_len);
+    p = vg_resp_arg(p, user, user_len);
+    vg_assert((size_t)(p - s->sbuf) <= bound);
+    return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
 }

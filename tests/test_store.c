@@ -890,6 +890,63 @@ Test(store, read_user_sees_the_writes_before_it, .init = setup, .fini = teardown
     close_store(S);
 }
 
+/* The sets of recent users per partition (vg_store_event_t.part): each
+ * user once with its latest ts, read back the most recent first-limited;
+ * vaegan:users read since a ts, in pages; ZREM of one user. */
+Test(store, partition_sets_and_users_since, .init = setup, .fini = teardown, .timeout = 30)
+{
+    start_redis(0);
+    vg_store_cfg_t cfg = base_cfg();
+    S = open_store(&cfg);
+    job_t w = {0}, r = {0};
+    vg_store_event_t ev[] = {EV("u1", "a", 5), EV("u2", "a", 7), EV("u1", "b", 9), EV("u3", "c", 3), EV("u4", "c", 4)};
+    for (int k = 0; k < 3; k++)
+        ev[k].part = "t:0", ev[k].part_len = 3;
+    ev[3].part = "t:1", ev[3].part_len = 3; /* u4: no set */
+    cr_assert_eq(vg_store_add_events(S, ev, 5, ev_cb, &w), 0);
+    memset(rd_out, 0, sizeof rd_out);
+    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r), 0);
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_eq(w.status, 0);
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(rd_out[0], "u2:7 u1:9");
+    memset(rd_out, 0, sizeof rd_out);
+    r = (job_t){0};
+    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 1, rd_rows, job_cb, &r), 0); /* the most recent one */
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_str_eq(rd_out[0], "u1:9");
+    memset(rd_out, 0, sizeof rd_out);
+    r = (job_t){0};
+    cr_assert_eq(vg_store_read_part(S, "t:1", 3, 0, rd_rows, job_cb, &r), 0);
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_str_eq(rd_out[0], "u3:3");
+
+    memset(rd_out, 0, sizeof rd_out);
+    r = (job_t){0};
+    cr_assert_eq(vg_store_read_users_since(S, 4, 2, rd_rows, job_cb, &r), 0); /* above 4, two at most */
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(rd_out[0], "u2:7 u1:9");
+    memset(rd_out, 0, sizeof rd_out);
+    r = (job_t){0};
+    cr_assert_eq(vg_store_read_users_since(S, -INFINITY, 2, rd_rows, job_cb, &r), 0);
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_str_eq(rd_out[0], "u3:3 u4:4");
+
+    r = (job_t){0};
+    cr_assert_eq(vg_store_part_rem(S, "t:0", 3, "u1", 2, job_cb, &r), 0);
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_eq(r.status, 0);
+    memset(rd_out, 0, sizeof rd_out);
+    r = (job_t){0};
+    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r), 0);
+    cr_assert(wait_for(job_done, &r, 5000));
+    cr_assert_str_eq(rd_out[0], "u2:7");
+    cr_assert_eq(vg_store_read_part(S, "t:0", 0, 0, rd_rows, job_cb, &r), VG_EINVAL);
+    cr_assert_eq(vg_store_read_users_since(S, 0, 0, rd_rows, job_cb, &r), VG_EINVAL);
+    close_store(S);
+}
+
 /* ---- refusals: the server is not ours to write ------------------------------------------ */
 
 static int fatal_calls;
