@@ -213,6 +213,7 @@ static void on_lead(void *ud, int leading, vg_model_t *resume)
     if (resume)
         vg_trainer_adopt(d->p.trainer, resume);
     vg_trainer_hold(d->p.trainer, !leading);
+    vg_own_lead(&d->p.own, leading);
 }
 
 /* A follower's model from the leader: served, and its step and alpha
@@ -241,6 +242,8 @@ static int start_share(vg_daemon_t *d, const char *brokers)
     const vg_config_t *c = p->cfg;
     if (!c->kafka.control_topic[0])
         return 0;
+    if (vg_own_share(&p->own, p))
+        return VG_ENOMEM;
     char err[512];
     vg_share_cfg_t sc = {
         .brokers = brokers, .group = c->kafka.group, .control_topic = c->kafka.control_topic,
@@ -309,6 +312,11 @@ static void on_assigned(void *ud, int n)
 {
     vg_daemon_t *d = ud;
     vg_log(VG_LOG_INFO, "consumer group joined: %d partitions assigned", n);
+    if (d->p.own.on) { /* with several instances: warm the new partitions' users, drop the gone ones' */
+        vg_kafka_lag_t a[VG_HIST_PARTS];
+        int got = vg_kafka_lag(d->p.kafka, a, VG_HIST_PARTS);
+        vg_own_assigned(&d->p.own, a, got < VG_HIST_PARTS ? got : VG_HIST_PARTS);
+    }
     if (!d->ready) {
         d->ready = 1;
         vg_notify("READY=1");
@@ -526,6 +534,7 @@ static void close_daemon(vg_daemon_t *d)
     }
     vg_pipe_stop_trainer(p); /* before the share goes: its rounds hand it weights */
     vg_share_close(d->share); /* freed while vg_pipe_close runs the loop */
+    vg_own_close(&p->own);
     d->share = NULL;
     if (p->loop_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&d->flush, (uv_handle_t *)&d->tick, (uv_handle_t *)&d->stop_timer,
@@ -597,7 +606,7 @@ int vg_daemon_run(const vg_config_t *cfg, int reset_model)
     }
     if (rc == 0) {
         init_handles(d);
-        rc = vg_pipe_wait_loaded(&d->p);
+        rc = vg_pipe_wait_loaded(&d->p, !d->p.cfg->kafka.control_topic[0]) /* shared: own.h warms */;
     }
     if (rc == 0)
         rc = start_streaming(d);

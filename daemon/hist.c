@@ -19,6 +19,7 @@
  */
 #include "daemon/hist.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ void vg_hist_free(vg_hist_t *h)
     }
     free(h->u);
     free(h->pop);
+    free(h->gpop);
     free(h->pd);
     free(h->pend_fifo);
     free(h->pend_fifo_gen);
@@ -471,7 +473,7 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     vg_hist_user_t *u = &h->u[ui];
     if (u->loading) /* the read-back will bring it: Redis has it */
         return 0;
-    if (created && (h->evicted || h->unsure) && !h->bulk) { /* maybe in Redis already: read it back whole */
+    if (created && (h->evicted || h->unsure || h->shared) && !h->bulk) { /* maybe in Redis already: read it back whole */
         u->loading = 1;
         return VG_HIST_RELOAD;
     }
@@ -481,6 +483,35 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     if (r)
         return r < 0 && r != -1 ? r : 0;
     return apply_admitted(h, u, it, ts, removal);
+}
+
+int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int32_t *ui)
+{
+    int created;
+    *ui = user_slot(h, user, user_len, &created);
+    if (*ui < 0)
+        return *ui;
+    vg_hist_user_t *u = &h->u[*ui];
+    if (u->loading || (!created && vg_hist_owned(h, *ui)))
+        return 0;
+    double latest = -INFINITY;
+    for (int k = 0; k < u->n; k++)
+        latest = u->e[k].ts > latest ? u->e[k].ts : latest;
+    for (int k = 0; k < u->rm_n; k++)
+        latest = u->rm[k].ts > latest ? u->rm[k].ts : latest;
+    if (!created && latest >= ts)
+        return 0;
+    u->loading = 1;
+    h->recent[h->recent_total++ % VG_HIST_RECENT] = *ui; /* active elsewhere: for the trainer's recent draws */
+    return VG_HIST_RELOAD;
+}
+
+int vg_hist_drop(vg_hist_t *h, int32_t ui)
+{
+    if (ui < 0 || ui >= h->u_cap || !h->u[ui].live || h->u[ui].loading)
+        return 0;
+    int rc = drop_user(h, ui);
+    return rc ? rc : 1;
 }
 
 int vg_hist_send(vg_hist_t *h, const char *user, size_t user_len, int32_t *ui, uint32_t *gen, uint8_t *counted)
@@ -634,4 +665,70 @@ int vg_hist_rows(const vg_hist_t *h, const int32_t *sel, int n, int cols, vg_csr
     }
     vg_csr_free(&tmp);
     return 0;
+}
+
+/* ---- the leader's popularity ---------------------------------------------------- */
+
+static const char POP_MAGIC[8] = {'V', 'G', 'P', 'O', 'P', 'U', 'L', '1'};
+
+static void put_i64(unsigned char *p, int64_t v)
+{
+    for (int k = 0; k < 8; k++)
+        p[k] = (unsigned char)((uint64_t)v >> (8 * k));
+}
+
+static int64_t get_i64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++)
+        v |= (uint64_t)p[k] << (8 * k);
+    return (int64_t)v;
+}
+
+int vg_hist_pop_append(const vg_hist_t *h, int n, void **buf, size_t *cap, size_t *len)
+{
+    if (n < 0 || n > h->items.n)
+        return VG_EINVAL;
+    size_t need = *len + 8 * ((size_t)n + 2);
+    if (need > *cap) {
+        void *b = realloc(*buf, need);
+        if (!b)
+            return VG_ENOMEM;
+        *buf = b;
+        *cap = need;
+    }
+    unsigned char *p = (unsigned char *)*buf + *len;
+    for (int i = 0; i < n; i++, p += 8)
+        put_i64(p, h->pop[i]);
+    put_i64(p, n);
+    memcpy(p + 8, POP_MAGIC, 8);
+    *len = need;
+    return 0;
+}
+
+int vg_hist_pop_split(const void *data, size_t *len, int64_t **counts, int *n)
+{
+    const unsigned char *d = data;
+    *counts = NULL;
+    *n = 0;
+    if (*len < 16 || memcmp(d + *len - 8, POP_MAGIC, 8) != 0)
+        return 0;
+    int64_t m = get_i64(d + *len - 16);
+    if (m < 0 || m > INT32_MAX || (uint64_t)m > (*len - 16) / 8)
+        return VG_EINVAL;
+    const unsigned char *p = d + *len - 16 - 8 * (size_t)m;
+    if (!(*counts = malloc(((size_t)m + 1) * sizeof **counts)))
+        return VG_ENOMEM;
+    for (int64_t i = 0; i < m; i++)
+        (*counts)[i] = get_i64(p + 8 * i);
+    *n = (int)m;
+    *len -= 16 + 8 * (size_t)m;
+    return 0;
+}
+
+void vg_hist_set_leader_pop(vg_hist_t *h, int64_t *counts, int n)
+{
+    free(h->gpop);
+    h->gpop = counts;
+    h->gpop_n = counts ? n : 0;
 }

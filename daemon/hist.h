@@ -4,8 +4,14 @@
  * The mirror holds, for every user, the same (item, ts) set as hist:<user>
  * in Redis, the user and item vocabularies (id text <-> dense index, in
  * order of first sight), how many users hold each item (the popularity
- * ranking served before a model exists) and a ring of recently active users
- * (the trainer's "recent" draws).
+ * ranking served before a model exists; a follower of a leader ranks by
+ * the leader's counts, gpop) and a ring of recently active users (the
+ * trainer's "recent" draws).
+ *
+ * With several daemons (shared, daemon/own.h) the mirror holds a subset of
+ * the users: those of the partitions assigned here (and, on the leader,
+ * every user the tail brought); every user new to it is read back whole
+ * from Redis before its events apply, and every history write trims.
  *
  * Why it is consistent with Redis: it is filled from Redis at start
  * (vg_store_load) and afterwards changed only by vg_hist_add() calls made when
@@ -51,10 +57,13 @@ typedef struct vg_hist_user {
     int extra;            /* members of hist:<user> the mirror does not hold (items waiting for admission) */
     int inflight;         /* events counted by vg_hist_send, not yet acknowledged */
     uint64_t trust_seq;   /* h->sent_seq when the index took this user */
+    uint16_t part;        /* several daemons (h->shared): 1 + the partition slot of the user's latest applied
+                             event (daemon/own.h), 0 = none */
 } vg_hist_user_t;
 
 #define VG_HIST_RECENT 65536 /* ring of recently active users */
 #define VG_HIST_ADMIT_MAX 16  /* the largest model.min_item_users */
+#define VG_HIST_PARTS 1024    /* partition slots (vg_hist_user_t.part) */
 
 /* An item seen by fewer than min_item_users distinct users (or waiting for
  * room in the catalogue): not in the mirror's vocabulary, only in Redis;
@@ -86,6 +95,9 @@ typedef struct vg_hist {
     int u_cap;
     int64_t *pop;           /* pop[i] = users holding item i (capacity pop_cap) */
     int pop_cap;
+    int64_t *gpop;          /* several daemons, on a follower: the leader's counts of items 0..gpop_n-1 from
+                               its last snapshot (-1 = the leader has none), which vg_hist_pop prefers */
+    int gpop_n;
     uint64_t entries;       /* total (user, item) entries */
     int32_t recent[VG_HIST_RECENT]; /* user indices; -1 = a forgotten user */
     uint64_t recent_total;  /* users appended to the ring so far */
@@ -96,6 +108,10 @@ typedef struct vg_hist {
     uint64_t unsure;        /* events of users not in memory that Redis refused yet may hold: as after
                                evictions, a user new to memory is read back */
     int bulk;               /* 1 while the start-up load fills the mirror: no read-backs */
+    int shared;             /* 1: other daemons write the histories too (kafka.control_topic): every user new
+                               to memory is read back, and a user is owned only while the slot of its
+                               partition is assigned here (part_on) */
+    uint8_t part_on[VG_HIST_PARTS]; /* 1 = the partition of the slot is assigned to this daemon */
     /* items not admitted yet */
     vg_vocab_t pend;        /* reuse = 1 */
     vg_hist_pending_t *pd;  /* pend.n of them */
@@ -209,6 +225,51 @@ int vg_hist_evict(vg_hist_t *h, int32_t *out, int max_out);
 int vg_hist_reload(vg_hist_t *h, int32_t ui, int removals, const char *const *items, const size_t *lens,
                    const double *ts, size_t n);
 void vg_hist_reload_done(vg_hist_t *h, int32_t ui);
+
+/* The popularity of item i: the leader's count when this daemon follows
+ * one that counted it (gpop), else this mirror's own.  Caller holds a
+ * lock. */
+static inline int64_t vg_hist_pop(const vg_hist_t *h, int32_t i)
+{
+    return i < h->gpop_n && h->gpop[i] >= 0 ? h->gpop[i] : h->pop[i];
+}
+
+/* Popularity travels with a leader's snapshot as a trailer after the
+ * model's bytes: n little-endian int64 counts (items 0..n-1 of the
+ * leader's mirror = its model's rows), n as int64, then "VGPOPUL1".
+ * vg_hist_pop_append adds it for items 0..n-1 (n <= items.n; caller holds
+ * a lock) to the buffer (*buf, *cap grown as needed, *len the bytes in
+ * use).  vg_hist_pop_split finds it at the end of data[0..*len): *len
+ * becomes the model's part and *counts (malloc'ed, *n of them) the
+ * counts; without a trailer *counts is NULL and *len unchanged.  Both
+ * return 0, VG_ENOMEM or (split) VG_EINVAL for a malformed trailer.
+ * vg_hist_set_leader_pop takes counts (n, in this mirror's item order;
+ * may be NULL) as gpop, freeing the one before (write lock held). */
+int vg_hist_pop_append(const vg_hist_t *h, int n, void **buf, size_t *cap, size_t *len);
+int vg_hist_pop_split(const void *data, size_t *len, int64_t **counts, int *n);
+void vg_hist_set_leader_pop(vg_hist_t *h, int64_t *counts, int n);
+
+/* Whether this daemon owns user ui (its partition is assigned here; any
+ * user when not shared): the scorer's background refresh covers only
+ * those.  Caller holds a lock. */
+static inline int vg_hist_owned(const vg_hist_t *h, int32_t ui)
+{
+    return !h->shared || (h->u[ui].part && h->part_on[h->u[ui].part - 1]);
+}
+
+/* A user to bring (back) into memory from Redis, whose latest event there
+ * has ts (-INFINITY: unknown): VG_HIST_RELOAD when it must be read back (it
+ * is new to memory, or, when newer than everything the mirror holds of it,
+ * not owned: its events come to another daemon), with the user `loading`
+ * (as vg_hist_add's VG_HIST_RELOAD); 0 when the mirror is as recent, or
+ * the user is owned here, or being read back already; VG_ENOMEM.  *ui gets
+ * the index.  Caller holds the write lock. */
+int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int32_t *ui);
+
+/* User ui leaves memory (its partition went to another daemon); a user
+ * being read back stays.  Returns 1 when it left, 0, or VG_ENOMEM.  Caller
+ * holds the write lock. */
+int vg_hist_drop(vg_hist_t *h, int32_t ui);
 
 /* Adds an item to the vocabulary without any history (the model's saved
  * vocabulary is loaded this way so that indices stay aligned with its rows).

@@ -125,90 +125,6 @@ static void event_failed(vg_pipe_t *p, const vg_pipe_event_t *e, const char *rep
         vg_kafka_done(p->kafka, e->topic, e->partition, e->offset);
 }
 
-/* ---- users read back from Redis (hist.h: VG_HIST_RELOAD) ------------------------ */
-
-typedef struct reload_ctx {
-    vg_pipe_t *p;
-    int32_t user;
-    uint32_t gen; /* the index's generation when asked: it may pass to another user meanwhile */
-} reload_ctx_t;
-
-static void on_reload_rows(void *ud, int removals, const char *const *items, const size_t *lens, const double *ts,
-                           size_t n)
-{
-    reload_ctx_t *c = ud;
-    vg_hist_t *h = &c->p->hist;
-    vg_hist_wrlock(h);
-    int rc = h->u[c->user].gen == c->gen ? vg_hist_reload(h, c->user, removals, items, lens, ts, n) : 0;
-    if (rc)
-        vg_hist_unsure(h, c->user);
-    vg_hist_unlock(h);
-    if (rc)
-        vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
-}
-
-/* Users gone from memory (evicted, erased): their waiting marks and kept
- * lists go too.  Not under the mirror's lock. */
-static void users_gone(vg_pipe_t *p, const int32_t *gone, int n)
-{
-    for (int k = 0; k < n; k++) {
-        if (p->scorer)
-            vg_scorer_forget(p->scorer, gone[k]);
-        vg_monitor_drop(p->monitor, gone[k]);
-    }
-}
-
-static void on_reload_done(void *ud, int status)
-{
-    reload_ctx_t *c = ud;
-    vg_pipe_t *p = c->p;
-    if (status == VG_EAGAIN) { /* cancelled at close */
-        free(c);
-        return;
-    }
-    if (status)
-        vg_log(VG_LOG_ERROR, "reading a returning user's history back from Redis: %s; the user is scored from "
-               "what was read", vg_strerror(status));
-    int32_t gone[64];
-    vg_hist_wrlock(&p->hist);
-    int same = p->hist.u[c->user].gen == c->gen;
-    if (same)
-        vg_hist_reload_done(&p->hist, c->user);
-    if (same && status) /* what Redis holds beyond what was read is not known */
-        vg_hist_unsure(&p->hist, c->user);
-    int n_gone = vg_hist_evict(&p->hist, gone, 64); /* it may be evicted now: the bound holds without new batches */
-    int users = p->hist.live_users;
-    vg_hist_unlock(&p->hist);
-    users_gone(p, gone, n_gone);
-    if (same && p->scorer)
-        vg_scorer_mark(p->scorer, c->user);
-    vg_metric_inc(p->m_reloaded, 1);
-    vg_metric_inc(p->m_evicted, n_gone);
-    vg_metric_set(p->m_users, users);
-    free(c);
-}
-
-/* A user new to memory after evictions: its whole history is read back
- * (after the batch that brought it, FIFO) before it is scored. */
-static void reload_user(vg_pipe_t *p, int32_t ui)
-{
-    reload_ctx_t *c = malloc(sizeof *c);
-    const char *user = vg_vocab_id(&p->hist.users, ui); /* loop thread: no lock needed */
-    int rc = c ? 0 : VG_ENOMEM;
-    if (c) {
-        *c = (reload_ctx_t){p, ui, p->hist.u[ui].gen};
-        rc = vg_store_read_user(p->store, user, strlen(user), on_reload_rows, on_reload_done, c);
-    }
-    if (rc) { /* scored from its new events alone rather than never */
-        vg_log(VG_LOG_ERROR, "cannot read user %s back from Redis: %s", user, vg_strerror(rc));
-        free(c);
-        vg_hist_wrlock(&p->hist);
-        vg_hist_reload_done(&p->hist, ui);
-        vg_hist_unsure(&p->hist, ui);
-        vg_hist_unlock(&p->hist);
-    }
-}
-
 /* The store's answer to a batch (store.h, vg_store_events_cb): the events it
  * stored go to the mirror and are done; the refused ones fail one by one. */
 static void on_batch_done(void *ud, int status, const char *const *ev_err, size_t n_ev)
@@ -234,6 +150,8 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
         if (p->monitor && !e->removal) /* judged before the mirror has it */
             vg_monitor_event(p->monitor, &p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, now);
         int r = vg_hist_apply(&p->hist, e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, &u);
+        if (r >= 0 && e->slot >= 0) /* owned while the partition of its latest event is (own.h) */
+            p->hist.u[u].part = (uint16_t)(e->slot + 1);
         if (r < 0) {
             rc = r;
             vg_hist_unsure(&p->hist, u); /* Redis has the event, the mirror may not */
@@ -256,11 +174,11 @@ static void on_batch_done(void *ud, int status, const char *const *ev_err, size_
     vg_hist_unlock(&p->hist);
     if (rc)
         vg_log(VG_LOG_ERROR, "history mirror: %s", vg_strerror(rc));
-    users_gone(p, gone, n_gone); /* after the unlock: the scorer takes its own lock before the mirror's */
+    vg_own_gone(p, gone, n_gone); /* after the unlock: the scorer takes its own lock before the mirror's */
     for (int k = 0; k < n_marks && p->scorer; k++)
         vg_scorer_mark(p->scorer, marks[k]);
     for (int k = 0; k < n_reload; k++)
-        reload_user(p, reload[k]);
+        vg_own_reload(p, reload[k]);
     vg_metric_inc(p->m_evicted, n_gone);
     for (size_t k = 0; k < b->n; k++) {
         if (status && (!ev_err || ev_err[k]))
@@ -290,7 +208,11 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
     for (size_t k = 0; k < b->n; k++) {
         vg_pipe_event_t *e = &b->ev[k];
         e->trim = (uint8_t)vg_hist_send(&p->hist, e->user, e->user_len, &e->hidx, &e->hgen, &e->counted);
-        ev[k] = (vg_store_event_t){e->user, e->user_len, e->item, e->item_len, e->ts, e->removal, !e->trim};
+        e->trim |= p->hist.shared; /* others write histories too: the mirror's bound is not Redis' count */
+        e->slot = p->own.on && e->partition >= 0 ? (int16_t)vg_own_slot(&p->own, e->topic, e->partition) : -1;
+        const vg_own_slot_t *s = e->slot >= 0 ? &p->own.slot[e->slot] : NULL;
+        ev[k] = (vg_store_event_t){e->user,     e->user_len,           e->item, e->item_len, e->ts, e->removal,
+                                   !e->trim,    s ? s->name : NULL,    s ? s->name_len : 0};
     }
     p->pending_events += b->n;
     int rc = vg_store_add_events(p->store, ev, b->n, on_batch_done, b);
@@ -344,7 +266,12 @@ static void on_forget_done(void *ud, int status)
         int users = p->hist.live_users;
         vg_hist_unlock(&p->hist);
         if (ui >= 0) /* after the unlock, as for marks */
-            users_gone(p, &ui, 1);
+            vg_own_gone(p, &ui, 1);
+        int slot = p->own.on && c->from.partition >= 0 ? vg_own_slot(&p->own, c->from.topic, c->from.partition) : -1;
+        if (slot >= 0 && vg_store_part_rem(p->store, p->own.slot[slot].name, p->own.slot[slot].name_len, c->user,
+                                           c->user_len, NULL, NULL))
+            vg_log(VG_LOG_ERROR, "cannot queue the removal of a forgotten user from partition %s's recent users "
+                   "(warming skips it: its mark stays)", p->own.slot[slot].name);
         vg_metric_inc(p->m_forgets, 1);
         vg_metric_set(p->m_users, users);
         vg_log(VG_LOG_INFO, "a user was forgotten (erasure mark %s)", c->mark);
@@ -563,7 +490,7 @@ static void on_loaded(void *ud, int status)
     uv_stop(&p->loop);
 }
 
-int vg_pipe_wait_loaded(vg_pipe_t *p)
+int vg_pipe_wait_loaded(vg_pipe_t *p, int histories)
 {
     vg_notify("STATUS=connecting to Redis");
     while (!p->redis_up && !p->stopping)
@@ -572,7 +499,7 @@ int vg_pipe_wait_loaded(vg_pipe_t *p)
         return VG_EAGAIN;
     vg_notify("STATUS=loading histories from Redis");
     double t0 = vg_mono_s();
-    vg_store_loader_t ld = {.on_user = on_user_loaded, .on_mark = on_mark_loaded, .on_count = on_users_counted,
+    vg_store_loader_t ld = {.on_user = histories ? on_user_loaded : NULL, .on_mark = on_mark_loaded, .on_count = on_users_counted,
                             .on_done = on_loaded, .ud = p,
                             .marks_since = -INFINITY}; /* expired marks went at the last forget */
     p->hist.bulk = 1; /* users evicted during the load are not read back: they are not asked for */
@@ -582,7 +509,7 @@ int vg_pipe_wait_loaded(vg_pipe_t *p)
     /* progress lines, STATUS= and EXTEND_TIMEOUT_USEC while users arrive (progress.h) */
     vg_progress_t pr;
     vg_progress_init(&pr, "start-up", p->cfg->log.progress_interval_s, 1);
-    vg_progress_start(&pr, "loading histories", "users", 0, 0);
+    vg_progress_start(&pr, histories ? "loading histories" : "loading erasure marks", "users", 0, 0);
     p->load_progress = &pr;
     while (!p->loaded && !p->stopping) {
         uv_run(&p->loop, UV_RUN_ONCE);

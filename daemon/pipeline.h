@@ -39,6 +39,7 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/monitor.h"
+#include "daemon/own.h"
 #include "daemon/rank.h"
 #include "daemon/scorer.h"
 #include "daemon/trainer.h"
@@ -58,6 +59,7 @@ typedef struct vg_pipe_event {
     uint8_t counted, trim;    /* the trim decision at send (vg_hist_send) and the user's incarnation then */
     int32_t hidx;
     uint32_t hgen;
+    int16_t slot;             /* its partition's slot when several daemons share the work (own.h), else -1 */
     char user[VG_ID_MAX + 1], item[VG_ID_MAX + 1];
     char type[VG_TYPE_MAX + 1]; /* as read ("" when the mode does not keep it: replay) */
 } vg_pipe_event_t;
@@ -114,6 +116,7 @@ typedef struct vg_pipe {
     void (*on_stop)(struct vg_pipe *p);
 
     vg_monitor_t *monitor;   /* streaming: lag, ages, live quality (monitor.h); NULL = none */
+    vg_own_t own;            /* read-backs; with several daemons, the users owned here (own.h) */
 
     uv_signal_t sig_term, sig_int, sig_hup;
     vg_metrics_t *metrics;
@@ -130,9 +133,11 @@ typedef struct vg_pipe {
  * loop, the Redis store and the signal handlers.  Returns 0 or a VG_E* code
  * (logged); call vg_pipe_close() either way. */
 int vg_pipe_open(vg_pipe_t *p, const vg_config_t *cfg, int reset);
-/* Runs the loop until Redis is up and every history is in the mirror.
- * Returns 0, VG_EAGAIN when a signal stopped it, or VG_EREDIS. */
-int vg_pipe_wait_loaded(vg_pipe_t *p);
+/* Runs the loop until Redis is up and every history is in the mirror
+ * (histories 0: only the erasure marks are read — with several daemons,
+ * own.h warms the mirror instead).  Returns 0, VG_EAGAIN when a signal
+ * stopped it, or VG_EREDIS. */
+int vg_pipe_wait_loaded(vg_pipe_t *p, int histories);
 /* Hands b (malloc'd; the pipeline frees it) to the store. */
 void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b);
 /* What an event's type means (events.types, events.removal_types). */

@@ -138,7 +138,8 @@ void vg_quality_drop(vg_quality_t *q, int32_t u)
 /* Item a ranks before item b: more users, then the older item. */
 static int better(const vg_hist_t *h, int32_t a, int32_t b)
 {
-    return h->pop[a] > h->pop[b] || (h->pop[a] == h->pop[b] && a < b);
+    int64_t x = vg_hist_pop(h, a), y = vg_hist_pop(h, b);
+    return x > y || (x == y && a < b);
 }
 
 /* Restores the min-heap (the worst item at the root) below position k. */

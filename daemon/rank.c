@@ -157,7 +157,7 @@ int vg_rank_users(vg_hist_t *h, const vg_snap_t *snap, vg_ranker_t *r, const int
     if (pop) {
         const vg_real *bias = Nm ? snap->m.p[VG_P_B4].w : NULL;
         for (int i = 0; i < N; i++) /* the model ranks the items it has (NaN = skipped by vg_topn), */
-            pop[i] = i < Nm && !isnan(bias[i]) ? (vg_real)NAN : (vg_real)h->pop[i]; /* popularity the rest */
+            pop[i] = i < Nm && !isnan(bias[i]) ? (vg_real)NAN : (vg_real)vg_hist_pop(h, i); /* popularity the rest */
         rc = vg_hist_rows(h, sel, n, Nm, &X, &A);
     }
     for (int k = 0; k < n; k++) { /* what the list belongs to (rank.h) */

@@ -302,7 +302,7 @@ int vg_replay_run(const vg_config_t *cfg, const vg_replay_opts_t *o)
     int rc = vg_pipe_open(p, cfg, o->reset_model);
     p->hist.lim.max_users = 0; /* replay trains on every user of the file: all stay in memory */
     if (rc == 0)
-        rc = vg_pipe_wait_loaded(p);
+        rc = vg_pipe_wait_loaded(p, 1);
     if (rc == 0)
         rc = run(&r);
     if (rc == VG_EAGAIN) /* stopped by a signal */

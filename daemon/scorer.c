@@ -294,6 +294,23 @@ static int take_users(vg_scorer_t *sc, int32_t *sel, double *tm, uint64_t *ver, 
     return n;
 }
 
+/* Leaves out the background refreshes (tm 0) of users another daemon owns
+ * (hist.h, vg_hist_owned; mu not held): only their own events re-rank them
+ * here.  Returns how many stay. */
+static int keep_owned(vg_hist_t *h, int32_t *sel, double *tm, uint64_t *ver, int n)
+{
+    int m = 0;
+    vg_hist_rdlock(h);
+    for (int k = 0; k < n; k++)
+        if (!h->shared || tm[k] > 0 || (sel[k] < h->u_cap && vg_hist_owned(h, sel[k]))) {
+            sel[m] = sel[k];
+            tm[m] = tm[k];
+            ver[m++] = ver[k];
+        }
+    vg_hist_unlock(h);
+    return m;
+}
+
 /* Ranking failed (out of memory): marked users wait again, background ones
  * count as never taken (mu held). */
 static void give_back(vg_scorer_t *sc, const int32_t *sel, const double *tm, int n)
@@ -361,6 +378,11 @@ static void *scorer_main(void *arg)
         vg_snap_t *snap = vg_snap_ref(sc->snap);
         int64_t step = snap ? snap->m.step : NO_MODEL;
         pthread_mutex_unlock(&sc->mu);
+        if ((n = keep_owned(sc->cfg.hist, sel, tm, ver, n)) == 0) {
+            vg_snap_unref(snap);
+            pthread_mutex_lock(&sc->mu);
+            continue;
+        }
 
         int rc = vg_rank_users(sc->cfg.hist, snap, ranker, sel, n, sc->cfg.top_n, lists);
         vg_snap_unref(snap);

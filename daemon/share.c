@@ -65,6 +65,8 @@ struct vg_share {
     vg_model_t loaded;    /* stage 0's result, in the leader's item order */
     int model_loaded;
     int32_t *from;        /* the mirror's items -> the loaded model's rows (rank.h vg_snap_map) */
+    int64_t *lpop;        /* the snapshot's popularity, by the leader's rows (hist.h); NULL = none */
+    int lpop_n;
     int from_n;
     vg_snap_t *snap;      /* stage 1's result for a snapshot */
     vg_model_t *resume;   /* stage 1's result for a checkpoint */
@@ -232,8 +234,13 @@ static void load_work(uv_work_t *w)
     vg_share_t *s = w->data;
     const char *name = s->rkind == VG_TRAIN_SNAPSHOT ? "the leader's snapshot" : "the shared checkpoint";
     if (s->stage == 0 && s->rkind == VG_TRAIN_SNAPSHOT) {
-        s->rc = vg_model_load_weights_mem(&s->loaded, s->fbuf, (size_t)s->got.bytes, name, s->cfg.model, s->err,
-                                          sizeof s->err);
+        size_t len = (size_t)s->got.bytes; /* the model, then the leader's popularity (hist.h) */
+        free(s->lpop);
+        s->rc = vg_hist_pop_split(s->fbuf, &len, &s->lpop, &s->lpop_n);
+        if (s->rc)
+            snprintf(s->err, sizeof s->err, "its popularity: %s", vg_strerror(s->rc));
+        else
+            s->rc = vg_model_load_weights_mem(&s->loaded, s->fbuf, len, name, s->cfg.model, s->err, sizeof s->err);
     } else if (s->stage == 0) {
         s->rc = vg_model_load_mem(&s->loaded, s->fbuf, (size_t)s->got.bytes, name, s->cfg.model, s->cfg.max_batch,
                                   s->err, sizeof s->err);
@@ -258,6 +265,8 @@ static void read_end(vg_share_t *s, const char *why)
     s->model_loaded = 0;
     free(s->from);
     s->from = NULL;
+    free(s->lpop);
+    s->lpop = NULL;
     vg_snap_unref(s->snap);
     s->snap = NULL;
     if (s->resume) {
@@ -279,15 +288,31 @@ static void read_end(vg_share_t *s, const char *why)
     maybe_free(s);
 }
 
+/* The snapshot's popularity, put in the mirror's item order (s->from), is
+ * what the mirror ranks by from now on (hist.h vg_hist_pop). */
+static void leader_pop(vg_share_t *s)
+{
+    int64_t *g = s->lpop ? malloc(((size_t)s->from_n + 1) * sizeof *g) : NULL;
+    for (int i = 0; g && i < s->from_n; i++)
+        g[i] = s->from[i] >= 0 && s->from[i] < s->lpop_n ? s->lpop[s->from[i]] : -1;
+    if (s->lpop && !g)
+        vg_log(VG_LOG_ERROR, "share: no memory for the leader's popularity: this instance's own stays");
+    vg_hist_wrlock(s->cfg.hist);
+    vg_hist_set_leader_pop(s->cfg.hist, g, s->from_n);
+    vg_hist_unlock(s->cfg.hist);
+}
+
 static void serve(vg_share_t *s)
 {
     vg_train_info_t info = {.step = s->loaded.step, .alpha = s->snap->alpha, .items = s->loaded.n_items,
                             .trained_at = vg_wall_s()};
     double dt = vg_mono_s() - s->got_t0;
     vg_log(s->have.epoch ? VG_LOG_DEBUG : VG_LOG_INFO,
-           "share: serving the leader's step %lld (epoch %llu, %d items, %.1f MB, fetched and loaded in %.3f s)",
-           (long long)info.step, (unsigned long long)s->got.epoch, info.items, s->got.bytes / 1e6, dt);
+           "share: serving the leader's step %lld (epoch %llu, %d items, its popularity of %d, %.1f MB, fetched "
+           "and loaded in %.3f s)", (long long)info.step, (unsigned long long)s->got.epoch, info.items,
+           s->lpop ? s->lpop_n : 0, s->got.bytes / 1e6, dt);
     s->have = s->got;
+    leader_pop(s);
     vg_metric_set(s->m_version, (double)info.step);
     vg_metric_set(s->m_load_s, dt);
     vg_metric_set(s->m_bytes, (double)s->got.bytes);

@@ -142,6 +142,13 @@ static int hand_out(vg_trainer_t *t, int kind, vg_train_info_t *info)
     rc = kind == VG_TRAIN_SNAPSHOT
                  ? vg_model_save_weights_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err)
                  : vg_model_save_mem(&t->model, &t->blob[kind], &t->blob_cap[kind], &len, err, sizeof err);
+    if (rc == 0 && kind == VG_TRAIN_SNAPSHOT) { /* the followers rank by the leader's popularity (hist.h) */
+        vg_hist_rdlock(t->cfg.hist);
+        rc = vg_hist_pop_append(t->cfg.hist, t->model.n_items, &t->blob[kind], &t->blob_cap[kind], &len);
+        vg_hist_unlock(t->cfg.hist);
+        if (rc)
+            snprintf(err, sizeof err, "popularity: %s", vg_strerror(rc));
+    }
     if (rc) {
         vg_log(VG_LOG_ERROR, "trainer: cannot serialise the model for the other instances: %s", err);
         return 0;
