@@ -491,6 +491,87 @@ Test(rank, popularity_without_a_model_excludes_history)
     vg_hist_free(&h);
 }
 
+/* A follower ranks by the leader's popularity (the trailer of its
+ * snapshot, hist.h) where the leader counted an item, by its own where
+ * not; the trailer comes off the model's bytes whole. */
+Test(rank, a_followers_popularity_is_the_leaders)
+{
+    vg_hist_t h;
+    popular(&h);
+    size_t cap = 5, len = 5;
+    void *buf = malloc(cap);
+    memcpy(buf, "model", 5);
+    cr_assert_eq(vg_hist_pop_append(&h, h.items.n, &buf, &cap, &len), 0);
+    cr_assert_eq(len, 5 + 8 * (size_t)(h.items.n + 2));
+    int64_t *counts;
+    int n;
+    size_t model = len;
+    cr_assert_eq(vg_hist_pop_split(buf, &model, &counts, &n), 0);
+    cr_assert_eq(model, 5, "the model's bytes");
+    cr_assert_eq(n, h.items.n);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(counts[i], h.pop[i]);
+    free(counts);
+    model = 5;
+    cr_assert_eq(vg_hist_pop_split(buf, &model, &counts, &n), 0);
+    cr_assert_null(counts, "no trailer: none");
+    cr_assert_eq(model, 5);
+    ((unsigned char *)buf)[len - 16] = 0xff; /* a count beyond the buffer */
+    model = len;
+    cr_assert_eq(vg_hist_pop_split(buf, &model, &counts, &n), VG_EINVAL);
+    free(buf);
+
+    int64_t *g = malloc(10 * sizeof *g); /* the leader: item i<k> held by k users, i8 unknown there */
+    for (int i = 0; i < 10; i++)
+        g[vg_vocab_find(&h.items, (char[]){'i', (char)('0' + i), 0}, 2)] = i == 8 ? -1 : i;
+    vg_hist_wrlock(&h);
+    vg_hist_set_leader_pop(&h, g, 10);
+    vg_hist_unlock(&h);
+    int32_t x = vg_vocab_find(&h.users, "x", 1);
+    vg_list_t l;
+    cr_assert_eq(vg_rank_users(&h, NULL, NULL, &x, 1, 5, &l), 0);
+    const char *want[] = {"i9", "i7", "i6", "i5", "i4"};
+    for (int k = 0; k < 5; k++)
+        cr_assert_str_eq(vg_vocab_id(&h.items, l.items[k]), want[k]);
+    vg_list_free(&l);
+    vg_hist_free(&h);
+}
+
+/* Several daemons (hist.shared): a user is owned while its partition's
+ * slot is on; vg_hist_pull reads back a user new to memory, or one it
+ * does not own whose latest event is newer than the mirror's; owned users
+ * are not pulled (their events come here); vg_hist_drop lets a user go. */
+Test(hist, pull_and_drop_for_several_daemons)
+{
+    vg_hist_t h;
+    cr_assert_eq(vg_hist_init(&h, 10), 0);
+    add(&h, "a", "x", 5, 1);
+    h.shared = 1;
+    int32_t ui;
+    vg_hist_wrlock(&h);
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 5, &ui), 0, "as recent as Redis");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 9, &ui), VG_HIST_RELOAD, "moved on elsewhere");
+    cr_assert(h.u[ui].loading);
+    vg_hist_reload_done(&h, ui);
+    h.u[ui].part = 3;
+    cr_assert_not(vg_hist_owned(&h, ui), "slot 2 is not assigned here");
+    h.part_on[2] = 1;
+    cr_assert(vg_hist_owned(&h, ui));
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 99, &ui), 0, "owned: its events come here");
+    int32_t b;
+    cr_assert_eq(vg_hist_pull(&h, "b", 1, 1, &b), VG_HIST_RELOAD, "new to memory");
+    cr_assert_eq(vg_hist_drop(&h, b), 0, "being read back: stays");
+    vg_hist_reload_done(&h, b);
+    cr_assert_eq(vg_hist_drop(&h, b), 1);
+    cr_assert_eq(vg_hist_drop(&h, ui), 1);
+    cr_assert_eq(h.live_users, 0);
+    cr_assert_eq(h.pop[0], 0, "its popularity went with it");
+    cr_assert_eq(h.evicted, 0, "dropped, not evicted");
+    vg_hist_unlock(&h);
+    add(&h, "a", "y", 7, VG_HIST_RELOAD); /* shared: back from Redis first */
+    vg_hist_free(&h);
+}
+
 /* A fresh avb+d+c model of n items, H = 8. */
 static void tiny_model(vg_model_t *m, int n)
 {

@@ -16,6 +16,7 @@
 #include "cache/cluster.h"
 #include "common/clock.h"
 #include "tests/support/daemon.h"
+#include "tests/support/monitor.h"
 #include "tests/support/proc.h"
 #include "tests/support/rcluster.h"
 #include "tests/support/tmpdir.h"
@@ -169,7 +170,12 @@ Test(share, one_trainer_one_model_and_a_takeover, .init = setup, .fini = teardow
     double step = wait_metric(L, "vaegan_snapshot_step", 1);
     cr_assert_geq(wait_metric(F, "vaegan_snapshot_step", step), step, "the follower loads the leader's snapshot");
     cr_assert_geq(vgt_wait_log(&I[F], "serving the leader's step", NULL, 1, GUARD_S), 1);
+    cr_assert_gt(vgt_log_number_after(&I[F], "its popularity of "), 0, "and ranks by the leader's popularity");
     cr_assert_geq(wait_metric(F, "vaegan_lists_written_total", 1), 1, "the follower writes its users' lists");
+    double owned = wait_metric(F, "vaegan_users_owned", 1);
+    cr_assert(owned >= 1 && owned < 150, "the follower owns its partitions' users only (%g)", owned);
+    cr_assert_lt(metric(F, "vaegan_users"), 150, "and holds no more");
+    cr_assert_geq(wait_metric(L, "vaegan_users", 150), 150, "the leader holds every user to train");
     cr_assert_eq(leader_now(), L, "still exactly one leader");
     cr_assert_eq(vgt_log_lines(&I[F], "trainer: round", NULL), 0, "the follower does not train");
 
@@ -179,6 +185,8 @@ Test(share, one_trainer_one_model_and_a_takeover, .init = setup, .fini = teardow
     waitpid(I[L].daemon, NULL, 0);
     I[L].daemon = 0;
     cr_assert_eq(wait_metric(F, "vaegan_leader", 1), 1, "the follower takes over");
+    cr_assert_geq(wait_metric(F, "vaegan_users_owned", 150), 150, "and owns every user: its partitions' and the "
+                  "ones it warmed from the others' sets of recent users");
     cr_assert_gt(metric(F, "vaegan_leader_epoch"), epoch0, "with a newer epoch");
     cr_assert_geq(vgt_wait_log(&I[F], "continuing from the shared checkpoint", NULL, 1, GUARD_S), 1,
                   "from the leader's checkpoint");
@@ -238,6 +246,7 @@ Test(share, a_resumed_old_leader_is_fenced, .init = setup, .fini = teardown, .ti
 
     kill(I[L].daemon, SIGCONT);
     cr_assert_geq(vgt_wait_log(&I[L], "leader: stepping down", NULL, 1, GUARD_S), 1, "the old leader steps down");
+    cr_assert_geq(wait_metric(L, "vaegan_users_dropped_total", 1), 1, "and drops the users it does not own");
     cr_assert_eq(leader_now(), F, "one leader: the new one");
     cr_assert_str_eq(manifest_epoch("snapshot"), want, "the snapshot is still the new leader's");
     cr_assert_eq(wait_model_epoch(now), now, "and so is vaegan:model");
@@ -304,6 +313,130 @@ static void migrate_slowly(unsigned slot)
     cr_assert_eq(vgt_rcluster_owner(&RC, slot), to);
 }
 
+/* ---- who wrote which list, from MONITOR on every master ----------------------- */
+
+#define MAX_USERS 512
+
+static vgt_monitor_t MON[3];
+
+static void monitor_all(void)
+{
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(vgt_monitor_start(&MON[k], vgt_rcluster_connect(&RC, k)), 0, "MONITOR on master %d", k);
+}
+
+/* The user of a "<kind>{<user>}" key inside line at key, into out. */
+static int key_user(const char *key, char *out, size_t outlen)
+{
+    const char *a = strchr(key, '{'), *b = a ? strchr(a, '}') : NULL;
+    if (!a || !b || (size_t)(b - a) >= outlen)
+        return -1;
+    memcpy(out, a + 1, (size_t)(b - a - 1));
+    out[b - a - 1] = '\0';
+    return 0;
+}
+
+static int user_index(char (*users)[64], int *n, const char *u)
+{
+    for (int k = 0; k < *n; k++)
+        if (strcmp(users[k], u) == 0)
+            return k;
+    cr_assert_lt(*n, MAX_USERS);
+    snprintf(users[*n], 64, "%s", u);
+    return (*n)++;
+}
+
+/* Stops the monitors: each user's rec: list was written (EVAL of the list
+ * script) by one running instance only, the owner of its partition.
+ * Returns how many lists were seen. */
+static int lists_by_owners_only(void)
+{
+    static char users[MAX_USERS][64];
+    static pid_t writer[MAX_USERS];
+    int n_users = 0, lists = 0;
+    pid_t pids[MAX_INST];
+    for (int k = 0; k < n_inst; k++)
+        pids[k] = I[k].daemon;
+    for (int m = 0; m < 3; m++) {
+        vgt_monitor_stop(&MON[m]);
+        for (char *line = MON[m].buf; line && *line;) {
+            char *end = strchr(line, '\n');
+            *end = '\0';
+            const char *key = strstr(line, "\"EVAL\"") ? strstr(line, " \"rec:{") : NULL;
+            const char *addr = strstr(line, " 127.0.0.1:");
+            char u[64];
+            if (key && addr && key_user(key, u, sizeof u) == 0) {
+                pid_t who = vgt_tcp_peer_pid(atoi(addr + 11), pids, n_inst);
+                cr_assert_gt(who, 0, "a list write from an instance: %.200s", line);
+                int i = user_index(users, &n_users, u);
+                cr_assert(writer[i] == 0 || writer[i] == who, "user %s: lists from two instances", u);
+                writer[i] = who;
+                lists++;
+            }
+            *end = '\n';
+            line = end + 1;
+        }
+    }
+    for (int m = 0; m < 3; m++)
+        vgt_monitor_free(&MON[m]);
+    cr_log_info("%d list writes of %d users, each user's from one instance", lists, n_users);
+    return lists;
+}
+
+/* The recver:{<user>} values the list script set (under client "lua"), in
+ * the order of the masters' clocks: they never go down for any user. */
+typedef struct ver_set {
+    double ts, version;
+    int user;
+} ver_set_t;
+
+static int by_ts(const void *a, const void *b)
+{
+    const ver_set_t *x = a, *y = b;
+    return (x->ts > y->ts) - (x->ts < y->ts);
+}
+
+static int versions_never_go_back(void)
+{
+    static char users[MAX_USERS][64];
+    int n_users = 0;
+    size_t n = 0, cap = 1024;
+    ver_set_t *v = malloc(cap * sizeof *v);
+    cr_assert_not_null(v);
+    for (int m = 0; m < 3; m++) {
+        vgt_monitor_stop(&MON[m]);
+        for (char *line = MON[m].buf; line && *line;) {
+            char *end = strchr(line, '\n');
+            *end = '\0';
+            const char *set = strstr(line, "[0 lua] \"SET\" \"recver:{");
+            char u[64];
+            if (set && key_user(set, u, sizeof u) == 0) {
+                const char *val = strstr(strchr(set, '}'), "\" \"");
+                cr_assert_not_null(val);
+                if (n == cap)
+                    cr_assert_not_null(v = realloc(v, (cap *= 2) * sizeof *v));
+                v[n++] = (ver_set_t){strtod(line, NULL), strtod(val + 3, NULL), user_index(users, &n_users, u)};
+            }
+            *end = '\n';
+            line = end + 1;
+        }
+    }
+    qsort(v, n, sizeof *v, by_ts);
+    double last[MAX_USERS];
+    for (int k = 0; k < n_users; k++)
+        last[k] = -1e300;
+    for (size_t k = 0; k < n; k++) {
+        cr_assert_geq(v[k].version, last[v[k].user], "user %s: a list of an older history written after a newer one",
+                      users[v[k].user]);
+        last[v[k].user] = v[k].version;
+    }
+    free(v);
+    for (int m = 0; m < 3; m++)
+        vgt_monitor_free(&MON[m]);
+    cr_log_info("%zu recver: sets of %d users, none lower than the one before", n, n_users);
+    return (int)n;
+}
+
 /* Three instances on a 3-master Redis Cluster: one leader, every event in
  * its history on the master of its slot although a user's slot moves
  * during ingest, all three serving the same snapshot step, and still after
@@ -318,6 +451,10 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
     int L = leader_now();
     cr_assert_geq(L, 0, "exactly one leader");
     double epoch0 = metric(L, "vaegan_leader_epoch");
+    int joins = 0;
+    for (int k = 0; k < n_inst; k++)
+        joins += vgt_log_lines(&I[k], "consumer group joined", NULL);
+    monitor_all();
     vgt_stream_t s;
     vgt_stream_make(&s, "u", 150, N_ITEMS, 3000, 13);
     cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n / 2), 0);
@@ -334,6 +471,19 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
         vgt_sleep_ms(200);
     cr_assert_eq(cluster_entries(&x), (long long)x.entries, "every (user, item) in hist:{<user>}");
     cr_assert(same_step(), "all three serve the same snapshot step");
+    int joins_now = 0;
+    for (int k = 0; k < n_inst; k++)
+        joins_now += vgt_log_lines(&I[k], "consumer group joined", NULL);
+    if (joins_now == joins) /* no rebalance meanwhile (a loaded machine may force one): one owner per user */
+        cr_assert_gt(lists_by_owners_only(), 0, "lists were written");
+    else {
+        cr_log_warn("a rebalance during ingest: owners changed, so lists may come from two instances");
+        for (int m = 0; m < 3; m++)
+            vgt_monitor_free(&MON[m]);
+    }
+    for (int k = 0; k < n_inst; k++)
+        cr_assert_geq(wait_metric(k, "vaegan_users_owned", 1), 1, "instance %d owns users", k);
+    cr_assert_geq(wait_metric(L, "vaegan_users", 150), 150, "the leader holds every user (its tail of vaegan:users)");
     double before = metric(L, "vaegan_snapshot_step");
     migrate_slowly(vg_cluster_keyslot("leader", 6));
     cr_assert_gt(wait_metric(L, "vaegan_snapshot_step", before + 1), before, "the leader publishes on");
@@ -345,6 +495,10 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
     cr_assert_gt(redirects, 0, "the moves were seen (MOVED/ASK)");
     cr_assert_geq(vgt_wait_log(&I[L], "published as the checkpoint", NULL, 1, GUARD_S), 1);
 
+    monitor_all(); /* the partitions of the killed leader move: no list goes back in time */
+    double lists[MAX_INST];
+    for (int k = 0; k < n_inst; k++)
+        lists[k] = metric(k, "vaegan_lists_written_total");
     kill(I[L].daemon, SIGKILL);
     waitpid(I[L].daemon, NULL, 0);
     I[L].daemon = 0;
@@ -356,6 +510,15 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
     double ckpt = vgt_log_number_after(&I[N], "continuing from the shared checkpoint: step ");
     cr_assert_gt(wait_metric(N, "vaegan_snapshot_step", ckpt + 1), ckpt, "the step goes on");
     cr_assert(same_step(), "both survivors serve the new leader's snapshots");
+    for (int k = 0; k < n_inst; k++)
+        if (I[k].daemon > 0)
+            cr_assert_gt(wait_metric(k, "vaegan_lists_written_total", lists[k] + 1), lists[k], "lists go on");
+    double warmed = 0;
+    for (double end = vg_mono_s() + GUARD_S; warmed == 0 && vg_mono_s() < end; vgt_sleep_ms(100))
+        for (int k = 0; k < n_inst; k++)
+            warmed += I[k].daemon > 0 ? metric(k, "vaegan_users_warmed_total") : 0;
+    cr_assert_gt(warmed, 0, "the killed leader's partitions were warmed from their sets of recent users");
+    cr_assert_gt(versions_never_go_back(), 0, "lists were written");
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }
