@@ -260,7 +260,8 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
         s->soff[nc++] = (uint32_t)(p - s->sbuf);
         p = put_users(s, p, ev, a, b, nusers);
     }
-    qsort(s->pev, np, sizeof *s->pev, st_pe_cmp);
+    if (np) /* qsort(NULL, 0, ...) is undefined */
+        qsort(s->pev, np, sizeof *s->pev, st_pe_cmp);
     p = put_parts(s, p, np, &nc);
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_events_(s, (size_t)(p - s->sbuf), nc, n, cb, ud);
