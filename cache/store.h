@@ -313,19 +313,34 @@ int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_stor
 int vg_store_read_part(vg_store_t *s, const char *part, size_t part_len, size_t max, vg_store_rows_cb rows,
                        vg_store_cb done, void *ud);
 
-/* The users of <p>vaegan:users whose latest ts is above since, ascending,
- * at most max of each shard: ZRANGEBYSCORE ... (since +inf WITHSCORES LIMIT
- * 0 max, one per shard in cluster mode).  rows(ud, k, users, lens, ts, n)
- * once per shard k, then done(ud, status) as vg_store_read_user.  Returns 0,
+/* Where the read of one shard of <p>vaegan:users goes on: the users whose
+ * latest ts is at least ts, less the first skip of them (read already). */
+typedef struct vg_store_since {
+    double ts; /* -inf: from the start */
+    size_t skip;
+} vg_store_since_t;
+
+/* The users of <p>vaegan:users from a point on, ascending by latest ts, at
+ * most max of each shard: ZRANGEBYSCORE <key> ts +inf WITHSCORES LIMIT skip
+ * max, with from[k] for shard k (VG_STORE_USER_SHARDS of them in cluster
+ * mode, from[0] only on one node).  rows(ud, k, users, lens, ts, n) once per
+ * shard k, then done(ud, status) as vg_store_read_user.  Returns 0,
  * VG_EINVAL or VG_ENOMEM. */
-int vg_store_read_users_since(vg_store_t *s, double since, size_t max, vg_store_rows_cb rows, vg_store_cb done,
-                              void *ud);
+int vg_store_read_users_since(vg_store_t *s, const vg_store_since_t *from, size_t max, vg_store_rows_cb rows,
+                              vg_store_cb done, void *ud);
+/* Moves a shard's cursor past the n rows (ascending ts) that it read, so a
+ * page boundary among equal ts loses none and repeats none. */
+void vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n);
 
 /* ZREM <p>vaegan:part:<part> <user>: an erased user leaves the set of the
  * partition its erasure came on (cb may be NULL).  Returns 0, VG_EINVAL or
  * VG_ENOMEM. */
 int vg_store_part_rem(vg_store_t *s, const char *part, size_t part_len, const char *user, size_t user_len,
                       vg_store_cb cb, void *ud);
+/* ZREMRANGEBYRANK <p>vaegan:part:<part> 0 -(keep+1): the set keeps its keep
+ * most recent users, all a warm-up reads (cb may be NULL).  Returns 0,
+ * VG_EINVAL or VG_ENOMEM. */
+int vg_store_part_trim(vg_store_t *s, const char *part, size_t part_len, size_t keep, vg_store_cb cb, void *ud);
 
 /* Erases a user, one job (FIFO like every job, so after the user's earlier
  * writes):

@@ -508,51 +508,82 @@ int vg_store_read_part(vg_store_t *s, const char *part, size_t part_len, size_t 
     return vg_store_submit_read_(s, (size_t)(p - s->sbuf), 1, rows, done, ud);
 }
 
-int vg_store_read_users_since(vg_store_t *s, double since, size_t max, vg_store_rows_cb rows, vg_store_cb done,
-                              void *ud)
+int vg_store_read_users_since(vg_store_t *s, const vg_store_since_t *from, size_t max, vg_store_rows_cb rows,
+                              vg_store_cb done, void *ud)
 {
-    if (!s || s->closing || isnan(since) || !max || !rows)
+    if (!s || s->closing || !from || !max || !rows)
         return VG_EINVAL;
     unsigned shards = s->cluster ? VG_STORE_USER_SHARDS : 1;
-    size_t bound = shards * (VG_RESP_HDR_OVH + 8 * VG_RESP_ARG_OVH + s->plen + 64 + 2 * VG_RESP_NUM_MAX);
+    for (unsigned k = 0; k < shards; k++)
+        if (isnan(from[k].ts) || from[k].ts == INFINITY)
+            return VG_EINVAL;
+    size_t bound = shards * (VG_RESP_HDR_OVH + 8 * VG_RESP_ARG_OVH + s->plen + 64 + 3 * VG_RESP_NUM_MAX);
     int rc = vg_store_scratch_(s, bound, shards);
     if (rc)
         return rc;
-    char from[VG_RESP_NUM_MAX + 1] = "(-inf", lim[24];
-    if (isfinite(since))
-        from[1 + vg_resp_fmt_num(from + 1, since)] = '\0';
-    snprintf(lim, sizeof lim, "%zu", max);
     char *p = s->sbuf;
     for (unsigned k = 0; k < shards; k++) {
         s->soff[k] = (uint32_t)(p - s->sbuf);
         p = vg_resp_hdr(p, 8);
         p = vg_resp_arg(p, "ZRANGEBYSCORE", 13);
         p = vg_store_users_key_(s, p, k);
-        p = vg_resp_str(p, from);
+        p = isfinite(from[k].ts) ? vg_resp_num(p, from[k].ts) : vg_resp_arg(p, "-inf", 4);
         p = vg_resp_arg(p, "+inf", 4);
         p = vg_resp_arg(p, "WITHSCORES", 10);
         p = vg_resp_arg(p, "LIMIT", 5);
-        p = vg_resp_arg(p, "0", 1);
-        p = vg_resp_str(p, lim);
+        p = vg_resp_num(p, (double)from[k].skip);
+        p = vg_resp_num(p, (double)max);
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_read_(s, (size_t)(p - s->sbuf), shards, rows, done, ud);
 }
 
-int vg_store_part_rem(vg_store_t *s, const char *part, size_t part_len, const char *user, size_t user_len,
-                      vg_store_cb cb, void *ud)
+void vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n)
 {
-    if (!s || s->closing || !part || !part_len || !user || !user_len)
+    if (n == 0)
+        return;
+    double last = ts[n - 1];
+    size_t same = 1;
+    while (same < n && ts[n - 1 - same] == last)
+        same++;
+    if (last == f->ts) { /* the whole page at the cursor's ts */
+        f->skip += n;
+    } else {
+        f->ts = last;
+        f->skip = same;
+    }
+}
+
+/* One command on a set of recent users: <cmd> <p>vaegan:part:<part> a [b]. */
+static int part_cmd(vg_store_t *s, const char *cmd, const char *part, size_t part_len, const char *a, size_t alen,
+                    const char *b, size_t blen, vg_store_cb cb, void *ud)
+{
+    if (!s || s->closing || !part || !part_len || !alen)
         return VG_EINVAL;
-    size_t bound = 128 + s->plen + part_len + user_len;
+    size_t bound = 128 + s->plen + part_len + alen + blen;
     int rc = vg_store_scratch_(s, bound, 1);
     if (rc)
         return rc;
     s->soff[0] = 0;
-    char *p = vg_resp_hdr(s->sbuf, 3);
-    p = vg_resp_arg(p, "ZREM", 4);
+    char *p = vg_resp_hdr(s->sbuf, b ? 4 : 3);
+    p = vg_resp_str(p, cmd);
     p = vg_store_ukey_(s, p, "vaegan:part:", 12, part, part_len);
-    p = vg_resp_arg(p, user, user_len);
+    p = vg_resp_arg(p, a, alen);
+    if (b)
+        p = vg_resp_arg(p, b, blen);
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_(s, (size_t)(p - s->sbuf), 1, cb, ud);
+}
+
+int vg_store_part_rem(vg_store_t *s, const char *part, size_t part_len, const char *user, size_t user_len,
+                      vg_store_cb cb, void *ud)
+{
+    return user ? part_cmd(s, "ZREM", part, part_len, user, user_len, NULL, 0, cb, ud) : VG_EINVAL;
+}
+
+int vg_store_part_trim(vg_store_t *s, const char *part, size_t part_len, size_t keep, vg_store_cb cb, void *ud)
+{
+    char to[32];
+    int n = snprintf(to, sizeof to, "-%zu", keep + 1);
+    return keep ? part_cmd(s, "ZREMRANGEBYRANK", part, part_len, "0", 1, to, (size_t)n, cb, ud) : VG_EINVAL;
 }

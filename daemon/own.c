@@ -258,21 +258,20 @@ void vg_own_assigned(vg_own_t *o, const vg_kafka_lag_t *a, int n)
 
 typedef struct tail_ctx {
     vg_own_t *o;
-    double next;  /* the lowest last score of a full page, else +inf */
-    double top;   /* the highest score seen */
+    int more; /* a shard's page was full: the next one at once */
     size_t read;
 } tail_ctx_t;
 
 static void on_tail_rows(void *ud, int k, const char *const *users, const size_t *lens, const double *ts, size_t n)
 {
-    (void)k;
     tail_ctx_t *c = ud;
-    if (n == TAIL_PAGE && ts[n - 1] < c->next)
-        c->next = ts[n - 1];
-    if (n && ts[n - 1] > c->top)
-        c->top = ts[n - 1];
-    if (c->o->leading)
-        c->read += pull_users(c->o->p, -1, users, lens, ts, n);
+    vg_own_t *o = c->o;
+    if (k < 0 || k >= VG_STORE_USER_SHARDS)
+        return;
+    vg_store_since_past(&o->since[k], ts, n);
+    c->more |= n == TAIL_PAGE;
+    if (o->leading)
+        c->read += pull_users(o->p, -1, users, lens, ts, n);
 }
 
 static void tail(vg_own_t *o);
@@ -289,9 +288,10 @@ static void on_tail_done(void *ud, int status)
     if (status)
         vg_log(VG_LOG_WARN, "the leader's tail of vaegan:users: %s; tried again", vg_strerror(status));
     vg_metric_inc(o->m_tailed, (double)c->read);
-    int more = status == 0 && isfinite(c->next); /* a full page: the next one at once */
-    if (status == 0)
-        o->since = more ? c->next : c->top > o->since ? c->top : o->since;
+    int more = status == 0 && c->more;
+    if (!more) /* the next round reads the users at each newest ts again: one may have joined them */
+        for (int k = 0; k < VG_STORE_USER_SHARDS; k++)
+            o->since[k].skip = 0;
     free(c);
     if (more && o->leading)
         tail(o);
@@ -302,12 +302,30 @@ static void tail(vg_own_t *o)
     tail_ctx_t *c = malloc(sizeof *c);
     if (!c)
         return;
-    *c = (tail_ctx_t){o, INFINITY, -INFINITY, 0};
+    *c = (tail_ctx_t){o, 0, 0};
     if (vg_store_read_users_since(o->p->store, o->since, TAIL_PAGE, on_tail_rows, on_tail_done, c)) {
         free(c);
         return;
     }
     o->tailing = 1;
+}
+
+/* The sets of this daemon's partitions that grew keep what a warm-up
+ * reads, the most recent history.max_users users: they stay bounded while
+ * users come and go (vaegan:users itself is DESIGN.md's, uncapped). */
+static void trim_parts(vg_own_t *o)
+{
+    const vg_hist_t *h = &o->p->hist;
+    for (int s = 0; s < o->n_slots; s++) {
+        if (!h->part_on[s] || !o->slot[s].added)
+            continue;
+        o->slot[s].added = 0;
+        int rc = vg_store_part_trim(o->p->store, o->slot[s].name, o->slot[s].name_len, (size_t)h->lim.max_users,
+                                    NULL, NULL);
+        if (rc)
+            vg_log(VG_LOG_ERROR, "cannot trim the recent users of partition %s: %s", o->slot[s].name,
+                   vg_strerror(rc));
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -318,8 +336,11 @@ static void on_timer(uv_timer_t *t)
     for (int32_t u = 0; u < h->users.n && u < h->u_cap; u++) /* the loop thread is the writer: no lock */
         owned += h->u[u].live && vg_hist_owned(h, u);
     vg_metric_set(o->m_owned, owned);
-    if (o->leading && !o->tailing && !o->p->stopping && o->p->redis_up)
+    if (o->p->stopping || !o->p->redis_up)
+        return;
+    if (o->leading && !o->tailing)
         tail(o);
+    trim_parts(o);
 }
 
 void vg_own_lead(vg_own_t *o, int leading)
@@ -331,7 +352,8 @@ void vg_own_lead(vg_own_t *o, int leading)
         vg_hist_wrlock(&o->p->hist); /* its own counts are every user's now (the tail) */
         vg_hist_set_leader_pop(&o->p->hist, NULL, 0);
         vg_hist_unlock(&o->p->hist);
-        o->since = -INFINITY; /* every user once: the histories it did not see move on meanwhile */
+        for (int k = 0; k < VG_STORE_USER_SHARDS; k++) /* every user once: the histories it did not see move on */
+            o->since[k] = (vg_store_since_t){-INFINITY, 0};
         if (!o->tailing)
             tail(o);
         return;

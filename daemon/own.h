@@ -15,12 +15,18 @@
  * events arrive meanwhile is `loading` and its read-back holds them).  On
  * revoke or loss a follower drops the partition's users, and every user it
  * does not own when it stops leading; the leader keeps them for training.
+ * Every TAIL_MS the owner trims the sets of its partitions that had events
+ * to what a warm-up reads, so they stay bounded while vaegan:users grows.
  *
  * The leader's view.  The leader trains on every user's history: every
- * TAIL_MS it asks vaegan:users for the users whose latest event is newer
- * than the last it saw (ZRANGEBYSCORE, pages of TAIL_PAGE per shard, the
- * next page at once when one is full) and reads back the ones it does not
- * own whose history moved on (vg_hist_pull).  Reading from Redis, rather
+ * TAIL_MS it reads vaegan:users on from where it left off, by latest ts
+ * (ZRANGEBYSCORE, pages of TAIL_PAGE per shard, the next page at once when
+ * one is full; a cursor of ts and a count of users at that ts, so equal ts
+ * across a page boundary lose none) and reads back the users it does not
+ * own whose history moved on (vg_hist_pull).  An event older than its
+ * user's latest moves no score: the tail misses that history change until
+ * the user's next newer event (the lists are not affected, only what the
+ * leader trains on).  Reading from Redis, rather
  * than tailing every partition without a group: the histories are there
  * already, capped, with removals and erasures applied; memory is bounded
  * by history.max_users either way, and freshness by TAIL_MS.
@@ -48,6 +54,7 @@ typedef struct vg_own_slot {
     int32_t topic, partition; /* the consumer's topic id and the partition */
     char name[272];           /* "<topic>:<partition>" (Kafka topic names have at most 249 bytes) */
     size_t name_len;
+    uint64_t added;           /* events sent to its set since its last trim */
 } vg_own_slot_t;
 
 typedef struct vg_own {
@@ -56,9 +63,9 @@ typedef struct vg_own {
     int leading;
     int n_slots, last;         /* slots made so far; the last one found */
     vg_own_slot_t slot[VG_HIST_PARTS];
-    uv_timer_t timer;          /* TAIL_MS: the owned gauge; the leader's tail */
+    uv_timer_t timer;          /* TAIL_MS: the owned gauge; the leader's tail; trims of the sets */
     int timer_open, tailing;
-    double since;              /* the tail's next lower bound (exclusive) */
+    vg_store_since_t since[VG_STORE_USER_SHARDS]; /* where the tail goes on, per shard of vaegan:users */
     vg_metric_t *m_owned, *m_warmed, *m_dropped, *m_tailed;
 } vg_own_t;
 

@@ -210,7 +210,9 @@ void vg_pipe_send(vg_pipe_t *p, vg_batch_t *b)
         e->trim = (uint8_t)vg_hist_send(&p->hist, e->user, e->user_len, &e->hidx, &e->hgen, &e->counted);
         e->trim |= p->hist.shared; /* others write histories too: the mirror's bound is not Redis' count */
         e->slot = p->own.on && e->partition >= 0 ? (int16_t)vg_own_slot(&p->own, e->topic, e->partition) : -1;
-        const vg_own_slot_t *s = e->slot >= 0 ? &p->own.slot[e->slot] : NULL;
+        vg_own_slot_t *s = e->slot >= 0 ? &p->own.slot[e->slot] : NULL;
+        if (s)
+            s->added++;
         ev[k] = (vg_store_event_t){e->user,     e->user_len,           e->item, e->item_len, e->ts, e->removal,
                                    !e->trim,    s ? s->name : NULL,    s ? s->name_len : 0};
     }

@@ -214,12 +214,31 @@ static const char *manifest_epoch(const char *name)
     return out;
 }
 
+/* The largest set of recent users of the 4 partitions of clicks. */
+static long long largest_part_set(void)
+{
+    long long most = 0;
+    for (int p = 0; p < 4; p++) {
+        char key[64];
+        snprintf(key, sizeof key, "vaegan:part:clicks:%d", p);
+        long long n = vgt_zcard(&E, key);
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
 /* A leader stopped past the session timeout (SIGSTOP) loses its place to
  * the other instance; resumed (SIGCONT), it learns it lost the partition
  * and steps down, and whatever it sends with its old epoch is refused: the
- * manifests and vaegan:model stay the new leader's. */
+ * manifests and vaegan:model stay the new leader's.  With 100 users and
+ * history.max_users = 20, the owner trims its partitions' sets of recent
+ * users to 20 (one of the 4 has at least 25). */
 Test(share, a_resumed_old_leader_is_fenced, .init = setup, .fini = teardown, .timeout = 600)
 {
+    char conf[128];
+    snprintf(conf, sizeof conf, "%s[history]\nmax_users = 20\n", SHARE);
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(vgt_env_write_conf(&I[k], conf), 0);
     I[0].daemon = vgt_env_spawn(&I[0], NULL);
     cr_assert_eq(wait_metric(0, "vaegan_leader", 1), 1);
     I[1].daemon = vgt_env_spawn(&I[1], NULL);
@@ -253,6 +272,10 @@ Test(share, a_resumed_old_leader_is_fenced, .init = setup, .fini = teardown, .ti
     vgt_expect_t x;
     vgt_expect_make(&s, &x);
     cr_assert_eq(vgt_wait_hist(&E, &s, &x, GUARD_S), 0, "every event in its history");
+    end = vg_mono_s() + GUARD_S;
+    while (largest_part_set() > 20 && vg_mono_s() < end)
+        vgt_sleep_ms(100);
+    cr_assert_leq(largest_part_set(), 20, "the sets of recent users are trimmed to history.max_users");
     vgt_expect_free(&x);
     vgt_stream_free(&s);
 }

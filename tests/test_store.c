@@ -890,60 +890,64 @@ Test(store, read_user_sees_the_writes_before_it, .init = setup, .fini = teardown
     close_store(S);
 }
 
+/* One store job on the test's job_t r, its answer in rd_out (cleared first). */
+#define READ_INTO(call)                                                                                              \
+    do {                                                                                                             \
+        memset(rd_out, 0, sizeof rd_out);                                                                            \
+        r = (job_t){0};                                                                                              \
+        cr_assert_eq((call), 0);                                                                                     \
+        cr_assert(wait_for(job_done, &r, 5000));                                                                     \
+        cr_assert_eq(r.status, 0);                                                                                   \
+    } while (0)
+
 /* The sets of recent users per partition (vg_store_event_t.part): each
- * user once with its latest ts, read back the most recent first-limited;
- * vaegan:users read since a ts, in pages; ZREM of one user. */
+ * user once with its latest ts, the most recent read first-limited, a trim
+ * keeping the most recent; vaegan:users read on from a cursor (ts, skip),
+ * equal ts across a page boundary; ZREM of one user. */
 Test(store, partition_sets_and_users_since, .init = setup, .fini = teardown, .timeout = 30)
 {
     start_redis(0);
     vg_store_cfg_t cfg = base_cfg();
     S = open_store(&cfg);
     job_t w = {0}, r = {0};
-    vg_store_event_t ev[] = {EV("u1", "a", 5), EV("u2", "a", 7), EV("u1", "b", 9), EV("u3", "c", 3), EV("u4", "c", 4)};
+    vg_store_event_t ev[] = {EV("u1", "a", 5), EV("u2", "a", 7), EV("u1", "b", 9),
+                             EV("u3", "c", 3), EV("u4", "c", 4), EV("u5", "d", 7)};
     for (int k = 0; k < 3; k++)
         ev[k].part = "t:0", ev[k].part_len = 3;
-    ev[3].part = "t:1", ev[3].part_len = 3; /* u4: no set */
-    cr_assert_eq(vg_store_add_events(S, ev, 5, ev_cb, &w), 0);
-    memset(rd_out, 0, sizeof rd_out);
-    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r), 0);
-    cr_assert(wait_for(job_done, &r, 5000));
+    ev[3].part = "t:1", ev[3].part_len = 3; /* u4, u5: no set */
+    cr_assert_eq(vg_store_add_events(S, ev, 6, ev_cb, &w), 0);
+    READ_INTO(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r));
     cr_assert_eq(w.status, 0);
-    cr_assert_eq(r.status, 0);
     cr_assert_str_eq(rd_out[0], "u2:7 u1:9");
-    memset(rd_out, 0, sizeof rd_out);
-    r = (job_t){0};
-    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 1, rd_rows, job_cb, &r), 0); /* the most recent one */
-    cr_assert(wait_for(job_done, &r, 5000));
+    READ_INTO(vg_store_read_part(S, "t:0", 3, 1, rd_rows, job_cb, &r)); /* the most recent one */
     cr_assert_str_eq(rd_out[0], "u1:9");
-    memset(rd_out, 0, sizeof rd_out);
-    r = (job_t){0};
-    cr_assert_eq(vg_store_read_part(S, "t:1", 3, 0, rd_rows, job_cb, &r), 0);
-    cr_assert(wait_for(job_done, &r, 5000));
+    READ_INTO(vg_store_read_part(S, "t:1", 3, 0, rd_rows, job_cb, &r));
     cr_assert_str_eq(rd_out[0], "u3:3");
 
-    memset(rd_out, 0, sizeof rd_out);
-    r = (job_t){0};
-    cr_assert_eq(vg_store_read_users_since(S, 4, 2, rd_rows, job_cb, &r), 0); /* above 4, two at most */
-    cr_assert(wait_for(job_done, &r, 5000));
-    cr_assert_eq(r.status, 0);
-    cr_assert_str_eq(rd_out[0], "u2:7 u1:9");
-    memset(rd_out, 0, sizeof rd_out);
-    r = (job_t){0};
-    cr_assert_eq(vg_store_read_users_since(S, -INFINITY, 2, rd_rows, job_cb, &r), 0);
-    cr_assert(wait_for(job_done, &r, 5000));
+    vg_store_since_t at[] = {{4, 0}, {7, 1}, {-INFINITY, 0}, {7, 0}, {7, 2}, {NAN, 0}};
+    READ_INTO(vg_store_read_users_since(S, &at[0], 2, rd_rows, job_cb, &r)); /* from 4 on, two at most */
+    cr_assert_str_eq(rd_out[0], "u4:4 u2:7");
+    READ_INTO(vg_store_read_users_since(S, &at[1], 2, rd_rows, job_cb, &r)); /* u2 at 7 read already */
+    cr_assert_str_eq(rd_out[0], "u5:7 u1:9");
+    READ_INTO(vg_store_read_users_since(S, &at[2], 2, rd_rows, job_cb, &r));
     cr_assert_str_eq(rd_out[0], "u3:3 u4:4");
-
-    r = (job_t){0};
-    cr_assert_eq(vg_store_part_rem(S, "t:0", 3, "u1", 2, job_cb, &r), 0);
-    cr_assert(wait_for(job_done, &r, 5000));
-    cr_assert_eq(r.status, 0);
-    memset(rd_out, 0, sizeof rd_out);
-    r = (job_t){0};
-    cr_assert_eq(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r), 0);
-    cr_assert(wait_for(job_done, &r, 5000));
+    READ_INTO(vg_store_read_users_since(S, &at[3], 1, rd_rows, job_cb, &r)); /* a page ends between equal ts */
     cr_assert_str_eq(rd_out[0], "u2:7");
+    READ_INTO(vg_store_read_users_since(S, &at[1], 1, rd_rows, job_cb, &r));
+    cr_assert_str_eq(rd_out[0], "u5:7");
+    READ_INTO(vg_store_read_users_since(S, &at[4], 1, rd_rows, job_cb, &r));
+    cr_assert_str_eq(rd_out[0], "u1:9");
+    cr_assert_eq(vg_store_read_users_since(S, &at[5], 1, rd_rows, job_cb, &r), VG_EINVAL);
+    cr_assert_eq(vg_store_read_users_since(S, &at[0], 0, rd_rows, job_cb, &r), VG_EINVAL);
+
+    READ_INTO(vg_store_part_trim(S, "t:0", 3, 1, job_cb, &r)); /* the most recent one stays */
+    READ_INTO(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r));
+    cr_assert_str_eq(rd_out[0], "u1:9");
+    cr_assert_eq(vg_store_part_trim(S, "t:0", 3, 0, job_cb, &r), VG_EINVAL);
+    READ_INTO(vg_store_part_rem(S, "t:0", 3, "u1", 2, job_cb, &r));
+    READ_INTO(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r));
+    cr_assert_str_eq(rd_out[0], "");
     cr_assert_eq(vg_store_read_part(S, "t:0", 0, 0, rd_rows, job_cb, &r), VG_EINVAL);
-    cr_assert_eq(vg_store_read_users_since(S, 0, 0, rd_rows, job_cb, &r), VG_EINVAL);
     close_store(S);
 }
 

@@ -151,6 +151,55 @@ static void submit_batch(vg_store_t *s, int b, int seq)
     cr_assert_eq(vg_store_add_events(s, ev, NU, events_cb, (void *)(intptr_t)seq), 0);
 }
 
+/* ---- the tail of vaegan:users ------------------------------------------------------------ */
+
+static vg_store_since_t tail_at[VG_STORE_USER_SHARDS];
+static int tail_seen[NU], tail_full, tail_status = -2, tail_bad;
+
+static void tail_rows(void *ud, int k, const char *const *users, const size_t *lens, const double *ts, size_t n)
+{
+    if (k < 0 || k >= VG_STORE_USER_SHARDS) {
+        tail_bad++;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char id[16] = "";
+        int u = -1;
+        if (lens[i] < sizeof id)
+            memcpy(id, users[i], lens[i]);
+        if (sscanf(id, "u%d", &u) != 1 || u < 0 || u >= NU)
+            tail_bad++;
+        else
+            tail_seen[u]++;
+    }
+    vg_store_since_past(&tail_at[k], ts, n);
+    tail_full |= n == (size_t)(intptr_t)ud;
+}
+
+static void tail_done(void *ud, int status) { (void)ud, tail_status = status; }
+static int tail_answered(void *arg) { return (void)arg, tail_status != -2; }
+
+/* Reads every shard of vaegan:users from the start in pages of page users
+ * (the daemon's leader does so): each user seen once. */
+static void tail_everyone(vg_store_t *s, size_t page)
+{
+    for (int k = 0; k < VG_STORE_USER_SHARDS; k++)
+        tail_at[k] = (vg_store_since_t){-INFINITY, 0};
+    memset(tail_seen, 0, sizeof tail_seen);
+    int rounds = 0;
+    do {
+        tail_full = 0;
+        tail_status = -2;
+        cr_assert_eq(vg_store_read_users_since(s, tail_at, page, tail_rows, tail_done, (void *)(intptr_t)page), 0);
+        cr_assert(wait_for(tail_answered, NULL, 10000));
+        cr_assert_eq(tail_status, 0);
+        cr_assert_lt(++rounds, NU, "the tail goes round in circles");
+    } while (tail_full);
+    cr_assert_eq(tail_bad, 0);
+    for (int u = 0; u < NU; u++)
+        cr_assert_eq(tail_seen[u], u == 5 ? 0 : 1, "u%d seen %d times", u, tail_seen[u]);
+}
+
 /* ---- load ------------------------------------------------------------------------------- */
 
 static int loaded_users, loaded_items, load_status = -2, load_bad_order;
@@ -217,6 +266,7 @@ Test(store_cluster, writes_spread_and_load_reads_them_back, .init = setup, .fini
         users += zcard(key);
     }
     cr_assert_eq(users, NU - 1, "the shards of vaegan:users hold %lld users", users);
+    tail_everyone(s, 7); /* every user has the same latest ts: every page ends among equal ts */
     /* a list of an older history is refused by the user's master itself */
     int old = 1;
     cr_assert_eq(vg_store_put_rec(s, "u7", 2, items, lens, scores, 1, 0.5, status_cb, &old), 0);
