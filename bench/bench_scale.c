@@ -22,7 +22,8 @@
  *   idle        then, 10 s without events: the CPU share of the leader (or
  *               the lone instance: it keeps refining the model) and the
  *               mean of the followers';
- *   rss         resident memory per instance at the end (mean);
+ *   rss, users  resident memory and users in memory (vaegan_users) at the
+ *               end, of the leader and the mean of the followers';
  *   snapshot    its bytes, the leader's last publication time and the
  *               followers' slowest fetch-and-load time (vaegan_snapshot_*);
  *   same model  seconds until every instance served the leader's step
@@ -207,20 +208,20 @@ static int one_run(const scale_opts_t *o, const vgt_stream_t *s, int n, int shar
         stop(&r, 1);
         return -1;
     }
-    double same = shared ? same_model_s(&r) : 0, rss = 0, pub = 0, load = 0, bytes = 0;
-    double idle_a[MAX_INST], lead_idle = 0, follow_idle = 0;
+    double same = shared ? same_model_s(&r) : 0, pub = 0, load = 0, bytes = 0;
+    double idle_a[MAX_INST], lead[3] = {0}, follow[3] = {0}; /* idle CPU %, RSS MB, users in memory */
     for (int k = 0; k < n; k++)
         idle_a[k] = cpu_s(r.in[k].daemon);
     vgt_sleep_ms(10000);
     for (int k = 0; k < n; k++) {
-        double share = (cpu_s(r.in[k].daemon) - idle_a[k]) / 10 * 100;
-        if (!shared || vgt_metric(r.in[k].metrics_port, "vaegan_leader") == 1)
-            lead_idle = share;
-        else
-            follow_idle += share / (n - 1);
-    }
-    for (int k = 0; k < n; k++) {
-        rss += rss_mb(r.in[k].daemon);
+        double v[3] = {(cpu_s(r.in[k].daemon) - idle_a[k]) / 10 * 100, rss_mb(r.in[k].daemon),
+                       vgt_metric(r.in[k].metrics_port, "vaegan_users")};
+        int leads = !shared || vgt_metric(r.in[k].metrics_port, "vaegan_leader") == 1;
+        for (int j = 0; j < 3; j++)
+            if (leads)
+                lead[j] = v[j];
+            else
+                follow[j] += v[j] / (n - 1);
         double l = vgt_metric(r.in[k].metrics_port, "vaegan_snapshot_load_seconds");
         double p = vgt_metric(r.in[k].metrics_port, "vaegan_snapshot_publish_seconds");
         double b = vgt_metric(r.in[k].metrics_port, "vaegan_snapshot_bytes");
@@ -228,10 +229,12 @@ static int one_run(const scale_opts_t *o, const vgt_stream_t *s, int n, int shar
         pub = p > pub ? p : pub;
         bytes = b > bytes ? b : bytes;
     }
-    char idle[32];
-    snprintf(idle, sizeof idle, n > 1 ? "%.0f%%/%.0f%%" : "%.0f%%", lead_idle, follow_idle);
-    printf("%-7s %2d  %9.0f  %7.1f  %10s  %7.1f", shared ? "shared" : "alone", n, (double)s->n / (t1 - t0),
-           (c1 - c0) / (double)s->n * 1e6, idle, rss / n);
+    char col[3][32];
+    for (int j = 0; j < 3; j++)
+        snprintf(col[j], sizeof col[j], n > 1 ? (j ? "%.0f/%.0f" : "%.0f%%/%.0f%%") : (j ? "%.0f" : "%.0f%%"),
+                 lead[j], follow[j]);
+    printf("%-7s %2d  %9.0f  %7.1f  %10s  %9s  %11s", shared ? "shared" : "alone", n, (double)s->n / (t1 - t0),
+           (c1 - c0) / (double)s->n * 1e6, col[0], col[1], col[2]);
     if (shared)
         printf("  %8.2f  %9.3f  %7.3f  %6.1f\n", bytes / 1e6, pub, n > 1 ? load : 0.0, same);
     else
@@ -272,7 +275,7 @@ int main(int argc, char **argv)
     vgt_stream_make(&s, "u", o.users, o.items, o.events, 1);
     printf("vaegan-bench-scale: %zu events, %d users, %d items, hidden %d, %d partitions; %ld CPUs online\n",
            o.events, o.users, o.items, o.hidden, o.partitions, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("run   inst  ingest/s  cpu µs/ev  idle l/f  rss MB   snap MB  publish s   load s  same s\n");
+    printf("run   inst  ingest/s  cpu µs/ev    idle l/f   rss MB l/f    users l/f   snap MB  publish s   load s  same s\n");
     int rc = one_run(&o, &s, 1, 0);
     for (int n = 1; rc == 0 && n <= o.instances; n++)
         rc = one_run(&o, &s, n, 1);
