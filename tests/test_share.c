@@ -462,7 +462,7 @@ static int versions_never_go_back(void)
 
 /* Three instances on a 3-master Redis Cluster: one leader, every event in
  * its history on the master of its slot although a user's slot moves
- * during ingest, all three serving the same snapshot step, and still after
+ * during ingest and redis-cli --cluster reshard then moves 1,000 more, all three serving the same snapshot step, and still after
  * the slot of the epoch counter and the manifests ({leader}) moved while
  * the leader publishes; kill -9 of the leader: one of the others leads
  * with a higher epoch from the shared checkpoint (chunks and manifests
@@ -480,13 +480,20 @@ Test(share_cluster, three_instances_one_model_and_a_takeover, .init = setup_clus
     monitor_all();
     vgt_stream_t s;
     vgt_stream_make(&s, "u", 150, N_ITEMS, 3000, 13);
-    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, s.n / 2), 0);
+    size_t third = s.n / 3;
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, 0, third), 0);
     unsigned user_slot = vg_cluster_keyslot("u7", 2); /* hist:{u7} and its neighbours in the slot */
     int from = vgt_rcluster_owner(&RC, user_slot), to = (from + 1) % 3;
     cr_assert_eq(vgt_rcluster_migrate_begin(&RC, user_slot, from, to), 0);
-    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, s.n / 2, s.n), 0);
+    cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, third, 2 * third), 0);
     cr_assert_geq(vgt_rcluster_migrate_keys(&RC, user_slot, from, to, 1000), 0);
     cr_assert_eq(vgt_rcluster_migrate_end(&RC, user_slot, to), 0);
+    /* then redis-cli reshards 1,000 slots while the last third comes, in steps of 50 events */
+    pid_t rs = vgt_rcluster_reshard_start(&RC, to, (to + 1) % 3, 1000);
+    cr_assert_gt(rs, 0);
+    for (size_t at = 2 * third; at < s.n; at += 50)
+        cr_assert_eq(vgt_stream_produce(&E, "clicks", &s, at, at + 50 < s.n ? at + 50 : s.n), 0);
+    cr_assert_eq(vgt_rcluster_reshard_wait(&RC, rs, (int)GUARD_S), 0, "redis-cli --cluster reshard");
     vgt_expect_t x;
     vgt_expect_make(&s, &x);
     double end = vg_mono_s() + GUARD_S;

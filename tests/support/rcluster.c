@@ -335,3 +335,32 @@ int vgt_rcluster_migrate_end(const vgt_rcluster_t *rc, unsigned slot, int to)
             rc_ = -1;
     return rc_;
 }
+
+pid_t vgt_rcluster_reshard_start(const vgt_rcluster_t *rc, int from, int to, int slots)
+{
+    char addr[32], n[16], logf[PATH_MAX + 16];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", rc->port[from]);
+    snprintf(n, sizeof n, "%d", slots);
+    const char *argv[16] = {"redis-cli",    "--cluster",     "reshard", addr,          "--cluster-from", rc->id[from],
+                            "--cluster-to", rc->id[to],      "--cluster-slots", n, "--cluster-yes"};
+    int k = 11;
+    if (rc->password) {
+        argv[k++] = "-a";
+        argv[k++] = rc->password;
+    }
+    argv[k] = NULL;
+    snprintf(logf, sizeof logf, "%s/reshard.log", rc->dir);
+    return spawn_path(argv, logf);
+}
+
+int vgt_rcluster_reshard_wait(const vgt_rcluster_t *rc, pid_t pid, int timeout_s)
+{
+    int code = pid > 0 ? vgt_wait_exit(pid, timeout_s) : -1;
+    if (code == -1 && pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    if (code != 0)
+        fprintf(stderr, "rcluster: redis-cli --cluster reshard exited %d (see %s/reshard.log)\n", code, rc->dir);
+    return code == 0 ? 0 : -1;
+}

@@ -81,4 +81,11 @@ int vgt_rcluster_migrate_begin(const vgt_rcluster_t *rc, unsigned slot, int from
 int vgt_rcluster_migrate_keys(const vgt_rcluster_t *rc, unsigned slot, int from, int to, int max);
 int vgt_rcluster_migrate_end(const vgt_rcluster_t *rc, unsigned slot, int to);
 
+/* `redis-cli --cluster reshard` of slots slots from node `from` to node
+ * `to` (--cluster-yes; its output in <dir>/reshard.log), started in the
+ * background so that a test can write meanwhile: start returns its pid (or
+ * -1), wait its exit (up to timeout_s): 0 when it succeeded, else -1. */
+pid_t vgt_rcluster_reshard_start(const vgt_rcluster_t *rc, int from, int to, int slots);
+int vgt_rcluster_reshard_wait(const vgt_rcluster_t *rc, pid_t pid, int timeout_s);
+
 #endif
