@@ -313,24 +313,35 @@ int vg_store_read_user(vg_store_t *s, const char *user, size_t user_len, vg_stor
 int vg_store_read_part(vg_store_t *s, const char *part, size_t part_len, size_t max, vg_store_rows_cb rows,
                        vg_store_cb done, void *ud);
 
-/* Where the read of one shard of <p>vaegan:users goes on: the users whose
- * latest ts is at least ts, less the first skip of them (read already). */
+/* Where the read of one shard of <p>vaegan:users goes on. */
+enum {
+    VG_SINCE_FROM,  /* the users whose latest ts is ts or above, a page */
+    VG_SINCE_AFTER, /* above ts, a page */
+    VG_SINCE_AT     /* every user at ts, in one read (a page ended among them) */
+};
 typedef struct vg_store_since {
     double ts; /* -inf: from the start */
-    size_t skip;
+    int mode;  /* VG_SINCE_* */
 } vg_store_since_t;
 
 /* The users of <p>vaegan:users from a point on, ascending by latest ts, at
- * most max of each shard: ZRANGEBYSCORE <key> ts +inf WITHSCORES LIMIT skip
- * max, with from[k] for shard k (VG_STORE_USER_SHARDS of them in cluster
- * mode, from[0] only on one node).  rows(ud, k, users, lens, ts, n) once per
- * shard k, then done(ud, status) as vg_store_read_user.  Returns 0,
+ * most max of each shard (a page): ZRANGEBYSCORE <key> [(]ts +inf
+ * WITHSCORES LIMIT 0 max, or ZRANGEBYSCORE <key> ts ts WITHSCORES for
+ * VG_SINCE_AT, with from[k] for shard k (VG_STORE_USER_SHARDS of them in
+ * cluster mode, from[0] only on one node).  rows(ud, k, users, lens, ts, n)
+ * once per shard k, then done(ud, status) as vg_store_read_user.  Returns 0,
  * VG_EINVAL or VG_ENOMEM. */
 int vg_store_read_users_since(vg_store_t *s, const vg_store_since_t *from, size_t max, vg_store_rows_cb rows,
                               vg_store_cb done, void *ud);
-/* Moves a shard's cursor past the n rows (ascending ts) that it read, so a
- * page boundary among equal ts loses none and repeats none. */
-void vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n);
+/* Moves a shard's cursor past the n rows (ascending ts) that a read of at
+ * most max gave; returns how many of them, the first ones, the reader
+ * takes.  After a full page the users at its last ts are left out, to be
+ * read whole in one command next (so none moving meanwhile can shift
+ * another out of the read), then it goes on above that ts; after a short
+ * page it stays at the last ts, inclusive (a user may still join it: the
+ * next read gives those users again).  *more: 1 when the shard has more to
+ * read at once. */
+size_t vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n, size_t max, int *more);
 
 /* ZREM <p>vaegan:part:<part> <user>: an erased user leaves the set of the
  * partition its erasure came on (cb may be NULL).  Returns 0, VG_EINVAL or

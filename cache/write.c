@@ -227,8 +227,8 @@ int vg_store_add_events(vg_store_t *s, const vg_store_event_t *ev, size_t n, vg_
             if (vg_store_grow_((void **)&s->pev, &s->pevcap, np + 1, sizeof *s->pev))
                 return VG_ENOMEM;
             s->pev[np++] = (st_pe_t){ev[i].part, ev[i].user, ev[i].part_len, ev[i].user_len, ev[i].ts};
-            bound += VG_RESP_HDR_OVH + 4 * VG_RESP_ARG_OVH + 24 + s->plen + ev[i].part_len + ev[i].user_len +
-                     VG_RESP_NUM_MAX;
+            bound += VG_RESP_HDR_OVH + 5 * VG_RESP_ARG_OVH + 20 + s->plen + ev[i].part_len + ev[i].user_len +
+                     VG_RESP_NUM_MAX; /* ZADD, the key (braced), GT, ts, user: at worst a command of its own */
         }
     int rc = vg_store_scratch_(s, bound, 4 * n); /* per user <= 2, per shard 1, per set 1 */
     if (rc)
@@ -515,7 +515,8 @@ int vg_store_read_users_since(vg_store_t *s, const vg_store_since_t *from, size_
         return VG_EINVAL;
     unsigned shards = s->cluster ? VG_STORE_USER_SHARDS : 1;
     for (unsigned k = 0; k < shards; k++)
-        if (isnan(from[k].ts) || from[k].ts == INFINITY)
+        if (isnan(from[k].ts) || from[k].ts == INFINITY || (from[k].mode == VG_SINCE_AT && !isfinite(from[k].ts)) ||
+            from[k].mode < VG_SINCE_FROM || from[k].mode > VG_SINCE_AT)
             return VG_EINVAL;
     size_t bound = shards * (VG_RESP_HDR_OVH + 8 * VG_RESP_ARG_OVH + s->plen + 64 + 3 * VG_RESP_NUM_MAX);
     int rc = vg_store_scratch_(s, bound, shards);
@@ -523,35 +524,51 @@ int vg_store_read_users_since(vg_store_t *s, const vg_store_since_t *from, size_
         return rc;
     char *p = s->sbuf;
     for (unsigned k = 0; k < shards; k++) {
+        const vg_store_since_t *f = &from[k];
+        char lo[VG_RESP_NUM_MAX + 1] = "(";
+        size_t n = isfinite(f->ts) ? vg_resp_fmt_num(lo + 1, f->ts) : (size_t)snprintf(lo + 1, sizeof lo - 1, "-inf");
+        int after = f->mode == VG_SINCE_AFTER;
         s->soff[k] = (uint32_t)(p - s->sbuf);
-        p = vg_resp_hdr(p, 8);
+        p = vg_resp_hdr(p, f->mode == VG_SINCE_AT ? 5 : 8);
         p = vg_resp_arg(p, "ZRANGEBYSCORE", 13);
         p = vg_store_users_key_(s, p, k);
-        p = isfinite(from[k].ts) ? vg_resp_num(p, from[k].ts) : vg_resp_arg(p, "-inf", 4);
+        p = vg_resp_arg(p, lo + !after, n + after);
+        if (f->mode == VG_SINCE_AT) {
+            p = vg_resp_arg(p, lo + 1, n);
+            p = vg_resp_arg(p, "WITHSCORES", 10);
+            continue;
+        }
         p = vg_resp_arg(p, "+inf", 4);
         p = vg_resp_arg(p, "WITHSCORES", 10);
         p = vg_resp_arg(p, "LIMIT", 5);
-        p = vg_resp_num(p, (double)from[k].skip);
+        p = vg_resp_arg(p, "0", 1);
         p = vg_resp_num(p, (double)max);
     }
     vg_assert((size_t)(p - s->sbuf) <= bound);
     return vg_store_submit_read_(s, (size_t)(p - s->sbuf), shards, rows, done, ud);
 }
 
-void vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n)
+size_t vg_store_since_past(vg_store_since_t *f, const double *ts, size_t n, size_t max, int *more)
 {
-    if (n == 0)
-        return;
-    double last = ts[n - 1];
-    size_t same = 1;
-    while (same < n && ts[n - 1 - same] == last)
-        same++;
-    if (last == f->ts) { /* the whole page at the cursor's ts */
-        f->skip += n;
-    } else {
-        f->ts = last;
-        f->skip = same;
+    *more = 0;
+    if (f->mode == VG_SINCE_AT) { /* the users at f->ts, read whole: above it next */
+        f->mode = VG_SINCE_AFTER;
+        *more = 1;
+        return n;
     }
+    if (n == 0)
+        return 0;
+    f->ts = ts[n - 1];
+    if (n < max) {
+        f->mode = VG_SINCE_FROM;
+        return n;
+    }
+    f->mode = VG_SINCE_AT;
+    *more = 1;
+    size_t take = n;
+    while (take > 0 && ts[take - 1] == f->ts)
+        take--;
+    return take;
 }
 
 /* One command on a set of recent users: <cmd> <p>vaegan:part:<part> a [b]. */
@@ -560,7 +577,7 @@ static int part_cmd(vg_store_t *s, const char *cmd, const char *part, size_t par
 {
     if (!s || s->closing || !part || !part_len || !alen)
         return VG_EINVAL;
-    size_t bound = 128 + s->plen + part_len + alen + blen;
+    size_t bound = VG_RESP_HDR_OVH + 4 * VG_RESP_ARG_OVH + 32 + s->plen + part_len + alen + blen;
     int rc = vg_store_scratch_(s, bound, 1);
     if (rc)
         return rc;

@@ -485,14 +485,26 @@ int vg_hist_apply(vg_hist_t *h, const char *user, size_t user_len, const char *i
     return apply_admitted(h, u, it, ts, removal);
 }
 
-int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int32_t *ui)
+/* Empties a user's mirror (not its place, LRU or counters of what is in
+ * flight): a read-back then brings the whole history again. */
+static void clear_user(vg_hist_t *h, vg_hist_user_t *u)
+{
+    for (int k = 0; k < u->n; k++)
+        h->pop[u->e[k].item]--;
+    h->entries -= (uint64_t)u->n;
+    u->n = 0;
+    u->rm_n = 0;
+    u->extra = 0;
+}
+
+int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int trust_owned, int32_t *ui)
 {
     int created;
     *ui = user_slot(h, user, user_len, &created);
     if (*ui < 0)
         return *ui;
     vg_hist_user_t *u = &h->u[*ui];
-    if (u->loading || (!created && vg_hist_owned(h, *ui)))
+    if (u->loading || (!created && trust_owned && vg_hist_owned(h, *ui)))
         return 0;
     double latest = -INFINITY;
     for (int k = 0; k < u->n; k++)
@@ -501,6 +513,7 @@ int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int
         latest = u->rm[k].ts > latest ? u->rm[k].ts : latest;
     if (!created && latest >= ts)
         return 0;
+    clear_user(h, u); /* Redis' history replaces it: removals made elsewhere apply */
     u->loading = 1;
     h->recent[h->recent_total++ % VG_HIST_RECENT] = *ui; /* active elsewhere: for the trainer's recent draws */
     return VG_HIST_RELOAD;

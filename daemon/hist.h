@@ -259,12 +259,14 @@ static inline int vg_hist_owned(const vg_hist_t *h, int32_t ui)
 
 /* A user to bring (back) into memory from Redis, whose latest event there
  * has ts (-INFINITY: unknown): VG_HIST_RELOAD when it must be read back (it
- * is new to memory, or, when newer than everything the mirror holds of it,
- * not owned: its events come to another daemon), with the user `loading`
- * (as vg_hist_add's VG_HIST_RELOAD); 0 when the mirror is as recent, or
- * the user is owned here, or being read back already; VG_ENOMEM.  *ui gets
- * the index.  Caller holds the write lock. */
-int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int32_t *ui);
+ * is new to memory, or newer there than everything the mirror holds of it
+ * and, with trust_owned, not owned: an owned user's events come here), with
+ * the user `loading` (as vg_hist_add's VG_HIST_RELOAD) and its mirror
+ * emptied, so that the read-back replaces it whole (items removed
+ * elsewhere go); 0 when the mirror is as recent, or trusted as owned, or
+ * being read back already; VG_ENOMEM.  *ui gets the index.  Caller holds
+ * the write lock. */
+int vg_hist_pull(vg_hist_t *h, const char *user, size_t user_len, double ts, int trust_owned, int32_t *ui);
 
 /* User ui leaves memory (its partition went to another daemon); a user
  * being read back stays.  Returns 1 when it left, 0, or VG_ENOMEM.  Caller

@@ -17,7 +17,8 @@
 #include "daemon/pipeline.h"
 
 #define TAIL_MS 2000
-#define TAIL_PAGE 5000 /* users per shard and page of the leader's tail */
+#define TAIL_PAGE 5000  /* users per shard and page of the leader's tail */
+#define SWEEP_TICKS 300 /* TAIL_MS ticks between the leader's reads of every user (10 min) */
 #define DROP_CHUNK 1024
 
 /* ---- read-backs ------------------------------------------------------------------ */
@@ -69,14 +70,20 @@ static void on_reload_done(void *ud, int status)
         vg_hist_reload_done(&p->hist, c->user);
     if (same && status) /* what Redis holds beyond what was read is not known */
         vg_hist_unsure(&p->hist, c->user);
-    int n_gone = vg_hist_evict(&p->hist, gone, 64); /* it may be evicted now: the bound holds without new batches */
+    int dropped = same && p->own.on && !p->own.leading && p->hist.u[c->user].part && !mark &&
+                  vg_hist_drop(&p->hist, c->user) == 1; /* its partition was revoked while it was read */
+    if (dropped)
+        gone[0] = c->user;
+    int n_evicted = vg_hist_evict(&p->hist, gone + dropped, 63); /* the bound holds without new batches */
+    int n_gone = dropped + n_evicted;
     int users = p->hist.live_users;
     vg_hist_unlock(&p->hist);
     vg_own_gone(p, gone, n_gone);
     if (mark && p->scorer) /* another daemon's user (the leader's tail) is not ranked here */
         vg_scorer_mark(p->scorer, c->user);
     vg_metric_inc(p->m_reloaded, 1);
-    vg_metric_inc(p->m_evicted, n_gone);
+    vg_metric_inc(p->m_evicted, n_evicted);
+    vg_metric_inc(p->own.m_dropped, dropped);
     vg_metric_set(p->m_users, users);
     free(c);
 }
@@ -114,7 +121,7 @@ static size_t pull_users(vg_pipe_t *p, int slot, const char *const *users, const
         int32_t ui;
         if (lens[k] == 0 || lens[k] > VG_ID_MAX || vg_forget_refuses(&p->forget, users[k], lens[k], ts[k]))
             continue;
-        int r = vg_hist_pull(&p->hist, users[k], lens[k], ts[k], &ui);
+        int r = vg_hist_pull(&p->hist, users[k], lens[k], ts[k], slot < 0, &ui); /* a warm-up trusts no one */
         if (r < 0)
             rc = r;
         else if (slot >= 0 && !vg_hist_owned(&p->hist, ui))
@@ -141,6 +148,11 @@ int vg_own_slot(vg_own_t *o, int32_t topic, int32_t partition)
         if (o->slot[k].topic == topic && o->slot[k].partition == partition)
             return o->last = k;
     const char *name = o->p->kafka ? vg_kafka_topic_name(o->p->kafka, topic) : NULL;
+    if (name && o->n_slots == VG_HIST_PARTS && !o->slots_full_logged) {
+        o->slots_full_logged = 1;
+        vg_log(VG_LOG_ERROR, "more than %d partitions: the users of %s:%d and further ones are owned by no one here",
+               VG_HIST_PARTS, name, (int)partition);
+    }
     if (!name || o->n_slots == VG_HIST_PARTS)
         return -1;
     vg_own_slot_t *s = &o->slot[o->n_slots];
@@ -178,15 +190,15 @@ static void on_warm_done(void *ud, int status)
     free(c);
 }
 
-static void warm(vg_own_t *o, int slot)
+/* Reads back the users of slot's set, at most max (0: all). */
+static void warm(vg_own_t *o, int slot, size_t max)
 {
     warm_ctx_t *c = malloc(sizeof *c);
     vg_own_slot_t *s = &o->slot[slot];
     int rc = c ? 0 : VG_ENOMEM;
     if (c) {
         *c = (warm_ctx_t){o, slot};
-        rc = vg_store_read_part(o->p->store, s->name, s->name_len, (size_t)o->p->hist.lim.max_users, on_warm_rows,
-                                on_warm_done, c);
+        rc = vg_store_read_part(o->p->store, s->name, s->name_len, max, on_warm_rows, on_warm_done, c);
     }
     if (rc) {
         vg_log(VG_LOG_ERROR, "cannot read the recent users of partition %s: %s", s->name, vg_strerror(rc));
@@ -238,6 +250,11 @@ void vg_own_assigned(vg_own_t *o, const vg_kafka_lag_t *a, int n)
             now[s] = 1;
     }
     vg_hist_t *h = &o->p->hist;
+    int assigned = 0;
+    for (int s = 0; s < o->n_slots; s++)
+        assigned += now[s];
+    /* each assigned partition's share of the memory bound: they fill it together */
+    size_t share = h->lim.max_users > 0 && assigned ? ((size_t)h->lim.max_users + assigned - 1) / assigned : 0;
     for (int s = 0; s < o->n_slots; s++) {
         if (now[s] == h->part_on[s])
             continue;
@@ -245,7 +262,7 @@ void vg_own_assigned(vg_own_t *o, const vg_kafka_lag_t *a, int n)
         h->part_on[s] = now[s];
         vg_hist_unlock(h);
         if (now[s]) {
-            warm(o, s);
+            warm(o, s, share);
         } else {
             uint64_t gone = o->leading ? 0 : drop_users(o, s);
             vg_log(VG_LOG_INFO, "partition %s went to another instance: %llu of its users left memory%s",
@@ -258,7 +275,8 @@ void vg_own_assigned(vg_own_t *o, const vg_kafka_lag_t *a, int n)
 
 typedef struct tail_ctx {
     vg_own_t *o;
-    int more; /* a shard's page was full: the next one at once */
+    unsigned gen; /* o->tail_gen when asked: the cursors were reset since when it differs */
+    int more;     /* a shard has more to read at once */
     size_t read;
 } tail_ctx_t;
 
@@ -266,12 +284,13 @@ static void on_tail_rows(void *ud, int k, const char *const *users, const size_t
 {
     tail_ctx_t *c = ud;
     vg_own_t *o = c->o;
-    if (k < 0 || k >= VG_STORE_USER_SHARDS)
+    if (k < 0 || k >= VG_STORE_USER_SHARDS || c->gen != o->tail_gen)
         return;
-    vg_store_since_past(&o->since[k], ts, n);
-    c->more |= n == TAIL_PAGE;
+    int more;
+    size_t take = vg_store_since_past(&o->since[k], ts, n, TAIL_PAGE, &more);
+    c->more |= more;
     if (o->leading)
-        c->read += pull_users(o->p, -1, users, lens, ts, n);
+        c->read += pull_users(o->p, -1, users, lens, ts, take);
 }
 
 static void tail(vg_own_t *o);
@@ -288,10 +307,7 @@ static void on_tail_done(void *ud, int status)
     if (status)
         vg_log(VG_LOG_WARN, "the leader's tail of vaegan:users: %s; tried again", vg_strerror(status));
     vg_metric_inc(o->m_tailed, (double)c->read);
-    int more = status == 0 && c->more;
-    if (!more) /* the next round reads the users at each newest ts again: one may have joined them */
-        for (int k = 0; k < VG_STORE_USER_SHARDS; k++)
-            o->since[k].skip = 0;
+    int more = (status == 0 && c->more) || c->gen != o->tail_gen; /* reset meanwhile: from the start at once */
     free(c);
     if (more && o->leading)
         tail(o);
@@ -302,7 +318,7 @@ static void tail(vg_own_t *o)
     tail_ctx_t *c = malloc(sizeof *c);
     if (!c)
         return;
-    *c = (tail_ctx_t){o, 0, 0};
+    *c = (tail_ctx_t){o, o->tail_gen, 0, 0};
     if (vg_store_read_users_since(o->p->store, o->since, TAIL_PAGE, on_tail_rows, on_tail_done, c)) {
         free(c);
         return;
@@ -310,21 +326,33 @@ static void tail(vg_own_t *o)
     o->tailing = 1;
 }
 
-/* The sets of this daemon's partitions that grew keep what a warm-up
- * reads, the most recent history.max_users users: they stay bounded while
- * users come and go (vaegan:users itself is DESIGN.md's, uncapped). */
+/* The tail reads every user again from the start (at election, and every
+ * SWEEP_TICKS: histories written with events older than the cursor). */
+static void tail_from_start(vg_own_t *o)
+{
+    o->tail_gen++;
+    for (int k = 0; k < VG_STORE_USER_SHARDS; k++)
+        o->since[k] = (vg_store_since_t){-INFINITY, VG_SINCE_FROM};
+    if (!o->tailing)
+        tail(o);
+}
+
+/* The sets of this daemon's partitions that grew keep their most recent
+ * history.max_users users, all that any warm-up reads: they stay bounded
+ * while users come and go (vaegan:users itself is DESIGN.md's, uncapped). */
 static void trim_parts(vg_own_t *o)
 {
     const vg_hist_t *h = &o->p->hist;
     for (int s = 0; s < o->n_slots; s++) {
-        if (!h->part_on[s] || !o->slot[s].added)
+        if (!h->part_on[s] || !o->slot[s].added || h->lim.max_users <= 0) /* 0: no bound, every user is warmed */
             continue;
-        o->slot[s].added = 0;
         int rc = vg_store_part_trim(o->p->store, o->slot[s].name, o->slot[s].name_len, (size_t)h->lim.max_users,
                                     NULL, NULL);
         if (rc)
-            vg_log(VG_LOG_ERROR, "cannot trim the recent users of partition %s: %s", o->slot[s].name,
+            vg_log(VG_LOG_ERROR, "cannot trim the recent users of partition %s: %s; tried again", o->slot[s].name,
                    vg_strerror(rc));
+        else
+            o->slot[s].added = 0;
     }
 }
 
@@ -338,7 +366,9 @@ static void on_timer(uv_timer_t *t)
     vg_metric_set(o->m_owned, owned);
     if (o->p->stopping || !o->p->redis_up)
         return;
-    if (o->leading && !o->tailing)
+    if (o->leading && ++o->ticks % SWEEP_TICKS == 0)
+        tail_from_start(o);
+    else if (o->leading && !o->tailing)
         tail(o);
     trim_parts(o);
 }
@@ -352,10 +382,8 @@ void vg_own_lead(vg_own_t *o, int leading)
         vg_hist_wrlock(&o->p->hist); /* its own counts are every user's now (the tail) */
         vg_hist_set_leader_pop(&o->p->hist, NULL, 0);
         vg_hist_unlock(&o->p->hist);
-        for (int k = 0; k < VG_STORE_USER_SHARDS; k++) /* every user once: the histories it did not see move on */
-            o->since[k] = (vg_store_since_t){-INFINITY, 0};
-        if (!o->tailing)
-            tail(o);
+        o->ticks = 0;
+        tail_from_start(o); /* every user once: the histories it did not see move on */
         return;
     }
     uint64_t gone = drop_users(o, -1);
@@ -380,7 +408,9 @@ int vg_own_share(vg_own_t *o, vg_pipe_t *p)
          VG_METRIC_GAUGE},
         {"vaegan_users_warmed_total", "Users read back from Redis when their partition was assigned here",
          VG_METRIC_COUNTER},
-        {"vaegan_users_dropped_total", "Users that left memory because their partition went to another instance",
+        {"vaegan_users_dropped_total",
+         "Users that left memory because this instance no longer owns them (their partition went to another "
+         "instance, or it stopped leading)",
          VG_METRIC_COUNTER},
         {"vaegan_users_tailed_total", "Users the leader read back because their history moved on elsewhere",
          VG_METRIC_COUNTER},

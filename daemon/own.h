@@ -9,27 +9,33 @@
  * slot in vg_hist_user_t.part).  A user is owned while the partition of its
  * latest applied event is assigned to this daemon (vg_hist_owned): the
  * scorer's background refresh covers only owned users, and re-ranks any
- * user whose events it applied.  On assign, the partition's most recent
- * history.max_users users are read back from Redis (the store is FIFO, so
- * the read queues ahead of the partition's first batch; a user whose
- * events arrive meanwhile is `loading` and its read-back holds them).  On
- * revoke or loss a follower drops the partition's users, and every user it
+ * user whose events it applied.  On assign, the partition's share of the
+ * memory bound, its history.max_users / (partitions assigned) most recent
+ * users, are read back from Redis unless the mirror is as recent (the
+ * store is FIFO, so the read queues ahead of the partition's first batch;
+ * a user whose events arrive meanwhile is `loading` and its read-back holds
+ * them).  On revoke or loss a follower drops the partition's users (and a
+ * user whose read-back was under way, once it is done), and every user it
  * does not own when it stops leading; the leader keeps them for training.
  * Every TAIL_MS the owner trims the sets of its partitions that had events
- * to what a warm-up reads, so they stay bounded while vaegan:users grows.
+ * to their history.max_users most recent users, so they stay bounded while
+ * vaegan:users grows.
  *
  * The leader's view.  The leader trains on every user's history: every
  * TAIL_MS it reads vaegan:users on from where it left off, by latest ts
- * (ZRANGEBYSCORE, pages of TAIL_PAGE per shard, the next page at once when
- * one is full; a cursor of ts and a count of users at that ts, so equal ts
- * across a page boundary lose none) and reads back the users it does not
- * own whose history moved on (vg_hist_pull).  An event older than its
- * user's latest moves no score: the tail misses that history change until
- * the user's next newer event (the lists are not affected, only what the
- * leader trains on).  Reading from Redis, rather
+ * (ZRANGEBYSCORE, pages of TAIL_PAGE per shard; after a full page the users
+ * at its last ts are read whole in one command, so equal ts across a page
+ * boundary lose none; vg_store_since_past), and reads back the users whose
+ * history moved on beyond the mirror's (vg_hist_pull; owned ones are
+ * trusted).  The cursor follows event time: a history written with events
+ * older than the cursor (a replayed backlog, a partition behind the others)
+ * is seen at the next read of every user, at election and every
+ * SWEEP_TICKS (10 min); an event older than its own user's latest moves no
+ * score and is seen with the user's next newer one.  Only what the leader
+ * trains on lags so; lists are not affected.  Reading from Redis, rather
  * than tailing every partition without a group: the histories are there
  * already, capped, with removals and erasures applied; memory is bounded
- * by history.max_users either way, and freshness by TAIL_MS.
+ * by history.max_users either way.
  *
  * Whatever lists another daemon writes from an older history, Redis
  * refuses (the versioned rec: write of cache/write.c); ownership is how
@@ -62,9 +68,11 @@ typedef struct vg_own {
     int on;                    /* several daemons share the work (vg_own_share) */
     int leading;
     int n_slots, last;         /* slots made so far; the last one found */
+    int slots_full_logged;
     vg_own_slot_t slot[VG_HIST_PARTS];
     uv_timer_t timer;          /* TAIL_MS: the owned gauge; the leader's tail; trims of the sets */
     int timer_open, tailing;
+    unsigned ticks, tail_gen;  /* timer ticks while leading; cursor resets */
     vg_store_since_t since[VG_STORE_USER_SHARDS]; /* where the tail goes on, per shard of vaegan:users */
     vg_metric_t *m_owned, *m_warmed, *m_dropped, *m_tailed;
 } vg_own_t;
@@ -74,8 +82,9 @@ typedef struct vg_own {
  * runs.  Returns 0 or VG_ENOMEM. */
 int vg_own_share(vg_own_t *o, struct vg_pipe *p);
 /* The slot of (topic id, partition), made at first sight; -1 when all
- * VG_HIST_PARTS are taken (its users are then never owned: their lists are
- * still re-ranked on their events). */
+ * VG_HIST_PARTS are taken (logged once; its users are then never owned:
+ * no background refresh, and with several daemons not even their first
+ * events' lists, which wait for the read-back). */
 int vg_own_slot(vg_own_t *o, int32_t topic, int32_t partition);
 /* The partitions assigned now (vg_kafka_lag's list, after each change):
  * new ones are warmed, gone ones dropped. */

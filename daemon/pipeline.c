@@ -597,7 +597,9 @@ static int open_metrics(vg_pipe_t *p)
     p->m_evicted = metric(p, "vaegan_users_evicted_total",
                           "Users evicted from memory (history.max_users; their Redis data stays)", VG_METRIC_COUNTER);
     p->m_reloaded = metric(p, "vaegan_users_reloaded_total",
-                           "Returning users whose history was read back from Redis", VG_METRIC_COUNTER);
+                           "Users whose history was read back from Redis (returning after an eviction; "
+                           "with several instances also new, warmed and tailed ones)",
+                           VG_METRIC_COUNTER);
     p->m_waiting = metric(p, "vaegan_items_waiting",
                           "Items not in the model yet (model.min_item_users, model.max_items)", VG_METRIC_GAUGE);
     p->m_items = metric(p, "vaegan_items", "Items known", VG_METRIC_GAUGE);

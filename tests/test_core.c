@@ -538,9 +538,10 @@ Test(rank, a_followers_popularity_is_the_leaders)
 }
 
 /* Several daemons (hist.shared): a user is owned while its partition's
- * slot is on; vg_hist_pull reads back a user new to memory, or one it
- * does not own whose latest event is newer than the mirror's; owned users
- * are not pulled (their events come here); vg_hist_drop lets a user go. */
+ * slot is on; vg_hist_pull reads back a user new to memory, or one whose
+ * latest event is newer than the mirror's (emptied first, so that Redis'
+ * history replaces it), unless owned and trusted (the tail; a warm-up
+ * trusts no one); vg_hist_drop lets a user go. */
 Test(hist, pull_and_drop_for_several_daemons)
 {
     vg_hist_t h;
@@ -549,17 +550,30 @@ Test(hist, pull_and_drop_for_several_daemons)
     h.shared = 1;
     int32_t ui;
     vg_hist_wrlock(&h);
-    cr_assert_eq(vg_hist_pull(&h, "a", 1, 5, &ui), 0, "as recent as Redis");
-    cr_assert_eq(vg_hist_pull(&h, "a", 1, 9, &ui), VG_HIST_RELOAD, "moved on elsewhere");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 5, 1, &ui), 0, "as recent as Redis");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 9, 1, &ui), VG_HIST_RELOAD, "moved on elsewhere");
     cr_assert(h.u[ui].loading);
+    cr_assert_eq(h.u[ui].n, 0, "emptied: the read-back replaces it whole");
+    cr_assert_eq(h.pop[0], 0);
+    cr_assert_eq(h.entries, 0);
+    const char *its[] = {"x"};
+    size_t lens[] = {1};
+    double ts[] = {5};
+    cr_assert_eq(vg_hist_reload(&h, ui, 0, its, lens, ts, 1), 0); /* Redis' history: x only */
+    cr_assert_eq(h.u[ui].n, 1);
+    cr_assert_eq(h.pop[0], 1);
     vg_hist_reload_done(&h, ui);
     h.u[ui].part = 3;
     cr_assert_not(vg_hist_owned(&h, ui), "slot 2 is not assigned here");
     h.part_on[2] = 1;
     cr_assert(vg_hist_owned(&h, ui));
-    cr_assert_eq(vg_hist_pull(&h, "a", 1, 99, &ui), 0, "owned: its events come here");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 99, 1, &ui), 0, "owned: its events come here");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 5, 0, &ui), 0, "a warm-up: as recent as Redis");
+    cr_assert_eq(vg_hist_pull(&h, "a", 1, 99, 0, &ui), VG_HIST_RELOAD, "a warm-up trusts no one");
+    vg_hist_reload(&h, ui, 0, its, lens, ts, 1);
+    vg_hist_reload_done(&h, ui);
     int32_t b;
-    cr_assert_eq(vg_hist_pull(&h, "b", 1, 1, &b), VG_HIST_RELOAD, "new to memory");
+    cr_assert_eq(vg_hist_pull(&h, "b", 1, 1, 1, &b), VG_HIST_RELOAD, "new to memory");
     cr_assert_eq(vg_hist_drop(&h, b), 0, "being read back: stays");
     vg_hist_reload_done(&h, b);
     cr_assert_eq(vg_hist_drop(&h, b), 1);

@@ -924,21 +924,34 @@ Test(store, partition_sets_and_users_since, .init = setup, .fini = teardown, .ti
     READ_INTO(vg_store_read_part(S, "t:1", 3, 0, rd_rows, job_cb, &r));
     cr_assert_str_eq(rd_out[0], "u3:3");
 
-    vg_store_since_t at[] = {{4, 0}, {7, 1}, {-INFINITY, 0}, {7, 0}, {7, 2}, {NAN, 0}};
+    vg_store_since_t at[] = {{4, VG_SINCE_FROM}, {4, VG_SINCE_AFTER}, {7, VG_SINCE_AT}, {-INFINITY, VG_SINCE_FROM},
+                             {NAN, VG_SINCE_FROM}, {-INFINITY, VG_SINCE_AT}};
     READ_INTO(vg_store_read_users_since(S, &at[0], 2, rd_rows, job_cb, &r)); /* from 4 on, two at most */
     cr_assert_str_eq(rd_out[0], "u4:4 u2:7");
-    READ_INTO(vg_store_read_users_since(S, &at[1], 2, rd_rows, job_cb, &r)); /* u2 at 7 read already */
-    cr_assert_str_eq(rd_out[0], "u5:7 u1:9");
-    READ_INTO(vg_store_read_users_since(S, &at[2], 2, rd_rows, job_cb, &r));
-    cr_assert_str_eq(rd_out[0], "u3:3 u4:4");
-    READ_INTO(vg_store_read_users_since(S, &at[3], 1, rd_rows, job_cb, &r)); /* a page ends between equal ts */
-    cr_assert_str_eq(rd_out[0], "u2:7");
-    READ_INTO(vg_store_read_users_since(S, &at[1], 1, rd_rows, job_cb, &r));
-    cr_assert_str_eq(rd_out[0], "u5:7");
-    READ_INTO(vg_store_read_users_since(S, &at[4], 1, rd_rows, job_cb, &r));
-    cr_assert_str_eq(rd_out[0], "u1:9");
+    READ_INTO(vg_store_read_users_since(S, &at[1], 2, rd_rows, job_cb, &r)); /* above 4 */
+    cr_assert_str_eq(rd_out[0], "u2:7 u5:7");
+    READ_INTO(vg_store_read_users_since(S, &at[2], 1, rd_rows, job_cb, &r)); /* all at 7, whatever max */
+    cr_assert_str_eq(rd_out[0], "u2:7 u5:7");
+    cr_assert_eq(vg_store_read_users_since(S, &at[4], 1, rd_rows, job_cb, &r), VG_EINVAL);
     cr_assert_eq(vg_store_read_users_since(S, &at[5], 1, rd_rows, job_cb, &r), VG_EINVAL);
     cr_assert_eq(vg_store_read_users_since(S, &at[0], 0, rd_rows, job_cb, &r), VG_EINVAL);
+    /* the cursor in pages of 2: a full page leaves its last ts to a whole read; each user taken once */
+    vg_store_since_t f = at[3];
+    const char *want[] = {"u3:3 u4:4", "u4:4", "u2:7 u5:7", "u2:7 u5:7", "u1:9"};
+    const size_t take[] = {1, 1, 0, 2, 1};
+    const int more[] = {1, 1, 1, 1, 0};
+    for (int k = 0; k < 5; k++) {
+        READ_INTO(vg_store_read_users_since(S, &f, 2, rd_rows, job_cb, &r));
+        cr_assert_str_eq(rd_out[0], want[k], "read %d", k);
+        double ts[2];
+        size_t n = 0;
+        for (const char *c = strchr(rd_out[0], ':'); c && n < 2; c = strchr(c + 1, ':'))
+            ts[n++] = atof(c + 1);
+        int m;
+        cr_assert_eq(vg_store_since_past(&f, ts, n, 2, &m), take[k], "read %d", k);
+        cr_assert_eq(m, more[k], "read %d", k);
+    }
+    cr_assert(f.ts == 9 && f.mode == VG_SINCE_FROM, "a short page: at its last ts, inclusive");
 
     READ_INTO(vg_store_part_trim(S, "t:0", 3, 1, job_cb, &r)); /* the most recent one stays */
     READ_INTO(vg_store_read_part(S, "t:0", 3, 0, rd_rows, job_cb, &r));

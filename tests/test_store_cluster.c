@@ -162,6 +162,9 @@ static void tail_rows(void *ud, int k, const char *const *users, const size_t *l
         tail_bad++;
         return;
     }
+    int more;
+    n = vg_store_since_past(&tail_at[k], ts, n, (size_t)(intptr_t)ud, &more);
+    tail_full |= more;
     for (size_t i = 0; i < n; i++) {
         char id[16] = "";
         int u = -1;
@@ -172,8 +175,6 @@ static void tail_rows(void *ud, int k, const char *const *users, const size_t *l
         else
             tail_seen[u]++;
     }
-    vg_store_since_past(&tail_at[k], ts, n);
-    tail_full |= n == (size_t)(intptr_t)ud;
 }
 
 static void tail_done(void *ud, int status) { (void)ud, tail_status = status; }
@@ -184,7 +185,7 @@ static int tail_answered(void *arg) { return (void)arg, tail_status != -2; }
 static void tail_everyone(vg_store_t *s, size_t page)
 {
     for (int k = 0; k < VG_STORE_USER_SHARDS; k++)
-        tail_at[k] = (vg_store_since_t){-INFINITY, 0};
+        tail_at[k] = (vg_store_since_t){-INFINITY, VG_SINCE_FROM};
     memset(tail_seen, 0, sizeof tail_seen);
     int rounds = 0;
     do {
