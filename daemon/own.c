@@ -83,7 +83,8 @@ static void on_reload_done(void *ud, int status)
         vg_scorer_mark(p->scorer, c->user);
     vg_metric_inc(p->m_reloaded, 1);
     vg_metric_inc(p->m_evicted, n_evicted);
-    vg_metric_inc(p->own.m_dropped, dropped);
+    if (dropped) /* only when sharing: the metric exists then */
+        vg_metric_inc(p->own.m_dropped, 1);
     vg_metric_set(p->m_users, users);
     free(c);
 }
