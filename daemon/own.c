@@ -149,13 +149,15 @@ int vg_own_slot(vg_own_t *o, int32_t topic, int32_t partition)
         if (o->slot[k].topic == topic && o->slot[k].partition == partition)
             return o->last = k;
     const char *name = o->p->kafka ? vg_kafka_topic_name(o->p->kafka, topic) : NULL;
-    if (name && o->n_slots == VG_HIST_PARTS && !o->slots_full_logged) {
-        o->slots_full_logged = 1;
-        vg_log(VG_LOG_ERROR, "more than %d partitions: the users of %s:%d and further ones are owned by no one here",
-               VG_HIST_PARTS, name, (int)partition);
-    }
-    if (!name || o->n_slots == VG_HIST_PARTS)
+    if (!name)
         return -1;
+    if (o->n_slots == VG_HIST_PARTS) {
+        if (!o->slots_full_logged)
+            vg_log(VG_LOG_ERROR, "more than %d partitions: the users of %s:%d and further ones are owned by no one "
+                   "here", VG_HIST_PARTS, name, (int)partition);
+        o->slots_full_logged = 1;
+        return -1;
+    }
     vg_own_slot_t *s = &o->slot[o->n_slots];
     int len = snprintf(s->name, sizeof s->name, "%s:%d", name, (int)partition);
     if (len < 0 || (size_t)len >= sizeof s->name)

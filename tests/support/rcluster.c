@@ -134,6 +134,20 @@ static int pick_ports(vgt_rcluster_t *rc)
     return k == 2 * rc->n ? 0 : -1;
 }
 
+/* Waits up to timeout_s for a redis-cli child (killed after that): 0 when
+ * it exited 0, else -1 with a line naming its log. */
+static int wait_cli(pid_t pid, int timeout_s, const char *what, const char *logf)
+{
+    int code = pid > 0 ? vgt_wait_exit(pid, timeout_s) : -1;
+    if (code == -1 && pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    if (code != 0)
+        fprintf(stderr, "rcluster: redis-cli --cluster %s exited %d (see %s)\n", what, code, logf);
+    return code == 0 ? 0 : -1;
+}
+
 /* redis-cli --cluster create over every node. */
 static int create(vgt_rcluster_t *rc)
 {
@@ -153,15 +167,7 @@ static int create(vgt_rcluster_t *rc)
     }
     argv[n] = NULL;
     snprintf(logf, sizeof logf, "%s/create.log", rc->dir);
-    pid_t pid = spawn_path(argv, logf);
-    int code = pid > 0 ? vgt_wait_exit(pid, 60) : -1;
-    if (code == -1 && pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    if (code != 0)
-        fprintf(stderr, "rcluster: redis-cli --cluster create exited %d (see %s)\n", code, logf);
-    return code == 0 ? 0 : -1;
+    return wait_cli(spawn_path(argv, logf), 60, "create", logf);
 }
 
 int vgt_rcluster_wait_ok(const vgt_rcluster_t *rc, long ms)
@@ -355,12 +361,7 @@ pid_t vgt_rcluster_reshard_start(const vgt_rcluster_t *rc, int from, int to, int
 
 int vgt_rcluster_reshard_wait(const vgt_rcluster_t *rc, pid_t pid, int timeout_s)
 {
-    int code = pid > 0 ? vgt_wait_exit(pid, timeout_s) : -1;
-    if (code == -1 && pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    if (code != 0)
-        fprintf(stderr, "rcluster: redis-cli --cluster reshard exited %d (see %s/reshard.log)\n", code, rc->dir);
-    return code == 0 ? 0 : -1;
+    char logf[PATH_MAX + 16];
+    snprintf(logf, sizeof logf, "%s/reshard.log", rc->dir);
+    return wait_cli(pid, timeout_s, "reshard", logf);
 }
