@@ -106,7 +106,14 @@ static void on_fatal(void *ud, const char *reason)
     fprintf(stderr, "[%s] fatal: %s\n", t->name, reason);
 }
 
-static const char *const mock_opts[] = {"session.timeout.ms", "6000", "fetch.wait.max.ms", "10", "debug", "cgrp"};
+/* The mock elects a group's generation session.timeout.ms - 1 s after a
+ * rebalance starts, with whoever has rejoined by then; a member that learns
+ * of the rebalance late (from a heartbeat, every 3 s by default) misses it,
+ * and its next commit, sent with the old generation, makes librdkafka call
+ * its partitions lost.  Heartbeats every 0.5 s keep every rejoin well inside
+ * the window on a loaded machine. */
+static const char *const mock_opts[] = {"session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+                                        "fetch.wait.max.ms", "10", "debug", "cgrp"};
 
 /* A configuration for the topics (copied by vg_kafka_init: they need to
  * live only until then). */
@@ -119,7 +126,7 @@ static vg_kafka_cfg_t cfg_topics(tctx_t *t, const char *addr, const char *const 
         .n_topics = n_topics,
         .group = group,
         .options = mock_opts,
-        .n_options = getenv("VGT_DEBUG") ? 3 : 2,
+        .n_options = getenv("VGT_DEBUG") ? 4 : 3,
         .commit_interval_ms = 100,
         .on_message = on_message,
         .on_assigned = on_assigned,
